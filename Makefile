@@ -1,0 +1,39 @@
+# Sealgate: `make run` starts it locally, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test bench docs lint clean system-packages
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c "import ensurepip" 2>/dev/null || scripts/debian-packages python3-venv
+	$(PYTHON) -c 'import sys; sys.exit("Sealgate needs Python >= 3.11") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/sealgate serve -c config.example.toml
+
+system-packages:
+	@scripts/debian-packages postfix swaks
+
+test: $(STAMP) system-packages
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/relay.py
+
+docs: $(STAMP)
+	$(BIN)/sealgate config-reference --format markdown > docs/configuration.md
+	$(BIN)/sealgate config-reference --format toml > config.example.toml
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,493 @@
+"""Sealgate's configuration: one typed schema, loaded from TOML.
+
+Every option lives here with its type, default and description; the example
+configuration and the reference in docs/ are generated from this module
+(:mod:`gateway.configdoc`), so the three cannot drift. Unknown keys, wrong types
+and impossible values are errors that name the key path and the problem, and
+all of them are reported at once.
+
+Relative paths in a configuration file are resolved against the directory of
+that file, so a configuration means the same whatever the working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import socket
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class HostPort(NamedTuple):
+    """A listening or connecting address."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+def _invalid(template: str, **context: Any) -> PydanticCustomError:
+    return PydanticCustomError("sealgate", template, context)
+
+
+def _parse_hostport(value: Any) -> HostPort:
+    if not isinstance(value, str):
+        raise _invalid('expected a string "host:port", got {value}', value=_toml(value))
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise _invalid('"{value}" is not of the form host:port', value=value)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise _invalid('"{value}": write an IPv6 address in brackets, [::1]:25', value=value)
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise _invalid('"{value}" is not a valid port', value=value)
+    return HostPort(host, int(port_text))
+
+
+def _parse_listen_list(value: Any) -> list[HostPort]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise _invalid('expected "host:port" or a list of them, got {value}', value=_toml(value))
+    return [_parse_hostport(item) for item in items]
+
+
+def _parse_network(value: Any) -> IPNetwork:
+    if not isinstance(value, str):
+        raise _invalid("expected a string, got {value}", value=_toml(value))
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise _invalid('"{value}" is not an IP address or CIDR network', value=value) from None
+
+
+def _parse_path(value: Any, info: ValidationInfo) -> Path | None:
+    if not isinstance(value, str):
+        raise _invalid("expected a path string, got {value}", value=_toml(value))
+    if value == "":
+        return None
+    path = Path(value)
+    base = (info.context or {}).get("base_dir")
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return path
+
+
+def _parse_existing_file(value: Any, info: ValidationInfo) -> Path | None:
+    path = _parse_path(value, info)
+    if path is not None and not path.is_file():
+        raise _invalid('"{value}": no such file', value=str(path))
+    return path
+
+
+def _parse_hostname(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _invalid("expected a string, got {value}", value=_toml(value))
+    if not value:
+        fqdn = socket.getfqdn()
+        return fqdn if _valid_hostname(fqdn) else "localhost"
+    if not _valid_hostname(value):
+        raise _invalid('"{value}" is not a valid host name', value=value)
+    return value
+
+
+def _valid_hostname(name: str) -> bool:
+    labels = name.rstrip(".").split(".")
+    return len(name) <= 253 and all(
+        label and len(label) <= 63 and _is_ldh(label) for label in labels
+    )
+
+
+def _is_ldh(label: str) -> bool:
+    return label.replace("-", "").isalnum() and label.isascii() and not label.startswith("-")
+
+
+ListenList = Annotated[list[HostPort], PlainValidator(_parse_listen_list)]
+Address = Annotated[HostPort, PlainValidator(_parse_hostport)]
+Network = Annotated[IPNetwork, PlainValidator(_parse_network)]
+OptionalPath = Annotated[Path | None, PlainValidator(_parse_path)]
+ExistingFile = Annotated[Path | None, PlainValidator(_parse_existing_file)]
+Hostname = Annotated[str, PlainValidator(_parse_hostname)]
+Seconds = Annotated[float, Field(gt=0, le=86400)]
+
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TLSServer(Section):
+    """TLS for the SMTP listener (STARTTLS). Without a certificate, STARTTLS and AUTH
+    are not offered."""
+
+    certificate: ExistingFile = Field(
+        None, description="PEM certificate chain for STARTTLS. Empty: no STARTTLS."
+    )
+    key: ExistingFile = Field(None, description="PEM private key that goes with the certificate.")
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = Field(
+        "TLSv1.2", description="Oldest TLS version a client may negotiate."
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> TLSServer:
+        if (self.certificate is None) != (self.key is None):
+            raise _invalid("certificate and key must be set together")
+        return self
+
+
+class AuthUser(Section):
+    """One SMTP AUTH account."""
+
+    name: str = Field(description="User name the client sends with AUTH PLAIN or LOGIN.")
+    password_hash: str = Field(
+        description="Argon2id hash of the password, made with `sealgate hash-password`."
+    )
+
+    @model_validator(mode="after")
+    def _hash(self) -> AuthUser:
+        if not self.password_hash.startswith("$argon2id$"):
+            raise _invalid(
+                "password_hash is not an argon2id hash; make one with `sealgate hash-password`"
+            )
+        return self
+
+
+class Auth(Section):
+    """SMTP AUTH (PLAIN, LOGIN) for clients outside `smtp.allow_networks`. Offered only
+    after STARTTLS, so it needs `smtp.tls`."""
+
+    users: list[AuthUser] = Field([], description="Accounts allowed to submit mail.")
+    max_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Failed AUTH attempts from one address before it is locked out.",
+    )
+    lockout: Seconds = Field(
+        900,
+        description="Seconds a locked-out address waits; failures older than this are forgotten.",
+    )
+
+
+class SMTP(Section):
+    """The SMTP listener that the MTA in front (Postfix, Exchange) relays to."""
+
+    listen: ListenList = Field(
+        [HostPort("127.0.0.1", 10025)],
+        description='Addresses to listen on, "host:port" or a list of them.',
+    )
+    hostname: Hostname = Field(
+        "",
+        validate_default=True,
+        description="Name in the greeting, EHLO and Received headers. Empty: this host's FQDN.",
+    )
+    allow_networks: list[Network] = Field(
+        [_parse_network(n) for n in LOOPBACK],
+        description="Clients in these networks may submit without AUTH. Anyone else must "
+        "authenticate or is refused (5.7.1): Sealgate is never an open relay.",
+    )
+    xforward_hosts: list[Network] = Field(
+        [_parse_network(n) for n in LOOPBACK],
+        description="Clients trusted to send XFORWARD (the original client of the MTA in front).",
+    )
+    require_tls: bool = Field(False, description="Refuse MAIL before STARTTLS.")
+    max_message_size: int = Field(
+        10_240_000,
+        ge=1024,
+        le=1 << 31,
+        description="Largest message in bytes, advertised with SIZE; larger ones get 552 5.3.4. "
+        "Keep it equal to Postfix's message_size_limit.",
+    )
+    max_recipients: int = Field(
+        1000, ge=1, le=100_000, description="Recipients per transaction; more get 452 4.5.3."
+    )
+    max_connections: int = Field(
+        200, ge=1, le=100_000, description="Concurrent SMTP connections; more get 421 4.7.0."
+    )
+    memory_budget: int = Field(
+        268_435_456,
+        ge=1 << 20,
+        description="Bytes of message data held in memory by all transactions together; a "
+        "transaction that would exceed it gets 452 4.3.1 and is retried by the sender.",
+    )
+    command_timeout: Seconds = Field(300, description="Idle seconds allowed between commands.")
+    data_timeout: Seconds = Field(300, description="Idle seconds allowed while receiving DATA.")
+    tls: TLSServer = Field(TLSServer(), description="")
+    auth: Auth = Field(Auth(), description="")
+
+    @model_validator(mode="after")
+    def _tls_needed(self) -> SMTP:
+        if self.require_tls and self.tls.certificate is None:
+            raise _invalid("require_tls = true needs smtp.tls.certificate and smtp.tls.key")
+        if self.auth.users and self.tls.certificate is None:
+            raise _invalid(
+                "smtp.auth.users are set but AUTH is offered only after STARTTLS: "
+                "set smtp.tls.certificate and smtp.tls.key"
+            )
+        return self
+
+
+class Upstream(Section):
+    """The MTA that Sealgate relays to (Postfix's re-injection port, or the smart host)."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="Host name or address.")
+    port: int = Field(10026, ge=1, le=65535, description="Port.")
+    tls: Literal["none", "starttls", "implicit"] = Field(
+        "none", description='"none", "starttls" (required, not opportunistic) or "implicit" TLS.'
+    )
+    verify_certificate: bool = Field(
+        True, description="Verify the upstream certificate and host name."
+    )
+    ca_file: ExistingFile = Field(
+        None, description="PEM bundle of CAs to trust. Empty: the system's CAs."
+    )
+    server_name: str = Field(
+        "", description="Name to expect in the certificate. Empty: `upstream.host`."
+    )
+    username: str = Field("", description="AUTH user name. Empty: no AUTH.")
+    password: str = Field("", description="AUTH password (prefer `password_file`).")
+    password_file: ExistingFile = Field(
+        None, description="File holding the AUTH password on its first line."
+    )
+    helo_name: str = Field("", description="Name sent in EHLO. Empty: `smtp.hostname`.")
+    connect_timeout: Seconds = Field(30, description="Seconds to connect and get the greeting.")
+    command_timeout: Seconds = Field(120, description="Seconds to wait for a reply to a command.")
+    data_timeout: Seconds = Field(
+        600, description="Seconds to wait for the reply after the message data."
+    )
+    max_idle_connections: int = Field(
+        8, ge=0, le=1000, description="Connections kept open for reuse. 0: one per message."
+    )
+    idle_timeout: Seconds = Field(
+        30, description="Seconds an unused connection is kept before it is closed."
+    )
+
+    @model_validator(mode="after")
+    def _auth(self) -> Upstream:
+        if self.password and self.password_file is not None:
+            raise _invalid("set password or password_file, not both")
+        if (self.password or self.password_file) and not self.username:
+            raise _invalid("a password is set but username is empty")
+        if self.username and self.tls == "none":
+            raise _invalid(
+                'username is set but tls = "none": AUTH would cross the network in clear'
+            )
+        return self
+
+    def read_password(self) -> str:
+        """The AUTH password, from `password_file` when that is set."""
+        if self.password_file is None:
+            return self.password
+        lines = self.password_file.read_text().splitlines()
+        return lines[0] if lines else ""
+
+
+class Loop(Section):
+    """The loop marker: an HMAC that Sealgate puts on every message it relays, so that
+    mail which comes back is recognised and never processed twice."""
+
+    secret_file: OptionalPath = Field(
+        "var/loop.key",
+        validate_default=True,
+        description="File holding the HMAC secret; created with a random secret when missing. "
+        "Nodes that share an upstream must share it.",
+    )
+    max_age: float = Field(
+        432_000,
+        gt=0,
+        le=90 * 86400,
+        description="Seconds a marker stays valid (Postfix's maximal_queue_lifetime).",
+    )
+    max_hops: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Times a message may pass Sealgate (counted in its Received fields) "
+        "before it is refused as a loop (554 5.4.6).",
+    )
+
+
+class Log(Section):
+    """Logging to standard error: one line per SMTP transaction."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe level logged."
+    )
+    format: Literal["text", "json"] = Field(
+        "text", description='"text" (key=value) or "json" lines.'
+    )
+
+
+class Service(Section):
+    """The running service."""
+
+    workers: int = Field(
+        1, ge=1, le=256, description="Processes sharing the listen port (SO_REUSEPORT)."
+    )
+    shutdown_timeout: Seconds = Field(
+        30, description="Seconds to finish transactions in flight after SIGTERM."
+    )
+
+
+class DevOutbox(Section):
+    """A local SMTP sink for development: it stores every message it receives as an
+    .eml file. Never enable it in production."""
+
+    enabled: bool = Field(False, description="Start the outbox together with `sealgate serve`.")
+    listen: Address = Field(HostPort("127.0.0.1", 10026), description="Address it listens on.")
+    directory: OptionalPath = Field(
+        "var/outbox", validate_default=True, description="Directory for the .eml files."
+    )
+
+
+class Config(Section):
+    """Sealgate's configuration."""
+
+    smtp: SMTP = Field(SMTP(), description="")
+    upstream: Upstream = Field(Upstream(), description="")
+    loop: Loop = Field(Loop(), description="")
+    log: Log = Field(Log(), description="")
+    service: Service = Field(Service(), description="")
+    dev_outbox: DevOutbox = Field(DevOutbox(), description="")
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a configuration file; raise :class:`ConfigError` with every problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read: {error.strerror}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), ["not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(path), [f"not valid TOML: {error}"]) from None
+    return parse(data, source=str(path), base_dir=path.resolve().parent)
+
+
+def parse(
+    data: dict[str, Any], *, source: str = "<config>", base_dir: Path | None = None
+) -> Config:
+    try:
+        return Config.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as error:
+        raise ConfigError(source, describe(error, data)) from None
+
+
+def describe(error: ValidationError, data: dict[str, Any]) -> list[str]:
+    """One line per problem: ``key.path: what is wrong``."""
+    return [_describe_one(item, data) for item in error.errors(include_url=False)]
+
+
+def _describe_one(item: Any, data: dict[str, Any]) -> str:
+    loc = tuple(item["loc"])
+    kind = item["type"]
+    path = key_path(loc)
+    if kind == "extra_forbidden":
+        return f"{path}: unknown option{_suggestion(loc)}"
+    if kind == "missing":
+        return f"{path}: required option is missing"
+    shown = _toml(item.get("input"))
+    if kind in {"int_type", "int_parsing", "int_from_float"}:
+        return f"{path}: expected an integer, got {shown}"
+    if kind in {"float_type", "float_parsing"}:
+        return f"{path}: expected a number, got {shown}"
+    if kind == "bool_type":
+        return f"{path}: expected true or false, got {shown}"
+    if kind == "string_type":
+        return f"{path}: expected a string, got {shown}"
+    if kind in {"tuple_type", "list_type"}:
+        return f"{path}: expected a list, got {shown}"
+    if kind in {"model_type", "model_attributes_type", "dataclass_type"}:
+        return f"{path}: expected a table, got {shown}"
+    if kind == "literal_error":
+        expected = str(item["ctx"]["expected"]).replace("'", '"')
+        return f"{path}: must be one of {expected}, got {shown}"
+    if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        bound = next(iter(item["ctx"].values()))
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        words = {
+            "greater_than": "greater than",
+            "greater_than_equal": "at least",
+            "less_than": "less than",
+            "less_than_equal": "at most",
+        }[kind]
+        return f"{path}: must be {words} {bound}, got {shown}"
+    return f"{path}: {item['msg']}"
+
+
+def key_path(loc: Iterable[Any]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{part}]"]
+        else:
+            parts.append(str(part))
+    return ".".join(parts) or "(top level)"
+
+
+def _suggestion(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        model = _model_of(field.annotation) if field else None
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _toml(value: Any) -> str:
+    """A value as it would be written in TOML, for error messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)

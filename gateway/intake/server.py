@@ -1,0 +1,399 @@
+"""The SMTP protocol as Sealgate speaks it: aiosmtpd's server with our rules.
+
+What this adds to aiosmtpd's ``SMTP``:
+
+- DATA is read here, so that a bare CR or LF anywhere in the data is refused
+  (the SMTP smuggling defence, RFC 5321 2.3.8), the size limit answers
+  ``552 5.3.4``, long lines are accepted rather than bounced, memory is
+  accounted for, and the idle timer does not fire while the pipeline works.
+- XFORWARD (Postfix's extension) from trusted hosts only.
+- AUTH PLAIN and LOGIN checked against Argon2id hashes off the event loop,
+  with lockout after repeated failures.
+- An unexpected error answers ``451 4.3.0``, never aiosmtpd's ``500`` with
+  the exception text, and every reply carries an enhanced status code.
+- A connection limit and a graceful close for shutdown.
+
+This relies on aiosmtpd internals (``_reader``, ``_reset_timeout``,
+``_handle_client``), which is why pyproject.toml pins aiosmtpd to 1.4.x.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+import re
+import secrets
+from base64 import b64decode
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
+
+from gateway import config
+from gateway.errors import INTERNAL_ERROR
+from gateway.intake.access import Credentials, in_networks
+
+log = logging.getLogger("sealgate.intake")
+
+XFORWARD_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
+_UNAVAILABLE = {"[UNAVAILABLE]", "[TEMPUNAVAIL]"}
+_XTEXT = re.compile(r"\+([0-9A-Fa-f]{2})")
+_HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}")
+# Enhanced codes (RFC 3463) for aiosmtpd's own replies, which have none.
+_DEFAULT_ENHANCED = {
+    "221": "2.0.0", "250": "2.0.0", "235": "2.7.0", "252": "2.5.0",
+    "421": "4.3.2", "451": "4.3.0", "452": "4.5.3", "454": "4.7.0",
+    "500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1", "504": "5.5.4",
+    "530": "5.7.0", "535": "5.7.8", "538": "5.7.11", "550": "5.7.1", "552": "5.3.4",
+    "553": "5.1.3", "554": "5.7.0", "555": "5.5.4",
+}  # fmt: skip
+_BUDGET_STEP = 1 << 20
+_TIMER_STEP = 1 << 16
+
+SIZE_EXCEEDED = "552 5.3.4 Message size exceeds fixed maximum message size"
+NO_MEMORY = "452 4.3.1 Insufficient system storage; please try again later"
+BARE_NEWLINE = (
+    "554 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF "
+    "(RFC 5321 2.3.8)"
+)
+SHUTTING_DOWN = "421 4.3.2 Service shutting down; please try again later"
+
+
+class MemoryBudget:
+    """Bytes of message data that all transactions together may hold."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def reserve(self, amount: int) -> bool:
+        if self.used + amount > self.limit:
+            return False
+        self.used += amount
+        return True
+
+    def release(self, amount: int) -> None:
+        self.used = max(0, self.used - amount)
+
+
+class SealgateSession(Session):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.xforward: dict[str, str | None] = {}
+
+
+class SealgateEnvelope(Envelope):
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue_id = ""
+
+
+def new_queue_id() -> str:
+    """A short random id for one transaction, shown to the client and in every log line."""
+    return secrets.token_hex(6).upper()
+
+
+@dataclass
+class Limits:
+    """What one connection needs to know of the whole server."""
+
+    settings: config.SMTP
+    credentials: Credentials
+    budget: MemoryBudget
+    connections: set[SealgateSMTP]
+
+
+class SealgateSMTP(SMTP):
+    def __init__(self, handler: Any, limits: Limits, tls_context: Any) -> None:
+        settings = limits.settings
+        super().__init__(
+            handler,
+            data_size_limit=settings.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=settings.hostname,
+            ident="Sealgate ESMTP",
+            tls_context=tls_context,
+            require_starttls=False,
+            timeout=settings.command_timeout,
+            auth_require_tls=True,
+            auth_exclude_mechanism=[] if limits.credentials.enabled else ["PLAIN", "LOGIN"],
+            command_call_limit={"AUTH": limits.settings.auth.max_failures, "*": 1 << 30},
+        )
+        self.limits = limits
+        self.reserved = 0
+        self.processing = False
+        self.closing = False
+        self._greeting_reply = False
+
+    # -- connection life -------------------------------------------------
+
+    def _create_session(self) -> Session:
+        return SealgateSession(self.loop)
+
+    def _create_envelope(self) -> Envelope:
+        return SealgateEnvelope()
+
+    async def _handle_client(self) -> None:
+        connections = self.limits.connections
+        if len(connections) >= self.limits.settings.max_connections:
+            log.warning("connection refused: too many connections", extra={"fields": self._who()})
+            await self.push("421 4.7.0 Too many connections; please try again later")
+            self._close()
+            return
+        connections.add(self)
+        try:
+            await super()._handle_client()
+        finally:
+            connections.discard(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.limits.connections.discard(self)
+        self._release_budget()
+        super().connection_lost(error)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def in_transaction(self) -> bool:
+        return self.processing or bool(self.envelope is not None and self.envelope.mail_from)
+
+    async def close_gracefully(self) -> None:
+        """Say goodbye now if idle; otherwise after the transaction's reply."""
+        self.closing = True
+        if not self.in_transaction() and self.transport is not None:
+            await self.push(SHUTTING_DOWN)
+            self._close()
+
+    def _who(self) -> dict[str, Any]:
+        peer = self.session.peer if self.session else None
+        return {"client": peer[0] if peer else None}
+
+    # -- replies -----------------------------------------------------------
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._greeting_reply = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._greeting_reply = False
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._greeting_reply = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._greeting_reply = False
+
+    async def push(self, status: str | bytes) -> None:
+        # RFC 2034 3: every reply but the greeting and HELO/EHLO's carries an
+        # enhanced code once ENHANCEDSTATUSCODES is announced.
+        if isinstance(status, str) and not self._greeting_reply and not _HAS_ENHANCED.match(status):
+            enhanced = _DEFAULT_ENHANCED.get(status[:3])
+            if enhanced and status[3:4] == " ":
+                status = f"{status[:3]} {enhanced}{status[3:]}"
+        await super().push(status)
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("unexpected error in SMTP session", exc_info=error, extra={"fields": self._who()})
+        return str(INTERNAL_ERROR)
+
+    def _set_post_data_state(self) -> None:
+        self._release_budget()
+        super()._set_post_data_state()
+
+    def _release_budget(self) -> None:
+        if self.reserved:
+            self.limits.budget.release(self.reserved)
+            self.reserved = 0
+
+    def reserve(self, total: int) -> bool:
+        """Make sure this transaction holds at least ``total`` bytes of the budget."""
+        if total <= self.reserved:
+            return True
+        step = max(total - self.reserved, _BUDGET_STEP)
+        if not self.limits.budget.reserve(step):
+            return False
+        self.reserved += step
+        return True
+
+    # -- XFORWARD (www.postfix.org/XFORWARD_README.html) ---------------------
+
+    @syntax("XFORWARD attribute=value ...")
+    async def smtp_XFORWARD(self, arg: str | None) -> None:
+        assert self.session is not None and self.envelope is not None
+        if not self.xforward_allowed():
+            await self.push("550 5.7.0 Error: insufficient authorization")
+            return
+        if self.envelope.mail_from:
+            await self.push("503 5.5.1 Error: MAIL transaction in progress")
+            return
+        if not arg:
+            await self.push("501 5.5.4 Syntax: XFORWARD attribute=value ...")
+            return
+        update: dict[str, str | None] = {}
+        for item in arg.split():
+            name, eq, value = item.partition("=")
+            if not eq or name.upper() not in XFORWARD_ATTRIBUTES:
+                await self.push(f"501 5.5.4 Bad XFORWARD attribute: {name[:30]!r}")
+                return
+            decoded = _XTEXT.sub(lambda m: chr(int(m.group(1), 16)), value)
+            update[name.lower()] = None if decoded in _UNAVAILABLE else decoded
+        assert isinstance(self.session, SealgateSession)
+        self.session.xforward.update(update)
+        await self.push("250 2.0.0 Ok")
+
+    def xforward_allowed(self) -> bool:
+        peer = self.session.peer if self.session else None
+        return bool(peer) and in_networks(peer[0], self.limits.settings.xforward_hosts)
+
+    # -- AUTH ------------------------------------------------------------------
+
+    async def auth_PLAIN(self, _: SMTP, args: list[str]) -> AuthResult:
+        if await self._refuse_locked_out():
+            return AuthResult(success=False, handled=True)
+        if len(args) == 1:
+            blob = await self.challenge_auth("")
+            if not isinstance(blob, bytes):
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = b64decode(args[1], validate=True)
+            except binascii.Error:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\0")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        return await self._check_login(parts[1], parts[2])
+
+    async def auth_LOGIN(self, _: SMTP, args: list[str]) -> AuthResult:
+        if await self._refuse_locked_out():
+            return AuthResult(success=False, handled=True)
+        if len(args) == 1:
+            login = await self.challenge_auth(self.AuthLoginUsernameChallenge)
+        else:
+            try:
+                login = b64decode(args[1], validate=True)
+            except binascii.Error:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        if not isinstance(login, bytes):
+            return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
+        if not isinstance(password, bytes):
+            return AuthResult(success=False, handled=True)
+        return await self._check_login(login, password)
+
+    async def _refuse_locked_out(self) -> bool:
+        assert self.session is not None
+        if self.limits.credentials.locked_out(self.session.peer[0]):
+            await self.push("454 4.7.0 Too many failed authentications; please try again later")
+            return True
+        return False
+
+    async def _check_login(self, login: bytes, password: bytes) -> AuthResult:
+        assert self.session is not None
+        client = self.session.peer[0]
+        name = await self.limits.credentials.verify(client, login, password)
+        if name is None:
+            log.warning(
+                "authentication failed",
+                extra={"fields": {"client": client, "user": login.decode("utf-8", "replace")[:64]}},
+            )
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=name)
+
+    # -- DATA ------------------------------------------------------------------
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content, problem = await self._receive_data()
+        if problem is not None:
+            self._set_post_data_state()
+            await self.push(problem)
+            await self._close_if_shutting_down()
+            return
+        self.envelope.content = self.envelope.original_content = content
+        # The client waits for our reply while the pipeline works: that is
+        # not idleness, so the idle timer must not cut the connection.
+        self.processing = True
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        try:
+            status = await self._call_handler_hook("DATA")
+        finally:
+            self.processing = False
+            self._reset_timeout()
+        self._set_post_data_state()
+        await self.push(status)
+        await self._close_if_shutting_down()
+
+    async def _close_if_shutting_down(self) -> None:
+        if self.closing:
+            await self.push(SHUTTING_DOWN)
+            self._close()
+
+    async def _receive_data(self) -> tuple[bytes, str | None]:
+        """Read DATA up to the lone dot; the content, or the reply that refuses it.
+
+        Only CRLF ends a line (aiosmtpd already ends DATA at CRLF.CRLF only);
+        any other CR or LF makes the message refused, so that no reading of
+        "end of data" other than the standard one can matter downstream.
+        Lines longer than the stream limit arrive in pieces and are joined.
+        """
+        reader = self._reader
+        limit = self.data_size_limit or 0
+        content = bytearray()
+        pieces: list[bytes] = []
+        size = 0
+        since_timer = 0
+        problem: str | None = None
+        self._reset_timeout(self.limits.settings.data_timeout)
+        while True:
+            try:
+                line = await reader.readuntil(b"\r\n")
+                text = line[:-2]
+            except asyncio.LimitOverrunError as overrun:
+                line = text = await reader.read(overrun.consumed)
+            size += len(line)
+            since_timer += len(line)
+            if since_timer >= _TIMER_STEP:
+                self._reset_timeout(self.limits.settings.data_timeout)
+                since_timer = 0
+            if b"\r" in text or b"\n" in text:
+                problem = problem or BARE_NEWLINE
+            if not line.endswith(b"\r\n"):
+                pieces.append(line)
+                continue
+            if pieces:
+                line = b"".join(pieces) + line
+                pieces.clear()
+            elif line == b".\r\n":
+                break
+            if problem is not None:
+                continue
+            if limit and size > limit:
+                problem = SIZE_EXCEEDED
+            elif not self.reserve(len(content) + len(line)):
+                problem = NO_MEMORY
+            else:
+                content += line[1:] if line.startswith(b".") else line
+                continue
+            content = bytearray()
+        return bytes(content), problem

@@ -1,0 +1,44 @@
+"""Reading a message's header without re-serialising it.
+
+A relayed message must leave with the bytes it arrived with, or the sender's
+DKIM signature breaks (RFC 6376 3.4: even "relaxed" canonicalisation does not
+survive a re-encoded body). So Sealgate never round-trips a relayed message
+through :mod:`email`; it reads header fields from the raw bytes and only ever
+prepends new fields.
+"""
+
+from __future__ import annotations
+
+import re
+
+CRLF = b"\r\n"
+_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", re.MULTILINE)
+
+
+def header_block(data: bytes) -> bytes:
+    """The header section including its final CRLF, without the empty separator line."""
+    if data.startswith(CRLF):
+        return b""
+    end = data.find(b"\r\n\r\n")
+    return data if end < 0 else data[: end + 2]
+
+
+def fields(header: bytes) -> list[tuple[str, bytes, int]]:
+    """(lower-case name, raw unfolded value, offset of the field) for each header field."""
+    return [
+        (m.group(1).decode("ascii").lower(), _unfold(m.group(2)), m.start())
+        for m in _FIELD.finditer(header)
+    ]
+
+
+def first_value(data: bytes, name: str) -> str | None:
+    """The first value of header field ``name`` as text, or None when absent."""
+    wanted = name.lower()
+    for field_name, value, _ in fields(header_block(data)):
+        if field_name == wanted:
+            return value.decode("utf-8", "replace").strip()
+    return None
+
+
+def _unfold(value: bytes) -> bytes:
+    return value.replace(b"\r\n", b"")

@@ -1,0 +1,191 @@
+"""Running Sealgate: build the parts from the configuration, serve, reload, stop.
+
+One process runs the SMTP intake, the pipeline and its upstream pool (and the
+development outbox when configured). With ``service.workers`` above one, a
+supervisor process starts that many worker processes that share the listen
+ports with SO_REUSEPORT, forwards SIGTERM and SIGHUP to them and restarts a
+worker that dies.
+
+Signals: SIGTERM or SIGINT stop accepting connections, let transactions in
+flight finish (at most ``service.shutdown_timeout`` seconds) and exit 0.
+SIGHUP re-reads the configuration file and applies it to new connections:
+TLS certificates, access lists, AUTH accounts, limits, the upstream and the
+loop marker. Listen addresses, workers and the outbox need a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway import config, devoutbox, logsetup
+from gateway.intake import IntakeServer
+from gateway.logsetup import event
+from gateway.loopmarker import LoopMarker, load_or_create_secret
+from gateway.pipeline import Pipeline
+from gateway.upstream import UpstreamPool
+
+log = logging.getLogger("sealgate.service")
+
+_RESTART_NEEDED = ("smtp.listen", "service.workers", "dev_outbox")
+
+
+def build_pipeline(cfg: config.Config) -> Pipeline:
+    if cfg.loop.secret_file is None:
+        raise config.ConfigError("config", ["loop.secret_file: must be set"])
+    secret = load_or_create_secret(cfg.loop.secret_file)
+    marker = LoopMarker(secret, cfg.loop.max_age)
+    upstream = UpstreamPool(cfg.upstream, cfg.smtp.hostname)
+    return Pipeline(upstream, marker, cfg.smtp.hostname, cfg.loop.max_hops)
+
+
+class Gateway:
+    """The parts of one Sealgate process, with start, reload and stop."""
+
+    def __init__(
+        self, cfg: config.Config, source: Path | None = None, *, with_outbox: bool = True
+    ) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.pipeline = build_pipeline(cfg)
+        self.intake = IntakeServer(cfg.smtp, self.pipeline, str(source or "config"))
+        self._with_outbox = with_outbox and cfg.dev_outbox.enabled
+        self._outbox: asyncio.Server | None = None
+
+    async def start(self, *, reuse_port: bool = False) -> None:
+        if self._with_outbox:
+            outbox = self.cfg.dev_outbox
+            assert outbox.directory is not None
+            self._outbox = await devoutbox.start(outbox.listen, outbox.directory)
+        await self.intake.start(reuse_port=reuse_port)
+        event(
+            log,
+            logging.INFO,
+            "listening",
+            smtp=[str(a) for a in self.intake.addresses],
+            upstream=f"{self.cfg.upstream.host}:{self.cfg.upstream.port}",
+            pid=os.getpid(),
+        )
+
+    async def reload(self) -> bool:
+        """Re-read the configuration file; keep the running one if the new one is bad."""
+        if self.source is None:
+            return False
+        try:
+            new = config.load(self.source)
+            new_pipeline = build_pipeline(new)
+            self.intake.configure(new.smtp, new_pipeline, str(self.source))
+        except (config.ConfigError, OSError, ValueError) as error:
+            problems = error.problems if isinstance(error, config.ConfigError) else [str(error)]
+            event(log, logging.ERROR, "reload refused, configuration kept", problems=problems)
+            return False
+        for key in _changed(self.cfg, new):
+            event(log, logging.WARNING, "change needs a restart", option=key)
+        old, self.pipeline, self.cfg = self.pipeline, new_pipeline, new
+        logsetup.configure(new.log.level, new.log.format)
+        await old.upstream.close()
+        event(log, logging.INFO, "configuration reloaded", source=str(self.source))
+        return True
+
+    async def stop(self) -> None:
+        await self.intake.shutdown(self.cfg.service.shutdown_timeout)
+        if self._outbox is not None:
+            self._outbox.close()
+            await self._outbox.wait_closed()
+        await self.pipeline.upstream.close()
+        event(log, logging.INFO, "stopped", pid=os.getpid())
+
+
+def _changed(old: config.Config, new: config.Config) -> list[str]:
+    changed = []
+    if old.smtp.listen != new.smtp.listen:
+        changed.append("smtp.listen")
+    if old.service.workers != new.service.workers:
+        changed.append("service.workers")
+    if old.dev_outbox != new.dev_outbox:
+        changed.append("dev_outbox")
+    return changed
+
+
+async def run_process(
+    cfg: config.Config,
+    source: Path | None,
+    *,
+    reuse_port: bool = False,
+    with_outbox: bool = True,
+    on_ready: Callable[[Gateway], None] | None = None,
+) -> int:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads."""
+    gateway = Gateway(cfg, source, with_outbox=with_outbox)
+    await gateway.start(reuse_port=reuse_port)
+    if on_ready is not None:
+        on_ready(gateway)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload() -> None:
+        task = loop.create_task(gateway.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    await stopping.wait()
+    event(log, logging.INFO, "stopping", pid=os.getpid())
+    await gateway.stop()
+    return 0
+
+
+async def supervise(cfg: config.Config, source: Path, workers: int) -> int:
+    """Run ``workers`` worker processes sharing the listen ports; restart any that die."""
+    if any(address.port == 0 for address in cfg.smtp.listen):
+        raise config.ConfigError(
+            str(source), ["smtp.listen: several workers need a fixed port, not 0"]
+        )
+    outbox = None
+    if cfg.dev_outbox.enabled and cfg.dev_outbox.directory is not None:
+        outbox = await devoutbox.start(cfg.dev_outbox.listen, cfg.dev_outbox.directory)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    processes: list[asyncio.subprocess.Process] = []
+
+    def forward(signum: int) -> None:
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signum)
+
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, forward, signal.SIGHUP)
+
+    async def worker(slot: int) -> None:
+        while not stopping.is_set():
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway", "serve", "-c", str(source), "--worker",
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            processes.append(process)
+            code = await process.wait()
+            processes.remove(process)
+            if not stopping.is_set():
+                event(log, logging.ERROR, "worker died, restarting", slot=slot, exit_code=code)
+                await asyncio.sleep(1)
+
+    tasks = [loop.create_task(worker(slot)) for slot in range(workers)]
+    event(log, logging.INFO, "supervising", workers=workers, pid=os.getpid())
+    await stopping.wait()
+    forward(signal.SIGTERM)
+    await asyncio.wait(tasks, timeout=cfg.service.shutdown_timeout + 10)
+    forward(signal.SIGKILL)
+    if outbox is not None:
+        outbox.close()
+    event(log, logging.INFO, "stopped", pid=os.getpid())
+    return 0
