@@ -72,6 +72,14 @@ def _parse_hostport(value: Any) -> HostPort:
     return HostPort(host, int(port_text))
 
 
+def parse_address(text: str) -> HostPort:
+    """Parse ``host:port`` (``[v6]:port``); ValueError saying what is wrong."""
+    try:
+        return _parse_hostport(text)
+    except PydanticCustomError as error:
+        raise ValueError(error.message()) from None
+
+
 def _parse_listen_list(value: Any) -> list[HostPort]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
@@ -142,6 +150,12 @@ LOOPBACK = ["127.0.0.0/8", "::1/128"]
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _section() -> Any:
+    """A table that may be left out: validated from {} so that its relative paths
+    still resolve against the configuration file's directory."""
+    return Field(default_factory=dict, validate_default=True)
 
 
 class TLSServer(Section):
@@ -240,8 +254,8 @@ class SMTP(Section):
     )
     command_timeout: Seconds = Field(300, description="Idle seconds allowed between commands.")
     data_timeout: Seconds = Field(300, description="Idle seconds allowed while receiving DATA.")
-    tls: TLSServer = Field(TLSServer(), description="")
-    auth: Auth = Field(Auth(), description="")
+    tls: TLSServer = _section()
+    auth: Auth = _section()
 
     @model_validator(mode="after")
     def _tls_needed(self) -> SMTP:
@@ -371,12 +385,12 @@ class DevOutbox(Section):
 class Config(Section):
     """Sealgate's configuration."""
 
-    smtp: SMTP = Field(SMTP(), description="")
-    upstream: Upstream = Field(Upstream(), description="")
-    loop: Loop = Field(Loop(), description="")
-    log: Log = Field(Log(), description="")
-    service: Service = Field(Service(), description="")
-    dev_outbox: DevOutbox = Field(DevOutbox(), description="")
+    smtp: SMTP = _section()
+    upstream: Upstream = _section()
+    loop: Loop = _section()
+    log: Log = _section()
+    service: Service = _section()
+    dev_outbox: DevOutbox = _section()
 
 
 def load(path: str | Path) -> Config:

@@ -53,9 +53,16 @@ def _temporary(enhanced: str, text: str, detail: str) -> TemporaryError:
     return TemporaryError(451, enhanced, text, detail)
 
 
-def _failure(reply: SMTPReply, what: str) -> TemporaryError | PermanentError:
-    """The error to answer our client with, for an upstream refusal of ``what``."""
-    if reply.is_temporary or reply.code in _PROTOCOL_ERRORS:
+def _failure(
+    reply: SMTPReply, what: str, *, about_content: bool = False
+) -> TemporaryError | PermanentError:
+    """The error to answer our client with, for an upstream refusal of ``what``.
+
+    A 500-504 reply to MAIL or RCPT means Sealgate and the upstream disagree
+    about SMTP, no fault of the message: transient. After the data it is
+    about the content (a line too long, say): permanent.
+    """
+    if reply.is_temporary or (reply.code in _PROTOCOL_ERRORS and not about_content):
         enhanced = reply.enhanced if reply.is_temporary else "4.3.0"
         return _temporary(enhanced, f"Upstream deferred {what}: {reply.text}", str(reply))
     code = reply.code if reply.code in (550, 551, 552, 553, 554) else 554
@@ -360,7 +367,8 @@ class UpstreamTransaction:
             response = await client.data(data, timeout=self._pool.settings.data_timeout)
         except aiosmtplib.SMTPDataError as error:
             await self._pool._reset_or_discard(self._conn)
-            raise _failure(reply_of(error.code, error.message), "the message") from None
+            reply = reply_of(error.code, error.message)
+            raise _failure(reply, "the message", about_content=True) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             self._pool._discard(self._conn)
             raise _temporary(
