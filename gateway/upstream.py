@@ -264,7 +264,7 @@ class UpstreamPool:
                 await client.starttls(server_hostname=server_name, tls_context=self._tls)
                 await client.ehlo()
             if self.settings.username:
-                await client.login(self.settings.username, self._password)
+                await self._login(client)
         except aiosmtplib.SMTPAuthenticationError as error:
             raise _temporary(
                 "4.3.5", "Upstream refused Sealgate's credentials; try again later", repr(error)
@@ -277,6 +277,21 @@ class UpstreamPool:
             raise _temporary(
                 "4.4.1", "Upstream unreachable; try again later", repr(error)
             ) from None
+
+    async def _login(self, client: aiosmtplib.SMTP) -> None:
+        """One AUTH attempt with the best mechanism offered, so a refusal is unambiguous."""
+        methods = client.server_auth_methods
+        username = self.settings.username
+        if "plain" in methods:
+            await client.auth_plain(username, self._password)
+        elif "login" in methods:
+            await client.auth_login(username, self._password)
+        else:
+            raise _temporary(
+                "4.3.5",
+                "Upstream offers no AUTH mechanism Sealgate can use; try again later",
+                f"offered: {methods}",
+            )
 
     async def _release(self, conn: _Connection) -> None:
         if self._closed or not conn.alive or len(self._idle) >= self.settings.max_idle_connections:

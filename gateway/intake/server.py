@@ -345,8 +345,10 @@ class SealgateSMTP(SMTP):
         await self._close_if_shutting_down()
 
     async def _close_if_shutting_down(self) -> None:
+        # The reply just pushed is flushed before the connection closes; an
+        # unsolicited 421 here would be read as the reply to the client's
+        # next command (QUIT), so the connection simply ends.
         if self.closing:
-            await self.push(SHUTTING_DOWN)
             self._close()
 
     async def _receive_data(self) -> tuple[bytes, str | None]:

@@ -128,7 +128,7 @@ class Sink:
             data.login.decode(),
             data.password.decode(),
         )
-        return AuthResult(success=ok, auth_data=data if ok else None)
+        return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
 
     def _protocol(self) -> SMTP:
         self.connections += 1

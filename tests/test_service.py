@@ -1,0 +1,234 @@
+"""`sealgate serve` as a process: graceful stop, reload, workers, the dev outbox, `make run`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import signal
+import smtplib
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.certs import make_certificates
+from tests.support.gateway import config_data, wait_for
+from tests.support.process import ServeProcess, children_of, free_port, write_toml
+from tests.support.smtpraw import RawSMTP
+
+ROOT = Path(__file__).resolve().parent.parent
+MESSAGE = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n"
+
+
+@pytest.fixture
+def serve(tmp_path, sink):
+    started: list[ServeProcess] = []
+
+    def start(*args: str, **overrides) -> tuple[ServeProcess, int, Path]:
+        port = free_port()
+        data = config_data(tmp_path, sink.port, **overrides)
+        data["smtp"]["listen"] = f"127.0.0.1:{port}"
+        path = write_toml(tmp_path / f"sealgate-{len(started)}.toml", data)
+        process = ServeProcess(path, *args)
+        started.append(process)
+        process.wait_listening(port)
+        return process, port, path
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def send(port: int, message: bytes = MESSAGE) -> int:
+    """The reply code the client ends with: 250, or the code of the refusal."""
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+            client.sendmail("a@example.org", ["b@example.net"], message)
+    except smtplib.SMTPResponseException as error:
+        return error.smtp_code
+    return 250
+
+
+def test_sigterm_finishes_the_transaction_in_flight_then_exits_0(serve, sink):
+    process, port, _ = serve()
+    sink.behaviour.stall_at = "data"
+    sink.behaviour.stall_seconds = 1.5
+    result: dict[str, int] = {}
+    client = threading.Thread(target=lambda: result.setdefault("reply", send(port)))
+    client.start()
+    wait_for(lambda: "DATA" in sink.commands, what="the upstream to receive DATA")
+    process.signal(signal.SIGTERM)
+    client.join(20)
+    assert result["reply"] == 250
+    assert process.wait(20) == 0
+    assert len(sink.messages) == 1
+    with pytest.raises(OSError):
+        RawSMTP(port, timeout=2)
+
+
+def test_sigterm_says_goodbye_to_idle_clients(serve):
+    process, port, _ = serve()
+    with RawSMTP(port) as idle:
+        idle.command("EHLO client.test")
+        process.signal(signal.SIGTERM)
+        assert idle.reply() == (421, "421 4.3.2 Service shutting down; please try again later")
+    assert process.wait(20) == 0
+
+
+def test_sighup_reloads_access_rules(serve, sink):
+    process, port, path = serve()
+    assert send(port) == 250
+    path.write_text(path.read_text().replace("[smtp]\n", '[smtp]\nallow_networks = ["192.0.2.0/24"]\n'))
+    process.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in process.log, what="the reload")
+    assert send(port) == 550
+    assert len(sink.messages) == 1
+
+
+def test_sighup_with_a_bad_config_keeps_the_running_one(serve, sink):
+    process, port, path = serve()
+    path.write_text(path.read_text().replace("[smtp]\n", "[smtp]\nmax_recipients = 0\n"))
+    process.signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in process.log, what="the refused reload")
+    assert "smtp.max_recipients: must be at least 1, got 0" in process.log
+    assert send(port) == 250
+    assert process.process.poll() is None
+
+
+def certificate_fingerprint(port: int, ca: Path) -> str:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.starttls(context=ssl.create_default_context(cafile=str(ca)))
+        der = client.sock.getpeercert(binary_form=True)
+    return hashlib.sha256(der).hexdigest()
+
+
+def test_sighup_reloads_tls_certificates(serve, tmp_path):
+    first = make_certificates(tmp_path / "first")
+    process, port, path = serve(
+        smtp={"tls": {"certificate": str(first.certificate), "key": str(first.key)}}
+    )
+    before = certificate_fingerprint(port, first.ca)
+    renewed = make_certificates(tmp_path / "renewed")
+    renewed.certificate.replace(first.certificate)
+    renewed.key.replace(first.key)
+    process.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in process.log, what="the reload")
+    after = certificate_fingerprint(port, renewed.ca)
+    assert before != after
+
+
+def test_workers_share_the_port_and_stop_together(serve, sink):
+    process, port, _ = serve("--workers", "2")
+    wait_for(lambda: len(children_of(process.process.pid)) == 2, what="two workers")
+    workers = children_of(process.process.pid)
+    for _ in range(6):
+        assert send(port) == 250
+    assert len(sink.messages) == 6
+    process.signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_a_dead_worker_is_restarted(serve, sink):
+    process, port, _ = serve("--workers", "2")
+    wait_for(lambda: len(children_of(process.process.pid)) == 2, what="two workers")
+    victim = children_of(process.process.pid)[0]
+    subprocess.run(["kill", "-9", str(victim)], check=True)
+    wait_for(
+        lambda: len(children_of(process.process.pid)) == 2 and victim not in children_of(process.process.pid),
+        timeout=15,
+        what="a replacement worker",
+    )
+    assert send(port) == 250
+
+
+def test_serve_with_dev_outbox_stores_eml_files(tmp_path, serve, sink):
+    outbox_port = free_port()
+    process, port, _ = serve(
+        upstream={"port": outbox_port},
+        dev_outbox={
+            "enabled": True,
+            "listen": f"127.0.0.1:{outbox_port}",
+            "directory": str(tmp_path / "outbox"),
+        },
+    )
+    assert send(port) == 250
+    (eml,) = (tmp_path / "outbox").glob("*.eml")
+    assert eml.read_bytes().endswith(MESSAGE)
+    envelope = json.loads(eml.with_suffix(".json").read_text())
+    assert envelope["mail_from"] == "a@example.org"
+    assert envelope["rcpt_tos"] == ["b@example.net"]
+
+
+def test_the_example_config_runs_and_swaks_mail_lands_in_the_outbox(tmp_path):
+    """What `make run` does, on free ports: the README's swaks line finds the outbox."""
+    smtp_port, outbox_port = free_port(), free_port()
+    text = (ROOT / "config.example.toml").read_text()
+    text = text.replace("127.0.0.1:10025", f"127.0.0.1:{smtp_port}")
+    text = text.replace("127.0.0.1:10026", f"127.0.0.1:{outbox_port}")
+    text = text.replace("port = 10026", f"port = {outbox_port}")
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    process = ServeProcess(path)
+    try:
+        process.wait_listening(smtp_port)
+        swaks = re.search(r"swaks .*", _banner(process)).group(0)
+        result = subprocess.run(swaks.split(), capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "250 2.0.0 Ok: queued as" in result.stdout
+        (eml,) = (tmp_path / "var" / "outbox").glob("*.eml")
+        assert b"X-Sealgate-Loop:" in eml.read_bytes()
+    finally:
+        process.stop()
+
+
+def _banner(process: ServeProcess) -> str:
+    assert process.process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        line = process.process.stdout.readline().decode()
+        lines.append(line)
+        if "Stop with Ctrl-C" in line:
+            return "".join(lines)
+    raise AssertionError("no banner: " + "".join(lines))
+
+
+def test_dev_outbox_command_stores_messages(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "sealgate"),
+            "dev-outbox",
+            "-c",
+            str(tmp_path / "absent.toml"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--directory",
+            str(tmp_path / "box"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _connects(port), what="the outbox to listen")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("a@example.org", ["b@example.net"], MESSAGE)
+        (eml,) = (tmp_path / "box").glob("*.eml")
+        assert eml.read_bytes() == MESSAGE
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(10)
+
+
+def _connects(port: int) -> bool:
+    try:
+        RawSMTP(port, timeout=1).close()
+        return True
+    except OSError:
+        return False
