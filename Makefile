@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/sealgate serve -c config.example.toml
 
 system-packages:
-	@scripts/debian-packages postfix swaks
+	@scripts/debian-packages postfix swaks libnet-ssleay-perl
 
 test: $(STAMP) system-packages
 	$(BIN)/pytest

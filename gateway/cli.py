@@ -133,7 +133,11 @@ def _banner(cfg: config.Config, workers: int, gateway: service.Gateway | None = 
 )
 def dev_outbox(config_path: Path, listen: str | None, directory: Path | None) -> None:
     """Run only the development outbox, an SMTP sink that stores .eml files."""
-    settings = _load_or_exit(config_path).dev_outbox if config_path.exists() else config.DevOutbox()
+    settings = (
+        _load_or_exit(config_path).dev_outbox
+        if config_path.exists()
+        else config.DevOutbox.model_validate({})
+    )
     try:
         address = (
             config.parse({"dev_outbox": {"listen": listen}}).dev_outbox.listen

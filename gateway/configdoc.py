@@ -74,8 +74,13 @@ def _type_name(field: FieldInfo) -> str:
         return "one of " + ", ".join(f'"{value}"' for value in typing.get_args(annotation))
     if typing.get_origin(annotation) is list:
         return "list of IP networks (CIDR)"
-    names = {bool: "boolean", int: "integer", float: "number (seconds)", str: "string"}
-    return names.get(annotation, str(annotation))  # type: ignore[call-overload]
+    names: dict[object, str] = {
+        bool: "boolean",
+        int: "integer",
+        float: "number (seconds)",
+        str: "string",
+    }
+    return names.get(annotation, str(annotation))
 
 
 def toml_value(value: Any) -> str:
@@ -107,8 +112,8 @@ def markdown() -> str:
         "",
         "Generated from `gateway/config.py` by `sealgate config-reference`; do not edit by hand",
         "(`make docs` regenerates it). Sealgate reads one TOML file (`sealgate serve -c FILE`);",
-        "`sealgate check-config FILE` reports every problem in it at once. Unknown keys are errors.",
-        "Relative paths are resolved against the directory of the configuration file.",
+        "`sealgate check-config FILE` reports every problem in it at once. Unknown keys are",
+        "errors. Relative paths are resolved against the directory of the configuration file.",
         "",
     ]
     for name, model, many in _sections(config.Config):

@@ -32,7 +32,7 @@ class OutboxHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         now = datetime.now(UTC)
         name = f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
-        meta = {
+        meta: dict[str, object] = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "received_at": now.isoformat(),

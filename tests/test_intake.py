@@ -8,6 +8,7 @@ import logging
 import smtplib
 import socket
 import ssl
+import subprocess
 import time
 
 import pytest
@@ -362,3 +363,21 @@ def test_text_log_escapes_what_clients_send():
         logsetup.configure("warning")
     (line,) = stream.getvalue().splitlines()
     assert 'message_id="<x@y>\\r\\n2026-01-01 info forged=line"' in line
+
+
+def test_swaks_over_starttls_with_auth(auth_gateway, sink):
+    result = subprocess.run(
+        [
+            "swaks", "--server", "127.0.0.1", "--port", str(auth_gateway.port),
+            "--from", "alice@example.org", "--to", "bob@example.net",
+            "--tls", "--auth", "PLAIN", "--auth-user", "relay", "--auth-password", PASSWORD,
+            "--header", "Subject: via swaks", "--body", "Hello from swaks",
+        ],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "235 2.7.0 Authentication successful" in result.stdout
+    (arrived,) = sink.messages
+    assert b"Subject: via swaks" in arrived.data
+    assert b"Hello from swaks" in arrived.data
+    assert b"with ESMTPSA id" in arrived.data

@@ -24,6 +24,7 @@ from gateway.intake.server import (
     SealgateSession,
     SealgateSMTP,
     new_queue_id,
+    peer_of,
 )
 from gateway.logsetup import event
 from gateway.pipeline import Client, Pipeline, Transaction, XForward
@@ -83,8 +84,9 @@ class IntakeHandler:
         if server.closing:
             return SHUTTING_DOWN
         settings = server.limits.settings
-        if not (session.authenticated or in_networks(session.peer[0], settings.allow_networks)):
-            event(log, logging.WARNING, "relay denied", client=session.peer[0], sender=address)
+        client = peer_of(session)[0]
+        if not (session.authenticated or in_networks(client, settings.allow_networks)):
+            event(log, logging.WARNING, "relay denied", client=client, sender=address)
             return RELAY_DENIED
         if settings.require_tls and session.ssl is None:
             return TLS_REQUIRED
@@ -146,14 +148,14 @@ def _declared_size(mail_options: list[str]) -> int:
 
 
 def _client(session: SealgateSession) -> Client:
-    peer = session.peer
+    address, port = peer_of(session)
     xforward = None
     if session.xforward:
         known = {f.name for f in fields(XForward)}
         xforward = XForward(**{k: v for k, v in session.xforward.items() if k in known})
     return Client(
-        address=str(peer[0]),
-        port=int(peer[1]),
+        address=address,
+        port=port,
         helo=session.host_name or "",
         tls=session.ssl is not None,
         login=session.auth_data if isinstance(session.auth_data, str) else None,

@@ -26,7 +26,7 @@ import re
 import secrets
 from base64 import b64decode
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, AnyStr, cast
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
 
@@ -87,6 +87,25 @@ class SealgateEnvelope(Envelope):
     def __init__(self) -> None:
         super().__init__()
         self.queue_id = ""
+
+
+def with_enhanced_code(status: str) -> str:
+    """``status`` with an enhanced code (RFC 3463) if it has none.
+
+    RFC 2034 3: once ENHANCEDSTATUSCODES is announced, every reply but the
+    greeting and the HELO/EHLO replies carries one; aiosmtpd's own replies
+    do not, so they get the usual code for their basic code.
+    """
+    if _HAS_ENHANCED.match(status) or status[3:4] != " ":
+        return status
+    enhanced = _DEFAULT_ENHANCED.get(status[:3])
+    return f"{status[:3]} {enhanced}{status[3:]}" if enhanced else status
+
+
+def peer_of(session: Session) -> tuple[str, int]:
+    """The client's address and port (aiosmtpd types ``peer`` loosely)."""
+    peer = cast(tuple[str, int] | None, session.peer)
+    return (str(peer[0]), int(peer[1])) if peer else ("", 0)
 
 
 def new_queue_id() -> str:
@@ -168,8 +187,7 @@ class SealgateSMTP(SMTP):
             self._close()
 
     def _who(self) -> dict[str, Any]:
-        peer = self.session.peer if self.session else None
-        return {"client": peer[0] if peer else None}
+        return {"client": peer_of(self.session)[0] if self.session else None}
 
     # -- replies -----------------------------------------------------------
 
@@ -189,14 +207,11 @@ class SealgateSMTP(SMTP):
         finally:
             self._greeting_reply = False
 
-    async def push(self, status: str | bytes) -> None:
-        # RFC 2034 3: every reply but the greeting and HELO/EHLO's carries an
-        # enhanced code once ENHANCEDSTATUSCODES is announced.
-        if isinstance(status, str) and not self._greeting_reply and not _HAS_ENHANCED.match(status):
-            enhanced = _DEFAULT_ENHANCED.get(status[:3])
-            if enhanced and status[3:4] == " ":
-                status = f"{status[:3]} {enhanced}{status[3:]}"
-        await super().push(status)
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str) and not self._greeting_reply:
+            await super().push(with_enhanced_code(status))
+        else:
+            await super().push(status)
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("unexpected error in SMTP session", exc_info=error, extra={"fields": self._who()})
@@ -204,7 +219,7 @@ class SealgateSMTP(SMTP):
 
     def _set_post_data_state(self) -> None:
         self._release_budget()
-        super()._set_post_data_state()
+        super()._set_post_data_state()  # type: ignore[no-untyped-call]
 
     def _release_budget(self) -> None:
         if self.reserved:
@@ -248,8 +263,9 @@ class SealgateSMTP(SMTP):
         await self.push("250 2.0.0 Ok")
 
     def xforward_allowed(self) -> bool:
-        peer = self.session.peer if self.session else None
-        return bool(peer) and in_networks(peer[0], self.limits.settings.xforward_hosts)
+        if self.session is None:
+            return False
+        return in_networks(peer_of(self.session)[0], self.limits.settings.xforward_hosts)
 
     # -- AUTH ------------------------------------------------------------------
 
@@ -292,14 +308,14 @@ class SealgateSMTP(SMTP):
 
     async def _refuse_locked_out(self) -> bool:
         assert self.session is not None
-        if self.limits.credentials.locked_out(self.session.peer[0]):
+        if self.limits.credentials.locked_out(peer_of(self.session)[0]):
             await self.push("454 4.7.0 Too many failed authentications; please try again later")
             return True
         return False
 
     async def _check_login(self, login: bytes, password: bytes) -> AuthResult:
         assert self.session is not None
-        client = self.session.peer[0]
+        client = peer_of(self.session)[0]
         name = await self.limits.credentials.verify(client, login, password)
         if name is None:
             log.warning(
