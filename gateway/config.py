@@ -293,9 +293,12 @@ class Upstream(Section):
     )
     helo_name: str = Field("", description="Name sent in EHLO. Empty: `smtp.hostname`.")
     connect_timeout: Seconds = Field(30, description="Seconds to connect and get the greeting.")
-    command_timeout: Seconds = Field(120, description="Seconds to wait for a reply to a command.")
+    command_timeout: Seconds = Field(60, description="Seconds to wait for a reply to a command.")
     data_timeout: Seconds = Field(
-        600, description="Seconds to wait for the reply after the message data."
+        300,
+        description="Seconds to wait for the reply after the message data. Keep the sum of the "
+        "upstream timeouts below the sending MTA's wait for our reply (Postfix: "
+        "smtp_data_done_timeout, 600 s).",
     )
     max_idle_connections: int = Field(
         8, ge=0, le=1000, description="Connections kept open for reuse. 0: one per message."

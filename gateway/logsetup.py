@@ -80,4 +80,14 @@ def configure(level: str = "info", fmt: str = "text", stream: IO[str] | None = N
     root.setLevel(level.upper())
     # aiosmtpd logs every command at INFO, addresses included; our own
     # transaction line replaces that, so only its warnings get through.
-    logging.getLogger("mail.log").setLevel(max(logging.WARNING, root.level))
+    aiosmtpd_log = logging.getLogger("mail.log")
+    aiosmtpd_log.setLevel(max(logging.WARNING, root.level))
+    if not any(isinstance(f, _AiosmtpdNoise) for f in aiosmtpd_log.filters):
+        aiosmtpd_log.addFilter(_AiosmtpdNoise())
+
+
+class _AiosmtpdNoise(logging.Filter):
+    """aiosmtpd 1.4 warns about its own use of ``Session.login_data`` on every AUTH."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Session.login_data is deprecated")

@@ -37,9 +37,14 @@ _RESTART_NEEDED = ("smtp.listen", "service.workers", "dev_outbox")
 
 
 def build_pipeline(cfg: config.Config) -> Pipeline:
-    if cfg.loop.secret_file is None:
+    path = cfg.loop.secret_file
+    if path is None:
         raise config.ConfigError("config", ["loop.secret_file: must be set"])
-    secret = load_or_create_secret(cfg.loop.secret_file)
+    try:
+        secret = load_or_create_secret(path)
+    except OSError as error:
+        reason = f"cannot read or create {path}: {error.strerror}"
+        raise config.ConfigError("config", [f"loop.secret_file: {reason}"]) from None
     marker = LoopMarker(secret, cfg.loop.max_age)
     upstream = UpstreamPool(cfg.upstream, cfg.smtp.hostname)
     return Pipeline(upstream, marker, cfg.smtp.hostname, cfg.loop.max_hops)

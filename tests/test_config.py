@@ -171,3 +171,13 @@ def test_hash_password_makes_a_hash_the_config_accepts(tmp_path):
     from argon2 import PasswordHasher
 
     assert PasswordHasher().verify(hashed, "s3cret password")
+
+
+def test_serve_names_the_key_when_the_loop_secret_cannot_be_created(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    path = tmp_path / "sealgate.toml"
+    path.write_text(f'[loop]\nsecret_file = "{blocker}/loop.key"\n')
+    result = run_cli("serve", "-c", str(path))
+    assert result.returncode == 2
+    assert f"loop.secret_file: cannot read or create {blocker}/loop.key: Not a directory" in result.stderr
