@@ -18,7 +18,6 @@ from gateway import message
 from gateway.intake.access import in_networks
 from gateway.intake.server import (
     NO_MEMORY,
-    SHUTTING_DOWN,
     XFORWARD_ATTRIBUTES,
     SealgateEnvelope,
     SealgateSession,
@@ -81,8 +80,6 @@ class IntakeHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        if server.closing:
-            return SHUTTING_DOWN
         settings = server.limits.settings
         client = peer_of(session)[0]
         if not (session.authenticated or in_networks(client, settings.allow_networks)):

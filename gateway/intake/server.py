@@ -24,6 +24,7 @@ import binascii
 import logging
 import re
 import secrets
+import ssl
 from base64 import b64decode
 from dataclasses import dataclass
 from typing import Any, AnyStr, cast
@@ -124,7 +125,7 @@ class Limits:
 
 
 class SealgateSMTP(SMTP):
-    def __init__(self, handler: Any, limits: Limits, tls_context: Any) -> None:
+    def __init__(self, handler: Any, limits: Limits, tls_context: ssl.SSLContext | None) -> None:
         settings = limits.settings
         super().__init__(
             handler,
@@ -188,6 +189,15 @@ class SealgateSMTP(SMTP):
 
     def _who(self) -> dict[str, Any]:
         return {"client": peer_of(self.session)[0] if self.session else None}
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if self.closing:
+            # Shutting down: no new transaction on this connection.
+            await self.push(SHUTTING_DOWN)
+            self._close()
+            return
+        await super().smtp_MAIL(arg)
 
     # -- replies -----------------------------------------------------------
 
