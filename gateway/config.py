@@ -238,7 +238,8 @@ class SMTP(Section):
         ge=1024,
         le=1 << 31,
         description="Largest message in bytes, advertised with SIZE; larger ones get 552 5.3.4. "
-        "Keep it equal to Postfix's message_size_limit.",
+        "Keep it equal to Postfix's message_size_limit, and let the upstream accept about "
+        "1 KB more for the header fields Sealgate adds (docs/postfix.md).",
     )
     max_recipients: int = Field(
         1000, ge=1, le=100_000, description="Recipients per transaction; more get 452 4.5.3."

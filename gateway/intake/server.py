@@ -169,6 +169,13 @@ class SealgateSMTP(SMTP):
             connections.discard(self)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self.in_transaction():
+            # No reply was given: the client keeps the message and retries.
+            queue_id = getattr(self.envelope, "queue_id", "")
+            log.warning(
+                "transaction cut off: connection closed before the reply",
+                extra={"fields": {"queue_id": queue_id, **self._who()}},
+            )
         self.limits.connections.discard(self)
         self._release_budget()
         super().connection_lost(error)
