@@ -26,7 +26,7 @@ from gateway.intake.server import (
     peer_of,
 )
 from gateway.logsetup import event
-from gateway.pipeline import Client, Pipeline, Transaction, XForward
+from gateway.pipeline import Client, Pipeline, Result, Transaction, XForward
 
 log = logging.getLogger("sealgate.intake")
 
@@ -160,7 +160,10 @@ def _client(session: SealgateSession) -> Client:
     )
 
 
-def _log_transaction(tx: Transaction, result: Any, elapsed: float) -> None:
+def _log_transaction(tx: Transaction, result: Result, elapsed: float) -> None:
+    level = logging.INFO if result.reply.is_success else logging.WARNING
+    if not log.isEnabledFor(level):
+        return
     fields_: dict[str, Any] = {
         "queue_id": tx.queue_id,
         "client": tx.client.address,
@@ -185,5 +188,4 @@ def _log_transaction(tx: Transaction, result: Any, elapsed: float) -> None:
     if result.detail:
         fields_["detail"] = result.detail
     fields_["ms"] = round(elapsed * 1000, 1)
-    level = logging.INFO if result.reply.is_success else logging.WARNING
     event(log, level, "transaction", **fields_)

@@ -425,7 +425,9 @@ class SealgateSMTP(SMTP):
                 continue
             if limit and size > limit:
                 problem = SIZE_EXCEEDED
-            elif not self.reserve(len(content) + len(line)):
+            elif len(content) + len(line) > self.reserved and not self.reserve(
+                len(content) + len(line)
+            ):
                 problem = NO_MEMORY
             else:
                 content += line[1:] if line.startswith(b".") else line
