@@ -6,6 +6,8 @@ import smtplib
 
 import dkim
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -236,3 +238,29 @@ def test_smtplib_reports_no_refusals_for_a_clean_relay(gateway, sink):
         refused = client.sendmail("a@example.org", ["b@example.net", "c@example.net"], ORIGINAL)
     assert refused == {}
     assert isinstance(client, smtplib.SMTP)
+
+
+_LINE = st.binary(max_size=120).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(lines=st.lists(st.one_of(_LINE, st.sampled_from([b".", b"..", b".x", b"", b"x."])), max_size=40))
+def test_any_message_arrives_byte_for_byte(gateway, sink, lines):
+    """Dots, empty lines, 8-bit bytes: what the client meant is what the upstream gets."""
+    original = b"".join(line + b"\r\n" for line in lines)
+    stuffed = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+    with RawSMTP(gateway.port) as smtp:
+        smtp.command("EHLO client.test")
+        smtp.command("MAIL FROM:<a@example.org> BODY=8BITMIME")
+        smtp.command("RCPT TO:<b@example.net>")
+        assert smtp.command("DATA")[0] == 354
+        # The end of data and the next command arrive in one packet (pipelining).
+        smtp.send(stuffed + b".\r\nNOOP\r\n")
+        code, text = smtp.reply()
+        assert code == 250, text
+        assert smtp.reply()[0] == 250
+    assert prepended(sink.messages[-1].data, original) == ["received", "x-sealgate-loop"]

@@ -49,6 +49,7 @@ _DEFAULT_ENHANCED = {
     "530": "5.7.0", "535": "5.7.8", "538": "5.7.11", "550": "5.7.1", "552": "5.3.4",
     "553": "5.1.3", "554": "5.7.0", "555": "5.5.4",
 }  # fmt: skip
+_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _BUDGET_STEP = 1 << 20
 _TIMER_STEP = 1 << 16
 
@@ -125,6 +126,11 @@ class Limits:
 
 
 class SealgateSMTP(SMTP):
+    # The stream reader's limit: the longest command line read before aiosmtpd
+    # answers "500 Command line too long", the largest DATA chunk read at once,
+    # and the buffer size at which reading pauses (twice this).
+    line_length_limit = 1 << 16
+
     def __init__(self, handler: Any, limits: Limits, tls_context: ssl.SSLContext | None) -> None:
         settings = limits.settings
         super().__init__(
@@ -387,50 +393,51 @@ class SealgateSMTP(SMTP):
     async def _receive_data(self) -> tuple[bytes, str | None]:
         """Read DATA up to the lone dot; the content, or the reply that refuses it.
 
-        Only CRLF ends a line (aiosmtpd already ends DATA at CRLF.CRLF only);
-        any other CR or LF makes the message refused, so that no reading of
-        "end of data" other than the standard one can matter downstream.
-        Lines longer than the stream limit arrive in pieces and are joined.
+        Only CRLF.CRLF ends the data, and a CR or LF anywhere else than in a
+        CRLF makes the message refused: no other reading of "end of data" can
+        then matter to an MTA further on (SMTP smuggling, RFC 5321 2.3.8).
+        The data is read in chunks up to the next ".CRLF" rather than line by
+        line; lines of any length are accepted up to the size limit.
         """
+        raw, problem = await self._read_raw_data()
+        if problem is not None:
+            return b"", problem
+        content = bytes(raw[:-3])  # without the final ".CRLF"
+        del raw
+        if _BARE_LINE_END.search(content):
+            return b"", BARE_NEWLINE
+        # RFC 5321 4.5.2: a line starting with a period loses that period.
+        if content.startswith(b"."):
+            content = content[1:]
+        return content.replace(b"\r\n.", b"\r\n"), None
+
+    async def _read_raw_data(self) -> tuple[bytearray, str | None]:
+        """The data as sent, up to and including the terminating ".CRLF"."""
         reader = self._reader
         limit = self.data_size_limit or 0
-        content = bytearray()
-        pieces: list[bytes] = []
-        size = 0
-        since_timer = 0
+        raw = bytearray()
+        size = since_timer = 0
         problem: str | None = None
         self._reset_timeout(self.limits.settings.data_timeout)
         while True:
             try:
-                line = await reader.readuntil(b"\r\n")
-                text = line[:-2]
+                chunk = await reader.readuntil(b".\r\n")
             except asyncio.LimitOverrunError as overrun:
-                line = text = await reader.read(overrun.consumed)
-            size += len(line)
-            since_timer += len(line)
+                chunk = await reader.read(overrun.consumed)
+            size += len(chunk)
+            since_timer += len(chunk)
             if since_timer >= _TIMER_STEP:
                 self._reset_timeout(self.limits.settings.data_timeout)
                 since_timer = 0
-            if b"\r" in text or b"\n" in text:
-                problem = problem or BARE_NEWLINE
-            if not line.endswith(b"\r\n"):
-                pieces.append(line)
-                continue
-            if pieces:
-                line = b"".join(pieces) + line
-                pieces.clear()
-            elif line == b".\r\n":
-                break
+            if problem is None:
+                if limit and size > limit:
+                    problem = SIZE_EXCEEDED
+                elif size > self.reserved and not self.reserve(size):
+                    problem = NO_MEMORY
             if problem is not None:
-                continue
-            if limit and size > limit:
-                problem = SIZE_EXCEEDED
-            elif len(content) + len(line) > self.reserved and not self.reserve(
-                len(content) + len(line)
-            ):
-                problem = NO_MEMORY
-            else:
-                content += line[1:] if line.startswith(b".") else line
-                continue
-            content = bytearray()
-        return bytes(content), problem
+                # Keep reading to the end of the data, holding only what the
+                # terminator check needs.
+                del raw[: max(0, len(raw) - 4)]
+            raw += chunk
+            if raw.endswith(b"\r\n.\r\n") or (size == 3 and raw == b".\r\n"):
+                return raw, problem
