@@ -70,6 +70,18 @@ def _failure(
     return PermanentError(code, enhanced, f"Upstream refused {what}: {reply.text}", str(reply))
 
 
+def _connect_error(error: BaseException) -> BaseException:
+    """What a failure to connect, say hello, start TLS or log in means for the client."""
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+        text = "Upstream refused Sealgate's credentials; try again later"
+        return _temporary("4.3.5", text, repr(error))
+    if isinstance(error, ssl.SSLError) or isinstance(error.__cause__, ssl.SSLError):
+        return _temporary("4.7.5", "TLS with the upstream failed; try again later", repr(error))
+    if isinstance(error, aiosmtplib.SMTPException | OSError | TimeoutError):
+        return _temporary("4.4.1", "Upstream unreachable; try again later", repr(error))
+    return error
+
+
 def client_tls_context(settings: config.Upstream) -> ssl.SSLContext:
     """TLS settings towards the upstream: verification on unless configured off."""
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
@@ -222,61 +234,40 @@ class UpstreamPool:
 
     async def _connect(self) -> _Connection:
         settings = self.settings
-        implicit = settings.tls == "implicit"
         server_name = settings.server_name or settings.host
+        client: aiosmtplib.SMTP | None = None
         try:
             sock = await _open_socket(settings.host, settings.port, settings.connect_timeout)
             client = aiosmtplib.SMTP(
                 hostname=server_name,
                 local_hostname=self._helo,
                 timeout=settings.command_timeout,
-                use_tls=implicit,
+                use_tls=settings.tls == "implicit",
                 start_tls=False,
                 tls_context=self._tls,
                 sock=sock,
             )
             await client.connect(timeout=settings.connect_timeout)
-        except ssl.SSLError as error:
-            raise _temporary(
-                "4.7.5", "TLS with the upstream failed; try again later", repr(error)
-            ) from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-            raise _temporary(
-                "4.4.1", "Upstream unreachable; try again later", repr(error)
-            ) from None
-        try:
             await self._prepare(client, server_name)
-        except BaseException:
-            client.close()
-            raise
+        except BaseException as error:
+            if client is not None:
+                client.close()
+            raise _connect_error(error) from None
         self._start_reaper()
         return _Connection(client)
 
     async def _prepare(self, client: aiosmtplib.SMTP, server_name: str) -> None:
-        """EHLO, STARTTLS and AUTH as configured, each failure mapped to a 451."""
-        try:
+        """EHLO, then STARTTLS and AUTH as configured."""
+        await client.ehlo()
+        if self.settings.tls == "starttls":
+            if not client.supports_extension("starttls"):
+                raise _temporary(
+                    "4.7.4", "Upstream does not offer STARTTLS; try again later", "no STARTTLS"
+                )
+            await client.starttls(server_hostname=server_name, tls_context=self._tls)
             await client.ehlo()
-            if self.settings.tls == "starttls":
-                if not client.supports_extension("starttls"):
-                    raise _temporary(
-                        "4.7.4", "Upstream does not offer STARTTLS; try again later", "no STARTTLS"
-                    )
-                await client.starttls(server_hostname=server_name, tls_context=self._tls)
-                await client.ehlo()
-            if self.settings.username:
-                await self._login(client)
-        except aiosmtplib.SMTPAuthenticationError as error:
-            raise _temporary(
-                "4.3.5", "Upstream refused Sealgate's credentials; try again later", repr(error)
-            ) from None
-        except ssl.SSLError as error:
-            raise _temporary(
-                "4.7.5", "TLS with the upstream failed; try again later", repr(error)
-            ) from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-            raise _temporary(
-                "4.4.1", "Upstream unreachable; try again later", repr(error)
-            ) from None
+        if self.settings.username:
+            await self._login(client)
 
     async def _login(self, client: aiosmtplib.SMTP) -> None:
         """One AUTH attempt with the best mechanism offered, so a refusal is unambiguous."""

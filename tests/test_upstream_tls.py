@@ -75,7 +75,7 @@ def test_wrong_host_name_defers(make_gateway, start_sink, certs):
     gateway = make_gateway(
         upstream=upstream(tls_sink, certs, tls="implicit", server_name="mx.elsewhere.example")
     )
-    assert send(gateway)[0] == 451
+    assert send(gateway) == (451, b"4.7.5 TLS with the upstream failed; try again later")
     assert tls_sink.messages == []
 
 
