@@ -139,13 +139,9 @@ def dev_outbox(config_path: Path, listen: str | None, directory: Path | None) ->
         else config.DevOutbox.model_validate({})
     )
     try:
-        address = (
-            config.parse({"dev_outbox": {"listen": listen}}).dev_outbox.listen
-            if listen
-            else settings.listen
-        )
-    except config.ConfigError as error:
-        raise click.BadParameter("; ".join(error.problems), param_hint="--listen") from None
+        address = config.parse_address(listen) if listen else settings.listen
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--listen") from None
     target = directory or settings.directory or Path("var/outbox")
     logsetup.configure()
 

@@ -38,10 +38,6 @@ class SMTPReply:
     def is_temporary(self) -> bool:
         return 400 <= self.code < 500
 
-    @property
-    def is_permanent(self) -> bool:
-        return self.code >= 500
-
     def __str__(self) -> str:
         return f"{self.code} {self.enhanced} {self.text}"
 

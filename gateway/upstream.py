@@ -128,10 +128,6 @@ class UpstreamPool:
         self._closed = False
         self._reaper: asyncio.Task[None] | None = None
 
-    @property
-    def server(self) -> str:
-        return f"{self.settings.host}:{self.settings.port}"
-
     async def open(
         self,
         mail_from: str,

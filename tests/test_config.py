@@ -181,3 +181,9 @@ def test_serve_names_the_key_when_the_loop_secret_cannot_be_created(tmp_path):
     result = run_cli("serve", "-c", str(path))
     assert result.returncode == 2
     assert f"loop.secret_file: cannot read or create {blocker}/loop.key: Not a directory" in result.stderr
+
+
+def test_dev_outbox_rejects_a_bad_listen_address(tmp_path):
+    result = run_cli("dev-outbox", "-c", str(tmp_path / "absent.toml"), "--listen", "127.0.0.1:99999")
+    assert result.returncode == 2
+    assert '"127.0.0.1:99999" is not a valid port' in result.stderr
