@@ -245,12 +245,15 @@ class SMTP(Section):
         1000, ge=1, le=100_000, description="Recipients per transaction; more get 452 4.5.3."
     )
     max_connections: int = Field(
-        200, ge=1, le=100_000, description="Concurrent SMTP connections; more get 421 4.7.0."
+        200,
+        ge=1,
+        le=100_000,
+        description="Concurrent SMTP connections per process; more get 421 4.7.0.",
     )
     memory_budget: int = Field(
         268_435_456,
         ge=1 << 20,
-        description="Bytes of message data held in memory by all transactions together; a "
+        description="Bytes of message data held in memory by all transactions of a process; a "
         "transaction that would exceed it gets 452 4.3.1 and is retried by the sender.",
     )
     command_timeout: Seconds = Field(300, description="Idle seconds allowed between commands.")
