@@ -33,7 +33,12 @@ from gateway.upstream import UpstreamPool
 
 log = logging.getLogger("sealgate.service")
 
-_RESTART_NEEDED = ("smtp.listen", "service.workers", "dev_outbox")
+# Options a reload cannot apply to a running process.
+_RESTART_NEEDED: dict[str, Callable[[config.Config], object]] = {
+    "smtp.listen": lambda cfg: cfg.smtp.listen,
+    "service.workers": lambda cfg: cfg.service.workers,
+    "dev_outbox": lambda cfg: cfg.dev_outbox,
+}
 
 
 def build_pipeline(cfg: config.Config) -> Pipeline:
@@ -108,14 +113,7 @@ class Gateway:
 
 
 def _changed(old: config.Config, new: config.Config) -> list[str]:
-    changed = []
-    if old.smtp.listen != new.smtp.listen:
-        changed.append("smtp.listen")
-    if old.service.workers != new.service.workers:
-        changed.append("service.workers")
-    if old.dev_outbox != new.dev_outbox:
-        changed.append("dev_outbox")
-    return changed
+    return [key for key, value in _RESTART_NEEDED.items() if value(old) != value(new)]
 
 
 async def run_process(

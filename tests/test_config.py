@@ -40,25 +40,58 @@ def test_empty_file_gives_working_defaults(tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[smtp]\nlisten = "10.0.0.1:99999"\n', 'smtp.listen: "10.0.0.1:99999" is not a valid port'),
-        ('[smtp]\nlisten = ["::1:25"]\n', 'smtp.listen: "::1:25": write an IPv6 address in brackets, [::1]:25'),
+        (
+            '[smtp]\nlisten = "10.0.0.1:99999"\n',
+            'smtp.listen: "10.0.0.1:99999" is not a valid port',
+        ),
+        (
+            '[smtp]\nlisten = ["::1:25"]\n',
+            'smtp.listen: "::1:25": write an IPv6 address in brackets, [::1]:25',
+        ),
         ("[smtp]\nlisen = 1\n", 'smtp.lisen: unknown option (did you mean "listen"?)'),
         ("[smpt]\n", 'smpt: unknown option (did you mean "smtp"?)'),
-        ('[smtp]\nmax_recipients = "many"\n', 'smtp.max_recipients: expected an integer, got "many"'),
+        (
+            '[smtp]\nmax_recipients = "many"\n',
+            'smtp.max_recipients: expected an integer, got "many"',
+        ),
         ("[smtp]\nmax_message_size = 10\n", "smtp.max_message_size: must be at least 1024, got 10"),
         ('[smtp]\nrequire_tls = "yes"\n', 'smtp.require_tls: expected true or false, got "yes"'),
-        ('[smtp]\nallow_networks = ["10.0.0.300/8"]\n', 'smtp.allow_networks[0]: "10.0.0.300/8" is not an IP address or CIDR network'),
+        (
+            '[smtp]\nallow_networks = ["10.0.0.300/8"]\n',
+            'smtp.allow_networks[0]: "10.0.0.300/8" is not an IP address or CIDR network',
+        ),
         ('[smtp]\nhostname = "bad_name!"\n', 'smtp.hostname: "bad_name!" is not a valid host name'),
         ("[smtp]\ncommand_timeout = 0\n", "smtp.command_timeout: must be greater than 0, got 0"),
-        ('[smtp.tls]\ncertificate = "/nonexistent.pem"\nkey = "/nonexistent.key"\n', 'smtp.tls.certificate: "/nonexistent.pem": no such file'),
-        ('[upstream]\ntls = "ssl"\n', 'upstream.tls: must be one of "none", "starttls" or "implicit", got "ssl"'),
+        (
+            '[smtp.tls]\ncertificate = "/nonexistent.pem"\nkey = "/nonexistent.key"\n',
+            'smtp.tls.certificate: "/nonexistent.pem": no such file',
+        ),
+        (
+            '[upstream]\ntls = "ssl"\n',
+            'upstream.tls: must be one of "none", "starttls" or "implicit", got "ssl"',
+        ),
         ("[upstream]\nport = 0\n", "upstream.port: must be at least 1, got 0"),
-        ('[upstream]\nusername = "u"\npassword = "p"\n', 'upstream: username is set but tls = "none": AUTH would cross the network in clear'),
+        (
+            '[upstream]\nusername = "u"\npassword = "p"\n',
+            'upstream: username is set but tls = "none": AUTH would cross the network in clear',
+        ),
         ('[upstream]\npassword = "p"\n', "upstream: a password is set but username is empty"),
-        ("[[smtp.auth.users]]\nname = \"relay\"\npassword_hash = \"plain\"\n", "smtp.auth.users[0]: password_hash is not an argon2id hash; make one with `sealgate hash-password`"),
-        ("[[smtp.auth.users]]\nnme = \"relay\"\n", 'smtp.auth.users[0].nme: unknown option (did you mean "name"?)'),
-        ("[smtp]\nrequire_tls = true\n", "smtp: require_tls = true needs smtp.tls.certificate and smtp.tls.key"),
-        ('[log]\nlevel = "verbose"\n', 'log.level: must be one of "debug", "info", "warning" or "error", got "verbose"'),
+        (
+            '[[smtp.auth.users]]\nname = "relay"\npassword_hash = "plain"\n',
+            "smtp.auth.users[0]: password_hash is not an argon2id hash; make one with `sealgate hash-password`",
+        ),
+        (
+            '[[smtp.auth.users]]\nnme = "relay"\n',
+            'smtp.auth.users[0].nme: unknown option (did you mean "name"?)',
+        ),
+        (
+            "[smtp]\nrequire_tls = true\n",
+            "smtp: require_tls = true needs smtp.tls.certificate and smtp.tls.key",
+        ),
+        (
+            '[log]\nlevel = "verbose"\n',
+            'log.level: must be one of "debug", "info", "warning" or "error", got "verbose"',
+        ),
         ("smtp = 5\n", "smtp: expected a table, got 5"),
         ("[service]\nworkers = 1.5\n", "service.workers: expected an integer, got 1.5"),
     ],
@@ -180,10 +213,15 @@ def test_serve_names_the_key_when_the_loop_secret_cannot_be_created(tmp_path):
     path.write_text(f'[loop]\nsecret_file = "{blocker}/loop.key"\n')
     result = run_cli("serve", "-c", str(path))
     assert result.returncode == 2
-    assert f"loop.secret_file: cannot read or create {blocker}/loop.key: Not a directory" in result.stderr
+    assert (
+        f"loop.secret_file: cannot read or create {blocker}/loop.key: Not a directory"
+        in result.stderr
+    )
 
 
 def test_dev_outbox_rejects_a_bad_listen_address(tmp_path):
-    result = run_cli("dev-outbox", "-c", str(tmp_path / "absent.toml"), "--listen", "127.0.0.1:99999")
+    result = run_cli(
+        "dev-outbox", "-c", str(tmp_path / "absent.toml"), "--listen", "127.0.0.1:99999"
+    )
     assert result.returncode == 2
     assert '"127.0.0.1:99999" is not a valid port' in result.stderr

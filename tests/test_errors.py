@@ -54,7 +54,11 @@ def test_safe_text_keeps_printable_ascii_only():
 @pytest.mark.parametrize(
     ("code", "text", "expected"),
     [
-        (550, "5.1.1 <bob@example.net>: Recipient address rejected", "550 5.1.1 <bob@example.net>: Recipient address rejected"),
+        (
+            550,
+            "5.1.1 <bob@example.net>: Recipient address rejected",
+            "550 5.1.1 <bob@example.net>: Recipient address rejected",
+        ),
         (451, "Try again", "451 4.0.0 Try again"),
         (550, "4.1.1 wrong class", "550 5.0.0 4.1.1 wrong class"),
         (554, "", "554 5.0.0 (no text)"),

@@ -144,7 +144,10 @@ def test_unknown_user_is_refused(auth_gateway, certs):
 
 def test_require_tls_refuses_mail_before_starttls(make_gateway, sink, certs):
     gateway = make_gateway(
-        smtp={"require_tls": True, "tls": {"certificate": str(certs.certificate), "key": str(certs.key)}}
+        smtp={
+            "require_tls": True,
+            "tls": {"certificate": str(certs.certificate), "key": str(certs.key)},
+        }
     )
     with RawSMTP(gateway.port) as smtp:
         smtp.command("EHLO client.test")
@@ -186,7 +189,9 @@ def test_xforward_from_trusted_host_is_recorded(gateway, sink, transaction_log):
         code, ehlo = smtp.command("EHLO client.test")
         assert "XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE" in ehlo
         assert smtp.command("XFORWARD NAME=mail.example.org ADDR=203.0.113.7 PORT=4711")[0] == 250
-        assert smtp.command("XFORWARD HELO=mail.example.org PROTO=ESMTP IDENT=[UNAVAILABLE]")[0] == 250
+        assert (
+            smtp.command("XFORWARD HELO=mail.example.org PROTO=ESMTP IDENT=[UNAVAILABLE]")[0] == 250
+        )
         smtp.command("MAIL FROM:<a@example.org>")
         smtp.command("RCPT TO:<b@example.net>")
         smtp.command("DATA")
@@ -201,6 +206,20 @@ def test_xforward_from_trusted_host_is_recorded(gateway, sink, transaction_log):
     first, second = transaction_log
     assert first["orig_client"] == "203.0.113.7"
     assert "orig_client" not in second
+
+
+def test_xforward_is_forgotten_after_rset(gateway, sink, transaction_log):
+    with RawSMTP(gateway.port) as smtp:
+        smtp.command("EHLO client.test")
+        assert smtp.command("XFORWARD ADDR=203.0.113.7")[0] == 250
+        assert smtp.command("RSET") == (250, "250 2.0.0 OK")
+        smtp.command("MAIL FROM:<a@example.org>")
+        smtp.command("RCPT TO:<b@example.net>")
+        smtp.command("DATA")
+        smtp.send(MESSAGE + b".\r\n")
+        assert smtp.reply()[0] == 250
+    (logged,) = transaction_log
+    assert "orig_client" not in logged
 
 
 def test_xforward_from_untrusted_host_is_refused(make_gateway):
@@ -251,7 +270,9 @@ def test_oversize_message_gets_552(make_gateway, sink):
         smtp.command("EHLO client.test")
         assert "SIZE 4096" in smtp.command("EHLO client.test")[1]
         assert smtp.command("MAIL FROM:<a@example.org> SIZE=5000")[1].startswith("552 5.3.4")
-    code, text = send_raw(gateway.port, b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 80 + b".\r\n")
+    code, text = send_raw(
+        gateway.port, b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 80 + b".\r\n"
+    )
     assert text == "552 5.3.4 Message size exceeds fixed maximum message size"
     code, text = send_raw(gateway.port, MESSAGE + b".\r\n")
     assert code == 250

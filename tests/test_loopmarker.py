@@ -132,7 +132,10 @@ def test_message_that_comes_back_is_relayed_without_reprocessing(gateway, sink):
     assert send(gateway.port, BODY)[0] == 250
     first = sink.messages[0].data
     # The upstream routes it back to Sealgate, having added its own trace field.
-    returned = b"Received: from sealgate.test by upstream.test; Sat, 28 Nov 2026 10:00:00 +0000\r\n" + first
+    returned = (
+        b"Received: from sealgate.test by upstream.test; Sat, 28 Nov 2026 10:00:00 +0000\r\n"
+        + first
+    )
     assert send(gateway.port, returned)[0] == 250
     second = sink.messages[1].data
     assert second.endswith(returned)
@@ -142,7 +145,10 @@ def test_message_that_comes_back_is_relayed_without_reprocessing(gateway, sink):
 
 
 def test_forged_marker_earns_nothing(gateway, sink):
-    forged = f"{HEADER}: v=1; t=1800000000; h=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n".encode() + BODY
+    forged = (
+        f"{HEADER}: v=1; t=1800000000; h=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n".encode()
+        + BODY
+    )
     assert send(gateway.port, forged)[0] == 250
     data = sink.messages[0].data
     assert data.endswith(forged)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import smtplib
-
 import dkim
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway import message
 from tests.support.smtpraw import RawSMTP
@@ -162,7 +160,9 @@ def test_sender_dkim_signature_still_verifies_after_relay(gateway, sink):
         signed = signature + unsigned
         assert dkim.verify(signed, dnsfunc=dns)
         with gateway.client() as client:
-            client.sendmail("alice@example.org", ["bob@example.net"], signed, mail_options=["BODY=8BITMIME"])
+            client.sendmail(
+                "alice@example.org", ["bob@example.net"], signed, mail_options=["BODY=8BITMIME"]
+            )
         assert dkim.verify(sink.messages[-1].data, dnsfunc=dns), canonicalization
 
 
@@ -211,7 +211,10 @@ def test_upstream_connections_are_reused(gateway, sink):
 def test_enhanced_status_codes_everywhere(gateway):
     with RawSMTP(gateway.port) as smtp:
         assert "ENHANCEDSTATUSCODES" in smtp.command("EHLO client.test")[1]
-        assert smtp.command("RCPT TO:<b@example.net>") == (503, "503 5.5.1 Error: need MAIL command")
+        assert smtp.command("RCPT TO:<b@example.net>") == (
+            503,
+            "503 5.5.1 Error: need MAIL command",
+        )
         code, text = smtp.command("NOOP")
         assert text == "250 2.0.0 OK"
         code, text = smtp.command("BOGUS")
@@ -237,7 +240,7 @@ def test_smtplib_reports_no_refusals_for_a_clean_relay(gateway, sink):
     with gateway.client() as client:
         refused = client.sendmail("a@example.org", ["b@example.net", "c@example.net"], ORIGINAL)
     assert refused == {}
-    assert isinstance(client, smtplib.SMTP)
+    assert sink.messages[0].rcpt_tos == ("b@example.net", "c@example.net")
 
 
 _LINE = st.binary(max_size=120).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
@@ -248,7 +251,9 @@ _LINE = st.binary(max_size=120).map(lambda b: b.replace(b"\r", b"").replace(b"\n
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(lines=st.lists(st.one_of(_LINE, st.sampled_from([b".", b"..", b".x", b"", b"x."])), max_size=40))
+@given(
+    lines=st.lists(st.one_of(_LINE, st.sampled_from([b".", b"..", b".x", b"", b"x."])), max_size=40)
+)
 def test_any_message_arrives_byte_for_byte(gateway, sink, lines):
     """Dots, empty lines, 8-bit bytes: what the client meant is what the upstream gets."""
     original = b"".join(line + b"\r\n" for line in lines)

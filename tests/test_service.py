@@ -82,7 +82,9 @@ def test_sigterm_says_goodbye_to_idle_clients(serve):
 def test_sighup_reloads_access_rules(serve, sink):
     process, port, path = serve()
     assert send(port) == 250
-    path.write_text(path.read_text().replace("[smtp]\n", '[smtp]\nallow_networks = ["192.0.2.0/24"]\n'))
+    path.write_text(
+        path.read_text().replace("[smtp]\n", '[smtp]\nallow_networks = ["192.0.2.0/24"]\n')
+    )
     process.signal(signal.SIGHUP)
     wait_for(lambda: "configuration reloaded" in process.log, what="the reload")
     assert send(port) == 550
@@ -131,7 +133,9 @@ def test_workers_share_the_port_and_stop_together(serve, sink):
     process.signal(signal.SIGTERM)
     assert process.wait(30) == 0
     for pid in workers:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
 
 
 def test_a_dead_worker_is_restarted(serve, sink):
@@ -140,7 +144,10 @@ def test_a_dead_worker_is_restarted(serve, sink):
     victim = children_of(process.process.pid)[0]
     subprocess.run(["kill", "-9", str(victim)], check=True)
     wait_for(
-        lambda: len(children_of(process.process.pid)) == 2 and victim not in children_of(process.process.pid),
+        lambda: (
+            len(children_of(process.process.pid)) == 2
+            and victim not in children_of(process.process.pid)
+        ),
         timeout=15,
         what="a replacement worker",
     )

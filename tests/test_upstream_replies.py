@@ -15,7 +15,9 @@ MESSAGE = (
 )
 
 
-def submit(port: int, recipients=("bob@example.net",), sender="alice@example.org") -> tuple[int, str]:
+def submit(
+    port: int, recipients=("bob@example.net",), sender="alice@example.org"
+) -> tuple[int, str]:
     """Send MESSAGE; the reply to the end of data (or to the first refused command)."""
     with RawSMTP(port) as smtp:
         smtp.command("EHLO client.test")
@@ -34,10 +36,22 @@ def submit(port: int, recipients=("bob@example.net",), sender="alice@example.org
     [
         ("mail", "451 4.3.2 Try later", "451 4.3.2 Upstream deferred the sender: Try later"),
         ("mail", "421 4.4.2 Closing", "451 4.4.2 Upstream deferred the sender: Closing"),
-        ("mail", "553 5.7.1 Sender not allowed", "553 5.7.1 Upstream refused the sender: Sender not allowed"),
+        (
+            "mail",
+            "553 5.7.1 Sender not allowed",
+            "553 5.7.1 Upstream refused the sender: Sender not allowed",
+        ),
         ("mail", "501 5.5.4 Bad syntax", "451 4.3.0 Upstream deferred the sender: Bad syntax"),
-        ("rcpt", "450 4.2.0 Mailbox busy", "451 4.2.0 Upstream deferred recipient bob@example.net: Mailbox busy"),
-        ("rcpt", "550 5.1.1 No such user", "550 5.1.1 Upstream refused recipient bob@example.net: No such user"),
+        (
+            "rcpt",
+            "450 4.2.0 Mailbox busy",
+            "451 4.2.0 Upstream deferred recipient bob@example.net: Mailbox busy",
+        ),
+        (
+            "rcpt",
+            "550 5.1.1 No such user",
+            "550 5.1.1 Upstream refused recipient bob@example.net: No such user",
+        ),
         ("data", "451 4.3.0 Queue full", "451 4.3.0 Upstream deferred the message: Queue full"),
         ("data", "554 5.7.1 Spam", "554 5.7.1 Upstream refused the message: Spam"),
         ("data", "552 Too big", "552 5.0.0 Upstream refused the message: Too big"),
@@ -130,7 +144,9 @@ def test_all_recipients_refused_is_a_permanent_refusal(gateway, sink):
 
 def test_partly_refused_delivers_the_rest_and_bounces_the_refused(gateway, sink):
     sink.behaviour.rcpt_replies["carol@example.net"] = "550 5.1.1 <carol@example.net>: No such user"
-    code, text = submit(gateway.port, recipients=("bob@example.net", "carol@example.net", "dave@example.net"))
+    code, text = submit(
+        gateway.port, recipients=("bob@example.net", "carol@example.net", "dave@example.net")
+    )
     assert code == 250, text
     bounce, delivered = sink.messages
     assert delivered.rcpt_tos == ("bob@example.net", "dave@example.net")
@@ -161,7 +177,9 @@ def test_partly_refused_defers_when_the_bounce_cannot_be_sent(gateway, sink):
 
 def test_partly_refused_with_null_sender_delivers_without_bounce(gateway, sink):
     sink.behaviour.rcpt_replies["carol@example.net"] = "550 5.1.1 No such user"
-    code, text = submit(gateway.port, recipients=("bob@example.net", "carol@example.net"), sender="")
+    code, text = submit(
+        gateway.port, recipients=("bob@example.net", "carol@example.net"), sender=""
+    )
     assert code == 250, text
     (delivered,) = sink.messages
     assert delivered.rcpt_tos == ("bob@example.net",)

@@ -79,10 +79,14 @@ def test_wrong_host_name_defers(make_gateway, start_sink, certs):
     assert tls_sink.messages == []
 
 
-def test_server_name_matches_certificate_when_connecting_by_address(make_gateway, start_sink, certs):
+def test_server_name_matches_certificate_when_connecting_by_address(
+    make_gateway, start_sink, certs
+):
     tls_sink = start_sink(tls=server_context(certs))
     gateway = make_gateway(
-        upstream=upstream(tls_sink, certs, host="127.0.0.1", tls="starttls", server_name="localhost")
+        upstream=upstream(
+            tls_sink, certs, host="127.0.0.1", tls="starttls", server_name="localhost"
+        )
     )
     assert send(gateway)[0] == 250
 
@@ -134,4 +138,7 @@ def test_upstream_without_smtputf8_refuses_utf8_mail_permanently(make_gateway, s
         client.mail("jörg@bücher.example", options=["SMTPUTF8"])
         client.rcpt("b@example.net")
         code, text = client.data(MESSAGE)
-    assert (code, text) == (554, b"5.6.7 Upstream does not support SMTPUTF8, which this message needs")
+    assert (code, text) == (
+        554,
+        b"5.6.7 Upstream does not support SMTPUTF8, which this message needs",
+    )

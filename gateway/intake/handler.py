@@ -51,7 +51,6 @@ class IntakeHandler:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
-        session.xforward.clear()
         keywords = [line[4:] for line in responses[1:] if line[4:] != "HELP"]
         if not server.limits.credentials.enabled:
             keywords = [k for k in keywords if not k.startswith("AUTH")]
@@ -60,17 +59,6 @@ class IntakeHandler:
             keywords.append("XFORWARD " + " ".join(XFORWARD_ATTRIBUTES))
         lines = [responses[0][4:], *keywords]
         return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
-
-    async def handle_HELO(
-        self,
-        server: SealgateSMTP,
-        session: SealgateSession,
-        envelope: SealgateEnvelope,
-        hostname: str,
-    ) -> str:
-        session.host_name = hostname
-        session.xforward.clear()
-        return f"250 {server.hostname}"
 
     async def handle_MAIL(
         self,
@@ -108,12 +96,6 @@ class IntakeHandler:
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"
-
-    async def handle_RSET(
-        self, server: SealgateSMTP, session: SealgateSession, envelope: SealgateEnvelope
-    ) -> str:
-        server._release_budget()
-        return "250 2.0.0 Ok"
 
     async def handle_DATA(
         self, server: SealgateSMTP, session: SealgateSession, envelope: SealgateEnvelope

@@ -240,6 +240,12 @@ class SealgateSMTP(SMTP):
         log.error("unexpected error in SMTP session", exc_info=error, extra={"fields": self._who()})
         return str(INTERNAL_ERROR)
 
+    def _set_rset_state(self) -> None:
+        # HELO, EHLO and RSET: like Postfix, forget what XFORWARD said.
+        if isinstance(self.session, SealgateSession):
+            self.session.xforward.clear()
+        super()._set_rset_state()  # type: ignore[no-untyped-call]
+
     def _set_post_data_state(self) -> None:
         self._release_budget()
         super()._set_post_data_state()  # type: ignore[no-untyped-call]
