@@ -1,0 +1,185 @@
+"""The database schema as SQLAlchemy Core tables: the one description of the tables.
+
+The migrations create exactly this (a test compares the migrated database with
+:data:`metadata`), and the :class:`~gateway.store.database.Store` queries it.
+What is deliberately absent: message content. There is no column for a
+subject, a body or a file name; those live only inside the encrypted manifest.
+
+Timestamps go through :class:`UTCDateTime`: ``timestamptz`` on PostgreSQL and
+integer microseconds since the epoch on SQLite, which has no date type, so that
+comparisons such as ``expires_at <= now`` are numeric there and never depend
+on how a text form sorts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from gateway.store.records import LIVE_STATES, PART_KINDS, READER_KINDS, STATES
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime; naive datetimes are refused, not guessed."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: use a timezone-aware one")
+        if dialect.name == "sqlite":
+            return (value - _EPOCH) // timedelta(microseconds=1)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return _EPOCH + timedelta(microseconds=int(value))
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    """An SQL ``column IN (...)`` over constant names (never user input)."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+LIVE_CONDITION = text(_in("state", LIVE_STATES))
+
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+    }
+)
+
+envelopes = Table(
+    "envelopes",
+    metadata,
+    Column("envelope_id", String(32), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("sender", Text(), nullable=False),
+    Column("queue_id", Text(), nullable=False),
+    Column("idempotency_key", String(64), nullable=False),
+    Column("original_size", BigInteger(), nullable=False),
+    Column("sealed_size", BigInteger(), nullable=False),
+    CheckConstraint(_in("state", STATES), name="state"),
+    Index("ix_envelopes_expires_at", "expires_at"),
+    Index("ix_envelopes_created_at", "created_at"),
+    # Two live envelopes for one message are impossible, whatever the callers race.
+    Index(
+        "uq_envelopes_live_idempotency_key",
+        "idempotency_key",
+        unique=True,
+        sqlite_where=LIVE_CONDITION,
+        postgresql_where=LIVE_CONDITION,
+    ),
+)
+
+parts = Table(
+    "parts",
+    metadata,
+    Column(
+        "envelope_id",
+        String(32),
+        ForeignKey("envelopes.envelope_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("part_id", Integer(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("plaintext_size", BigInteger(), nullable=False),
+    Column("sealed_size", BigInteger(), nullable=False),
+    PrimaryKeyConstraint("envelope_id", "part_id"),
+    CheckConstraint(_in("kind", PART_KINDS), name="kind"),
+)
+
+readers = Table(
+    "readers",
+    metadata,
+    Column("reader_id", String(32), primary_key=True),
+    Column(
+        "envelope_id",
+        String(32),
+        ForeignKey("envelopes.envelope_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # Readers come back in the order the sealing code gave them.
+    Column("position", Integer(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("address", Text(), nullable=False),
+    Column("wrapped_key", LargeBinary(), nullable=True),
+    Column("encrypted_private_key", LargeBinary(), nullable=True),
+    Column("public_key", LargeBinary(), nullable=True),
+    Column("link_id_hash", LargeBinary(32), nullable=True),
+    CheckConstraint(_in("kind", READER_KINDS), name="kind"),
+    Index("ix_readers_envelope_id", "envelope_id"),
+    Index("ix_readers_link_id_hash", "link_id_hash", unique=True),
+)
+
+# Append-only: the Store offers no update or delete, and a trigger (see the migration)
+# refuses them in the database too. No foreign key: the trail outlives what it describes.
+events = Table(
+    "events",
+    metadata,
+    Column(
+        "event_id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("envelope_id", String(32), nullable=True),
+    Column("reader_id", String(32), nullable=True),
+    Column("address", Text(), nullable=True),
+    Column("detail", Text(), nullable=False),
+    Index("ix_events_envelope_id", "envelope_id"),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("address", Text(), primary_key=True),  # lower-cased
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("kdf", String(32), nullable=False),
+    Column("kdf_iterations", Integer(), nullable=False),
+    Column("kdf_salt", LargeBinary(), nullable=False),
+    Column("login_verifier", Text(), nullable=False),
+    Column("public_key", LargeBinary(), nullable=False),
+    Column("encrypted_private_key", LargeBinary(), nullable=False),
+)
