@@ -1,0 +1,1 @@
+"""The sealed envelope: content model, sealed format, key wrapping."""
