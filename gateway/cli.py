@@ -10,19 +10,9 @@ from pathlib import Path
 import click
 
 from gateway import __version__, config, configdoc, devoutbox, logsetup, service
+from gateway.clicommon import CONFIG_OPTION, load_or_exit
+from gateway.envelope_commands import account, envelope, expire, revoke
 from gateway.intake.access import hash_password
-from gateway.intake.tls import server_context
-from gateway.upstream import client_tls_context
-
-CONFIG_OPTION = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("/etc/sealgate/sealgate.toml"),
-    show_default=True,
-    help="Configuration file.",
-)
 
 
 @click.group()
@@ -31,43 +21,11 @@ def main() -> None:
     """Sealgate, a self-hosted secure email gateway."""
 
 
-def _load_or_exit(path: Path) -> config.Config:
-    try:
-        return _checked(path)
-    except config.ConfigError as error:
-        for problem in error.problems:
-            click.echo(f"{error.source}: {problem}", err=True)
-        sys.exit(2)
-
-
-def _checked(path: Path) -> config.Config:
-    """Load ``path`` and open everything it names that can be checked without a network."""
-    cfg = config.load(path)
-    problems: list[str] = []
-    try:
-        server_context(cfg.smtp.tls, str(path))
-    except config.ConfigError as error:
-        problems += error.problems
-    if cfg.upstream.tls != "none":
-        try:
-            client_tls_context(cfg.upstream)
-        except (OSError, ValueError) as error:
-            problems.append(f"upstream.ca_file: cannot be used: {error}")
-    if cfg.upstream.password_file is not None:
-        try:
-            cfg.upstream.read_password()
-        except OSError as error:
-            problems.append(f"upstream.password_file: cannot be read: {error.strerror}")
-    if problems:
-        raise config.ConfigError(str(path), problems)
-    return cfg
-
-
 @main.command("check-config")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def check_config(path: Path) -> None:
     """Check a configuration file and print every problem in it."""
-    _load_or_exit(path)
+    load_or_exit(path)
     click.echo(f"{path}: ok")
 
 
@@ -79,7 +37,7 @@ def check_config(path: Path) -> None:
 @click.option("--worker", is_flag=True, hidden=True, help="Run as one of several workers.")
 def serve(config_path: Path, workers: int | None, worker: bool) -> None:
     """Run the gateway until SIGTERM; SIGHUP reloads the configuration."""
-    cfg = _load_or_exit(config_path)
+    cfg = load_or_exit(config_path)
     logsetup.configure(cfg.log.level, cfg.log.format)
     count = workers or cfg.service.workers
     try:
@@ -134,7 +92,7 @@ def _banner(cfg: config.Config, workers: int, gateway: service.Gateway | None = 
 def dev_outbox(config_path: Path, listen: str | None, directory: Path | None) -> None:
     """Run only the development outbox, an SMTP sink that stores .eml files."""
     settings = (
-        _load_or_exit(config_path).dev_outbox
+        load_or_exit(config_path).dev_outbox
         if config_path.exists()
         else config.DevOutbox.model_validate({})
     )
@@ -172,3 +130,7 @@ def hash_password_command() -> None:
 def config_reference(fmt: str) -> None:
     """Print the configuration reference (markdown) or the example configuration (toml)."""
     click.echo(configdoc.markdown() if fmt == "markdown" else configdoc.example_toml(), nl=False)
+
+
+for command in (envelope, revoke, expire, account):
+    main.add_command(command)

@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -389,6 +390,134 @@ class DevOutbox(Section):
     )
 
 
+def _parse_database(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _invalid("expected a database URL string, got {value}", value=_toml(value))
+    if value and not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+        raise _invalid(
+            'expected "" (SQLite under store.directory), "sqlite:///PATH" or '
+            '"postgresql+psycopg://USER@HOST/DB"'
+        )
+    return value
+
+
+def _parse_portal_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _invalid("expected a URL string, got {value}", value=_toml(value))
+    parts = urlsplit(value)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+        raise _invalid(
+            '"{value}" must be an https:// URL (plain http only for localhost)', value=value
+        )
+    if not parts.hostname or parts.query or parts.fragment:
+        raise _invalid('"{value}" must be a base URL without query or fragment', value=value)
+    return value.rstrip("/")
+
+
+def _parse_domain(value: Any) -> str:
+    if not isinstance(value, str) or not _valid_hostname(value):
+        raise _invalid("{value} is not a domain name", value=_toml(value))
+    return value.lower().rstrip(".")
+
+
+Database = Annotated[str, PlainValidator(_parse_database)]
+PortalURL = Annotated[str, PlainValidator(_parse_portal_url)]
+Domain = Annotated[str, PlainValidator(_parse_domain)]
+
+
+class Store(Section):
+    """Where sealed envelopes live: metadata in a database, encrypted parts as files.
+    Neither ever holds plaintext or a key that opens it."""
+
+    directory: OptionalPath = Field(
+        "var", validate_default=True, description="State directory (database and blobs)."
+    )
+    database: Database = Field(
+        "",
+        description='Database URL. Empty: SQLite at DIRECTORY/sealgate.db. PostgreSQL: '
+        '"postgresql+psycopg://USER@HOST/DB" (needs the sealgate[postgresql] extra).',
+    )
+    blob_directory: OptionalPath = Field(
+        "", validate_default=True, description="Encrypted parts. Empty: DIRECTORY/blobs."
+    )
+    busy_timeout: Seconds = Field(
+        10, description="Seconds to wait for a locked database before answering 451."
+    )
+
+    @property
+    def database_url(self) -> str:
+        assert self.directory is not None
+        return self.database or f"sqlite:///{self.directory / 'sealgate.db'}"
+
+    @property
+    def blob_root(self) -> Path:
+        assert self.directory is not None
+        return self.blob_directory or self.directory / "blobs"
+
+
+class Envelope(Section):
+    """Sealing: key sizes, the pool of pre-generated reader keys, retention."""
+
+    rsa_bits: Literal[2048, 3072, 4096] = Field(
+        2048, description="Size of reader RSA keys (2048, 3072 or 4096 bits)."
+    )
+    key_pool_size: int = Field(
+        32,
+        ge=0,
+        le=4096,
+        description="Reader key pairs generated ahead of need, in a helper process.",
+    )
+    retention_days: int = Field(
+        30, ge=1, le=3650, description="Days a sealed message stays readable, then it expires."
+    )
+    expire_interval: Seconds = Field(
+        300, description="Seconds between sweeps for expired envelopes and orphaned blobs."
+    )
+    orphan_age: Seconds = Field(
+        3600,
+        description="Blobs left by an interrupted sealing are removed after this many seconds.",
+    )
+
+
+class Protect(Section):
+    """What triggers protection until policy packs exist: a subject tag or a header."""
+
+    subject_tags: list[str] = Field(
+        ["[secure]", "[encrypt]", "[vertrouwelijk]"],
+        description="Subject tags (case-insensitive) that protect a message; "
+        "removed from the subject before sealing.",
+    )
+    header: str = Field(
+        "X-Sealgate-Protect",
+        pattern=r"^[!-9;-~]+$",
+        description='Header field that protects a message when it says "yes"; '
+        "removed before anything leaves.",
+    )
+    internal_domains: list[Domain] = Field(
+        [], description="Recipient domains that always get the message as it is."
+    )
+
+
+class Portal(Section):
+    """The recipient portal."""
+
+    url: PortalURL = Field(
+        "http://localhost:8080",
+        description="Public base URL of the portal, used in notification links "
+        "(https://; plain http only for localhost).",
+    )
+
+
+class Notify(Section):
+    """Notifications to protected recipients."""
+
+    from_address: str = Field(
+        "",
+        description="From address of notifications. Empty: sealgate@ plus smtp.hostname.",
+    )
+
+
 class Config(Section):
     """Sealgate's configuration."""
 
@@ -398,6 +527,11 @@ class Config(Section):
     log: Log = _section()
     service: Service = _section()
     dev_outbox: DevOutbox = _section()
+    store: Store = _section()
+    envelope: Envelope = _section()
+    protect: Protect = _section()
+    portal: Portal = _section()
+    notify: Notify = _section()
 
 
 def load(path: str | Path) -> Config:

@@ -42,3 +42,35 @@ def first_value(data: bytes, name: str) -> str | None:
 
 def _unfold(value: bytes) -> bytes:
     return value.replace(b"\r\n", b"")
+
+
+def remove_fields(data: bytes, name: str) -> bytes:
+    """``data`` without any header field called ``name`` (folded lines included).
+
+    Unsigned fields can be removed without breaking a DKIM signature; the
+    rest of the message keeps its bytes.
+    """
+    header = header_block(data)
+    wanted = name.lower()
+    spans = [
+        (m.start(), m.end() + 2)
+        for m in _FIELD.finditer(header)
+        if m.group(1).decode("ascii").lower() == wanted
+    ]
+    if not spans:
+        return data
+    kept, position = [], 0
+    for start, end in spans:
+        kept.append(data[position:start])
+        position = end
+    kept.append(data[position:])
+    return b"".join(kept)
+
+
+def replace_field(data: bytes, name: str, field: bytes) -> bytes:
+    """Replace the first field called ``name`` by ``field`` (a whole "Name: value\\r\\n")."""
+    wanted = name.lower()
+    for m in _FIELD.finditer(header_block(data)):
+        if m.group(1).decode("ascii").lower() == wanted:
+            return data[: m.start()] + field + data[m.end() + 2 :]
+    return data

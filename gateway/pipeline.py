@@ -8,8 +8,11 @@ that orchestrates a message; the services it calls (upstream, loop marker,
 and later mailauth, policy, envelope, store, notify) know nothing of SMTP
 sessions or of each other.
 
-Today every recipient is relayed. The places where mail authentication,
-policy decisions, sealing and notifications plug in are marked below.
+Recipients that a protection trigger covers (gateway.protection, until
+policy packs decide) get a sealed envelope (gateway.envelope.vault) and a
+notification with their personal link (gateway.notify); everyone else gets
+the message as it is. The place where mail authentication plugs in is marked
+below.
 
 The rule that binds every step: 250 only when everything owed for the message
 is accepted by the upstream; a transient fault anywhere answers 451 so that the
@@ -20,15 +23,23 @@ from __future__ import annotations
 
 import email.utils
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TypeVar
 
-from gateway import dsn, message
-from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPReply
+from gateway import dsn, message, notify
+from gateway.envelope.seal import SealedEnvelope, SealRequest, idempotency_key
+from gateway.envelope.vault import Vault
+from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPReply, TemporaryError
 from gateway.loopmarker import RECEIVED_TAG, LoopMarker
+from gateway.protection import Protection, Triggers
+from gateway.store import StoreError
 from gateway.upstream import UpstreamPool
 
 log = logging.getLogger("sealgate.pipeline")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,16 +90,36 @@ class Result:
     upstream_reply: SMTPReply | None = None
     refused: dict[str, SMTPReply] = field(default_factory=dict)
     detail: str = ""
+    envelope_id: str | None = None
+    protected: int = 0
+
+
+@dataclass(frozen=True)
+class Protecting:
+    """How protected recipients are served: triggers, the vault, the notification's facts."""
+
+    triggers: Triggers
+    vault: Vault
+    portal_url: str
+    from_address: str
+    retention: timedelta
+    idempotency_secret: bytes  # keys the idempotency HMAC; never stored in the database
 
 
 class Pipeline:
     def __init__(
-        self, upstream: UpstreamPool, marker: LoopMarker, hostname: str, max_hops: int
+        self,
+        upstream: UpstreamPool,
+        marker: LoopMarker,
+        hostname: str,
+        max_hops: int,
+        protecting: Protecting,
     ) -> None:
         self.upstream = upstream
         self.marker = marker
         self.hostname = hostname
         self.max_hops = max_hops
+        self.protecting = protecting
 
     async def handle(self, tx: Transaction) -> Result:
         """Process one message; never raises, every failure becomes a reply."""
@@ -112,29 +143,125 @@ class Pipeline:
             return await self._relay(tx, self._received(tx) + tx.data, outcome="relayed-loop")
 
         # authenticate: SPF, DKIM, DMARC and ARC verdicts (gateway.mailauth) go here.
-        # decide: a policy Decision per recipient (gateway.policy) goes here;
-        #   until then every recipient is relayed.
-        # act: recipients to protect are sealed (gateway.envelope, gateway.store)
-        #   and notified (gateway.notify) before the relay below.
+        protection = self.protecting.triggers.decide(tx.data, tx.rcpt_tos)
+        if protection is None:
+            clean = self.protecting.triggers.clean(tx.data)
+            return await self._relay(tx, self._outgoing(tx, clean), outcome="relayed")
+        return await self._protect(tx, protection)
 
-        marked = self.marker.header(tx.data) + tx.data
-        return await self._relay(tx, self._received(tx) + marked, outcome="relayed")
+    def _outgoing(self, tx: Transaction, data: bytes) -> bytes:
+        return self._received(tx) + self.marker.header(data) + data
 
-    async def _relay(self, tx: Transaction, outgoing: bytes, *, outcome: str) -> Result:
+    async def _protect(self, tx: Transaction, protection: Protection) -> Result:
+        """Seal for the protected recipients, notify them, relay to the rest, then 250.
+
+        Idempotent: a retry of a message whose earlier attempt committed but
+        did not finish supersedes (shreds) that attempt's envelope, since its
+        links were never stored and cannot be sent again; a retry of a message
+        that was wholly delivered is answered 250 without sending anything.
+        """
+        vault = self.protecting.vault
+        key = idempotency_key(
+            self.protecting.idempotency_secret, tx.mail_from, tx.rcpt_tos, tx.data
+        )
+        existing = await self._stored(vault.find_live(key))
+        if existing is not None and existing.state == "delivered":
+            reply = SMTPReply(250, "2.0.0", f"Ok: already delivered as {existing.envelope_id}")
+            return Result(reply, "duplicate", envelope_id=existing.envelope_id)
+        request = SealRequest(
+            raw=protection.sealed_bytes,
+            sender=tx.mail_from,
+            queue_id=tx.queue_id,
+            recipients=protection.protected,
+            idempotency_key=key,
+            sender_account=await self._stored(vault.sender_account(tx.mail_from)),
+            retention=self.protecting.retention,
+        )
+        supersede = existing.envelope_id if existing is not None else None
+        sealed = await self._stored(vault.seal(request, supersede=supersede))
+        refused = await self._notify(tx, sealed)
+        relayed = protection.relayed
+        if len(refused) == len(protection.protected) and not relayed:
+            await self._stored(vault.discard(sealed.envelope_id, "every recipient refused"))
+            address, reply = next(iter(refused.items()))
+            raise PermanentError(reply.code, reply.enhanced, f"Recipient {address}: {reply.text}")
+        if relayed:
+            outgoing = self._outgoing(tx, protection.relayed_bytes)
+            result = await self._relay(
+                tx, outgoing, outcome="protected", recipients=relayed, refused=refused
+            )
+        else:
+            if refused:
+                await self._bounce(tx, refused)
+            result = Result(SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}"), "protected")
+            result.refused = refused
+        await self._stored(vault.mark_delivered(sealed.envelope_id))
+        result.envelope_id = sealed.envelope_id
+        result.protected = len(protection.protected) - len(refused)
+        return result
+
+    async def _notify(self, tx: Transaction, sealed: SealedEnvelope) -> dict[str, SMTPReply]:
+        """Send every guest reader their link; the recipients the upstream refused."""
+        refused: dict[str, SMTPReply] = {}
+        name, _ = email.utils.parseaddr(message.first_value(tx.data, "from") or "")
+        for grant in sealed.grants:
+            data = notify.notification(
+                sender=tx.mail_from,
+                sender_name=name or None,
+                recipient=grant.address,
+                link=grant.link,
+                portal=self.protecting.portal_url,
+                from_address=self.protecting.from_address,
+                expires=sealed.record.expires_at,
+                in_reply_to=message.first_value(tx.data, "message-id"),
+                hostname=self.hostname,
+            )
+            outgoing = self.marker.header(data) + data
+            try:
+                await self.upstream.send(
+                    tx.mail_from, [grant.address], outgoing, smtputf8=tx.smtputf8
+                )
+            except PermanentError as error:
+                refused[grant.address] = error.reply
+        return refused
+
+    @staticmethod
+    async def _stored(awaitable: Awaitable[T]) -> T:
+        """Await a vault call; a store fault becomes a reply the MTA understands."""
+        try:
+            return await awaitable
+        except StoreError as error:
+            # Also for permanent-looking store errors (a concurrent attempt of the
+            # same message won the unique index): a retry later sorts them out.
+            raise TemporaryError(
+                451, "4.3.0", "Cannot store the message right now; try again later", str(error)
+            ) from error
+
+    async def _relay(
+        self,
+        tx: Transaction,
+        outgoing: bytes,
+        *,
+        outcome: str,
+        recipients: tuple[str, ...] | None = None,
+        refused: dict[str, SMTPReply] | None = None,
+    ) -> Result:
+        """Relay to ``recipients`` (default: all), bouncing what was refused before or now."""
         transaction = await self.upstream.open(
             tx.mail_from,
-            tx.rcpt_tos,
+            tx.rcpt_tos if recipients is None else recipients,
             smtputf8=tx.smtputf8,
             body_8bit=tx.body_8bit,
             size=len(outgoing),
         )
+        refused = {**(refused or {}), **transaction.refused}
         async with transaction:
-            if transaction.refused:
-                await self._bounce(tx, transaction.refused)
-                outcome = "relayed-partly"
+            if refused:
+                await self._bounce(tx, refused)
+                outcome += "-partly"
             upstream_reply = await transaction.send_data(outgoing)
         reply = SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
-        return Result(reply, outcome, upstream_reply=upstream_reply, refused=transaction.refused)
+        return Result(reply, outcome, upstream_reply=upstream_reply, refused=refused)
 
     async def _bounce(self, tx: Transaction, refused: dict[str, SMTPReply]) -> None:
         """Tell the sender about recipients the upstream refused for good.

@@ -16,19 +16,25 @@ loop marker. Listen addresses, workers and the outbox need a restart.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from gateway import config, devoutbox, logsetup
+from gateway.envelope.keypool import KeyPool
+from gateway.envelope.vault import Vault
 from gateway.intake import IntakeServer
 from gateway.logsetup import event
 from gateway.loopmarker import LoopMarker, load_or_create_secret
-from gateway.pipeline import Pipeline
+from gateway.pipeline import Pipeline, Protecting
+from gateway.protection import Triggers
+from gateway.store import FileBlobStore, Store, StoreError
 from gateway.upstream import UpstreamPool
 
 log = logging.getLogger("sealgate.service")
@@ -38,10 +44,33 @@ _RESTART_NEEDED: dict[str, Callable[[config.Config], object]] = {
     "smtp.listen": lambda cfg: cfg.smtp.listen,
     "service.workers": lambda cfg: cfg.service.workers,
     "dev_outbox": lambda cfg: cfg.dev_outbox,
+    "store": lambda cfg: cfg.store,
+    "envelope.rsa_bits": lambda cfg: cfg.envelope.rsa_bits,
+    "envelope.key_pool_size": lambda cfg: cfg.envelope.key_pool_size,
 }
 
 
-def build_pipeline(cfg: config.Config) -> Pipeline:
+def open_store(cfg: config.Config) -> Store:
+    """The store the configuration names, migrated to the current schema."""
+    store = Store(
+        cfg.store.database_url,
+        FileBlobStore(cfg.store.blob_root),
+        busy_timeout=cfg.store.busy_timeout,
+    )
+    try:
+        store.migrate()
+    except StoreError as error:
+        store.close()
+        raise config.ConfigError("config", [f"store.database: {error}"]) from None
+    return store
+
+
+def open_vault(cfg: config.Config) -> Vault:
+    pool = KeyPool(cfg.envelope.rsa_bits, cfg.envelope.key_pool_size)
+    return Vault(open_store(cfg), pool, orphan_age=cfg.envelope.orphan_age)
+
+
+def build_pipeline(cfg: config.Config, vault: Vault) -> Pipeline:
     path = cfg.loop.secret_file
     if path is None:
         raise config.ConfigError("config", ["loop.secret_file: must be set"])
@@ -52,7 +81,15 @@ def build_pipeline(cfg: config.Config) -> Pipeline:
         raise config.ConfigError("config", [f"loop.secret_file: {reason}"]) from None
     marker = LoopMarker(secret, cfg.loop.max_age)
     upstream = UpstreamPool(cfg.upstream, cfg.smtp.hostname)
-    return Pipeline(upstream, marker, cfg.smtp.hostname, cfg.loop.max_hops)
+    protecting = Protecting(
+        triggers=Triggers(cfg.protect),
+        vault=vault,
+        portal_url=cfg.portal.url,
+        from_address=cfg.notify.from_address or f"sealgate@{cfg.smtp.hostname}",
+        retention=timedelta(days=cfg.envelope.retention_days),
+        idempotency_secret=hmac.new(secret, b"sealgate idempotency key", "sha256").digest(),
+    )
+    return Pipeline(upstream, marker, cfg.smtp.hostname, cfg.loop.max_hops, protecting)
 
 
 class Gateway:
@@ -63,12 +100,20 @@ class Gateway:
     ) -> None:
         self.cfg = cfg
         self.source = source
-        self.pipeline = build_pipeline(cfg)
+        self.vault = open_vault(cfg)
+        try:
+            self.pipeline = build_pipeline(cfg, self.vault)
+        except BaseException:
+            self.vault.close()
+            raise
         self.intake = IntakeServer(cfg.smtp, self.pipeline, str(source or "config"))
         self._with_outbox = with_outbox and cfg.dev_outbox.enabled
         self._outbox: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, *, reuse_port: bool = False) -> None:
+        self.vault.pool.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         if self._with_outbox:
             outbox = self.cfg.dev_outbox
             assert outbox.directory is not None
@@ -89,7 +134,7 @@ class Gateway:
             return False
         try:
             new = config.load(self.source)
-            new_pipeline = build_pipeline(new)
+            new_pipeline = build_pipeline(new, self.vault)
             self.intake.configure(new.smtp, new_pipeline, str(self.source))
         except (config.ConfigError, OSError, ValueError) as error:
             problems = error.problems if isinstance(error, config.ConfigError) else [str(error)]
@@ -109,7 +154,19 @@ class Gateway:
             self._outbox.close()
             await self._outbox.wait_closed()
         await self.pipeline.upstream.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await asyncio.to_thread(self.vault.close)
         event(log, logging.INFO, "stopped", pid=os.getpid())
+
+    async def _sweep(self) -> None:
+        """Expire envelopes past retention and remove orphaned blobs, on a timer."""
+        while True:
+            try:
+                await self.vault.sweep()
+            except StoreError as error:
+                event(log, logging.WARNING, "sweep failed, will retry", error=str(error))
+            await asyncio.sleep(self.cfg.envelope.expire_interval)
 
 
 def _changed(old: config.Config, new: config.Config) -> list[str]:
@@ -153,6 +210,7 @@ async def supervise(cfg: config.Config, source: Path, workers: int) -> int:
         raise config.ConfigError(
             str(source), ["smtp.listen: several workers need a fixed port, not 0"]
         )
+    open_store(cfg).close()  # migrate once, before the workers start
     outbox = None
     if cfg.dev_outbox.enabled and cfg.dev_outbox.directory is not None:
         outbox = await devoutbox.start(cfg.dev_outbox.listen, cfg.dev_outbox.directory)

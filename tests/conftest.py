@@ -8,9 +8,12 @@ from typing import Any
 import pytest
 
 from gateway import config
+from gateway.store import FileBlobStore, Store
 from tests.support.certs import CertFiles, make_certificates
 from tests.support.gateway import RunningGateway, config_data
 from tests.support.loopthread import LoopThread
+from tests.support.postgres import PostgresCluster, start_cluster
+from tests.support.process import ServeProcess, free_port, write_toml
 from tests.support.sink import Sink
 
 
@@ -55,3 +58,55 @@ def make_gateway(
 @pytest.fixture
 def gateway(make_gateway: Callable[..., RunningGateway]) -> RunningGateway:
     return make_gateway()
+
+
+@pytest.fixture
+def serve(tmp_path: Path, sink: Sink) -> Iterator[Callable[..., tuple[ServeProcess, int, Path]]]:
+    """Start `sealgate serve` as a process against the sink; (process, port, config path)."""
+    started: list[ServeProcess] = []
+
+    def start(*args: str, **overrides) -> tuple[ServeProcess, int, Path]:
+        port = free_port()
+        data = config_data(tmp_path, sink.port, **overrides)
+        data["smtp"]["listen"] = f"127.0.0.1:{port}"
+        path = write_toml(tmp_path / f"sealgate-{len(started)}.toml", data)
+        process = ServeProcess(path, *args)
+        started.append(process)
+        process.wait_listening(port)
+        return process, port, path
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the session; fails (never skips) if absent."""
+    try:
+        cluster = start_cluster()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db' / 'sealgate.db'}"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    name = cluster.create_database()
+    yield cluster.url(name)
+    cluster.drop_database(name)
+
+
+@pytest.fixture
+def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
+    """A migrated Store on ``store_url`` with its blobs under ``tmp_path``."""
+    opened = Store(store_url, FileBlobStore(tmp_path / "blobs"))
+    opened.migrate()
+    yield opened
+    opened.close()

@@ -16,31 +16,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.certs import make_certificates
-from tests.support.gateway import config_data, wait_for
-from tests.support.process import ServeProcess, children_of, free_port, write_toml
+from tests.support.gateway import wait_for
+from tests.support.process import ServeProcess, children_of, free_port
 from tests.support.smtpraw import RawSMTP
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGE = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n"
-
-
-@pytest.fixture
-def serve(tmp_path, sink):
-    started: list[ServeProcess] = []
-
-    def start(*args: str, **overrides) -> tuple[ServeProcess, int, Path]:
-        port = free_port()
-        data = config_data(tmp_path, sink.port, **overrides)
-        data["smtp"]["listen"] = f"127.0.0.1:{port}"
-        path = write_toml(tmp_path / f"sealgate-{len(started)}.toml", data)
-        process = ServeProcess(path, *args)
-        started.append(process)
-        process.wait_listening(port)
-        return process, port, path
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 def send(port: int, message: bytes = MESSAGE) -> int:

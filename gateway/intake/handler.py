@@ -169,5 +169,8 @@ def _log_transaction(tx: Transaction, result: Result, elapsed: float) -> None:
         fields_["refused"] = {address: str(reply) for address, reply in result.refused.items()}
     if result.detail:
         fields_["detail"] = result.detail
+    if result.envelope_id is not None:
+        fields_["envelope"] = result.envelope_id
+        fields_["protected"] = result.protected
     fields_["ms"] = round(elapsed * 1000, 1)
     event(log, level, "transaction", **fields_)

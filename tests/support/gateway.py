@@ -42,6 +42,8 @@ def config_data(state: Path, upstream_port: int, **overrides: Any) -> dict[str, 
         },
         "loop": {"secret_file": str(state / "loop.key")},
         "service": {"shutdown_timeout": 5},
+        # Reader keys are generated on demand: most tests never seal.
+        "envelope": {"key_pool_size": 0},
     }
     return merge(base, overrides)
 

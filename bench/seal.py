@@ -1,0 +1,960 @@
+"""Sealing benchmark: each stage of sealing a message, against a baseline measured alongside.
+
+    .venv/bin/python bench/seal.py                 # default run, about 1.5 minutes on 2 cores
+    .venv/bin/python bench/seal.py --quick         # smoke run: fewer rounds, no 25 MB message
+    .venv/bin/python bench/seal.py --json out.json # the figures as JSON as well
+    .venv/bin/python bench/seal.py --profile 10k   # cProfile of the end-to-end seal, then exit
+
+For a 10 KB, a 1 MB and a 25 MB message (deterministic MIME built with the stdlib:
+text + HTML body, base64 attachments of random bytes), in interleaved rounds whose
+order alternates (A B ..., ... B A), the medians of:
+
+- content model: ``extract(raw)`` and every attachment's ``chunks()`` read to the end,
+  against ``email.message_from_bytes(raw)`` + ``get_payload(decode=True)`` of every part;
+- encryption: ``seal_part`` over the plaintext pieces Sealer.seal seals (original in
+  64 KiB slices, decoded attachments, a manifest), against ``AESGCM.encrypt`` of the
+  same bytes in 64 KiB chunks; SHA-256 of the same bytes (Sealer hashes every part);
+- storing: ``FileBlobStore.write`` (fsync of file and directory) of every sealed part
+  plus ``Store.commit_envelope`` (SQLite, WAL, synchronous=FULL), against one plain
+  file of the same bytes written and fsync'ed once;
+- end to end: ``Sealer(store.blobs, pool).seal`` + ``store.commit_envelope`` with two
+  guest readers, as Vault does in its worker thread. The key pool is filled before the
+  timing and does not refill during it: RSA key generation is excluded (the pool absorbs
+  it), RSA-OAEP wrapping and private-key encryption are included.
+
+Then, each in a fresh process (``--rss-child``): peak RSS of sealing the 25 MB message
+and of the stdlib parse of it. Then key generation: RSA-2048 pairs per second in the
+pool's helper process (pool of size 0 vs 64 pre-filled), the worst gap of an asyncio
+task ticking every 1 ms while keys are generated in a thread of the same process vs
+taken from the KeyPool (and while a message is sealed in a worker thread), and the
+RSA-2048 OAEP wrap rate. Every process and temporary directory is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import dataclasses
+import email
+import email.policy
+import gc
+import hashlib
+import json
+import os
+import pstats
+import random
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gateway.envelope import keys, stream
+from gateway.envelope.content import extract
+from gateway.envelope.keypool import KeyPool
+from gateway.envelope.seal import Sealer, SealRequest
+from gateway.store import EnvelopeRecord, FileBlobStore, Store
+
+HERE = Path(__file__).resolve()
+MB = 1_000_000  # MB and MB/s are decimal throughout
+CHUNK = stream.CHUNK_SIZE
+RSA_BITS = 2048
+SENDER = "alice@example.org"
+READERS = ("bob@example.net", "carol@example.com")
+SEED = 20261128
+
+# Reference figures from the issue (same kind of 2-core machine).
+REFERENCE = {
+    "aes_gcm_mb_s": 2500.0,
+    "stdlib_parse_25mb_mb_s": 28.0,
+    "stdlib_parse_25mb_peak_x": 7.0,
+    "rsa2048_oaep_wrap_per_s": 24000.0,
+}
+TARGETS = {"e2e_10k_ms": 3.0, "e2e_25m_mb_s": 25.0, "rss_25m_x": 3.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    name: str  # command-line name
+    label: str
+    target: int  # bytes of the whole message
+    attachments: tuple[tuple[str, str, str, float], ...]  # maintype, subtype, filename, share
+    body_words: int
+    rounds: int  # interleaved rounds
+    cpu_repeat: int  # CPU-only stages: calls per round (time per call = total / repeat)
+    io_repeat: int  # storing and end to end: samples per round
+
+
+SIZES = {
+    "10k": Size(
+        "10k", "10 KB", 10_000,
+        (("application", "pdf", "invoice-2026-11.pdf", 1.0),),
+        body_words=60, rounds=21, cpu_repeat=50, io_repeat=5,
+    ),
+    "1m": Size(
+        "1m", "1 MB", 1_000_000,
+        (
+            ("application", "pdf", "quarterly-report.pdf", 0.6),
+            ("image", "jpeg", "site-photo.jpg", 0.4),
+        ),
+        body_words=400, rounds=15, cpu_repeat=2, io_repeat=1,
+    ),
+    "25m": Size(
+        "25m", "25 MB", 25_000_000,
+        (
+            ("application", "pdf", "contract-scan.pdf", 0.4),
+            ("application", "zip", "drawings.zip", 0.3),
+            ("image", "jpeg", "IMG_2041.jpg", 0.2),
+            ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+             "figures.xlsx", 0.1),
+        ),
+        body_words=400, rounds=7, cpu_repeat=1, io_repeat=1,
+    ),
+}  # fmt: skip
+QUICK = {"10k": (7, 10, 3), "1m": (3, 1, 1)}  # rounds, cpu_repeat, io_repeat
+
+
+def say(*args: Any) -> None:
+    print(*args, flush=True)
+
+
+# --------------------------------------------------------------------------- messages
+
+WORDS = [
+    "the", "invoice", "for", "november", "is", "attached", "please", "find", "signed",
+    "contract", "and", "drawings", "we", "discussed", "on", "tuesday", "let", "me", "know",
+    "whether", "figures", "match", "your", "records", "regards", "müller", "straße", "déjà",
+    "vu", "naïve", "café",
+]  # fmt: skip
+
+
+def _text(rng: random.Random, words: int) -> str:
+    lines, line = [], []
+    for _ in range(words):
+        line.append(rng.choice(WORDS))
+        if len(line) == 12:
+            lines.append(" ".join(line).capitalize() + ".")
+            line = []
+    lines.append(" ".join(line))
+    return "Hello Bob,\n\n" + "\n".join(lines) + "\n\nAlice\n"
+
+
+def _html(text: str) -> str:
+    paragraphs = "".join(f"<p>{line}</p>\n" for line in text.splitlines() if line)
+    return (
+        "<html><head><style>p { font-family: sans-serif; }</style></head><body>\n"
+        f'<div style="color: #222">{paragraphs}</div>\n'
+        '<p><a href="https://example.org/terms">Terms</a></p></body></html>\n'
+    )
+
+
+def _build(size: Size, decoded: int) -> bytes:
+    rng = random.Random(f"{SEED}-{size.name}")
+    msg = EmailMessage()
+    msg["From"] = f"Alice Example <{SENDER}>"
+    msg["To"] = ", ".join(f"<{r}>" for r in READERS)
+    msg["Subject"] = f"Bench message {size.label}: contract, drawings and figures"
+    msg["Date"] = formatdate(1795852800, localtime=False)  # 2026-11-28, fixed
+    msg["Message-ID"] = f"<bench.{size.name}.{SEED}@example.org>"
+    text = _text(rng, size.body_words)
+    msg.set_content(text)
+    msg.add_alternative(_html(text), subtype="html")
+    for maintype, subtype, filename, share in size.attachments:
+        data = rng.randbytes(max(1, int(decoded * share)))
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    for number, part in enumerate(msg.walk()):
+        if part.is_multipart():
+            part.set_boundary(f"----=_Bench_{SEED}_{number}")
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def build_message(size: Size) -> bytes:
+    """A deterministic message of about ``size.target`` bytes (CRLF lines)."""
+    overhead = len(_build(size, 0))
+    # base64 with 76-character lines and CRLF: 4/3 * 78/76 bytes per decoded byte
+    decoded = max(1, int((size.target - overhead) / (4 / 3 * 78 / 76)))
+    return _build(size, decoded)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def stdlib_parse(raw: bytes) -> int:
+    """The baseline: the stdlib's parse, every leaf payload decoded (and dropped)."""
+    msg = email.message_from_bytes(raw)
+    total = 0
+    for part in msg.walk():
+        if not part.is_multipart():
+            payload = part.get_payload(decode=True)
+            total += len(payload or b"")
+    return total
+
+
+def content_model(raw: bytes) -> int:
+    content = extract(raw)
+    total = 0
+    for attachment in content.attachments:
+        for piece in attachment.chunks(CHUNK):
+            total += len(piece)
+    return total
+
+
+def slices(data: bytes) -> list[bytes]:
+    view = memoryview(data)
+    return [bytes(view[i : i + CHUNK]) for i in range(0, len(view), CHUNK)]
+
+
+@dataclasses.dataclass
+class Plaintext:
+    """The pieces Sealer.seal feeds to seal_part: original, attachments, manifest."""
+
+    parts: list[tuple[int, list[bytes]]]  # (part id, pieces)
+    chunks: list[bytes]  # the same bytes, concatenated and cut in 64 KiB chunks
+    size: int
+
+
+def plaintext_of(raw: bytes) -> Plaintext:
+    content = extract(raw)
+    parts: list[tuple[int, list[bytes]]] = [(1, slices(raw))]
+    listed = []
+    for offset, attachment in enumerate(content.attachments):
+        pieces = list(attachment.chunks(CHUNK))
+        parts.append((2 + offset, pieces))
+        listed.append(
+            {
+                "part": 2 + offset,
+                "filename": attachment.filename,
+                "content_type": attachment.content_type,
+                "size": sum(map(len, pieces)),
+                "sha256": hashlib.sha256(b"".join(pieces)).hexdigest(),
+            }
+        )
+    manifest = {
+        "headers": content.headers.as_dict(),
+        "text": content.text,
+        "html": content.html,
+        "attachments": listed,
+        "problems": content.problems,
+    }
+    parts.append((0, [json.dumps(manifest, separators=(",", ":")).encode()]))
+    whole = b"".join(piece for _, pieces in parts for piece in pieces)
+    return Plaintext(parts, slices(whole), len(whole))
+
+
+def raw_aes(key: bytes, chunks: list[bytes]) -> int:
+    aead = AESGCM(key)
+    aad = bytes(34)
+    total = 0
+    for index, chunk in enumerate(chunks):
+        total += len(aead.encrypt(index.to_bytes(12, "big"), chunk, aad))
+    return total
+
+
+def seal_parts(key: bytes, envelope: bytes, plain: Plaintext) -> list[tuple[int, list[bytes]]]:
+    sealed = []
+    for part_id, pieces in plain.parts:
+        header = stream.PartHeader(envelope, part_id)
+        sealed.append((part_id, list(stream.seal_part(key, header, pieces))))
+    return sealed
+
+
+def sha256_parts(plain: Plaintext) -> None:
+    for _, pieces in plain.parts:
+        digest = hashlib.sha256()
+        for piece in pieces:
+            digest.update(piece)
+        digest.hexdigest()
+
+
+def timed(func: Callable[[], Any], repeat: int = 1) -> float:
+    """Seconds per call of ``func``, over ``repeat`` calls."""
+    started = time.perf_counter()
+    for _ in range(repeat):
+        func()
+    return (time.perf_counter() - started) / repeat
+
+
+# --------------------------------------------------------------------------- workbench
+
+
+class Bench:
+    """The temporary directory, the store and the key pools; everything closed in close()."""
+
+    def __init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="sealgate-bench-seal-"))
+        self.blob_root = self.workdir / "blobs"
+        self.store = Store(f"sqlite:///{self.workdir / 'db' / 'sealgate.db'}",
+                           FileBlobStore(self.blob_root))  # fmt: skip
+        self.store.migrate()
+        # Steady state of a running gateway: the 256 prefix directories exist already.
+        for prefix in range(256):
+            (self.blob_root / f"{prefix:02x}").mkdir(parents=True, exist_ok=True)
+        self.pools: list[KeyPool] = []
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.counter = 0
+
+    def pool(self, size: int) -> KeyPool:
+        pool = KeyPool(RSA_BITS, size)
+        self.pools.append(pool)
+        return pool
+
+    def close_pool(self, pool: KeyPool) -> None:
+        pool.close()
+        self.pools.remove(pool)
+
+    def close(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+        for pool in self.pools:
+            pool.close()
+        self.store.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def fresh_key(self) -> str:
+        self.counter += 1
+        return hashlib.sha256(f"{os.getpid()}-{time.time_ns()}-{self.counter}".encode()).hexdigest()
+
+
+def wait_ready(pool: KeyPool, count: int, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while pool.ready < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the key pool made only {pool.ready} of {count} keys in time")
+        time.sleep(0.01)
+
+
+def fresh_record(template: EnvelopeRecord, idempotency_key: str) -> EnvelopeRecord:
+    """The template with new ids (unique columns) and the given idempotency key."""
+    readers = tuple(
+        dataclasses.replace(
+            r,
+            reader_id=keys.random_bytes(keys.ID_SIZE).hex(),
+            link_id_hash=keys.random_bytes(32),
+        )
+        for r in template.readers
+    )
+    return dataclasses.replace(
+        template,
+        envelope_id=keys.random_bytes(keys.ID_SIZE).hex(),
+        idempotency_key=idempotency_key,
+        readers=readers,
+    )
+
+
+def request_for(raw: bytes, idempotency_key: str) -> SealRequest:
+    return SealRequest(raw, SENDER, "BENCHQ", READERS, idempotency_key)
+
+
+def median(values: Iterable[float]) -> float:
+    return float(statistics.median(values))
+
+
+def measure_size(bench: Bench, size: Size, pool: KeyPool, raw: bytes) -> dict[str, Any]:
+    """Interleaved rounds of every stage for one message; medians in seconds."""
+    store, blobs = bench.store, bench.store.blobs
+    plain = plaintext_of(raw)
+    key, envelope = keys.random_bytes(32), keys.random_bytes(16)
+    sealed = seal_parts(key, envelope, plain)
+    sealed_bytes = sum(len(c) for _, chunks in sealed for c in chunks)
+    sealer = Sealer(blobs, pool)
+    template = sealer.seal(request_for(raw, bench.fresh_key()))  # warm-up, also the template
+    store.commit_envelope(template.record)
+    blobs.delete_envelope(template.envelope_id)
+    decoded_attachments = sum(sum(map(len, p)) for pid, p in plain.parts if pid >= 2)
+    samples: dict[str, list[float]] = {}
+
+    def add(name: str, seconds: float) -> None:
+        samples.setdefault(name, []).append(seconds)
+
+    def run_store() -> None:
+        record = fresh_record(template.record, bench.fresh_key())
+        started = time.perf_counter()
+        for part_id, chunks in sealed:
+            blobs.write(record.envelope_id, part_id, chunks)
+        written = time.perf_counter()
+        store.commit_envelope(record)
+        done = time.perf_counter()
+        blobs.delete_envelope(record.envelope_id)
+        add("store_blobs", written - started)
+        add("store_commit", done - written)
+        add("store", done - started)
+
+    def run_raw_write() -> None:
+        path = bench.workdir / "raw-write.bin"
+        started = time.perf_counter()
+        with path.open("wb") as file:
+            for _, chunks in sealed:
+                for chunk in chunks:
+                    file.write(chunk)
+            file.flush()
+            os.fsync(file.fileno())
+        add("raw_write", time.perf_counter() - started)
+        path.unlink()
+
+    def run_e2e() -> None:
+        request = request_for(raw, bench.fresh_key())
+        started = time.perf_counter()
+        result = sealer.seal(request)
+        store.commit_envelope(result.record)
+        add("e2e", time.perf_counter() - started)
+        blobs.delete_envelope(result.envelope_id)
+
+    cpu = size.cpu_repeat
+    stages: list[tuple[str, Callable[[], None]]] = [
+        ("stdlib_parse", lambda: add("stdlib_parse", timed(lambda: stdlib_parse(raw), cpu))),
+        ("content_model", lambda: add("content_model", timed(lambda: content_model(raw), cpu))),
+        ("raw_aes", lambda: add("raw_aes", timed(lambda: raw_aes(key, plain.chunks), cpu))),
+        ("seal_part", lambda: add("seal_part", timed(lambda: seal_parts(key, envelope, plain),
+                                                     cpu))),
+        ("sha256", lambda: add("sha256", timed(lambda: sha256_parts(plain), cpu))),
+        ("raw_write", lambda: [run_raw_write() for _ in range(size.io_repeat)]),
+        ("store", lambda: [run_store() for _ in range(size.io_repeat)]),
+        ("e2e", lambda: [run_e2e() for _ in range(size.io_repeat)]),
+    ]  # fmt: skip
+    for rnd in range(size.rounds):
+        order = stages if rnd % 2 == 0 else stages[::-1]
+        for _, run in order:
+            gc.collect()
+            run()
+    result: dict[str, Any] = {
+        "label": size.label,
+        "message_bytes": len(raw),
+        "attachments": len(size.attachments),
+        "decoded_attachment_bytes": decoded_attachments,
+        "plaintext_bytes": plain.size,
+        "sealed_bytes": sealed_bytes,
+        "rounds": size.rounds,
+        "cpu_repeat": cpu,
+        "io_repeat": size.io_repeat,
+        "median_s": {name: median(values) for name, values in samples.items()},
+        "samples": len(samples["e2e"]),
+    }
+    result["e2e_ms_p90"] = percentile(samples["e2e"], 90) * 1000
+    result["e2e_ms_all"] = [round(s * 1000, 2) for s in samples["e2e"]]
+    return result
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * pct / 100
+    low = int(k)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+def derived(res: dict[str, Any]) -> dict[str, Any]:
+    """MB/s and ratios (throughput of ours / throughput of the baseline: > 1 is faster)."""
+    m = res["median_s"]
+    msg, plain, sealed = res["message_bytes"], res["plaintext_bytes"], res["sealed_bytes"]
+
+    def rate(nbytes: int, seconds: float) -> float:
+        return nbytes / seconds / MB if seconds else 0.0
+
+    return {
+        "content_model_mb_s": rate(msg, m["content_model"]),
+        "stdlib_parse_mb_s": rate(msg, m["stdlib_parse"]),
+        "content_model_ratio": m["stdlib_parse"] / m["content_model"],
+        "seal_part_mb_s": rate(plain, m["seal_part"]),
+        "raw_aes_mb_s": rate(plain, m["raw_aes"]),
+        "seal_part_ratio": m["raw_aes"] / m["seal_part"],
+        "sha256_mb_s": rate(plain, m["sha256"]),
+        "store_mb_s": rate(sealed, m["store"]),
+        "raw_write_mb_s": rate(sealed, m["raw_write"]),
+        "store_ratio": m["raw_write"] / m["store"],
+        "e2e_mb_s": rate(msg, m["e2e"]),
+        "e2e_ms": m["e2e"] * 1000,
+        "e2e_vs_stdlib_parse": m["stdlib_parse"] / m["e2e"],
+        "e2e_vs_raw_aes": m["raw_aes"] / m["e2e"],
+    }
+
+
+# --------------------------------------------------------------------------- peak RSS
+
+
+def vm_status() -> dict[str, int]:
+    """VmRSS and VmHWM of this process, in bytes."""
+    found = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(value.split()[0]) * 1024
+    return found
+
+
+def maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def reset_hwm() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so it shows the peak of what follows."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def rss_child(args: argparse.Namespace) -> dict[str, Any]:
+    """In a fresh process: RSS before the message exists, with it, and the peak of the work."""
+    message = Path(args.message)
+    workdir = Path(args.workdir)
+    store = None
+    pool = None
+    try:
+        if args.rss_child == "seal":
+            store = Store(f"sqlite:///{workdir / 'db' / 'sealgate.db'}",
+                          FileBlobStore(workdir / "blobs"))  # fmt: skip
+            store.migrate()
+            pool = KeyPool(RSA_BITS, len(READERS))
+            pool.start()
+            wait_ready(pool, len(READERS))
+            pool.size = 0  # nothing more to make
+        gc.collect()
+        before_message = vm_status()["VmRSS"]
+        maxrss_before = maxrss()
+        raw = message.read_bytes()
+        with_message = vm_status()["VmRSS"]
+        hwm_reset = reset_hwm()
+        started = time.perf_counter()
+        if args.rss_child == "seal":
+            assert store is not None and pool is not None
+            sealed = Sealer(store.blobs, pool).seal(request_for(raw, "0" * 64))
+            store.commit_envelope(sealed.record)
+        else:
+            stdlib_parse(raw)
+        seconds = time.perf_counter() - started
+        status = vm_status()
+        return {
+            "work": args.rss_child,
+            "message_bytes": len(raw),
+            "seconds": seconds,
+            "rss_before_message": before_message,
+            "rss_with_message": with_message,
+            "maxrss_before_work": maxrss_before,
+            "peak_rss": maxrss(),  # ru_maxrss: the peak over the process's life
+            "peak_rss_of_work_hwm": status["VmHWM"] if hwm_reset else None,
+            "rss_after": status["VmRSS"],
+        }
+    finally:
+        if pool is not None:
+            pool.close()
+        if store is not None:
+            store.close()
+
+
+def run_rss_child(bench: Bench, work: str, message: Path) -> dict[str, Any]:
+    workdir = bench.workdir / f"rss-{work}"
+    workdir.mkdir()
+    argv = [sys.executable, str(HERE), "--rss-child", work, "--message", str(message),
+            "--workdir", str(workdir)]  # fmt: skip
+    child = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    bench.children.append(child)
+    try:
+        out, err = child.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        raise RuntimeError(f"the {work} RSS child took longer than 300 s") from None
+    if child.returncode != 0:
+        raise RuntimeError(f"the {work} RSS child failed:\n{err.decode()[-3000:]}")
+    result: dict[str, Any] = json.loads(out)
+    size = result["message_bytes"]
+    result["peak_minus_before_x"] = (result["peak_rss"] - result["rss_before_message"]) / size
+    if result["peak_rss_of_work_hwm"]:
+        result["hwm_minus_before_x"] = (
+            result["peak_rss_of_work_hwm"] - result["rss_before_message"]
+        ) / size
+    result["mb_s"] = size / result["seconds"] / MB
+    shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+# --------------------------------------------------------------------------- keys and loop
+
+
+async def loop_gaps(work: Callable[[], Any]) -> dict[str, float]:
+    """Run ``work`` (a coroutine function) beside a task that ticks every 1 ms: the gaps."""
+    gaps: list[float] = []
+    stop = False
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)
+    gaps.clear()
+    started = time.perf_counter()
+    await work()
+    elapsed = time.perf_counter() - started
+    stop = True
+    await task
+    return {
+        "seconds": elapsed,
+        "ticks": len(gaps),
+        "max_gap_ms": max(gaps) * 1000,
+        "p99_gap_ms": percentile(gaps, 99) * 1000,
+        "gaps_over_10ms": sum(1 for g in gaps if g > 0.010),
+    }
+
+
+def measure_keys(bench: Bench, count: int, seal_raw: bytes | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"count": count}
+
+    # RSA-2048 key pairs per second in the pool's helper process, taken on demand.
+    empty = bench.pool(0)
+    for _ in range(4):  # spawns the helper and empties its first batch
+        empty.take()
+    started = time.perf_counter()
+    for _ in range(count):
+        empty.take()
+    seconds = time.perf_counter() - started
+    out["pool0_take_s"] = seconds
+    out["helper_keys_per_s"] = count / seconds
+
+    # A pool of 64 filled ahead: taking is a deque pop (the refill runs in the helper).
+    full = bench.pool(64)
+    started = time.perf_counter()
+    full.start()
+    wait_ready(full, 64)
+    out["pool64_fill_s"] = time.perf_counter() - started
+    takes = []
+    for _ in range(count):
+        began = time.perf_counter()
+        full.take()
+        takes.append(time.perf_counter() - began)
+    out["pool64_take_s"] = sum(takes)
+    out["pool64_take_max_ms"] = max(takes) * 1000
+    bench.close_pool(full)
+
+    # In this process (what the pool avoids).
+    started = time.perf_counter()
+    for _ in range(5):
+        keys.generate_key_pair(RSA_BITS)
+    out["inprocess_keys_per_s"] = 5 / (time.perf_counter() - started)
+
+    # The event loop while keys are made: in a thread here, vs taken from the pool.
+    async def in_thread() -> None:
+        for _ in range(count // 2):
+            await asyncio.to_thread(keys.generate_key_pair, RSA_BITS)
+
+    async def from_pool() -> None:
+        for _ in range(count // 2):
+            await asyncio.to_thread(empty.take)
+
+    async def idle() -> None:
+        await asyncio.sleep(out["loop_thread"]["seconds"])
+
+    async def seal_in_thread() -> None:
+        assert seal_raw is not None
+        sealer = Sealer(bench.store.blobs, seal_pool)
+
+        def seal_and_commit() -> None:
+            sealed = sealer.seal(request_for(seal_raw, bench.fresh_key()))
+            bench.store.commit_envelope(sealed.record)
+            bench.store.blobs.delete_envelope(sealed.envelope_id)
+
+        await asyncio.to_thread(seal_and_commit)
+
+    out["loop_thread"] = asyncio.run(loop_gaps(in_thread))
+    out["loop_pool"] = asyncio.run(loop_gaps(from_pool))
+    out["loop_idle"] = asyncio.run(loop_gaps(idle))
+    if seal_raw is not None:
+        seal_pool = bench.pool(len(READERS))  # keys made ahead: keygen excluded
+        seal_pool.start()
+        wait_ready(seal_pool, len(READERS))
+        seal_pool.size = 0
+        out["loop_seal_bytes"] = len(seal_raw)
+        out["loop_seal"] = asyncio.run(loop_gaps(seal_in_thread))
+        bench.close_pool(seal_pool)
+    bench.close_pool(empty)
+
+    # RSA-2048 OAEP wrapping of a content key (DER public key parsed each time, as Sealer does).
+    pair = keys.generate_key_pair(RSA_BITS)
+    content_key = keys.random_bytes(32)
+    wraps = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < 1.0:
+        for _ in range(100):
+            keys.wrap_content_key(pair.public_der, content_key)
+        wraps += 100
+    out["oaep_wraps_per_s"] = wraps / (time.perf_counter() - started)
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt_ms(seconds: float) -> str:
+    ms = seconds * 1000
+    return f"{ms:9.3f}" if ms < 10 else f"{ms:9.1f}"
+
+
+def print_size(res: dict[str, Any]) -> None:
+    m, d = res["median_s"], res["derived"]
+    say(f"\n{res['label']} message: {res['message_bytes']:,} bytes, {res['attachments']} "
+        f"attachment(s) of {res['decoded_attachment_bytes']:,} bytes decoded; "
+        f"{res['plaintext_bytes']:,} bytes sealed into {res['sealed_bytes']:,}; "
+        f"median of {res['rounds']} rounds"
+        + (f" x {res['cpu_repeat']} calls" if res["cpu_repeat"] > 1 else "")
+        + (f" ({res['samples']} seals)" if res["io_repeat"] > 1 else ""))  # fmt: skip
+    say(f"  {'stage':<34}{'ms':>9}{'MB/s':>9}   {'baseline':<26}{'ms':>9}{'MB/s':>9}{'ratio':>7}")
+    rows = [
+        ("content model: extract + decode", "content_model", "stdlib parse + decode",
+         "stdlib_parse", "content_model_ratio"),
+        ("encryption: seal_part", "seal_part", "raw AES-256-GCM 64 KiB", "raw_aes",
+         "seal_part_ratio"),
+        ("storing: blobs fsync + commit", "store", "one file write + fsync", "raw_write",
+         "store_ratio"),
+    ]  # fmt: skip
+    for label, key, base_label, base_key, ratio_key in rows:
+        say(f"  {label:<34}{fmt_ms(m[key])}{d[key + '_mb_s']:9.1f}   {base_label:<26}"
+            f"{fmt_ms(m[base_key])}{d[base_key + '_mb_s']:9.1f}{d[ratio_key]:7.2f}")  # fmt: skip
+    say(f"    of which blob writes {m['store_blobs'] * 1000:.2f} ms, SQLite commit "
+        f"{m['store_commit'] * 1000:.2f} ms; SHA-256 of every part {m['sha256'] * 1000:.3f} ms "
+        f"({d['sha256_mb_s']:.0f} MB/s)")  # fmt: skip
+    say(f"  {'end to end: seal + commit, 2 readers':<34}{fmt_ms(m['e2e'])}{d['e2e_mb_s']:9.1f}   "
+        f"{'vs stdlib parse':<26}{fmt_ms(m['stdlib_parse'])}{d['stdlib_parse_mb_s']:9.1f}"
+        f"{d['e2e_vs_stdlib_parse']:7.2f}")  # fmt: skip
+    say(
+        f"    p90 {res['e2e_ms_p90']:.2f} ms; RSA key generation excluded (pool filled before "
+        "timing, not refilling)"
+    )
+
+
+def print_rss(rss: dict[str, Any]) -> None:
+    say("\nPeak RSS, 25 MB message, each in a fresh process (MB = 10^6 bytes)")
+    say(f"  {'work':<30}{'before msg':>11}{'with msg':>10}{'peak':>9}{'(peak-before)/size':>20}"
+        f"{'s':>7}{'MB/s':>7}")  # fmt: skip
+    for key, label in (("seal", "seal + commit (Sealer, Store)"),
+                       ("stdlib", "stdlib parse + decode")):  # fmt: skip
+        r = rss[key]
+        say(f"  {label:<30}{r['rss_before_message'] / MB:11.1f}{r['rss_with_message'] / MB:10.1f}"
+            f"{r['peak_rss'] / MB:9.1f}{r['peak_minus_before_x']:19.2f}x{r['seconds']:7.2f}"
+            f"{r['mb_s']:7.1f}")  # fmt: skip
+    say(
+        f"  ratio of the increases, stdlib / seal: "
+        f"{rss['stdlib']['peak_minus_before_x'] / rss['seal']['peak_minus_before_x']:.2f}"
+    )
+
+
+def print_keys(k: dict[str, Any]) -> None:
+    say("\nKey generation (RSA-2048) and the event loop")
+    say(
+        f"  helper process, pool of size 0: {k['count']} keys in {k['pool0_take_s']:.2f} s = "
+        f"{k['helper_keys_per_s']:.1f} keys/s (in this process: {k['inprocess_keys_per_s']:.1f}/s)"
+    )
+    say(
+        f"  pool of 64 filled ahead ({k['pool64_fill_s']:.2f} s to fill): {k['count']} keys in "
+        f"{k['pool64_take_s'] * 1000:.2f} ms, slowest take {k['pool64_take_max_ms']:.3f} ms"
+    )
+    say(f"  {'asyncio task ticking every 1 ms while':<52}{'s':>6}{'max gap ms':>12}"
+        f"{'p99 ms':>8}{'gaps>10ms':>10}")  # fmt: skip
+    rows = [
+        ("loop_idle", "nothing else runs (noise floor)"),
+        ("loop_thread", f"{k['count'] // 2} keys generated in a thread here"),
+        ("loop_pool", f"{k['count'] // 2} keys taken from KeyPool (size 0)"),
+    ]
+    if "loop_seal" in k:
+        rows.append(("loop_seal", f"a {k['loop_seal_bytes'] / MB:.0f} MB message sealed in a "
+                                  "worker thread"))  # fmt: skip
+    for key, label in rows:
+        r = k[key]
+        say(f"  {label:<52}{r['seconds']:6.2f}{r['max_gap_ms']:12.1f}{r['p99_gap_ms']:8.1f}"
+            f"{r['gaps_over_10ms']:10d}")  # fmt: skip
+    say(
+        f"  RSA-2048 OAEP wrap (keys.wrap_content_key): {k['oaep_wraps_per_s']:,.0f}/s "
+        f"(reference {REFERENCE['rsa2048_oaep_wrap_per_s']:,.0f}/s)"
+    )
+
+
+def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    sizes = report["sizes"]
+    if "10k" in sizes:
+        ms = sizes["10k"]["derived"]["e2e_ms"]
+        out.append({"target": "10 KB, 2 readers, seal + store median < 3 ms",
+                    "measured": f"{ms:.2f} ms", "met": ms < TARGETS["e2e_10k_ms"],
+                    "by": ms / TARGETS["e2e_10k_ms"]})  # fmt: skip
+    if "25m" in sizes:
+        rate = sizes["25m"]["derived"]["e2e_mb_s"]
+        out.append({"target": "25 MB sealed end to end >= 25 MB/s",
+                    "measured": f"{rate:.1f} MB/s", "met": rate >= TARGETS["e2e_25m_mb_s"],
+                    "by": rate / TARGETS["e2e_25m_mb_s"]})  # fmt: skip
+    if "rss" in report:
+        x = report["rss"]["seal"]["peak_minus_before_x"]
+        out.append({"target": "25 MB peak RSS < 3x the message size",
+                    "measured": f"{x:.2f}x", "met": x < TARGETS["rss_25m_x"],
+                    "by": x / TARGETS["rss_25m_x"]})  # fmt: skip
+    if "keys" in report:
+        k = report["keys"]
+        ok = k["loop_pool"]["max_gap_ms"] < max(10.0, 2 * k["loop_idle"]["max_gap_ms"])
+        out.append({"target": "key generation does not stall the event loop (pool)",
+                    "measured": f"max gap {k['loop_pool']['max_gap_ms']:.1f} ms with the pool, "
+                                f"{k['loop_thread']['max_gap_ms']:.1f} ms in a thread",
+                    "met": ok, "by": None})  # fmt: skip
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+
+def profile(bench: Bench, name: str, rounds: int) -> None:
+    size = SIZES[name]
+    raw = build_message(size)
+    pool = bench.pool(2 * (rounds + 1))
+    pool.start()
+    wait_ready(pool, pool.size)
+    pool.size = 0
+    sealer = Sealer(bench.store.blobs, pool)
+
+    def once() -> None:
+        sealed = sealer.seal(request_for(raw, bench.fresh_key()))
+        bench.store.commit_envelope(sealed.record)
+        bench.store.blobs.delete_envelope(sealed.envelope_id)
+
+    once()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(rounds):
+        once()
+    profiler.disable()
+    say(f"cProfile of {rounds} end-to-end seals of the {size.label} message "
+        "(blob deletes included)")  # fmt: skip
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(30)
+    stats.sort_stats("tottime").print_stats(20)
+
+
+def orchestrate(args: argparse.Namespace) -> int:
+    names = ["10k", "1m"] if args.quick else ["10k", "1m", "25m"]
+    sizes = {n: SIZES[n] for n in names}
+    if args.quick:
+        sizes = {
+            n: dataclasses.replace(s, rounds=r, cpu_repeat=c, io_repeat=i)
+            for n, s in sizes.items()
+            for r, c, i in [QUICK[n]]
+        }
+    began = time.perf_counter()
+    bench = Bench()
+    try:
+        if args.profile:
+            profile(bench, args.profile, args.profile_rounds)
+            return 0
+        report: dict[str, Any] = {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "cpus": os.cpu_count(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "quick": args.quick,
+            "reference": REFERENCE,
+            "targets": TARGETS,
+            "sizes": {},
+        }
+        say(f"sealing benchmark: {', '.join(s.label for s in sizes.values())}; "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+            f"work directory {bench.workdir}")  # fmt: skip
+        messages = {n: build_message(s) for n, s in sizes.items()}
+        # Every end-to-end seal takes 2 keys: fill the pool first (also a keygen rate).
+        needed = sum(len(READERS) * (s.rounds * s.io_repeat + 1) for s in sizes.values())
+        pool = bench.pool(needed)
+        started = time.perf_counter()
+        pool.start()
+        say(f"filling the key pool with {needed} RSA-{RSA_BITS} key pairs ...")
+        wait_ready(pool, needed)
+        fill = time.perf_counter() - started
+        pool.size = 0  # no refill while timing: key generation stays out of the figures
+        report["pool_fill"] = {"keys": needed, "seconds": fill, "keys_per_s": needed / fill}
+        say(f"  {needed} keys in {fill:.1f} s ({needed / fill:.1f} keys/s, helper start included)")
+        for name, size in sizes.items():
+            res = measure_size(bench, size, pool, messages[name])
+            res["derived"] = derived(res)
+            report["sizes"][name] = res
+            print_size(res)
+        bench.close_pool(pool)
+        if "25m" in messages:
+            path = bench.workdir / "message-25m.eml"
+            path.write_bytes(messages["25m"])
+            report["rss"] = {
+                "seal": run_rss_child(bench, "seal", path),
+                "stdlib": run_rss_child(bench, "stdlib", path),
+            }
+            print_rss(report["rss"])
+        loop_message = messages.get("25m", messages.get("1m"))
+        report["keys"] = measure_keys(bench, 20 if args.quick else 40, loop_message)
+        print_keys(report["keys"])
+        report["verdicts"] = verdicts(report)
+        say("\nTargets")
+        for v in report["verdicts"]:
+            by = f" ({v['by']:.2f} of the target)" if v["by"] is not None else ""
+            say(f"  {'MET   ' if v['met'] else 'MISSED'} {v['target']}: {v['measured']}{by}")
+        report["seconds"] = time.perf_counter() - began
+        say(f"\nwhole run {report['seconds']:.0f} s; medians of interleaved rounds, ratios are "
+            "throughput ours / baseline (> 1: faster than the baseline)")  # fmt: skip
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+            say(f"figures written to {args.json}")
+        return 0
+    finally:
+        bench.close()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Time each stage of sealing a message, against baselines run alongside.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, no 25 MB message")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH")
+    parser.add_argument("--profile", choices=sorted(SIZES), help="cProfile end-to-end seals")
+    parser.add_argument("--profile-rounds", type=int, default=20, help="seals to profile")
+    # Internal: the peak-RSS child processes.
+    parser.add_argument("--rss-child", choices=["seal", "stdlib"], help=argparse.SUPPRESS)
+    parser.add_argument("--message", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.rss_child:
+        print(json.dumps(rss_child(args)))
+        return 0
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return orchestrate(args)
+    except KeyboardInterrupt:
+        print("interrupted; every process and directory started was removed", file=sys.stderr)
+        return 130
+    except RuntimeError as error:
+        print(f"bench failed: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""What the ``sealgate`` commands share: the --config option and loading it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gateway import config
+from gateway.intake.tls import server_context
+from gateway.upstream import client_tls_context
+
+CONFIG_OPTION = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("/etc/sealgate/sealgate.toml"),
+    show_default=True,
+    help="Configuration file.",
+)
+
+
+def load_or_exit(path: Path) -> config.Config:
+    try:
+        return _checked(path)
+    except config.ConfigError as error:
+        for problem in error.problems:
+            click.echo(f"{error.source}: {problem}", err=True)
+        sys.exit(2)
+
+
+def _checked(path: Path) -> config.Config:
+    """Load ``path`` and open everything it names that can be checked without a network."""
+    cfg = config.load(path)
+    problems: list[str] = []
+    try:
+        server_context(cfg.smtp.tls, str(path))
+    except config.ConfigError as error:
+        problems += error.problems
+    if cfg.upstream.tls != "none":
+        try:
+            client_tls_context(cfg.upstream)
+        except (OSError, ValueError) as error:
+            problems.append(f"upstream.ca_file: cannot be used: {error}")
+    if cfg.upstream.password_file is not None:
+        try:
+            cfg.upstream.read_password()
+        except OSError as error:
+            problems.append(f"upstream.password_file: cannot be read: {error.strerror}")
+    if problems:
+        raise config.ConfigError(str(path), problems)
+    return cfg

@@ -1,0 +1,234 @@
+"""Sealing one message into an envelope: content model, encrypted parts, readers.
+
+    raw message -> content model (manifest + attachments + original .eml)
+                -> each part sealed under its own key from K (gateway.envelope.stream)
+                -> K wrapped for every reader (gateway.envelope.keys)
+                -> blobs written durably, then returned for one database commit
+
+Part ids are fixed: 0 the manifest, 1 the original message, 2.. the
+attachments in the order the manifest lists them. The manifest is sealed last
+because it carries each attachment's size and SHA-256, which are known only
+after streaming it.
+
+This module knows nothing of SMTP or the database schema beyond the records
+it hands back; it runs in a worker thread (blocking I/O and CPU work).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from gateway.envelope import keys, stream
+from gateway.envelope.content import Content, extract
+from gateway.envelope.keypool import KeyPool
+from gateway.store import AccountRecord, BlobStore, EnvelopeRecord, PartRecord, ReaderRecord
+
+MANIFEST_PART = 0
+ORIGINAL_PART = 1
+FIRST_ATTACHMENT_PART = 2
+_SLICE = stream.CHUNK_SIZE
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What the notifier needs for one guest reader; held in memory only.
+
+    The link secret in ``link`` exists nowhere else: once the notification is
+    sent and this object is gone, only the recipient can open the envelope.
+    """
+
+    address: str
+    reader_id: str
+    link: keys.Link
+
+
+@dataclass(frozen=True)
+class SealedEnvelope:
+    record: EnvelopeRecord
+    grants: tuple[Grant, ...]
+
+    @property
+    def envelope_id(self) -> str:
+        return self.record.envelope_id
+
+
+@dataclass(frozen=True)
+class SealRequest:
+    raw: bytes  # the message as it is sealed (protection tags already removed)
+    sender: str
+    queue_id: str
+    recipients: tuple[str, ...]  # guest readers, one link each
+    idempotency_key: str
+    sender_account: AccountRecord | None = None
+    retention: timedelta = timedelta(days=30)
+
+
+class _Measured:
+    """Passes plaintext pieces through while counting bytes and hashing them."""
+
+    def __init__(self, pieces: Iterable[bytes]) -> None:
+        self._pieces = pieces
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self._pieces:
+            self.size += len(piece)
+            self._hash.update(piece)
+            yield piece
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+class Sealer:
+    def __init__(self, blobs: BlobStore, pool: KeyPool) -> None:
+        self.blobs = blobs
+        self.pool = pool
+
+    def seal(self, request: SealRequest) -> SealedEnvelope:
+        """Write every sealed part durably and return what the database must record."""
+        content_key = keys.random_bytes(keys.KEY_SIZE)
+        envelope_bytes = keys.random_bytes(keys.ID_SIZE)
+        envelope_id = envelope_bytes.hex()
+        readers, grants = self._readers(request, content_key)
+        try:
+            parts = self._write_parts(envelope_bytes, content_key, request.raw)
+        except BaseException:
+            self.blobs.delete_envelope(envelope_id)  # nothing half-written stays behind
+            raise
+        now = datetime.now(UTC)
+        record = EnvelopeRecord(
+            envelope_id=envelope_id,
+            created_at=now,
+            expires_at=now + request.retention,
+            state="sealed",
+            sender=request.sender,
+            queue_id=request.queue_id,
+            idempotency_key=request.idempotency_key,
+            original_size=len(request.raw),
+            sealed_size=sum(part.sealed_size for part in parts),
+            parts=tuple(parts),
+            readers=tuple(readers),
+        )
+        return SealedEnvelope(record, tuple(grants))
+
+    def _write_parts(self, envelope: bytes, content_key: bytes, raw: bytes) -> list[PartRecord]:
+        """Seal the original, each attachment, then the manifest that lists them."""
+        envelope_id = envelope.hex()
+        content = extract(raw)
+        parts: list[PartRecord] = []
+
+        def write(part_id: int, kind: str, pieces: Iterable[bytes]) -> _Measured:
+            measured = _Measured(pieces)
+            header = stream.PartHeader(envelope, part_id)
+            written = self.blobs.write(
+                envelope_id, part_id, stream.seal_part(content_key, header, measured)
+            )
+            parts.append(PartRecord(part_id, kind, measured.size, written))
+            return measured
+
+        original = write(ORIGINAL_PART, "original", _slices(raw))
+        listed = []
+        for offset, attachment in enumerate(content.attachments):
+            part_id = FIRST_ATTACHMENT_PART + offset
+            measured = write(part_id, "attachment", attachment.chunks(_SLICE))
+            listed.append(
+                {
+                    "part": part_id,
+                    "filename": attachment.filename,
+                    "content_type": attachment.content_type,
+                    "disposition": attachment.disposition,
+                    "content_id": attachment.content_id,
+                    "size": measured.size,
+                    "sha256": measured.sha256,
+                }
+            )
+        write(MANIFEST_PART, "manifest", [_manifest(envelope_id, content, listed, original)])
+        return sorted(parts, key=lambda part: part.part_id)
+
+    def _readers(
+        self, request: SealRequest, content_key: bytes
+    ) -> tuple[list[ReaderRecord], list[Grant]]:
+        readers: list[ReaderRecord] = []
+        grants: list[Grant] = []
+        for address in request.recipients:
+            pair = self.pool.take()
+            link = keys.Link.new()
+            reader_id = keys.random_bytes(keys.ID_SIZE)
+            readers.append(
+                ReaderRecord(
+                    reader_id=reader_id.hex(),
+                    kind="guest",
+                    address=address,
+                    wrapped_key=keys.wrap_content_key(pair.public_der, content_key),
+                    encrypted_private_key=keys.encrypt_private_key(
+                        link.kek(), pair.private_der, reader_id
+                    ),
+                    public_key=pair.public_der,
+                    link_id_hash=link.id_hash,
+                )
+            )
+            grants.append(Grant(address, reader_id.hex(), link))
+        account = request.sender_account
+        if account is not None:
+            readers.append(
+                ReaderRecord(
+                    reader_id=keys.random_bytes(keys.ID_SIZE).hex(),
+                    kind="account",
+                    address=account.address,
+                    wrapped_key=keys.wrap_content_key(account.public_key, content_key),
+                    encrypted_private_key=None,
+                    public_key=None,
+                    link_id_hash=None,
+                )
+            )
+        return readers, grants
+
+
+def idempotency_key(secret: bytes, sender: str, recipients: Iterable[str], data: bytes) -> str:
+    """HMAC-SHA256 over the envelope and the message: a retry gets the same key.
+
+    Keyed with a secret kept outside the database, so that whoever holds the
+    database cannot confirm a guess of a message's content from its key.
+    """
+    digest = hmac.new(secret, digestmod=hashlib.sha256)
+    for item in (sender, *sorted(r.lower() for r in recipients)):
+        encoded = item.encode("utf-8", "surrogateescape")
+        digest.update(len(encoded).to_bytes(4, "big") + encoded)
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def _slices(data: bytes) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), _SLICE):
+        yield bytes(view[start : start + _SLICE])
+
+
+def _manifest(
+    envelope_id: str, content: Content, attachments: list[dict[str, object]], original: _Measured
+) -> bytes:
+    document = {
+        "format": stream.VERSION,
+        "envelope_id": envelope_id,
+        "headers": content.headers.as_dict(),
+        "text": content.text,
+        "html": content.html,
+        "attachments": attachments,
+        "original": {
+            "part": ORIGINAL_PART,
+            "filename": "message.eml",
+            "content_type": "message/rfc822",
+            "size": original.size,
+            "sha256": original.sha256,
+        },
+        "problems": content.problems,
+    }
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

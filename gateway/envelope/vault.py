@@ -1,0 +1,68 @@
+"""The sealed-envelope service the pipeline talks to: seal, commit, look up, expire.
+
+Everything here blocks (CPU-bound encryption, fsync, database commits), so
+each call runs in a worker thread and the SMTP event loop stays responsive.
+Sealing and its commit happen in one thread call: the blobs are durable
+before the database row that makes them reachable is committed, and a crash
+in between leaves only orphaned blobs, which :meth:`Vault.sweep` removes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from gateway.envelope.keypool import KeyPool
+from gateway.envelope.seal import SealedEnvelope, Sealer, SealRequest
+from gateway.logsetup import event
+from gateway.store import AccountRecord, EnvelopeRecord, Store
+
+log = logging.getLogger("sealgate.vault")
+
+
+class Vault:
+    def __init__(self, store: Store, pool: KeyPool, *, orphan_age: float) -> None:
+        self.store = store
+        self.pool = pool
+        self.orphan_age = orphan_age
+        self._sealer = Sealer(store.blobs, pool)
+
+    async def find_live(self, idempotency_key: str) -> EnvelopeRecord | None:
+        return await asyncio.to_thread(self.store.find_live, idempotency_key)
+
+    async def sender_account(self, address: str) -> AccountRecord | None:
+        if not address:
+            return None
+        return await asyncio.to_thread(self.store.get_account, address)
+
+    async def seal(self, request: SealRequest, *, supersede: str | None) -> SealedEnvelope:
+        """Seal and commit; ``supersede`` names an unfinished earlier attempt to shred."""
+        return await asyncio.to_thread(self._seal_and_commit, request, supersede)
+
+    def _seal_and_commit(self, request: SealRequest, supersede: str | None) -> SealedEnvelope:
+        sealed = self._sealer.seal(request)
+        try:
+            self.store.commit_envelope(sealed.record, supersede=supersede)
+        except BaseException:
+            self.store.blobs.delete_envelope(sealed.envelope_id)
+            raise
+        return sealed
+
+    async def mark_delivered(self, envelope_id: str) -> None:
+        await asyncio.to_thread(self.store.mark_delivered, envelope_id)
+
+    async def discard(self, envelope_id: str, reason: str) -> None:
+        """Shred an envelope no reader will ever reach (every notification refused)."""
+        await asyncio.to_thread(self.store.shred, envelope_id, "revoked", detail=reason)
+
+    async def sweep(self) -> None:
+        """Expire what is past retention and remove blobs that no envelope owns."""
+        expired = await asyncio.to_thread(self.store.expire, datetime.now(UTC))
+        orphans = await asyncio.to_thread(self.store.sweep_orphans, self.orphan_age)
+        if expired or orphans:
+            event(log, logging.INFO, "sweep", expired=len(expired), orphans=orphans)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.store.close()

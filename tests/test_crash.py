@@ -1,0 +1,131 @@
+"""Crash safety of sealing: a real `sealgate serve` killed with SIGKILL mid-message.
+
+Whatever moment the process dies, the MTA in front has no 250 and will retry;
+the retry must leave exactly one readable envelope per recipient, and what the
+killed attempt left behind must be unreachable and eventually removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import smtplib
+import sqlite3
+import threading
+from pathlib import Path
+
+from gateway import service
+from gateway.config import load
+from tests.support.gateway import wait_for
+from tests.support.process import children_of
+from tests.support.protected import link_in, notifications, open_with_link, protected_message
+
+ATTACHMENT = os.urandom(300_000)
+RAW = protected_message(attachments={"report.pdf": ATTACHMENT})
+
+
+def send_in_background(port: int) -> dict[str, object]:
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+                client.sendmail("alice@example.org", ["bob@example.net"], RAW)
+            outcome["reply"] = 250
+        except (smtplib.SMTPException, OSError) as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    outcome["thread"] = thread
+    return outcome
+
+
+def kill_hard(process) -> None:
+    """SIGKILL the gateway and its key-generation helper: no cleanup of any kind."""
+    helpers = children_of(process.process.pid)
+    process.process.kill()
+    process.process.wait(10)
+    for pid in helpers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def envelope_dirs(state: Path) -> set[str]:
+    return {path.name for path in (state / "blobs").glob("*/*") if path.is_dir()}
+
+
+def rows(state: Path) -> dict[str, str]:
+    with sqlite3.connect(state / "sealgate.db") as db:
+        return dict(db.execute("SELECT envelope_id, state FROM envelopes"))
+
+
+def test_killed_between_blob_write_and_commit(serve, sink, tmp_path):
+    state = tmp_path / "var"
+    settings = {
+        "store": {"busy_timeout": 30},
+        "envelope": {"orphan_age": 0.5, "expire_interval": 0.5},
+    }
+    process, port, path = serve(**settings)
+    lock = sqlite3.connect(state / "sealgate.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the commit will wait on this lock
+    try:
+        outcome = send_in_background(port)
+        wait_for(lambda: any((state / "blobs").glob("*/*/0.sg")), timeout=30, what="sealed blobs")
+        kill_hard(process)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    outcome["thread"].join(10)
+    assert "error" in outcome  # no 250: the MTA keeps the message and retries
+    orphaned = envelope_dirs(state)
+    assert len(orphaned) == 1 and rows(state) == {}  # blobs without keys: unreachable
+
+    _, port, _ = serve(**settings)
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], RAW)
+    (live,) = rows(state)
+    assert rows(state)[live] == "delivered"
+
+    # The restarted gateway's sweeper removes what the killed attempt left.
+    wait_for(lambda: envelope_dirs(state) == {live}, timeout=10, what="orphans swept")
+    store = service.open_store(load(path))
+    try:
+        manifest, attachments = open_with_link(store, link_in(sink.messages[-1]))
+    finally:
+        store.close()
+    assert attachments["report.pdf"] == ATTACHMENT
+    assert manifest["headers"]["subject"] == "Quarterly figures"
+
+
+def test_killed_between_commit_and_the_250(serve, sink, tmp_path):
+    state = tmp_path / "var"
+    process, port, path = serve()
+    sink.behaviour.stall_at = "data"  # the notification hangs: committed, no 250 yet
+    sink.behaviour.stall_seconds = 60
+    outcome = send_in_background(port)
+    wait_for(lambda: (state / "sealgate.db").exists() and rows(state), timeout=30, what="commit")
+    (first,) = rows(state)
+    kill_hard(process)
+    outcome["thread"].join(10)
+    assert "error" in outcome
+    sink.reset()
+    before = len(sink.messages)
+
+    _, port, _ = serve()
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], RAW)
+    states = rows(state)
+    assert states.pop(first) == "superseded"
+    assert list(states.values()) == ["delivered"]
+    assert first not in envelope_dirs(state)
+    store = service.open_store(load(path))
+    try:
+        old = store.get(first)
+        assert all(r.wrapped_key is None and r.encrypted_private_key is None for r in old.readers)
+        new_notices = notifications(sink.messages[before:])
+        manifest, _ = open_with_link(store, link_in(new_notices["bob@example.net"]))
+    finally:
+        store.close()
+    assert manifest["text"].startswith("Hello Bob")
