@@ -46,11 +46,13 @@ def serve(config_path: Path, workers: int | None, worker: bool) -> None:
                 service.run_process(cfg, config_path, reuse_port=True, with_outbox=False)
             )
         elif count > 1:
-            _banner(cfg, count)
+            _banner(cfg, count, config_path)
             code = asyncio.run(service.supervise(cfg, config_path, count))
         else:
             code = asyncio.run(
-                service.run_process(cfg, config_path, on_ready=lambda gw: _banner(gw.cfg, 1, gw))
+                service.run_process(
+                    cfg, config_path, on_ready=lambda gw: _banner(gw.cfg, 1, config_path, gw)
+                )
             )
     except config.ConfigError as error:
         for problem in error.problems:
@@ -62,8 +64,12 @@ def serve(config_path: Path, workers: int | None, worker: bool) -> None:
     sys.exit(code)
 
 
-def _banner(cfg: config.Config, workers: int, gateway: service.Gateway | None = None) -> None:
+def _banner(
+    cfg: config.Config, workers: int, config_name: Path, gateway: service.Gateway | None = None
+) -> None:
     listen = gateway.intake.addresses if gateway else cfg.smtp.listen
+    installed = Path(sys.executable).with_name("sealgate")
+    command = installed if installed.exists() else "sealgate"
     first = listen[0]
     lines = [
         f"Sealgate {__version__} is running ({workers} worker{'s' if workers > 1 else ''}).",
@@ -78,6 +84,13 @@ def _banner(cfg: config.Config, workers: int, gateway: service.Gateway | None = 
             f"  swaks --server {first.host} --port {first.port} "
             "--from alice@example.org --to bob@example.net",
             f"and find it in {cfg.dev_outbox.directory}/ as an .eml file.",
+            "",
+            "Send a protected one (the subject tag asks for it):",
+            f"  swaks --server {first.host} --port {first.port} "
+            "--from alice@example.org --to bob@example.net --header 'Subject: [secure] Hi'",
+            "The outbox gets a notification with a link; open the sealed message with it:",
+            f"  {command} envelope list -c {config_name}",
+            f"  {command} envelope open ID --link 'LINK' -c {config_name}",
         ]
     lines.append("Stop with Ctrl-C.")
     click.echo("\n".join(lines))

@@ -6,12 +6,16 @@ import hashlib
 import logging
 import smtplib
 import sqlite3
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from gateway.envelope import opener
 from gateway.envelope.account import create_account
 from gateway.logsetup import TextFormatter
+from gateway.store.schema import envelopes
+from tests.support.gateway import wait_for
 from tests.support.protected import link_in, notifications, open_with_link, protected_message
 
 
@@ -205,3 +209,21 @@ def test_the_transaction_log_names_the_envelope_not_the_content(gateway, sink, c
     text = "\n".join(formatter.format(r) for r in caplog.records if r.name.startswith("sealgate"))
     assert record.envelope_id in text
     assert "Quarterly" not in text and "figures are attached" not in text
+
+
+def test_the_running_gateway_expires_envelopes_past_retention(make_gateway, sink):
+    gateway = make_gateway(envelope={"expire_interval": 0.2})
+    with gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], protected_message())
+    store = store_of(gateway)
+    (record,) = store.list()
+    with store.engine.begin() as db:
+        db.execute(
+            update(envelopes)
+            .where(envelopes.c.envelope_id == record.envelope_id)
+            .values(expires_at=record.created_at - timedelta(days=1))
+        )
+    wait_for(lambda: store.get(record.envelope_id).state == "expired", what="expiry sweep")
+    with pytest.raises(opener.OpenError, match="expired"):
+        opener.unlock_with_link(store, link_in(sink.messages[0]))
+    assert not list(store.blobs.envelopes())

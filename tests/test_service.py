@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import signal
 import smtplib
 import ssl
@@ -18,6 +19,8 @@ import pytest
 from tests.support.certs import make_certificates
 from tests.support.gateway import wait_for
 from tests.support.process import ServeProcess, children_of, free_port
+from tests.support.protected import link_in
+from tests.support.sink import Received
 from tests.support.smtpraw import RawSMTP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,12 +168,25 @@ def test_the_example_config_runs_and_swaks_mail_lands_in_the_outbox(tmp_path):
     process = ServeProcess(path)
     try:
         process.wait_listening(smtp_port)
-        swaks = re.search(r"swaks .*", _banner(process)).group(0)
-        result = subprocess.run(swaks.split(), capture_output=True, text=True, timeout=30)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "250 2.0.0 Ok: queued as" in result.stdout
-        (eml,) = (tmp_path / "var" / "outbox").glob("*.eml")
-        assert b"X-Sealgate-Loop:" in eml.read_bytes()
+        banner = _banner(process)
+        plain, protected = re.findall(r"swaks .*", banner)
+        for swaks in (plain, protected):
+            result = subprocess.run(shlex.split(swaks), capture_output=True, text=True, timeout=30)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert "250 2.0.0 Ok: queued as" in result.stdout
+        relayed, notice = sorted(
+            (tmp_path / "var" / "outbox").glob("*.eml"), key=lambda p: b"/m/" in p.read_bytes()
+        )
+        assert b"X-Sealgate-Loop:" in relayed.read_bytes()
+        link = link_in(Received("", (), notice.read_bytes(), (), False, None))
+
+        # The banner's own commands list the envelope and open it with the link.
+        listing, opening = re.findall(r"\S*sealgate envelope .*", banner)
+        listed = subprocess.run(shlex.split(listing), capture_output=True, text=True, check=True)
+        envelope_id = listed.stdout.split()[0]
+        command = opening.replace("ID", envelope_id).replace("LINK", link.url("http://x"))
+        subprocess.run(shlex.split(command), cwd=tmp_path, check=True, capture_output=True)
+        assert (tmp_path / envelope_id / "body.txt").exists()
     finally:
         process.stop()
 
