@@ -435,7 +435,7 @@ class Store(Section):
     )
     database: Database = Field(
         "",
-        description='Database URL. Empty: SQLite at DIRECTORY/sealgate.db. PostgreSQL: '
+        description="Database URL. Empty: SQLite at DIRECTORY/sealgate.db. PostgreSQL: "
         '"postgresql+psycopg://USER@HOST/DB" (needs the sealgate[postgresql] extra).',
     )
     blob_directory: OptionalPath = Field(
