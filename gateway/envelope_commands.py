@@ -136,6 +136,8 @@ def open_envelope(
         )
     except (opener.OpenError, stream.SealedFormatError, StoreError) as error:
         _fail(f"cannot open {envelope_id}: {error}")
+    except OSError as error:
+        _fail(f"cannot write {error.filename or 'the output'}: {error.strerror}")
     finally:
         store.close()
     for path in written:

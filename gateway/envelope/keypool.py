@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from gateway.envelope.keys import KeyPair, generate_key_pair
 
@@ -43,6 +44,7 @@ class KeyPool:
         self._available = threading.Condition(self._lock)
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
+        self._failure: BaseException | None = None  # the last batch's error, until a take()
 
     def start(self) -> None:
         """Start filling the pool; with size 0 the helper starts at the first :meth:`take`."""
@@ -72,10 +74,13 @@ class KeyPool:
         self.start()
         with self._available:
             self._refill(extra=1)
-            if not self._available.wait_for(lambda: self._ready or self._executor is None, timeout):
+            if not self._available.wait_for(
+                lambda: self._ready or self._failure or self._closed, timeout
+            ):
                 raise TimeoutError("no reader key pair became ready in time")
             if not self._ready:
-                raise RuntimeError("the key pool was closed")
+                failure, self._failure = self._failure, None
+                raise RuntimeError(f"no reader key pair: {failure or 'the key pool was closed'}")
             pair = self._ready.popleft()
             self._refill()
             return pair
@@ -104,6 +109,12 @@ class KeyPool:
             error = future.exception()
             if error is not None:
                 log.error("key generation failed: %s", error)
+                if isinstance(error, BrokenProcessPool):
+                    # The helper died; the next start() or take() starts a new one.
+                    broken, self._executor = self._executor, None
+                    broken.shutdown(wait=False, cancel_futures=True)
+                self._failure = error
+                self._available.notify_all()
                 return
             self._ready.extend(KeyPair(private, public) for private, public in future.result())
             self._available.notify_all()

@@ -26,6 +26,8 @@ from gateway.envelope import keys, stream
 from gateway.envelope.seal import MANIFEST_PART
 from gateway.store import LIVE_STATES, EnvelopeRecord, ReaderRecord, Store
 
+_NAME_BYTES = 240  # of the 255 a Linux file name may have, leaving room for " (NN)"
+
 
 class OpenError(Exception):
     """The envelope cannot be opened with what was given; the message says why."""
@@ -152,9 +154,19 @@ def _write_part(store: Store, unlocked: Unlocked, entry: dict[str, Any], path: P
 
 
 def _safe_name(name: str) -> str:
+    """A file name that stays in its directory and fits the file system's 255 bytes,
+    with room for the " (2)" that :func:`_unique` may add."""
     name = unicodedata.normalize("NFC", name).replace("/", "_").replace("\\", "_")
     name = "".join(ch for ch in name if ch.isprintable()).strip(". ")
-    return name[:200] or "attachment"
+    stem, dot, suffix = name.rpartition(".")
+    if not (dot and stem and len(suffix.encode()) <= 16):
+        stem, suffix = name, ""
+    budget = _NAME_BYTES - len(suffix.encode()) - (1 if suffix else 0)
+    if len(stem.encode()) > budget:
+        stem = stem.encode()[:budget].decode("utf-8", "ignore").rstrip(". ")
+    if not stem:
+        return "attachment"
+    return f"{stem}.{suffix}" if suffix else stem
 
 
 def _unique(name: str, taken: set[str]) -> str:

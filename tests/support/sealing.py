@@ -1,0 +1,85 @@
+"""Sealing messages for the envelope tests: seal and commit in one call, find a part's blob."""
+
+from __future__ import annotations
+
+import email.policy
+import hashlib
+import os
+from collections.abc import Iterable
+from email.message import EmailMessage
+from pathlib import Path
+
+from gateway.envelope import opener
+from gateway.envelope.keypool import KeyPool
+from gateway.envelope.seal import SealedEnvelope, Sealer, SealRequest
+from gateway.store import AccountRecord, FileBlobStore, Store
+
+SENDER = "alice@example.org"
+
+
+def seal(
+    store: Store,
+    pool: KeyPool,
+    raw: bytes,
+    recipients: tuple[str, ...] = ("bob@example.net",),
+    *,
+    account: AccountRecord | None = None,
+) -> SealedEnvelope:
+    """Seal ``raw`` for ``recipients`` (and the sender's ``account``) and commit it."""
+    request = SealRequest(
+        raw=raw,
+        sender=SENDER,
+        queue_id="Q1",
+        recipients=recipients,
+        idempotency_key=os.urandom(32).hex(),
+        sender_account=account,
+    )
+    sealed = Sealer(store.blobs, pool).seal(request)
+    store.commit_envelope(sealed.record)
+    return sealed
+
+
+def blob_path(store: Store, envelope_id: str, part_id: int) -> Path:
+    """Where FileBlobStore keeps a part: ``root/<id[:2]>/<id>/<part>.sg``."""
+    assert isinstance(store.blobs, FileBlobStore)
+    path = store.blobs.root / envelope_id[:2] / envelope_id / f"{part_id}.sg"
+    assert path.is_file(), f"no blob at {path}"
+    return path
+
+
+def read(store: Store, unlocked: opener.Unlocked, part_id: int) -> bytes:
+    return b"".join(opener.read_part(store, unlocked, part_id))
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def scratch_left(directory: Path) -> list[Path]:
+    """Temporary directories of an export that were not cleaned up."""
+    return sorted(directory.glob(".sealgate-open-*"))
+
+
+def mail(
+    *,
+    subject: str = "Quarterly figures",
+    text: str | None = "Hello Bob,\nthe figures are attached.\n",
+    html: str | None = None,
+    attachments: Iterable[tuple[str, bytes]] = (),
+) -> bytes:
+    """A message from Alice to Bob with the given bodies and application/octet-stream files."""
+    msg = EmailMessage()
+    msg["From"] = "Alice Example <alice@example.org>"
+    msg["To"] = "bob@example.net"
+    msg["Subject"] = subject
+    msg["Message-ID"] = "<sealing-test@example.org>"
+    if text is not None:
+        msg.set_content(text)
+    if html is not None:
+        if text is None:
+            msg.set_content(html, subtype="html")
+        else:
+            msg.add_alternative(html, subtype="html")
+    for filename, data in attachments:
+        msg.add_attachment(data, maintype="application", subtype="octet-stream", filename=filename)
+    return msg.as_bytes(policy=email.policy.SMTP)
