@@ -148,3 +148,16 @@ def test_envelopes_lists_what_is_present(blobs: FileBlobStore) -> None:
     assert sorted(found) == sorted([ENVELOPE, *others])
     assert found[others[0]] == 1_000_000
     assert all(isinstance(mtime, float) for mtime in found.values())
+
+
+def test_parts_written_without_durable_names_are_complete_after_sync(
+    blobs: FileBlobStore,
+) -> None:
+    """The sealer writes every part with durable=False, then one sync for the directory."""
+    envelope_id = "ab" * 16
+    for part in range(3):
+        blobs.write(envelope_id, part, [bytes([part]) * 10], durable=False)
+    blobs.sync(envelope_id)
+    for part in range(3):
+        with blobs.open(envelope_id, part) as blob:
+            assert blob.read() == bytes([part]) * 10

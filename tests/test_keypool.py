@@ -15,6 +15,16 @@ from tests.support.gateway import wait_for
 from tests.support.process import children_of
 
 
+def helper_pid() -> int:
+    """The pool's key-generation process among our children (not the resource tracker)."""
+    (helper,) = [
+        pid
+        for pid in children_of(os.getpid())
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    return helper
+
+
 @pytest.fixture
 def pool():
     keys = KeyPool(2048, 2)
@@ -40,11 +50,7 @@ def test_the_pool_fills_itself_ahead_of_need(pool):
 
 def test_a_dead_helper_fails_fast_and_the_next_take_starts_a_new_one(pool):
     pool.take()
-    (helper,) = [
-        pid
-        for pid in children_of(os.getpid())
-        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+    helper = helper_pid()
     pool._ready.clear()
     os.kill(helper, signal.SIGKILL)
     started = time.monotonic()
@@ -59,3 +65,12 @@ def test_a_closed_pool_refuses(pool):
     pool.close()
     with pytest.raises(RuntimeError, match="closed"):
         pool.take()
+
+
+def test_a_helper_that_died_while_the_pool_was_idle_is_replaced(pool):
+    wait_for(lambda: pool.ready >= 2 and not pool._pending, timeout=30, what="a full pool")
+    helper = helper_pid()
+    os.kill(helper, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{helper}").exists(), what="the helper gone")
+    for _ in range(6):  # the ready keys, then keys from a new helper
+        assert pool.take(timeout=30).public_der

@@ -211,14 +211,19 @@ def test_whole_envelope_opens_from_the_link_alone() -> None:
 
 
 class _MemoryBlobs:
-    """The one BlobStore method sealing uses, in memory."""
+    """The BlobStore methods sealing uses, in memory."""
 
     def __init__(self) -> None:
         self.blobs: dict[int, bytes] = {}
 
-    def write(self, envelope_id: str, part_id: int, chunks: Iterable[bytes]) -> int:
+    def write(
+        self, envelope_id: str, part_id: int, chunks: Iterable[bytes], *, durable: bool = True
+    ) -> int:
         self.blobs[part_id] = b"".join(chunks)
         return len(self.blobs[part_id])
+
+    def sync(self, envelope_id: str) -> None:
+        """Nothing to make durable in memory."""
 
 
 class _TestKeyPool:

@@ -52,8 +52,7 @@ class KeyPool:
             if self._closed:
                 raise RuntimeError("the key pool was closed")
             if self._executor is None:
-                context = multiprocessing.get_context("spawn")
-                self._executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                self._executor = self._new_executor()
             self._refill()
 
     def close(self) -> None:
@@ -95,10 +94,24 @@ class KeyPool:
         pending = sum(1 for future in self._pending if not future.done()) * _BATCH
         missing = self.size + extra - len(self._ready) - pending
         while missing > 0:
-            future = self._executor.submit(_generate_batch, self.bits, _BATCH)
+            future = self._submit()
             future.add_done_callback(self._collect)
             self._pending.append(future)
             missing -= _BATCH
+
+    def _submit(self) -> Future[list[tuple[bytes, bytes]]]:
+        """Queue one batch; a helper that died while the pool was idle is replaced."""
+        assert self._executor is not None
+        try:
+            return self._executor.submit(_generate_batch, self.bits, _BATCH)
+        except BrokenProcessPool:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._new_executor()
+            return self._executor.submit(_generate_batch, self.bits, _BATCH)
+
+    @staticmethod
+    def _new_executor() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
 
     def _collect(self, future: Future[list[tuple[bytes, bytes]]]) -> None:
         with self._available:

@@ -128,9 +128,8 @@ class Sealer:
         def write(part_id: int, kind: str, pieces: Iterable[bytes]) -> _Measured:
             measured = _Measured(pieces)
             header = stream.PartHeader(envelope, part_id)
-            written = self.blobs.write(
-                envelope_id, part_id, stream.seal_part(content_key, header, measured)
-            )
+            sealed = stream.seal_part(content_key, header, measured)
+            written = self.blobs.write(envelope_id, part_id, sealed, durable=False)
             parts.append(PartRecord(part_id, kind, measured.size, written))
             return measured
 
@@ -151,6 +150,7 @@ class Sealer:
                 }
             )
         write(MANIFEST_PART, "manifest", [_manifest(envelope_id, content, listed, original)])
+        self.blobs.sync(envelope_id)  # every part's name durable, with one directory fsync
         return sorted(parts, key=lambda part: part.part_id)
 
     def _readers(

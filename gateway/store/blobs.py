@@ -7,8 +7,11 @@ beside :class:`FileBlobStore` later without the callers changing.
 
 The contract every backend keeps:
 
-- ``write`` returns only once the blob is durable, and never leaves a partial
-  blob under its final name: a reader sees the whole part or nothing.
+- ``write`` returns only once the blob's content is durable, and never leaves a
+  partial blob under its final name: a reader sees the whole part or nothing.
+  Its name is durable on return too, unless the caller passes
+  ``durable=False`` to write several parts and then makes all their names
+  durable at once with ``sync`` (one directory fsync instead of one per part).
 - ``delete_envelope`` is idempotent: deleting what is gone is not an error.
 - ``envelopes`` reports when each envelope's blobs last changed, so that the
   sweeper can tell a crash leftover from a sealing still in progress.
@@ -38,11 +41,17 @@ _DIR_MODE = 0o700
 class BlobStore(Protocol):
     """Storage for the sealed parts of envelopes."""
 
-    def write(self, envelope_id: str, part_id: int, chunks: Iterable[bytes]) -> int:
+    def write(
+        self, envelope_id: str, part_id: int, chunks: Iterable[bytes], *, durable: bool = True
+    ) -> int:
         """Stream ``chunks`` into the part's blob; durable on return; the bytes written.
 
         If ``chunks`` raises, nothing is left behind and the exception propagates.
         """
+        ...
+
+    def sync(self, envelope_id: str) -> None:
+        """Make the names of the envelope's blobs written with ``durable=False`` durable."""
         ...
 
     def open(self, envelope_id: str, part_id: int) -> BinaryIO:
@@ -88,7 +97,9 @@ class FileBlobStore:
     def __repr__(self) -> str:
         return f"FileBlobStore({str(self.root)!r})"
 
-    def write(self, envelope_id: str, part_id: int, chunks: Iterable[bytes]) -> int:
+    def write(
+        self, envelope_id: str, part_id: int, chunks: Iterable[bytes], *, durable: bool = True
+    ) -> int:
         directory = self._directory(envelope_id)
         final = directory / f"{_check_part_id(part_id)}{_SUFFIX}"
         self._make_directory(directory)
@@ -104,8 +115,12 @@ class FileBlobStore:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        _fsync_dir(directory)
+        if durable:
+            _fsync_dir(directory)
         return written
+
+    def sync(self, envelope_id: str) -> None:
+        _fsync_dir(self._directory(envelope_id))
 
     def open(self, envelope_id: str, part_id: int) -> BinaryIO:
         path = self._directory(envelope_id) / f"{_check_part_id(part_id)}{_SUFFIX}"

@@ -154,7 +154,8 @@ class Store:
             superseded = supersede is not None and _end(
                 conn, supersede, "superseded", f"superseded by {envelope_id}"
             )
-            conn.execute(insert(envelopes).values(_values(envelope, _ENVELOPE_COLUMNS)))
+            # Parameters apart from the statement: its compiled form is cached.
+            conn.execute(insert(envelopes), _values(envelope, _ENVELOPE_COLUMNS))
             if envelope.parts:
                 conn.execute(
                     insert(parts),
@@ -559,12 +560,13 @@ def _append_event(
     if not _EVENT_KIND.fullmatch(kind):
         raise ValueError(f"not an event kind: {kind!r}")
     conn.execute(
-        insert(events).values(
-            at=datetime.now(UTC),
-            kind=kind,
-            envelope_id=envelope_id,
-            reader_id=reader_id,
-            address=address,
-            detail=detail,
-        )
+        insert(events),
+        {
+            "at": datetime.now(UTC),
+            "kind": kind,
+            "envelope_id": envelope_id,
+            "reader_id": reader_id,
+            "address": address,
+            "detail": detail,
+        },
     )
