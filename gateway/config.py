@@ -468,6 +468,12 @@ class Envelope(Section):
         le=4096,
         description="Reader key pairs generated ahead of need, in a helper process.",
     )
+    key_processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Helper processes generating reader keys (about 30 RSA-2048 keys/s each).",
+    )
     retention_days: int = Field(
         30, ge=1, le=3650, description="Days a sealed message stays readable, then it expires."
     )

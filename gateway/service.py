@@ -47,6 +47,7 @@ _RESTART_NEEDED: dict[str, Callable[[config.Config], object]] = {
     "store": lambda cfg: cfg.store,
     "envelope.rsa_bits": lambda cfg: cfg.envelope.rsa_bits,
     "envelope.key_pool_size": lambda cfg: cfg.envelope.key_pool_size,
+    "envelope.key_processes": lambda cfg: cfg.envelope.key_processes,
 }
 
 
@@ -66,7 +67,8 @@ def open_store(cfg: config.Config) -> Store:
 
 
 def open_vault(cfg: config.Config) -> Vault:
-    pool = KeyPool(cfg.envelope.rsa_bits, cfg.envelope.key_pool_size)
+    envelope = cfg.envelope
+    pool = KeyPool(envelope.rsa_bits, envelope.key_pool_size, envelope.key_processes)
     return Vault(open_store(cfg), pool, orphan_age=cfg.envelope.orphan_age)
 
 

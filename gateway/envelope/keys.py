@@ -101,7 +101,7 @@ class KeyPair:
 
 
 def generate_key_pair(bits: int = 2048) -> KeyPair:
-    """Slow (about 25 ms for 2048 bits, holding the GIL): call it in a separate process."""
+    """Slow (30-50 ms for 2048 bits on 2 cores, holding the GIL): call it in a separate process."""
     if bits not in RSA_SIZES:
         raise ValueError(f"RSA key size must be one of {RSA_SIZES}")
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
