@@ -1,11 +1,11 @@
-"""Pre-generated reader key pairs, made in a separate process.
+"""Pre-generated reader key pairs, made in separate processes.
 
-Every guest reader needs a fresh RSA key pair. Generating one takes about
-25 ms for 2048 bits (several times that for 4096) and OpenSSL, called through
-`cryptography`, holds the GIL while it does: in a thread of the gateway it
-would stall the event loop and every SMTP session with it (measured: 100 ms
-stalls). So a single helper process generates them ahead of need and the
-pool hands them out; when a burst empties the pool, the sealing thread waits
+Every guest reader needs a fresh RSA key pair. Generating one takes 30-50 ms
+for 2048 bits on these machines (several times that for 4096) and OpenSSL,
+called through `cryptography`, holds the GIL while it does: in a thread of the
+gateway it would stall the event loop and every SMTP session with it
+(measured: 60-100 ms stalls). So helper processes generate them ahead of need
+and the pool hands them out; when a burst empties the pool, the sealing thread waits
 for the helper's next key rather than generating one in this process.
 """
 
