@@ -482,7 +482,9 @@ class Envelope(Section):
     )
     orphan_age: Seconds = Field(
         3600,
-        description="Blobs left by an interrupted sealing are removed after this many seconds.",
+        ge=300,
+        description="Blobs left by an interrupted sealing are removed after this many seconds. "
+        "Must exceed the longest sealing: store.busy_timeout plus two minutes at least.",
     )
 
 
@@ -538,6 +540,17 @@ class Config(Section):
     protect: Protect = _section()
     portal: Portal = _section()
     notify: Notify = _section()
+
+    @model_validator(mode="after")
+    def _orphans_outlive_a_sealing(self) -> Config:
+        # A sealing waits up to busy_timeout for the database, and up to a minute
+        # for a reader key; its blobs must not look orphaned meanwhile.
+        if self.envelope.orphan_age < self.store.busy_timeout + 120:
+            raise _invalid(
+                "envelope.orphan_age: must be at least store.busy_timeout + 120 seconds, "
+                "or the sweeper could remove the blobs of a sealing in progress"
+            )
+        return self
 
 
 def load(path: str | Path) -> Config:
@@ -605,6 +618,8 @@ def _describe_one(item: Any, data: dict[str, Any]) -> str:
             "less_than_equal": "at most",
         }[kind]
         return f"{path}: must be {words} {bound}, got {shown}"
+    if not loc:  # a check across sections names its keys itself
+        return str(item["msg"])
     return f"{path}: {item['msg']}"
 
 

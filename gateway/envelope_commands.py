@@ -190,8 +190,7 @@ def account_create(config_path: Path, address: str) -> None:
         raise click.UsageError(str(error)) from None
     store = _store(config_path)
     try:
-        store.add_account(record)
-        store.record_event("account-created", address=record.address)
+        store.add_account(record)  # records the "account-created" event too
     except StoreError as error:
         _fail(str(error))
     finally:

@@ -21,7 +21,9 @@ sending MTA keeps the mail (docs/relay.md has the full reply mapping).
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import errno
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -29,17 +31,20 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from gateway import dsn, message, notify
+from gateway.envelope.keypool import KeyPoolError
 from gateway.envelope.seal import SealedEnvelope, SealRequest, idempotency_key
 from gateway.envelope.vault import Vault
 from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPReply, TemporaryError
+from gateway.logsetup import event
 from gateway.loopmarker import RECEIVED_TAG, LoopMarker
 from gateway.protection import Protection, Triggers
 from gateway.store import StoreError
-from gateway.upstream import UpstreamPool
+from gateway.upstream import UpstreamPool, UpstreamTransaction
 
 log = logging.getLogger("sealgate.pipeline")
 
 T = TypeVar("T")
+_BAD_ADDRESS = SMTPReply(553, "5.1.3", "Recipient address cannot be written in a notification")
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,7 @@ class Pipeline:
         key = idempotency_key(
             self.protecting.idempotency_secret, tx.mail_from, tx.rcpt_tos, tx.data
         )
-        existing = await self._stored(vault.find_live(key))
+        existing = await self._vault(vault.find_live(key))
         if existing is not None and existing.state == "delivered":
             reply = SMTPReply(250, "2.0.0", f"Ok: already delivered as {existing.envelope_id}")
             return Result(reply, "duplicate", envelope_id=existing.envelope_id)
@@ -174,60 +179,103 @@ class Pipeline:
             queue_id=tx.queue_id,
             recipients=protection.protected,
             idempotency_key=key,
-            sender_account=await self._stored(vault.sender_account(tx.mail_from)),
+            sender_account=await self._vault(vault.sender_account(tx.mail_from)),
             retention=self.protecting.retention,
         )
         supersede = existing.envelope_id if existing is not None else None
-        sealed = await self._stored(vault.seal(request, supersede=supersede))
-        refused = await self._notify(tx, sealed)
-        relayed = protection.relayed
-        if len(refused) == len(protection.protected) and not relayed:
-            await self._stored(vault.discard(sealed.envelope_id, "every recipient refused"))
-            address, reply = next(iter(refused.items()))
-            raise PermanentError(reply.code, reply.enhanced, f"Recipient {address}: {reply.text}")
-        if relayed:
+        facts = notify.Facts.of(
+            tx.mail_from, tx.data, self.protecting.portal_url, self.protecting.from_address
+        )
+        sealed = await self._vault(vault.seal(request, supersede=supersede))
+        async with contextlib.AsyncExitStack() as stack:
             outgoing = self._outgoing(tx, protection.relayed_bytes)
-            result = await self._relay(
-                tx, outgoing, outcome="protected", recipients=relayed, refused=refused
-            )
-        else:
+            relay, refused = await self._open_relay(tx, protection.relayed, len(outgoing))
+            if relay is not None:
+                await stack.enter_async_context(relay)
+            refused |= await self._notify(tx, sealed, facts)
+            notified = sum(1 for address in protection.protected if address not in refused)
+            if not notified:
+                # No guest can ever reach this envelope: shred it now.
+                await self._vault(vault.discard(sealed.envelope_id, "every reader refused"))
+            if relay is None and not notified:
+                address, reply = next(iter(refused.items()))
+                raise PermanentError(
+                    reply.code, reply.enhanced, f"Recipient {address}: {reply.text}"
+                )
             if refused:
                 await self._bounce(tx, refused)
-            result = Result(SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}"), "protected")
-            result.refused = refused
-        await self._stored(vault.mark_delivered(sealed.envelope_id))
-        result.envelope_id = sealed.envelope_id
-        result.protected = len(protection.protected) - len(refused)
-        return result
+            upstream_reply = None
+            if relay is not None:
+                upstream_reply = await relay.send_data(outgoing)
+        await self._settle(sealed.envelope_id)
+        outcome = "protected-partly" if refused else "protected"
+        reply = SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
+        return Result(
+            reply,
+            outcome,
+            upstream_reply=upstream_reply,
+            refused=refused,
+            envelope_id=sealed.envelope_id,
+            protected=notified,
+        )
 
-    async def _notify(self, tx: Transaction, sealed: SealedEnvelope) -> dict[str, SMTPReply]:
+    async def _open_relay(
+        self, tx: Transaction, recipients: tuple[str, ...], size: int
+    ) -> tuple[UpstreamTransaction | None, dict[str, SMTPReply]]:
+        """MAIL and RCPT for the relayed recipients, before any notification goes out.
+
+        Knowing the relay's recipients first means a refusal there can no
+        longer turn into a 5xx for a message whose links were already sent.
+        """
+        if not recipients:
+            return None, {}
+        try:
+            transaction = await self.upstream.open(
+                tx.mail_from,
+                recipients,
+                smtputf8=tx.smtputf8,
+                body_8bit=tx.body_8bit,
+                size=size,
+            )
+        except PermanentError as error:  # every relayed recipient refused
+            return None, dict.fromkeys(recipients, error.reply)
+        return transaction, dict(transaction.refused)
+
+    async def _settle(self, envelope_id: str) -> None:
+        """Mark the envelope delivered; everything went out, so a failure here is only logged.
+
+        Answering 451 now would make the MTA send everything again. The
+        envelope stays "sealed", which readers cannot tell from "delivered".
+        """
+        try:
+            await self.protecting.vault.mark_delivered(envelope_id)
+        except StoreError as error:
+            event(log, logging.WARNING, "could not mark delivered", envelope=envelope_id,
+                  error=str(error))  # fmt: skip
+
+    async def _notify(
+        self, tx: Transaction, sealed: SealedEnvelope, facts: notify.Facts
+    ) -> dict[str, SMTPReply]:
         """Send every guest reader their link; the recipients the upstream refused."""
         refused: dict[str, SMTPReply] = {}
-        name, _ = email.utils.parseaddr(message.first_value(tx.data, "from") or "")
         for grant in sealed.grants:
-            data = notify.notification(
-                sender=tx.mail_from,
-                sender_name=name or None,
-                recipient=grant.address,
-                link=grant.link,
-                portal=self.protecting.portal_url,
-                from_address=self.protecting.from_address,
-                expires=sealed.record.expires_at,
-                in_reply_to=message.first_value(tx.data, "message-id"),
-                hostname=self.hostname,
-            )
+            try:
+                data = facts.notification(grant, sealed.record.expires_at, self.hostname)
+            except ValueError:
+                refused[grant.address] = _BAD_ADDRESS
+                continue
             outgoing = self.marker.header(data) + data
             try:
                 await self.upstream.send(
-                    tx.mail_from, [grant.address], outgoing, smtputf8=tx.smtputf8
+                    tx.mail_from, [grant.address], outgoing, smtputf8=not data.isascii()
                 )
             except PermanentError as error:
                 refused[grant.address] = error.reply
         return refused
 
     @staticmethod
-    async def _stored(awaitable: Awaitable[T]) -> T:
-        """Await a vault call; a store fault becomes a reply the MTA understands."""
+    async def _vault(awaitable: Awaitable[T]) -> T:
+        """Await a vault call; its faults become replies the MTA understands (451/452)."""
         try:
             return await awaitable
         except StoreError as error:
@@ -236,25 +284,28 @@ class Pipeline:
             raise TemporaryError(
                 451, "4.3.0", "Cannot store the message right now; try again later", str(error)
             ) from error
+        except KeyPoolError as error:
+            raise TemporaryError(
+                451, "4.3.0", "Cannot seal the message right now; try again later", str(error)
+            ) from error
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise TemporaryError(
+                    452, "4.3.1", "Insufficient storage; try again later", str(error)
+                ) from error
+            raise TemporaryError(
+                451, "4.3.0", "Cannot store the message right now; try again later", str(error)
+            ) from error
 
-    async def _relay(
-        self,
-        tx: Transaction,
-        outgoing: bytes,
-        *,
-        outcome: str,
-        recipients: tuple[str, ...] | None = None,
-        refused: dict[str, SMTPReply] | None = None,
-    ) -> Result:
-        """Relay to ``recipients`` (default: all), bouncing what was refused before or now."""
+    async def _relay(self, tx: Transaction, outgoing: bytes, *, outcome: str) -> Result:
         transaction = await self.upstream.open(
             tx.mail_from,
-            tx.rcpt_tos if recipients is None else recipients,
+            tx.rcpt_tos,
             smtputf8=tx.smtputf8,
             body_8bit=tx.body_8bit,
             size=len(outgoing),
         )
-        refused = {**(refused or {}), **transaction.refused}
+        refused = transaction.refused
         async with transaction:
             if refused:
                 await self._bounce(tx, refused)

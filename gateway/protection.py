@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import email.header
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway import config, message
 
@@ -26,15 +26,15 @@ class Protection:
     protected: tuple[str, ...]  # recipients that get a sealed envelope
     relayed: tuple[str, ...]  # recipients that get the message as it is
     reason: str  # why, for the log: the tag or header that asked for it
-    sealed_bytes: bytes  # what is sealed: tag and header removed
-    relayed_bytes: bytes  # what is relayed: header removed
+    sealed_bytes: bytes = field(repr=False)  # what is sealed: tag and header removed
+    relayed_bytes: bytes = field(repr=False)  # what is relayed: header removed
 
 
 class Triggers:
     def __init__(self, settings: config.Protect) -> None:
         self.settings = settings
         self._tags = [
-            re.compile(r"\s*" + re.escape(tag) + r"\s*", re.IGNORECASE)
+            (tag, re.compile(r"\s*" + re.escape(tag) + r"\s*", re.IGNORECASE))
             for tag in settings.subject_tags
             if tag
         ]
@@ -62,7 +62,7 @@ class Triggers:
         if flag is not None and flag.strip().lower() in ("yes", "true", "1", "on"):
             return f"header {self.settings.header}"
         subject = _subject(data)
-        for pattern, tag in zip(self._tags, self.settings.subject_tags, strict=False):
+        for tag, pattern in self._tags:
             if subject is not None and pattern.search(subject):
                 return f"subject tag {tag}"
         return None
@@ -72,7 +72,7 @@ class Triggers:
         if subject is None:
             return data
         stripped = subject
-        for pattern in self._tags:
+        for _, pattern in self._tags:
             stripped = pattern.sub(" ", stripped)
         stripped = " ".join(stripped.split())
         if stripped == subject:

@@ -168,6 +168,10 @@ class Gateway:
                 await self.vault.sweep()
             except StoreError as error:
                 event(log, logging.WARNING, "sweep failed, will retry", error=str(error))
+            except Exception:
+                # Expiry must not stop for the life of the process over one bad sweep
+                # (a blob directory it cannot read, say).
+                log.exception("sweep failed, will retry")
             await asyncio.sleep(self.cfg.envelope.expire_interval)
 
 

@@ -225,3 +225,12 @@ def test_dev_outbox_rejects_a_bad_listen_address(tmp_path):
     )
     assert result.returncode == 2
     assert '"127.0.0.1:99999" is not a valid port' in result.stderr
+
+
+def test_orphan_age_must_outlast_a_sealing():
+    with pytest.raises(config.ConfigError) as error:
+        config.parse({"envelope": {"orphan_age": 400}, "store": {"busy_timeout": 600}})
+    assert error.value.problems == [
+        "envelope.orphan_age: must be at least store.busy_timeout + 120 seconds, "
+        "or the sweeper could remove the blobs of a sealing in progress"
+    ]

@@ -12,7 +12,10 @@ import os
 import signal
 import smtplib
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 from gateway import service
@@ -63,10 +66,7 @@ def rows(state: Path) -> dict[str, str]:
 
 def test_killed_between_blob_write_and_commit(serve, sink, tmp_path):
     state = tmp_path / "var"
-    settings = {
-        "store": {"busy_timeout": 30},
-        "envelope": {"orphan_age": 0.5, "expire_interval": 0.5},
-    }
+    settings = {"store": {"busy_timeout": 30}}
     process, port, path = serve(**settings)
     lock = sqlite3.connect(state / "sealgate.db", isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")  # the commit will wait on this lock
@@ -88,8 +88,16 @@ def test_killed_between_blob_write_and_commit(serve, sink, tmp_path):
     (live,) = rows(state)
     assert rows(state)[live] == "delivered"
 
-    # The restarted gateway's sweeper removes what the killed attempt left.
-    wait_for(lambda: envelope_dirs(state) == {live}, timeout=10, what="orphans swept")
+    # Once older than envelope.orphan_age, the sweep removes what the killed attempt left.
+    (orphan,) = orphaned
+    an_hour_ago = time.time() - 3700
+    os.utime(next((state / "blobs").glob(f"*/{orphan}")), (an_hour_ago, an_hour_ago))
+    swept = subprocess.run(
+        [sys.executable, "-m", "gateway", "expire", "-c", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "removed 1 orphaned" in swept.stdout
+    assert envelope_dirs(state) == {live}
     store = service.open_store(load(path))
     try:
         manifest, attachments = open_with_link(store, link_in(sink.messages[-1]))

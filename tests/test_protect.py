@@ -14,6 +14,7 @@ from sqlalchemy import update
 from gateway.envelope import opener
 from gateway.envelope.account import create_account
 from gateway.logsetup import TextFormatter
+from gateway.store import TemporaryStoreError
 from gateway.store.schema import envelopes
 from tests.support.gateway import wait_for
 from tests.support.protected import link_in, notifications, open_with_link, protected_message
@@ -228,3 +229,66 @@ def test_the_running_gateway_expires_envelopes_past_retention(make_gateway, sink
         opener.unlock_with_link(store, link_in(sink.messages[0]))
     # The blobs go after the commit that deleted the keys.
     wait_for(lambda: not list(store.blobs.envelopes()), what="blobs deleted")
+
+
+def test_a_control_character_in_the_sender_name_still_notifies(gateway, sink):
+    """Regression: a vertical tab in the From display name deferred the message for ever."""
+    raw = protected_message().replace(
+        b"From: Alice Example", "From: Alice\x0bExample\u2028".encode()
+    )
+    with gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], raw)
+    (notice,) = notifications(sink.messages).values()
+    assert b"From: Alice Example via Sealgate" in notice.data
+    open_with_link(store_of(gateway), link_in(notice))
+
+
+def test_a_refused_colleague_gets_a_bounce_not_a_5xx_for_the_whole_message(make_gateway, sink):
+    """Regression: the relayed leg, refused after the links went out, answered 550."""
+    gateway = make_gateway(protect={"internal_domains": ["example.org"]})
+    sink.behaviour.rcpt_replies = {"carol@example.org": "550 5.1.1 no such user"}
+    with gateway.client() as client:
+        refused = client.sendmail(
+            "alice@example.org", ["bob@example.net", "carol@example.org"], protected_message()
+        )
+    assert refused == {}  # 250 for the transaction
+    assert set(notifications(sink.messages)) == {"bob@example.net"}
+    (bounce,) = [m for m in sink.messages if m.mail_from in ("", "<>")]
+    assert b"carol@example.org" in bounce.data
+    (record,) = store_of(gateway).list()
+    assert record.state == "delivered"
+
+
+def test_a_deferred_colleague_defers_before_any_link_goes_out(make_gateway, sink):
+    gateway = make_gateway(protect={"internal_domains": ["example.org"]})
+    sink.behaviour.rcpt_replies = {"carol@example.org": "451 4.2.0 try later"}
+    with gateway.client() as client, pytest.raises(smtplib.SMTPDataError) as deferred:
+        client.sendmail(
+            "alice@example.org", ["bob@example.net", "carol@example.org"], protected_message()
+        )
+    assert deferred.value.smtp_code == 451
+    assert sink.messages == []
+
+
+def test_a_store_fault_after_everything_went_out_still_answers_250(gateway, sink, monkeypatch):
+    """Answering 451 then would make the MTA send every notification again."""
+    store = store_of(gateway)
+
+    def unavailable(envelope_id):
+        raise TemporaryStoreError("database is locked")
+
+    monkeypatch.setattr(store, "mark_delivered", unavailable)
+    with gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], protected_message())
+    assert len(notifications(sink.messages)) == 1
+    (record,) = store.list()
+    assert record.state == "sealed"  # readable all the same
+    open_with_link(store, link_in(sink.messages[0]))
+
+
+def test_no_reader_keys_answers_451(gateway, sink):
+    gateway.gateway.vault.pool.close()
+    with gateway.client() as client, pytest.raises(smtplib.SMTPDataError) as deferred:
+        client.sendmail("alice@example.org", ["bob@example.net"], protected_message())
+    assert deferred.value.smtp_code == 451
+    assert sink.messages == []

@@ -90,7 +90,7 @@ class AttachmentSource:
     download). ``filename`` never holds path separators (replaced by "_") or
     control and bidi-formatting characters."""
 
-    filename: str
+    filename: str = field(repr=False)
     content_type: str
     disposition: str
     content_id: str | None
@@ -107,9 +107,9 @@ class Content:
     """What a reader needs; ``problems`` says what could not be interpreted, never quoting
     body text (the original message, sealed beside, holds everything)."""
 
-    headers: Headers
-    text: str | None
-    html: str | None
+    headers: Headers = field(repr=False)  # reprs never show content (logs, tracebacks)
+    text: str | None = field(repr=False)
+    html: str | None = field(repr=False)
     attachments: list[AttachmentSource]
     problems: list[str]
 

@@ -25,6 +25,10 @@ log = logging.getLogger("sealgate.keypool")
 _BATCH = 4
 
 
+class KeyPoolError(RuntimeError):
+    """No key pair could be handed out: the pool is closed, its helper failed, or it timed out."""
+
+
 def _generate_batch(bits: int, count: int) -> list[tuple[bytes, bytes]]:
     pairs = (generate_key_pair(bits) for _ in range(count))
     return [(pair.private_der, pair.public_der) for pair in pairs]
@@ -50,13 +54,15 @@ class KeyPool:
         self._available = threading.Condition(self._lock)
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
-        self._failure: BaseException | None = None  # the last batch's error, until a take()
+        self._failure: BaseException | None = (
+            None  # the last batch's error, until the next batch is queued
+        )
 
     def start(self) -> None:
         """Start filling the pool; with size 0 the helper starts at the first :meth:`take`."""
         with self._lock:
             if self._closed:
-                raise RuntimeError("the key pool was closed")
+                raise KeyPoolError("the key pool was closed")
             if self._executor is None:
                 self._executor = self._new_executor()
             self._refill()
@@ -82,10 +88,11 @@ class KeyPool:
             if not self._available.wait_for(
                 lambda: self._ready or self._failure or self._closed, timeout
             ):
-                raise TimeoutError("no reader key pair became ready in time")
+                raise KeyPoolError("no reader key pair became ready in time")
             if not self._ready:
-                failure, self._failure = self._failure, None
-                raise RuntimeError(f"no reader key pair: {failure or 'the key pool was closed'}")
+                raise KeyPoolError(
+                    f"no reader key pair: {self._failure or 'the key pool was closed'}"
+                )
             pair = self._ready.popleft()
             self._refill()
             return pair
@@ -108,6 +115,7 @@ class KeyPool:
     def _submit(self) -> Future[list[tuple[bytes, bytes]]]:
         """Queue one batch; a helper that died while the pool was idle is replaced."""
         assert self._executor is not None
+        self._failure = None  # a new batch is on its way; waiters wait for it
         try:
             return self._executor.submit(_generate_batch, self.bits, _BATCH)
         except BrokenProcessPool:

@@ -25,7 +25,7 @@ import hashlib
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidTag
@@ -96,7 +96,7 @@ def unwrap_content_key(private_key_der: bytes, wrapped: bytes) -> bytes:
 class KeyPair:
     """A reader key pair as bytes: PKCS#8 DER private key, SubjectPublicKeyInfo DER public key."""
 
-    private_der: bytes
+    private_der: bytes = field(repr=False)
     public_der: bytes
 
 
@@ -194,8 +194,11 @@ def guest_kek(secret: bytes, link_id: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class AccountKeys:
-    kek: bytes
-    login_secret: bytes  # what the browser proves at login; the server stores its Argon2id hash
+    """The account's key-encryption key, and the login secret the browser proves
+    at login (the server stores only its Argon2id hash)."""
+
+    kek: bytes = field(repr=False)
+    login_secret: bytes = field(repr=False)
 
 
 def account_keys(password: str, salt: bytes, iterations: int) -> AccountKeys:

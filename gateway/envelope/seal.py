@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from gateway.envelope import keys, stream
@@ -59,7 +59,7 @@ class SealedEnvelope:
 
 @dataclass(frozen=True)
 class SealRequest:
-    raw: bytes  # the message as it is sealed (protection tags already removed)
+    raw: bytes = field(repr=False)  # the message as sealed (protection tags removed)
     sender: str
     queue_id: str
     recipients: tuple[str, ...]  # guest readers, one link each
@@ -199,7 +199,7 @@ def idempotency_key(secret: bytes, sender: str, recipients: Iterable[str], data:
     database cannot confirm a guess of a message's content from its key.
     """
     digest = hmac.new(secret, digestmod=hashlib.sha256)
-    for item in (sender, *sorted(r.lower() for r in recipients)):
+    for item in (sender, *sorted(recipients)):  # the envelope exactly as the MTA retries it
         encoded = item.encode("utf-8", "surrogateescape")
         digest.update(len(encoded).to_bytes(4, "big") + encoded)
     digest.update(data)

@@ -92,7 +92,8 @@ class Store:
     Crypto-shredding and what it reaches: :meth:`shred` sets the wrapped keys
     and encrypted private keys to NULL in one commit, then deletes the blobs.
     On SQLite ``secure_delete`` overwrites the old values in the database file,
-    and they leave the WAL file at the next checkpoint. On PostgreSQL the old
+    and a truncating checkpoint after each shred empties the WAL (best effort:
+    a concurrent reader can make it wait for the next one). On PostgreSQL the old
     row versions stay in the table files until (auto)VACUUM reclaims them, and
     in WAL segments and backups until those are recycled; VACUUM cannot run
     inside the shredding transaction. Operators who need a prompt guarantee run
@@ -151,8 +152,14 @@ class Store:
         _check_new(envelope)
         envelope_id = envelope.envelope_id
         with self._transaction(f"committing envelope {envelope_id}", write=True) as conn:
+            # Only an unfinished attempt: one whose links went out ("delivered")
+            # stays, and the unique index on live keys then refuses this commit.
             superseded = supersede is not None and _end(
-                conn, supersede, "superseded", f"superseded by {envelope_id}"
+                conn,
+                supersede,
+                "superseded",
+                f"superseded by {envelope_id}",
+                from_states=("sealed",),
             )
             # Parameters apart from the statement: its compiled form is cached.
             conn.execute(insert(envelopes), _values(envelope, _ENVELOPE_COLUMNS))
@@ -254,6 +261,12 @@ class Store:
         A failure to delete the blobs is logged, not raised: the keys are gone, and
         :meth:`sweep_orphans` retries the blobs later.
         """
+        ended = self._shred(envelope_id, state, detail)
+        if ended:
+            self._truncate_wal()
+        return ended
+
+    def _shred(self, envelope_id: str, state: str, detail: str) -> bool:
         if state not in ENDED_STATES:
             raise ValueError(f"cannot shred into state {state!r}; expected one of {ENDED_STATES}")
         with self._transaction(f"shredding envelope {envelope_id}", write=True) as conn:
@@ -261,6 +274,26 @@ class Store:
         if ended:
             self._delete_blobs(envelope_id)
         return ended
+
+    def _truncate_wal(self) -> None:
+        """SQLite: move the WAL into the database file and empty it, best effort.
+
+        ``secure_delete`` overwrites shredded keys in the database file, but the
+        WAL still holds the page images written before the shred until a
+        checkpoint truncates it. With a reader in the middle of a transaction
+        the checkpoint cannot finish; the next shred tries again.
+        """
+        if not self._sqlite:
+            return
+        try:
+            with self._engine.connect() as conn:
+                busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").scalar()
+        except sa_exc.DBAPIError as error:
+            busy, detail = 1, self._reason(error)
+        else:
+            detail = "a reader holds the WAL"
+        if busy:
+            log_event(log, logging.INFO, "WAL not truncated after shredding", reason=detail)
 
     def expire(self, now: datetime) -> builtins.list[str]:
         """Shred every live envelope whose time is up (``expires_at <= now``); their ids."""
@@ -272,11 +305,14 @@ class Store:
         )
         with self._transaction("finding expired envelopes", write=False) as conn:
             due = conn.execute(query).all()
-        return [
+        expired = [
             envelope_id
             for envelope_id, expires_at in due
-            if self.shred(envelope_id, "expired", detail=f"expires_at={expires_at.isoformat()}")
+            if self._shred(envelope_id, "expired", f"expires_at={expires_at.isoformat()}")
         ]
+        if expired:
+            self._truncate_wal()  # once for the whole sweep
+        return expired
 
     def sweep_orphans(self, older_than: float) -> int:
         """Delete blobs that no live envelope owns and that nobody touched for
@@ -530,11 +566,18 @@ def _load(conn: Connection, row: RowMapping) -> EnvelopeRecord:
     )
 
 
-def _end(conn: Connection, envelope_id: str, state: str, detail: str) -> bool:
+def _end(
+    conn: Connection,
+    envelope_id: str,
+    state: str,
+    detail: str,
+    *,
+    from_states: tuple[str, ...] = LIVE_STATES,
+) -> bool:
     """Within ``conn``'s transaction: a live envelope ends, its keys are nulled, an event."""
     ended = conn.execute(
         update(envelopes)
-        .where(envelopes.c.envelope_id == envelope_id, envelopes.c.state.in_(LIVE_STATES))
+        .where(envelopes.c.envelope_id == envelope_id, envelopes.c.state.in_(from_states))
         .values(state=state)
     )
     if ended.rowcount != 1:
