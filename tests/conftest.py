@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gateway import config
+from gateway.envelope.keypool import KeyPool
 from gateway.store import FileBlobStore, Store
 from tests.support.certs import CertFiles, make_certificates
 from tests.support.gateway import RunningGateway, config_data
@@ -110,3 +111,12 @@ def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
     opened.migrate()
     yield opened
     opened.close()
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[KeyPool]:
+    """Reader key pairs for a module's sealing tests, from one helper process."""
+    keypool = KeyPool(2048, 8)
+    keypool.start()
+    yield keypool
+    keypool.close()

@@ -53,14 +53,6 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
-def pool() -> Iterator[KeyPool]:
-    keypool = KeyPool(2048, 8)
-    keypool.start()
-    yield keypool
-    keypool.close()
-
-
-@pytest.fixture(scope="module")
 def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """One SQLite store for a module's property tests (hypothesis runs many examples in one
     test, so a function-scoped store would be shared by them anyway)."""

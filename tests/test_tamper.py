@@ -59,14 +59,6 @@ def truncated(chunk: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def pool() -> Iterator[KeyPool]:
-    keypool = KeyPool(2048, 8)
-    keypool.start()
-    yield keypool
-    keypool.close()
-
-
-@pytest.fixture(scope="module")
 def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """The store of the blob tampering tests, which do not depend on the database."""
     root = tmp_path_factory.mktemp("tamper")

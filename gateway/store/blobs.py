@@ -93,6 +93,7 @@ class FileBlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._prefixes_ready = False
 
     def __repr__(self) -> str:
         return f"FileBlobStore({str(self.root)!r})"
@@ -158,17 +159,34 @@ class FileBlobStore:
         return self.root / envelope_id[:2] / envelope_id
 
     def _make_directory(self, directory: Path) -> None:
-        """Create root, prefix and envelope directory as needed, each made durable."""
+        """Create the envelope directory, made durable in its (durable) prefix directory."""
         if directory.is_dir():
             return
-        if not self.root.is_dir():
-            self.root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        if not self._prefixes_ready:
+            self._make_prefixes()
+        with contextlib.suppress(FileExistsError):  # another writer was quicker
+            directory.mkdir(mode=_DIR_MODE)
+        _fsync_dir(directory.parent)
+
+    def _make_prefixes(self) -> None:
+        """Create the root and all 256 prefix directories once, durably.
+
+        Made on demand, a prefix directory created by a concurrent writer could
+        be seen here before that writer made its entry durable; created all at
+        once, before any blob, every prefix is durable before it is used.
+        """
+        created = not self.root.is_dir()
+        self.root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        if created:
             _fsync_dir(self.root.parent)
-        for path in (directory.parent, directory):
-            if not path.is_dir():
-                with contextlib.suppress(FileExistsError):  # another writer was quicker
-                    path.mkdir(mode=_DIR_MODE)
-                _fsync_dir(path.parent)
+        missing = [self.root / f"{n:02x}" for n in range(256)]
+        missing = [path for path in missing if not path.is_dir()]
+        for path in missing:
+            with contextlib.suppress(FileExistsError):
+                path.mkdir(mode=_DIR_MODE)
+        if missing:
+            _fsync_dir(self.root)
+        self._prefixes_ready = True
 
 
 def _subdirectories(path: Path) -> Iterator[os.DirEntry[str]]:
