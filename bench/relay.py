@@ -48,6 +48,8 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+from benchlib import run_interruptibly
+
 HOST = "127.0.0.1"
 SENDER = "bench@example.org"
 RECIPIENT = "rcpt@example.net"
@@ -892,20 +894,7 @@ def main(argv: list[str] | None = None) -> int:
         sink_main(args)
         return 0
 
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    # Interruptible even when started in the background, where SIGINT comes ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return orchestrate(args)
-    except KeyboardInterrupt:
-        print("interrupted; every process started was stopped", file=sys.stderr)
-        return 130
-    except RuntimeError as error:
-        print(f"bench failed: {error}", file=sys.stderr)
-        return 1
+    return run_interruptibly(lambda: orchestrate(args), "every process started was stopped")
 
 
 if __name__ == "__main__":

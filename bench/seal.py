@@ -64,6 +64,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+from benchlib import run_interruptibly
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.envelope import keys, stream
@@ -1054,19 +1055,9 @@ def main(argv: list[str] | None = None) -> int:
             path.write_bytes(build_message(SIZES[name]))
         return 0
 
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return orchestrate(args)
-    except KeyboardInterrupt:
-        print("interrupted; every process and directory started was removed", file=sys.stderr)
-        return 130
-    except RuntimeError as error:
-        print(f"bench failed: {error}", file=sys.stderr)
-        return 1
+    return run_interruptibly(
+        lambda: orchestrate(args), "every process and directory started was removed"
+    )
 
 
 if __name__ == "__main__":
