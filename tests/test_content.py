@@ -11,9 +11,7 @@ import re
 import tracemalloc
 from dataclasses import dataclass, field
 from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage, Message
-from email.mime.multipart import MIMEMultipart
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from hypothesis import strategies as st
 from gateway.envelope import mimewalk
 from gateway.envelope.content import AttachmentSource, Content, extract
 from gateway.envelope.sanitize import sanitise_html
+from tests.support.mimegen import Generated, generated_messages
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -558,27 +557,12 @@ def test_mime_like_junk_never_raises(lines: list[str], line_end: str):
 
 
 WORD = st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=12)
-TEXT = st.text(
-    st.characters(codec="utf-8", exclude_categories=["Cs", "Zl", "Zp"],
-                  exclude_characters="\r\x0b\x0c\x1c\x1d\x1e\x85"),
-    max_size=300,
-)  # fmt: skip
 HTML = st.lists(
     st.sampled_from(["<p>", "</p>", "<b>x</b>", '<img src="https://t.example/x">', "<script>s</script>",
                      '<a href="https://example.org">l</a>', "<table><tr><td>c</td></tr></table>",
                      "&amp;", "<br>"]) | WORD,
     max_size=12,
 ).map("".join)  # fmt: skip
-
-
-@dataclass
-class Generated:
-    raw: bytes
-    subject: str
-    sender: str
-    text: str | None
-    html: str | None
-    attachments: list[tuple[str, bytes]]
 
 
 def same_header(got: str | None, sent: str, raw: bytes, name: bytes) -> bool:
@@ -597,46 +581,20 @@ def with_final_newline(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
-@st.composite
-def generated_messages(draw: st.DrawFn) -> Generated:
-    text = draw(st.none() | TEXT)
-    html = draw(HTML) if text is None else draw(st.none() | HTML)
-    body = EmailMessage()
-    if text is not None:
-        body.set_content(text)
-    if html is not None:
-        if text is None:
-            body.set_content(html, subtype="html")
-        else:
-            body.make_alternative(boundary="=_alternative_=")
-            body.add_alternative(html, subtype="html")
-    levels = draw(st.integers(0, 3))
-    files = draw(st.lists(st.tuples(WORD, st.binary(max_size=2000), st.integers(0, levels)),
-                          max_size=4))  # fmt: skip
-    attachments: list[tuple[str, bytes]] = []
-    inner: Message = body
-    for level in range(levels + 1):
-        here = [(f"{name}.dat", data) for name, data, at in files if at == level]
-        if level < levels or here:
-            outer = MIMEMultipart("mixed", f"=_level{level}_=", policy=policy.default)
-            outer.attach(inner)
-            for filename, data in here:
-                part = EmailMessage()
-                part.set_content(data, "application", "octet-stream", filename=filename)
-                outer.attach(part)
-            attachments += here
-            inner = outer
-    subject = " ".join(draw(st.lists(WORD, min_size=1, max_size=8)))
-    sender = " ".join(draw(st.lists(WORD, min_size=1, max_size=3)))
-    inner["Subject"] = subject
-    inner["From"] = Address(sender, addr_spec="zoe@example.org")
-    linesep = draw(st.sampled_from(["\n", "\r\n"]))
-    raw = inner.as_bytes(policy=policy.default.clone(linesep=linesep))
-    return Generated(raw, subject, f"{sender} <zoe@example.org>", text, html, attachments)
+MESSAGES = generated_messages(
+    words=WORD,
+    html=HTML,
+    filenames=WORD.map(lambda word: f"{word}.dat"),
+    content_types=st.just("application/octet-stream"),
+    data=st.binary(max_size=2000),
+    max_levels=3,
+    max_files=4,
+    max_subject_words=8,
+)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(generated_messages())
+@given(MESSAGES)
 def test_stdlib_generated_messages_round_trip(generated: Generated):
     content = extract(generated.raw)
     assert content.problems == []
@@ -649,7 +607,7 @@ def test_stdlib_generated_messages_round_trip(generated: Generated):
     else:
         assert content.html == sanitise_html(with_final_newline(generated.html))
     got = [(a.filename, a.content_type, data_of(a)) for a in content.attachments]
-    assert got == [(name, "application/octet-stream", data) for name, data in generated.attachments]
+    assert got == generated.attachments
 
 
 def test_lone_surrogates_from_utf7_become_valid_text():

@@ -18,10 +18,6 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage, Message
-from email.mime.multipart import MIMEMultipart
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +31,7 @@ from gateway.envelope.content import extract
 from gateway.envelope.keypool import KeyPool
 from gateway.envelope.seal import SealedEnvelope
 from gateway.store import AccountRecord, FileBlobStore, Store
+from tests.support.mimegen import Generated, generated_messages
 from tests.support.sealing import blob_path, mail, read, scratch_left, seal, sha256
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"
@@ -167,11 +164,6 @@ FILENAME = st.builds(
     NON_ASCII_WORD,
     st.sampled_from([".pdf", ".bin", ".tar.gz", ".дата", ""]),
 )
-TEXT = st.text(
-    st.characters(codec="utf-8", exclude_categories=["Cs", "Zl", "Zp"],
-                  exclude_characters="\r\x0b\x0c\x1c\x1d\x1e\x85"),
-    max_size=300,
-)  # fmt: skip
 HTML = st.lists(
     st.sampled_from(["<p>", "</p>", "<b>fett</b>", '<img src="https://t.example/x">',
                      "<script>alert(1)</script>", '<a href="https://example.org">lien</a>',
@@ -194,54 +186,21 @@ ATTACHMENT_DATA = st.binary(max_size=3000) | st.builds(
 )
 
 
-@dataclass
-class Generated:
-    raw: bytes
-    attachments: list[tuple[str, str, bytes]]  # (filename, content type, bytes)
-
-
-@st.composite
-def generated_messages(draw: st.DrawFn) -> Generated:
-    text = draw(st.none() | TEXT)
-    html = draw(HTML) if text is None else draw(st.none() | HTML)
-    body = EmailMessage(policy=policy.default)
-    if text is not None:
-        body.set_content(text)
-    if html is not None:
-        if text is None:
-            body.set_content(html, subtype="html")
-        else:
-            body.make_alternative(boundary="=_alternative_=")
-            body.add_alternative(html, subtype="html")
-    levels = draw(st.integers(0, 2))  # how deep multipart/mixed nests around the body
-    files = draw(
-        st.lists(st.tuples(FILENAME, CONTENT_TYPES, ATTACHMENT_DATA, st.integers(0, levels)),
-                 max_size=3)
-    )  # fmt: skip
-    attachments: list[tuple[str, str, bytes]] = []
-    inner: Message = body
-    for level in range(levels + 1):
-        here = [(name, ctype, data) for name, ctype, data, at in files if at == level]
-        if level < levels or here:
-            outer = MIMEMultipart("mixed", f"=_level{level}_=", policy=policy.default)
-            outer.attach(inner)
-            for filename, content_type, data in here:
-                part = EmailMessage(policy=policy.default)
-                maintype, subtype = content_type.split("/")
-                part.set_content(data, maintype, subtype, filename=filename)
-                outer.attach(part)
-            attachments += here  # the innermost level's attachments come first in walk order
-            inner = outer
-    inner["Subject"] = " ".join(draw(st.lists(WORD, min_size=1, max_size=6)))
-    inner["From"] = Address(" ".join(draw(st.lists(WORD, min_size=1, max_size=3))),
-                            addr_spec="zoe@example.org")  # fmt: skip
-    inner["To"] = "bob@example.net"
-    linesep = draw(st.sampled_from(["\n", "\r\n"]))
-    return Generated(inner.as_bytes(policy=policy.default.clone(linesep=linesep)), attachments)
+MESSAGES = generated_messages(
+    words=WORD,
+    html=HTML,
+    filenames=FILENAME,
+    content_types=CONTENT_TYPES,
+    data=ATTACHMENT_DATA,
+    max_levels=2,
+    max_files=3,
+    max_subject_words=6,
+    to="bob@example.net",
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(generated_messages())
+@given(MESSAGES)
 def test_generated_messages_round_trip(sqlite_store: Store, pool: KeyPool, generated: Generated):
     sealed = seal(sqlite_store, pool, generated.raw)
     opened = open_and_check(sqlite_store, sealed, generated.raw)

@@ -13,6 +13,7 @@ from gateway.envelope import opener
 from gateway.envelope.keypool import KeyPool
 from gateway.envelope.seal import SealedEnvelope, Sealer, SealRequest
 from gateway.store import AccountRecord, FileBlobStore, Store
+from tests.support.mimegen import set_bodies
 
 SENDER = "alice@example.org"
 
@@ -73,13 +74,7 @@ def mail(
     msg["To"] = "bob@example.net"
     msg["Subject"] = subject
     msg["Message-ID"] = "<sealing-test@example.org>"
-    if text is not None:
-        msg.set_content(text)
-    if html is not None:
-        if text is None:
-            msg.set_content(html, subtype="html")
-        else:
-            msg.add_alternative(html, subtype="html")
+    set_bodies(msg, text, html)
     for filename, data in attachments:
         msg.add_attachment(data, maintype="application", subtype="octet-stream", filename=filename)
     return msg.as_bytes(policy=email.policy.SMTP)
