@@ -13,6 +13,7 @@ from gateway import __version__, config, configdoc, devoutbox, logsetup, service
 from gateway.clicommon import CONFIG_OPTION, load_or_exit
 from gateway.envelope_commands import account, envelope, expire, revoke
 from gateway.intake.access import hash_password
+from gateway.policy_commands import policy
 
 
 @click.group()
@@ -145,5 +146,5 @@ def config_reference(fmt: str) -> None:
     click.echo(configdoc.markdown() if fmt == "markdown" else configdoc.example_toml(), nl=False)
 
 
-for command in (envelope, revoke, expire, account):
+for command in (envelope, revoke, expire, account, policy):
     main.add_command(command)

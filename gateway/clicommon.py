@@ -9,6 +9,8 @@ import click
 
 from gateway import config
 from gateway.intake.tls import server_context
+from gateway.policy.engine import Policy
+from gateway.policy.packs import PolicyError
 from gateway.upstream import client_tls_context
 
 CONFIG_OPTION = click.option(
@@ -49,6 +51,10 @@ def _checked(path: Path) -> config.Config:
             cfg.upstream.read_password()
         except OSError as error:
             problems.append(f"upstream.password_file: cannot be read: {error.strerror}")
+    try:
+        Policy.load(cfg.policy.pack_files)
+    except PolicyError as error:
+        problems += [f"policy.packs: {problem}" for problem in error.problems]
     if problems:
         raise config.ConfigError(str(path), problems)
     return cfg

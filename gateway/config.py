@@ -147,6 +147,8 @@ Hostname = Annotated[str, PlainValidator(_parse_hostname)]
 Seconds = Annotated[float, Field(gt=0, le=86400)]
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
+# The packs shipped with Sealgate (policies/ in the source tree links here).
+SHIPPED_PACKS = Path(__file__).resolve().parent / "policy" / "packs"
 
 
 class Section(BaseModel):
@@ -415,15 +417,8 @@ def _parse_portal_url(value: Any) -> str:
     return value.rstrip("/")
 
 
-def _parse_domain(value: Any) -> str:
-    if not isinstance(value, str) or not _valid_hostname(value):
-        raise _invalid("{value} is not a domain name", value=_toml(value))
-    return value.lower().rstrip(".")
-
-
 Database = Annotated[str, PlainValidator(_parse_database)]
 PortalURL = Annotated[str, PlainValidator(_parse_portal_url)]
-Domain = Annotated[str, PlainValidator(_parse_domain)]
 
 
 class Store(Section):
@@ -488,22 +483,34 @@ class Envelope(Section):
     )
 
 
-class Protect(Section):
-    """What triggers protection until policy packs exist: a subject tag or a header."""
+class Policy(Section):
+    """Policy packs decide, per recipient, what is relayed, protected, held or refused."""
 
-    subject_tags: list[str] = Field(
-        ["[secure]", "[encrypt]", "[vertrouwelijk]"],
-        description="Subject tags (case-insensitive) that protect a message; "
-        "removed from the subject before sealing.",
+    @property
+    def pack_files(self) -> list[Path]:
+        return [path for path in self.packs if path is not None] or [
+            SHIPPED_PACKS / "baseline.toml"
+        ]
+
+    packs: list[ExistingFile] = Field(
+        [],
+        description="Policy pack files, applied in this order (later packs refine earlier "
+        "ones); check them with `sealgate policy check`. Empty: the baseline pack shipped "
+        "with Sealgate (subject tags, X-Sealgate-Protect, sensitivity labels).",
     )
-    header: str = Field(
-        "X-Sealgate-Protect",
-        pattern=r"^[!-9;-~]+$",
-        description='Header field that protects a message when it says "yes"; '
-        "removed before anything leaves.",
+    max_attachment_size: int = Field(
+        25 * 1024 * 1024,
+        ge=1024,
+        le=1 << 31,
+        description="Attachments larger than this are not read for detectors; rules that "
+        "read content then apply their fallback action.",
     )
-    internal_domains: list[Domain] = Field(
-        [], description="Recipient domains that always get the message as it is."
+    max_depth: int = Field(3, ge=0, le=10, description="Archive and message nesting read.")
+    time_budget: Seconds = Field(
+        10, description="Seconds to read one message's attachments before the fallback applies."
+    )
+    processes: int = Field(
+        1, ge=1, le=64, description="Helper processes reading attachments (PDF, Office, ZIP)."
     )
 
 
@@ -537,7 +544,7 @@ class Config(Section):
     dev_outbox: DevOutbox = _section()
     store: Store = _section()
     envelope: Envelope = _section()
-    protect: Protect = _section()
+    policy: Policy = _section()
     portal: Portal = _section()
     notify: Notify = _section()
 

@@ -8,11 +8,12 @@ that orchestrates a message; the services it calls (upstream, loop marker,
 and later mailauth, policy, envelope, store, notify) know nothing of SMTP
 sessions or of each other.
 
-Recipients that a protection trigger covers (gateway.protection, until
-policy packs decide) get a sealed envelope (gateway.envelope.vault) and a
-notification with their personal link (gateway.notify); everyone else gets
-the message as it is. The place where mail authentication plugs in is marked
-below.
+The policy packs decide per recipient (gateway.policy): relayed recipients
+get the message as it is, protected ones a sealed envelope
+(gateway.envelope.vault) and a notification with their personal link
+(gateway.notify), and rejected or held ones a bounce carrying the rule's text;
+the client gets one reply for all of it. The place where mail authentication
+plugs in is marked below.
 
 The rule that binds every step: 250 only when everything owed for the message
 is accepted by the upstream; a transient fault anywhere answers 451 so that the
@@ -21,29 +22,34 @@ sending MTA keeps the mail (docs/relay.md has the full reply mapping).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import errno
+import json
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from gateway import dsn, message, notify
+from gateway import dsn, message, notify, outgoing
 from gateway.envelope.keypool import KeyPoolError
 from gateway.envelope.seal import SealedEnvelope, SealRequest, idempotency_key
 from gateway.envelope.vault import Vault
 from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPReply, TemporaryError
 from gateway.logsetup import event
 from gateway.loopmarker import RECEIVED_TAG, LoopMarker
-from gateway.protection import Protection, Triggers
+from gateway.policy.engine import Policy
+from gateway.policy.facts import Extractor, gather
+from gateway.policy.types import Decision
 from gateway.store import StoreError
 from gateway.upstream import UpstreamPool, UpstreamTransaction
 
 log = logging.getLogger("sealgate.pipeline")
 
 T = TypeVar("T")
+_REFUSING = ("reject", "hold")
 _BAD_ADDRESS = SMTPReply(553, "5.1.3", "Recipient address cannot be written in a notification")
 
 
@@ -97,13 +103,27 @@ class Result:
     detail: str = ""
     envelope_id: str | None = None
     protected: int = 0
+    decisions: dict[str, Decision] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the policy decided for one message, by action, with the bytes for each way out."""
+
+    relay: tuple[str, ...]
+    protect: tuple[str, ...]
+    refused: dict[str, SMTPReply]  # rejected or held by a rule, with the administrator's text
+    decisions: dict[str, Decision]
+    relayed_bytes: bytes = field(repr=False)  # instructions to Sealgate removed
+    sealed_bytes: bytes = field(repr=False)  # and the subject tags too
 
 
 @dataclass(frozen=True)
 class Protecting:
-    """How protected recipients are served: triggers, the vault, the notification's facts."""
+    """Deciding and protecting: the policy, the text extraction, the vault, the links."""
 
-    triggers: Triggers
+    policy: Policy
+    extractor: Extractor
     vault: Vault
     portal_url: str
     from_address: str
@@ -148,16 +168,42 @@ class Pipeline:
             return await self._relay(tx, self._received(tx) + tx.data, outcome="relayed-loop")
 
         # authenticate: SPF, DKIM, DMARC and ARC verdicts (gateway.mailauth) go here.
-        protection = self.protecting.triggers.decide(tx.data, tx.rcpt_tos)
-        if protection is None:
-            clean = self.protecting.triggers.clean(tx.data)
-            return await self._relay(tx, self._outgoing(tx, clean), outcome="relayed")
-        return await self._protect(tx, protection)
+        plan = await self._plan(tx)
+        if plan.protect:
+            result = await self._protect(tx, plan)
+        elif plan.relay:
+            outgoing = self._outgoing(tx, plan.relayed_bytes)
+            result = await self._relay(
+                tx, outgoing, outcome="relayed", recipients=plan.relay, refused=plan.refused
+            )
+        else:  # every recipient refused by a rule: the first rule's words
+            address, reply = next(iter(plan.refused.items()))
+            raise PermanentError(reply.code, reply.enhanced, reply.text, f"policy: {address}")
+        result.decisions = plan.decisions
+        return result
+
+    async def _plan(self, tx: Transaction) -> Plan:
+        """Ask the policy; reading attachments blocks, so it runs in a worker thread."""
+        policy = self.protecting.policy
+        extractor = self.protecting.extractor if policy.reads_content else None
+        facts = await asyncio.to_thread(gather, tx.data, tx.mail_from, extractor)
+        decisions = policy.decide(facts, tx.rcpt_tos)
+        relayed_bytes = outgoing.without_headers(tx.data, policy.strip_headers)
+
+        def having(action: str) -> tuple[str, ...]:
+            return tuple(r for r in tx.rcpt_tos if decisions[r].action == action)
+
+        refused = {
+            r: _refusal(decisions[r]) for r in tx.rcpt_tos if decisions[r].action in _REFUSING
+        }
+        sealed_bytes = outgoing.without_subject_tags(relayed_bytes, policy.subject_tags)
+        return Plan(having("relay"), having("protect"), refused, decisions, relayed_bytes,
+                    sealed_bytes)  # fmt: skip
 
     def _outgoing(self, tx: Transaction, data: bytes) -> bytes:
         return self._received(tx) + self.marker.header(data) + data
 
-    async def _protect(self, tx: Transaction, protection: Protection) -> Result:
+    async def _protect(self, tx: Transaction, plan: Plan) -> Result:
         """Seal for the protected recipients, notify them, relay to the rest, then 250.
 
         Idempotent: a retry of a message whose earlier attempt committed but
@@ -174,13 +220,14 @@ class Pipeline:
             reply = SMTPReply(250, "2.0.0", f"Ok: already delivered as {existing.envelope_id}")
             return Result(reply, "duplicate", envelope_id=existing.envelope_id)
         request = SealRequest(
-            raw=protection.sealed_bytes,
+            raw=plan.sealed_bytes,
             sender=tx.mail_from,
             queue_id=tx.queue_id,
-            recipients=protection.protected,
+            recipients=plan.protect,
             idempotency_key=key,
             sender_account=await self._vault(vault.sender_account(tx.mail_from)),
             retention=self.protecting.retention,
+            decisions={r: json.dumps(d.as_dict()) for r, d in plan.decisions.items()},
         )
         supersede = existing.envelope_id if existing is not None else None
         facts = notify.Facts.of(
@@ -188,12 +235,12 @@ class Pipeline:
         )
         sealed = await self._vault(vault.seal(request, supersede=supersede))
         async with contextlib.AsyncExitStack() as stack:
-            outgoing = self._outgoing(tx, protection.relayed_bytes)
-            relay, refused = await self._open_relay(tx, protection.relayed, len(outgoing))
+            relayed = self._outgoing(tx, plan.relayed_bytes)
+            relay, refused = await self._open_relay(tx, plan.relay, len(relayed))
             if relay is not None:
                 await stack.enter_async_context(relay)
-            refused |= await self._notify(tx, sealed, facts)
-            notified = sum(1 for address in protection.protected if address not in refused)
+            refused = {**plan.refused, **refused, **await self._notify(tx, sealed, facts)}
+            notified = sum(1 for address in plan.protect if address not in refused)
             if not notified:
                 # No guest can ever reach this envelope: shred it now.
                 await self._vault(vault.discard(sealed.envelope_id, "every reader refused"))
@@ -206,7 +253,7 @@ class Pipeline:
                 await self._bounce(tx, refused)
             upstream_reply = None
             if relay is not None:
-                upstream_reply = await relay.send_data(outgoing)
+                upstream_reply = await relay.send_data(relayed)
         await self._settle(sealed.envelope_id)
         outcome = "protected-partly" if refused else "protected"
         reply = SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
@@ -297,15 +344,24 @@ class Pipeline:
                 451, "4.3.0", "Cannot store the message right now; try again later", str(error)
             ) from error
 
-    async def _relay(self, tx: Transaction, outgoing: bytes, *, outcome: str) -> Result:
+    async def _relay(
+        self,
+        tx: Transaction,
+        outgoing: bytes,
+        *,
+        outcome: str,
+        recipients: tuple[str, ...] | None = None,
+        refused: dict[str, SMTPReply] | None = None,
+    ) -> Result:
+        """Relay to ``recipients`` (default: all), bouncing what was refused before or now."""
         transaction = await self.upstream.open(
             tx.mail_from,
-            tx.rcpt_tos,
+            tx.rcpt_tos if recipients is None else recipients,
             smtputf8=tx.smtputf8,
             body_8bit=tx.body_8bit,
             size=len(outgoing),
         )
-        refused = transaction.refused
+        refused = {**(refused or {}), **transaction.refused}
         async with transaction:
             if refused:
                 await self._bounce(tx, refused)
@@ -355,3 +411,13 @@ class Pipeline:
             f"\tby {self.hostname} {RECEIVED_TAG.decode()} with {protocol} id {tx.queue_id};\r\n"
             f"\t{stamp}\r\n"
         ).encode("utf-8", "surrogateescape")
+
+
+def _refusal(decision: Decision) -> SMTPReply:
+    """The reply a rejected or held recipient's bounce carries: the administrator's words."""
+    rule = next((r.rule for r in decision.reasons if r.action == decision.action), "policy")
+    if decision.action == "hold":
+        text = decision.text or f"Held by policy ({rule}): not delivered"
+    else:
+        text = decision.text or f"Refused by policy ({rule})"
+    return SMTPReply(550, "5.7.1", text)

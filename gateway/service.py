@@ -9,8 +9,10 @@ worker that dies.
 Signals: SIGTERM or SIGINT stop accepting connections, let transactions in
 flight finish (at most ``service.shutdown_timeout`` seconds) and exit 0.
 SIGHUP re-reads the configuration file and applies it to new connections:
-TLS certificates, access lists, AUTH accounts, limits, the upstream and the
-loop marker. Listen addresses, workers and the outbox need a restart.
+TLS certificates, access lists, AUTH accounts, limits, the upstream, the
+loop marker and the policy packs (a pack with a problem is refused and the
+running packs kept). Listen addresses, workers, the outbox, the store and
+the helper processes' settings need a restart.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from gateway.intake import IntakeServer
 from gateway.logsetup import event
 from gateway.loopmarker import LoopMarker, load_or_create_secret
 from gateway.pipeline import Pipeline, Protecting
-from gateway.protection import Triggers
+from gateway.policy.engine import Policy
+from gateway.policy.packs import PolicyError
+from gateway.policy.textract import Limits, TextExtractor
 from gateway.store import FileBlobStore, Store, StoreError
 from gateway.upstream import UpstreamPool
 
@@ -48,6 +52,10 @@ _RESTART_NEEDED: dict[str, Callable[[config.Config], object]] = {
     "envelope.rsa_bits": lambda cfg: cfg.envelope.rsa_bits,
     "envelope.key_pool_size": lambda cfg: cfg.envelope.key_pool_size,
     "envelope.key_processes": lambda cfg: cfg.envelope.key_processes,
+    "policy.max_attachment_size": lambda cfg: cfg.policy.max_attachment_size,
+    "policy.max_depth": lambda cfg: cfg.policy.max_depth,
+    "policy.time_budget": lambda cfg: cfg.policy.time_budget,
+    "policy.processes": lambda cfg: cfg.policy.processes,
 }
 
 
@@ -66,13 +74,34 @@ def open_store(cfg: config.Config) -> Store:
     return store
 
 
+def load_policy(cfg: config.Config) -> Policy:
+    """The configured packs, compiled; their problems as configuration errors."""
+    try:
+        return Policy.load(cfg.policy.pack_files)
+    except PolicyError as error:
+        raise config.ConfigError("policy", error.problems) from None
+
+
+def extraction_limits(cfg: config.Config) -> Limits:
+    settings = cfg.policy
+    return Limits(
+        max_attachment_bytes=settings.max_attachment_size,
+        max_depth=settings.max_depth,
+        time_budget=settings.time_budget,
+    )
+
+
+def text_extractor(cfg: config.Config) -> TextExtractor:
+    return TextExtractor(extraction_limits(cfg), processes=cfg.policy.processes)
+
+
 def open_vault(cfg: config.Config) -> Vault:
     envelope = cfg.envelope
     pool = KeyPool(envelope.rsa_bits, envelope.key_pool_size, envelope.key_processes)
     return Vault(open_store(cfg), pool, orphan_age=cfg.envelope.orphan_age)
 
 
-def build_pipeline(cfg: config.Config, vault: Vault) -> Pipeline:
+def build_pipeline(cfg: config.Config, vault: Vault, extractor: TextExtractor) -> Pipeline:
     path = cfg.loop.secret_file
     if path is None:
         raise config.ConfigError("config", ["loop.secret_file: must be set"])
@@ -82,9 +111,11 @@ def build_pipeline(cfg: config.Config, vault: Vault) -> Pipeline:
         reason = f"cannot read or create {path}: {error.strerror}"
         raise config.ConfigError("config", [f"loop.secret_file: {reason}"]) from None
     marker = LoopMarker(secret, cfg.loop.max_age)
+    policy = load_policy(cfg)
     upstream = UpstreamPool(cfg.upstream, cfg.smtp.hostname)
     protecting = Protecting(
-        triggers=Triggers(cfg.protect),
+        policy=policy,
+        extractor=extractor,
         vault=vault,
         portal_url=cfg.portal.url,
         from_address=cfg.notify.from_address or f"sealgate@{cfg.smtp.hostname}",
@@ -103,8 +134,9 @@ class Gateway:
         self.cfg = cfg
         self.source = source
         self.vault = open_vault(cfg)
+        self.extractor = text_extractor(cfg)
         try:
-            self.pipeline = build_pipeline(cfg, self.vault)
+            self.pipeline = build_pipeline(cfg, self.vault, self.extractor)
         except BaseException:
             self.vault.close()
             raise
@@ -115,6 +147,8 @@ class Gateway:
 
     async def start(self, *, reuse_port: bool = False) -> None:
         self.vault.pool.start()
+        if self.pipeline.protecting.policy.reads_content:
+            self.extractor.start()  # else only if a reloaded pack needs it
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         if self._with_outbox:
             outbox = self.cfg.dev_outbox
@@ -136,7 +170,7 @@ class Gateway:
             return False
         try:
             new = config.load(self.source)
-            new_pipeline = build_pipeline(new, self.vault)
+            new_pipeline = build_pipeline(new, self.vault, self.extractor)
             self.intake.configure(new.smtp, new_pipeline, str(self.source))
         except (config.ConfigError, OSError, ValueError) as error:
             problems = error.problems if isinstance(error, config.ConfigError) else [str(error)]
@@ -159,6 +193,7 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.cancel()
         await asyncio.to_thread(self.vault.close)
+        await asyncio.to_thread(self.extractor.close)
         event(log, logging.INFO, "stopped", pid=os.getpid())
 
     async def _sweep(self) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -66,6 +66,7 @@ class SealRequest:
     idempotency_key: str
     sender_account: AccountRecord | None = None
     retention: timedelta = timedelta(days=30)
+    decisions: Mapping[str, str] = field(default_factory=dict)  # address -> decision record
 
 
 class _Measured:

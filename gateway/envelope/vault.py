@@ -43,7 +43,9 @@ class Vault:
     def _seal_and_commit(self, request: SealRequest, supersede: str | None) -> SealedEnvelope:
         sealed = self._sealer.seal(request)
         try:
-            self.store.commit_envelope(sealed.record, supersede=supersede)
+            self.store.commit_envelope(
+                sealed.record, supersede=supersede, decisions=request.decisions
+            )
         except BaseException:
             self.store.blobs.delete_envelope(sealed.envelope_id)
             raise

@@ -169,6 +169,13 @@ def _log_transaction(tx: Transaction, result: Result, elapsed: float) -> None:
         fields_["refused"] = {address: str(reply) for address, reply in result.refused.items()}
     if result.detail:
         fields_["detail"] = result.detail
+    if result.decisions:
+        fields_["decisions"] = {
+            address: f"{d.action} ({', '.join(dict.fromkeys(r.rule for r in d.reasons))})"
+            if d.reasons
+            else d.action
+            for address, d in result.decisions.items()
+        }
     if result.envelope_id is not None:
         fields_["envelope"] = result.envelope_id
         fields_["protected"] = result.protected

@@ -31,7 +31,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -142,12 +142,20 @@ class Store:
 
     # envelopes
 
-    def commit_envelope(self, envelope: EnvelopeRecord, *, supersede: str | None = None) -> None:
+    def commit_envelope(
+        self,
+        envelope: EnvelopeRecord,
+        *,
+        supersede: str | None = None,
+        decisions: Mapping[str, str] | None = None,
+    ) -> None:
         """Record a sealed envelope, its parts and readers, in one transaction.
 
         The blobs must already be durable. With ``supersede``, that envelope is
         shredded in the same transaction (its blobs are deleted after the commit),
         so a retried message never has two live envelopes, nor none.
+        ``decisions`` (address -> the policy's decision record, rule names and
+        counts only) are kept with the envelope as "decided" events.
         """
         _check_new(envelope)
         envelope_id = envelope.envelope_id
@@ -189,6 +197,10 @@ class Store:
                 envelope_id=envelope_id,
                 detail=f"parts={len(envelope.parts)} readers={len(envelope.readers)}",
             )
+            for address, record in (decisions or {}).items():
+                _append_event(
+                    conn, "decided", envelope_id=envelope_id, address=address, detail=record
+                )
         if superseded and supersede is not None:
             self._delete_blobs(supersede)
 

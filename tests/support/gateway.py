@@ -13,6 +13,8 @@ from gateway import config
 from gateway.service import Gateway
 from tests.support.loopthread import LoopThread
 
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     result = copy.deepcopy(base)
@@ -44,6 +46,7 @@ def config_data(state: Path, upstream_port: int, **overrides: Any) -> dict[str, 
         "service": {"shutdown_timeout": 5},
         # Reader keys are generated on demand: most tests never seal.
         "envelope": {"key_pool_size": 0},
+        "policy": {"packs": [str(POLICIES / "baseline.toml")]},
     }
     return merge(base, overrides)
 

@@ -1,0 +1,120 @@
+"""Conditions on header fields: subject tags, patterns, any header, sensitivity labels.
+
+Microsoft Purview writes a document or message's sensitivity label into the
+``msip_labels`` header, e.g.
+``MSIP_Label_<GUID>_Enabled=true; MSIP_Label_<GUID>_Name=Confidential; ...``;
+a label counts when its ``Enabled`` is true, matched by GUID or by name.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gateway.policy.conditions import (
+    Condition,
+    Context,
+    Env,
+    Outcome,
+    options,
+    pattern,
+    register,
+    strings,
+)
+from gateway.policy.facts import decoded
+
+_LABEL_FIELD = re.compile(r"MSIP_Label_([0-9a-fA-F-]{36})_(\w+)\s*=\s*([^;]*)")
+
+
+class SubjectTag(Condition):
+    def __init__(self, tags: list[str]) -> None:
+        self.tags = tags
+
+    def check(self, ctx: Context, recipient: str) -> Outcome:
+        subject = (ctx.facts.subject or "").lower()
+        found = [tag for tag in self.tags if tag.lower() in subject]
+        return Outcome(bool(found), tuple(f"subject tag {tag}" for tag in found))
+
+
+class SubjectMatches(Condition):
+    def __init__(self, compiled: Any, text: str) -> None:
+        self.compiled = compiled
+        self.text = text
+
+    def check(self, ctx: Context, recipient: str) -> Outcome:
+        hit = self.compiled.search(ctx.facts.subject or "") is not None
+        return Outcome(hit, ("subject matches the rule's pattern",) if hit else ())
+
+
+class HeaderCondition(Condition):
+    def __init__(self, name: str, equals: list[str] | None, compiled: Any) -> None:
+        self.name = name
+        self.equals = [value.lower() for value in equals] if equals is not None else None
+        self.compiled = compiled
+
+    def check(self, ctx: Context, recipient: str) -> Outcome:
+        for raw in ctx.facts.header_values(self.name):
+            value = decoded(raw).strip()
+            if self.equals is not None and value.lower() not in self.equals:
+                continue
+            if self.compiled is not None and self.compiled.search(value) is None:
+                continue
+            return Outcome(True, (f"header {self.name}",))
+        return Outcome(False)
+
+
+class SensitivityLabel(Condition):
+    def __init__(self, labels: list[str]) -> None:
+        self.labels = {label.lower() for label in labels}
+
+    def check(self, ctx: Context, recipient: str) -> Outcome:
+        for guid, name in enabled_labels(ctx.facts.header_values("msip_labels")):
+            if guid.lower() in self.labels or (name or "").lower() in self.labels:
+                return Outcome(True, (f"sensitivity label {name or guid}",))
+        return Outcome(False)
+
+
+def enabled_labels(values: list[str]) -> list[tuple[str, str | None]]:
+    """(GUID, name) of every enabled label in ``msip_labels`` header values."""
+    labels: dict[str, dict[str, str]] = {}
+    for value in values:
+        for guid, key, setting in _LABEL_FIELD.findall(decoded(value)):
+            labels.setdefault(guid, {})[key.lower()] = setting.strip()
+    return [
+        (guid, fields.get("name"))
+        for guid, fields in labels.items()
+        if fields.get("enabled", "").lower() == "true"
+    ]
+
+
+def _subject_tag(value: Any, env: Env, path: str) -> Condition | None:
+    tags = strings(value, env, path)
+    return SubjectTag(tags) if tags else None
+
+
+def _subject_matches(value: Any, env: Env, path: str) -> Condition | None:
+    compiled = pattern(value, env, path)
+    return SubjectMatches(compiled, value) if compiled is not None else None
+
+
+def _header(value: Any, env: Env, path: str) -> Condition | None:
+    table = options(value, env, path, {"name": str, "equals": (list, str), "matches": str})
+    if table is None:
+        return None
+    if "name" not in table:
+        env.problem(f"{path}.name", "required: the header field's name")
+        return None
+    equals = strings(table["equals"], env, f"{path}.equals") if "equals" in table else None
+    compiled = pattern(table["matches"], env, f"{path}.matches") if "matches" in table else None
+    return HeaderCondition(table["name"], equals, compiled)
+
+
+def _sensitivity_label(value: Any, env: Env, path: str) -> Condition | None:
+    labels = strings(value, env, path)
+    return SensitivityLabel(labels) if labels else None
+
+
+register("subject_tag", _subject_tag)
+register("subject_matches", _subject_matches)
+register("header", _header)
+register("sensitivity_label", _sensitivity_label)

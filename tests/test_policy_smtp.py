@@ -1,0 +1,111 @@
+"""Policies end to end through SMTP: per-recipient outcomes, one reply, explain agrees."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import smtplib
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+from tests.support.gateway import POLICIES, wait_for
+from tests.support.protected import link_in, notifications, open_with_link, protected_message
+
+PACKS = [str(POLICIES / "baseline.toml"), str(POLICIES / "nl-healthcare.toml"),
+         str(POLICIES / "finance.toml")]  # fmt: skip
+CARDS = (
+    "4111111111111111 5555555555554444 378282246310005 6011111111111117 3530111333300000 "
+    "4012888888881881 5105105105105100 371449635398431 6011000990139424 3566002020360505"
+)
+
+
+def readable(data: bytes) -> str:
+    """Every text part of a message, decoded (a DSN's explanation is quoted-printable)."""
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    return "\n".join(
+        part.get_content() for part in parsed.walk() if part.get_content_maintype() == "text"
+    )
+
+
+@pytest.fixture
+def policy_gateway(make_gateway):
+    return make_gateway(policy={"packs": PACKS})
+
+
+def test_a_bsn_is_sealed_for_outsiders_and_relayed_to_colleagues(policy_gateway, sink, tmp_path):
+    raw = protected_message(
+        subject="Referral", body="Patient with BSN 111222333, see the attached letter.\n"
+    )
+    with policy_gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net", "carol@example.org"], raw)
+    relayed = [m for m in sink.messages if m.rcpt_tos == ("carol@example.org",)]
+    assert len(relayed) == 1 and relayed[0].data.endswith(raw)
+    (notice,) = notifications(sink.messages).values()
+    assert b"111222333" not in notice.data
+    manifest, _ = open_with_link(policy_gateway.gateway.vault.store, link_in(notice))
+    assert "111222333" in manifest["text"]
+
+    # `sealgate policy explain` says the same, with the reason.
+    path = tmp_path / "referral.eml"
+    path.write_bytes(raw)
+    args = [
+        "policy",
+        "explain",
+        str(path),
+        "--from",
+        "alice@example.org",
+        "--to",
+        "bob@example.net",
+        "--to",
+        "carol@example.org",
+        "-c",
+        str(tmp_path / "none"),
+    ]
+    for pack in PACKS:
+        args += ["--pack", pack]  # fmt: skip
+    output = CliRunner().invoke(main, args).output
+    assert "bob@example.net: protect" in output
+    assert "bsn -> protect: detector bsn: 1 hits, 1 distinct, in body" in output
+    assert "carol@example.org: relay" in output
+    assert "111222333" not in output
+
+
+def test_a_rejected_message_gets_the_administrators_text(policy_gateway, sink):
+    raw = protected_message(subject="Export", body=f"Cards: {CARDS}\n")
+    with policy_gateway.client() as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("alice@example.org", ["bob@example.net"], raw)
+    assert refused.value.smtp_code == 550
+    assert b"list of payment card numbers" in refused.value.smtp_error
+    assert sink.messages == []
+
+
+def test_a_rejected_recipient_beside_a_relayed_one_gets_a_bounce(policy_gateway, sink):
+    raw = protected_message(subject="Export", body=f"Cards: {CARDS}\n")
+    with policy_gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net", "carol@example.org"], raw)
+    assert [m.rcpt_tos for m in sink.messages if m.mail_from not in ("", "<>")] == [
+        ("carol@example.org",)
+    ]
+    (bounce,) = [m for m in sink.messages if m.mail_from in ("", "<>")]
+    text = readable(bounce.data)
+    assert "bob@example.net" in text and "list of payment card numbers" in text
+
+
+def test_the_transaction_log_records_each_decision(policy_gateway, sink, caplog):
+    caplog.set_level(logging.INFO, logger="sealgate")
+    raw = protected_message(subject="Referral", body="BSN 111222333\n")
+    with policy_gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net", "carol@example.org"], raw)
+
+    def lines():
+        return [r for r in caplog.records if r.getMessage() == "transaction"]
+
+    wait_for(lines, what="the transaction line")  # written just after the reply
+    (line,) = lines()
+    assert line.fields["decisions"] == {
+        "bob@example.net": "protect (bsn)",
+        "carol@example.org": "relay (internal-recipients, bsn)",
+    }
