@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.policy import conditions
 from gateway.policy.engine import Policy
 from gateway.policy.facts import gather
 from gateway.policy.packs import PolicyError
@@ -241,3 +242,26 @@ def test_every_shipped_pack_loads():
     policy = Policy.load([BASELINE, HEALTH, FINANCE])
     assert len(policy.rules) >= 10
     assert policy.strip_headers == ["X-Sealgate-Protect"]
+
+
+def test_other_services_plug_in_conditions_without_changing_the_engine(tmp_path, monkeypatch):
+    """Mail authentication adds its verdicts as facts and a condition that reads them."""
+    monkeypatch.setattr(conditions, "FACTORIES", dict(conditions.FACTORIES))
+
+    class DmarcFails(conditions.Condition):
+        def check(self, ctx, recipient):
+            failed = ctx.facts.extra.get("dmarc") == "fail"
+            return conditions.Outcome(failed, ("DMARC failed",) if failed else ())
+
+    conditions.register("test_dmarc_fails", lambda value, env, path: DmarcFails())
+    rules = pack(
+        tmp_path,
+        '[[rules]]\nname = "spoofed"\naction = "reject"\nwhen.test_dmarc_fails = true\n',
+    )
+    policy = Policy.load([rules])
+    facts = gather(message(), "alice@example.org", None)
+    assert policy.decide(facts, ["b@x.net"])["b@x.net"].action == "relay"
+    failing = type(facts)(facts.sender, facts.headers, facts.subject, facts.extracted,
+                          {"dmarc": "fail"})  # fmt: skip
+    decision = policy.decide(failing, ["b@x.net"])["b@x.net"]
+    assert decision.action == "reject" and decision.reasons[0].why == "DMARC failed"

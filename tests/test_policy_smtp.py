@@ -109,3 +109,23 @@ def test_the_transaction_log_records_each_decision(policy_gateway, sink, caplog)
         "bob@example.net": "protect (bsn)",
         "carol@example.org": "relay (internal-recipients, bsn)",
     }
+
+
+def test_a_held_recipient_gets_nothing_and_the_sender_learns_what_is_missing(
+    make_gateway, sink, tmp_path
+):
+    hold = tmp_path / "hold.toml"
+    hold.write_text(
+        '[[rules]]\nname = "sms-only-partner"\naction = "hold"\n'
+        'text = "This recipient must verify by SMS and we have no phone number for them."\n'
+        'when.recipient_domain = ["partner.example"]\n'
+    )
+    gateway = make_gateway(policy={"packs": [*PACKS, str(hold)]})
+    raw = protected_message()  # [secure]
+    with gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net", "dana@partner.example"], raw)
+    assert set(notifications(sink.messages)) == {"bob@example.net"}
+    assert not any("dana@partner.example" in m.rcpt_tos for m in sink.messages)
+    (bounce,) = [m for m in sink.messages if m.mail_from in ("", "<>")]
+    assert bounce.rcpt_tos == ("alice@example.org",)
+    assert "we have no phone number for them" in readable(bounce.data)
