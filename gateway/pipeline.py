@@ -28,7 +28,8 @@ import email.utils
 import errno
 import json
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -145,6 +146,14 @@ class Pipeline:
         self.hostname = hostname
         self.max_hops = max_hops
         self.protecting = protecting
+        # Policy evaluation waits for attachment readers: a pool of its own, so that
+        # it never starves the store's and the sealer's worker threads.
+        self._deciding = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sealgate-policy")
+
+    async def close(self) -> None:
+        """Close idle upstream connections and let the policy threads end."""
+        await self.upstream.close()
+        self._deciding.shutdown(wait=False)
 
     async def handle(self, tx: Transaction) -> Result:
         """Process one message; never raises, every failure becomes a reply."""
@@ -186,8 +195,13 @@ class Pipeline:
         """Ask the policy; reading attachments blocks, so it runs in a worker thread."""
         policy = self.protecting.policy
         extractor = self.protecting.extractor if policy.reads_content else None
-        facts = await asyncio.to_thread(gather, tx.data, tx.mail_from, extractor)
-        decisions = policy.decide(facts, tx.rcpt_tos)
+
+        def evaluate() -> dict[str, Decision]:
+            # Detectors scan MBs of text: on a thread of its own, never on the event loop.
+            return policy.decide(gather(tx.data, tx.mail_from, extractor), tx.rcpt_tos)
+
+        loop = asyncio.get_running_loop()
+        decisions = await loop.run_in_executor(self._deciding, evaluate)
         relayed_bytes = outgoing.without_headers(tx.data, policy.strip_headers)
 
         def having(action: str) -> tuple[str, ...]:
@@ -196,6 +210,11 @@ class Pipeline:
         refused = {
             r: _refusal(decisions[r]) for r in tx.rcpt_tos if decisions[r].action in _REFUSING
         }
+        if refused and not tx.mail_from:
+            # A null sender cannot be told about refused recipients (no bounce to <>):
+            # refuse the whole message rather than drop some recipients silently.
+            address, reply = next(iter(refused.items()))
+            raise PermanentError(reply.code, reply.enhanced, reply.text, f"policy: {address}")
         sealed_bytes = outgoing.without_subject_tags(relayed_bytes, policy.subject_tags)
         return Plan(having("relay"), having("protect"), refused, decisions, relayed_bytes,
                     sealed_bytes)  # fmt: skip
@@ -250,7 +269,7 @@ class Pipeline:
                     reply.code, reply.enhanced, f"Recipient {address}: {reply.text}"
                 )
             if refused:
-                await self._bounce(tx, refused)
+                await self._bounce(tx, refused, plan.refused.keys())
             upstream_reply = None
             if relay is not None:
                 upstream_reply = await relay.send_data(relayed)
@@ -361,17 +380,20 @@ class Pipeline:
             body_8bit=tx.body_8bit,
             size=len(outgoing),
         )
+        by_policy = tuple(refused or {})  # refused before the upstream was asked
         refused = {**(refused or {}), **transaction.refused}
         async with transaction:
             if refused:
-                await self._bounce(tx, refused)
+                await self._bounce(tx, refused, by_policy)
                 outcome += "-partly"
             upstream_reply = await transaction.send_data(outgoing)
         reply = SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
         return Result(reply, outcome, upstream_reply=upstream_reply, refused=refused)
 
-    async def _bounce(self, tx: Transaction, refused: dict[str, SMTPReply]) -> None:
-        """Tell the sender about recipients the upstream refused for good.
+    async def _bounce(
+        self, tx: Transaction, refused: dict[str, SMTPReply], by_policy: Collection[str] = ()
+    ) -> None:
+        """Tell the sender about recipients the upstream (or the policy) refused for good.
 
         Sent before the message itself: if the bounce cannot be sent, the
         whole transaction is deferred and nothing was delivered twice.
@@ -391,6 +413,7 @@ class Pipeline:
             remote_mta=self.upstream.settings.host,
             original_header=message.header_block(tx.data),
             arrival=tx.received_at,
+            by_policy=by_policy,
         )
         bounce = self.marker.header(bounce) + bounce
         await self.upstream.send("", [tx.mail_from], bounce, smtputf8=not tx.mail_from.isascii())

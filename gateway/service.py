@@ -180,7 +180,7 @@ class Gateway:
             event(log, logging.WARNING, "change needs a restart", option=key)
         old, self.pipeline, self.cfg = self.pipeline, new_pipeline, new
         logsetup.configure(new.log.level, new.log.format)
-        await old.upstream.close()
+        await old.upstream.close()  # its policy threads end with it (garbage collection)
         event(log, logging.INFO, "configuration reloaded", source=str(self.source))
         return True
 
@@ -189,7 +189,7 @@ class Gateway:
         if self._outbox is not None:
             self._outbox.close()
             await self._outbox.wait_closed()
-        await self.pipeline.upstream.close()
+        await self.pipeline.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         await asyncio.to_thread(self.vault.close)

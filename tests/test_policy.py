@@ -265,3 +265,71 @@ def test_other_services_plug_in_conditions_without_changing_the_engine(tmp_path,
                           {"dmarc": "fail"})  # fmt: skip
     decision = policy.decide(failing, ["b@x.net"])["b@x.net"]
     assert decision.action == "reject" and decision.reasons[0].why == "DMARC failed"
+
+
+def test_a_single_subject_tag_string_is_one_tag_and_nested_tags_count(tmp_path):
+    """Regression: `subject_tag = "[secure]"` stripped every letter of the word from the subject."""
+    rules = pack(
+        tmp_path,
+        '[[rules]]\nname = "tag"\naction = "protect"\nwhen.subject_tag = "[secure]"\n\n'
+        '[[rules]]\nname = "nested"\naction = "protect"\n'
+        'when.any = [{ subject_tag = ["[prive]"] }, { header = { name = "X-A" } }]\n',
+    )
+    assert Policy.load([rules]).subject_tags == ["[secure]", "[prive]"]
+
+
+@pytest.mark.parametrize("text", ["two\\nlines", "", "x" * 401])
+def test_a_rule_text_must_be_one_printable_line(tmp_path, text):
+    """Regression: a newline in a rule's text broke the SMTP reply."""
+    rules = pack(tmp_path, f'[[rules]]\nname = "r"\naction = "reject"\ntext = "{text}"\n')
+    with pytest.raises(PolicyError, match=r"rules\[0\] \(r\): text: must be one line"):
+        Policy.load([rules])
+
+
+def test_a_scoped_pack_cannot_replace_what_applies_to_everyone(tmp_path):
+    """Regression: a finance-only pack redefining `iban` removed the rule for all others."""
+    scoped = pack(
+        tmp_path,
+        '[pack]\nscope = { senders = ["*@finance.example.org"] }\ndisable = ["bsn"]\n\n'
+        '[lists]\ninternal = ["finance.example.org"]\n\n'
+        '[[rules]]\nname = "iban"\naction = "reject"\nwhen.detector = "iban"\n',
+        "finance.toml",
+    )
+    with pytest.raises(PolicyError) as error:
+        Policy.load([BASELINE, HEALTH, scoped])
+    problems = "\n".join(error.value.problems)
+    for key in ("pack.disable: bsn", "rules: iban", "lists.internal"):
+        assert f"{scoped}: {key}: a pack with pack.scope cannot replace" in problems
+
+
+def test_a_pack_included_twice_is_loaded_once(tmp_path):
+    """Regression: the second include reset what the organisation pack had changed."""
+    org = pack(
+        tmp_path,
+        f'[pack]\ninclude = ["{BASELINE}"]\ndisable = ["sensitivity-header"]\n\n'
+        '[lists]\ninternal = ["corp.example"]\n',
+        "org.toml",
+    )
+    department = pack(tmp_path, f'[pack]\ninclude = ["{BASELINE}"]\n', "dept.toml")
+    policy = Policy.load([org, department])
+    assert "sensitivity-header" not in [rule.spec.name for rule in policy.rules]
+    decisions = policy.decide(gather(message(), "a@corp.example", None), ["c@corp.example"])
+    assert decisions["c@corp.example"].reasons[0].rule == "internal-recipients"
+
+
+def test_a_missing_include_names_the_including_file(tmp_path):
+    broken = pack(tmp_path, '[pack]\ninclude = ["nope.toml"]\n')
+    with pytest.raises(PolicyError, match=r"pack.include\[0\]: no such file"):
+        Policy.load([broken])
+
+
+def test_internationalised_domains_match_in_either_form(tmp_path):
+    rules = pack(
+        tmp_path,
+        '[[rules]]\nname = "books"\naction = "reject"\ntext = "No."\n'
+        'when.recipient_domain = ["bücher.example"]\n',
+    )
+    policy = Policy.load([rules])
+    facts = gather(message(), "a@example.org", None)
+    for address in ("x@bücher.example", "x@xn--bcher-kva.example", "x@BÜCHER.example"):
+        assert policy.decide(facts, [address])[address].action == "reject"

@@ -119,3 +119,68 @@ def test_an_executable_renamed_to_pdf_is_caught_by_its_real_type(extractor, tmp_
     found = Policy.load([pack]).decide(facts, ["bob@example.net"])["bob@example.net"]
     assert found.action == "reject" and found.text == "No programs by e-mail."
     assert found.reasons[0].why == "attachment 1: real type application/x-dosexec"
+
+
+CSV_CP1252 = "Naam;BSN\r\nZoë;111222333\r\n".encode("cp1252")
+
+
+@pytest.mark.parametrize(
+    ("filename", "content_type", "data"),
+    [
+        # Regressions: content that was not recognised counted as read in full.
+        ("export.csv", "application/vnd.ms-excel", CSV_CP1252),  # what Outlook sends
+        ("export.csv", "application/octet-stream", CSV_CP1252),
+        ("export.txt", "text/csv", "Naam\tBSN\r\nZoë\t111222333\r\n".encode("utf-16-le")),
+        ("bundle.zip", "application/zip", b"\x00" + make_zip(("a.txt", f"BSN {BSN}".encode()))),
+    ],
+)
+def test_text_in_unexpected_wrappings_is_still_read(extractor, filename, content_type, data):
+    found = decision(message((filename, content_type, data)), extractor)
+    assert found.action == "protect"
+    assert any(r.rule == "bsn" and "fallback" not in r.why for r in found.reasons)
+
+
+def test_bytes_of_an_unknown_format_fall_back_to_protect(extractor):
+    unknown = bytes(range(1, 32)) * 100 + b"\xff\xfe\xfd" * 100
+    found = decision(message(("data.bin", "application/octet-stream", unknown)), extractor)
+    assert found.action == "protect"
+    assert any("unreadable (unknown format)" in r.why for r in found.reasons)
+
+
+def test_images_and_signatures_hold_no_text_and_change_nothing(extractor):
+    png = b"\x89PNG\r\n\x1a\n" + bytes(200)
+    signature = b"\x30\x82\x05\x00" + bytes(300)  # DER: no magic of its own
+    raw = message(
+        ("logo.png", "image/png", png), ("smime.p7s", "application/pkcs7-signature", signature)
+    )
+    assert decision(raw, extractor).action == "relay"
+
+
+def test_a_fallback_needs_the_rules_other_conditions(extractor, tmp_path):
+    """Regression: an unreadable zip made a finance-only rule protect everyone's mail."""
+    pack = tmp_path / "finance-only.toml"
+    pack.write_text(
+        '[groups]\nfinance = ["*@finance.example.org"]\n\n'
+        '[[rules]]\nname = "iban"\naction = "protect"\n'
+        'when.sender_group = ["finance"]\nwhen.detector = "iban"\n'
+    )
+    raw = message(("data.bin", "application/octet-stream", bytes(range(1, 32)) * 50))
+    policy = Policy.load([pack])
+    for sender, action in (("hr@example.org", "relay"), ("x@finance.example.org", "protect")):
+        facts = gather(raw, sender, extractor)
+        assert policy.decide(facts, ["b@example.net"])["b@example.net"].action == action
+
+
+def test_a_fallback_never_overrides(extractor, tmp_path):
+    pack = tmp_path / "partners.toml"
+    pack.write_text(
+        '[[rules]]\nname = "export"\naction = "reject"\ntext = "No."\nwhen.subject_tag = "Documents"\n\n'
+        '[[rules]]\nname = "partners"\naction = "relay"\noverride = true\n'
+        'when.recipient_domain = ["partner.example"]\n'
+        "when.not = { attachment = { encrypted = true } }\n"
+    )
+    raw = message(("data.bin", "application/octet-stream", bytes(range(1, 32)) * 50))
+    facts = gather(raw, "z@example.org", extractor)
+    found = Policy.load([pack]).decide(facts, ["y@other.example", "p@partner.example"])
+    assert found["y@other.example"].action == "reject"
+    assert found["p@partner.example"].action == "reject"  # the override could not be proven

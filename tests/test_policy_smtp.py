@@ -129,3 +129,23 @@ def test_a_held_recipient_gets_nothing_and_the_sender_learns_what_is_missing(
     (bounce,) = [m for m in sink.messages if m.mail_from in ("", "<>")]
     assert bounce.rcpt_tos == ("alice@example.org",)
     assert "we have no phone number for them" in readable(bounce.data)
+
+
+def test_the_bounce_says_it_was_the_policy_not_a_remote_server(policy_gateway, sink):
+    raw = protected_message(subject="Export", body=f"Cards: {CARDS}\n")
+    with policy_gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net", "carol@example.org"], raw)
+    (bounce,) = [m for m in sink.messages if m.mail_from in ("", "<>")]
+    text = readable(bounce.data)
+    assert "mail policy did not let your message go" in text
+    assert "server they depend on refused" not in text
+    assert b"Remote-MTA" not in bounce.data
+
+
+def test_a_null_sender_with_a_refused_recipient_is_refused_whole(policy_gateway, sink):
+    """Regression: with no one to bounce to, the refused recipient vanished silently."""
+    raw = protected_message(subject="Export", body=f"Cards: {CARDS}\n")
+    with policy_gateway.client() as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("<>", ["bob@example.net", "carol@example.org"], raw)
+    assert refused.value.smtp_code == 550
+    assert sink.messages == []

@@ -15,6 +15,7 @@ rather than not firing.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,15 @@ WHERES: tuple[Where, ...] = ("subject", "body", "attachment")
 
 @dataclass(frozen=True)
 class Outcome:
+    """Whether a condition holds. ``unknown``: it could not tell, because content it
+    reads was not read in full; the rule then applies its fallback action."""
+
     matched: bool
     why: tuple[str, ...] = ()
+    unknown: bool = False
+
+
+UNKNOWN = Outcome(False, (), True)
 
 
 class Context:
@@ -63,6 +71,11 @@ class Condition:
 
     per_recipient = False
     reads_content = False
+
+    @property
+    def subject_tags(self) -> list[str]:
+        """Subject tags this condition looks for (removed from what is sealed)."""
+        return []
 
     def test(self, ctx: Context, recipient: str) -> Outcome:
         if self.per_recipient:
@@ -129,35 +142,46 @@ class _Combined(Condition):
         self.per_recipient = any(p.per_recipient for p in parts)
         self.reads_content = any(p.reads_content for p in parts)
 
+    @property
+    def subject_tags(self) -> list[str]:
+        return [tag for part in self.parts for tag in part.subject_tags]
+
 
 class All(_Combined):
+    """Holds if every part holds; false if one is false, else unknown if one is unknown."""
+
     def check(self, ctx: Context, recipient: str) -> Outcome:
-        why: list[str] = []
-        for part in self.parts:
-            outcome = part.test(ctx, recipient)
-            if not outcome.matched:
-                return Outcome(False)
-            why += outcome.why
-        return Outcome(True, tuple(why) or ("always",))
+        outcomes = [part.test(ctx, recipient) for part in self.parts]
+        if any(not o.matched and not o.unknown for o in outcomes):
+            return Outcome(False)
+        if any(o.unknown for o in outcomes):
+            return UNKNOWN
+        return Outcome(True, tuple(w for o in outcomes for w in o.why) or ("always",))
 
 
 class AnyOf(_Combined):
+    """Holds if one part holds; else unknown if one is unknown, else false."""
+
     def check(self, ctx: Context, recipient: str) -> Outcome:
-        why: list[str] = []
-        for part in self.parts:
-            outcome = part.test(ctx, recipient)
-            why += outcome.why if outcome.matched else []
-        return Outcome(bool(why), tuple(why))
+        outcomes = [part.test(ctx, recipient) for part in self.parts]
+        why = tuple(w for o in outcomes if o.matched for w in o.why)
+        if any(o.matched for o in outcomes):
+            return Outcome(True, why)
+        return UNKNOWN if any(o.unknown for o in outcomes) else Outcome(False)
 
 
 class Not(_Combined):
+    """Holds if the part is false; unknown stays unknown."""
+
     def check(self, ctx: Context, recipient: str) -> Outcome:
         inner = self.parts[0].test(ctx, recipient)
-        return Outcome(not inner.matched, () if inner.matched else ("not: " + _first(inner),))
+        if inner.unknown:
+            return UNKNOWN
+        return Outcome(not inner.matched, () if inner.matched else ("a listed exception",))
 
-
-def _first(outcome: Outcome) -> str:
-    return outcome.why[0] if outcome.why else "condition"
+    @property
+    def subject_tags(self) -> list[str]:
+        return []  # tags under "not" ask for no protection
 
 
 def _tables(value: Any, env: Env, path: str) -> list[Condition]:
@@ -228,15 +252,38 @@ def pattern(text: Any, env: Env, path: str) -> Any:
 
 
 def address_matches(address: str, patterns: Sequence[str]) -> bool:
-    """``alice@example.org``, ``*@example.org`` or ``*@*.example.org``, case-insensitively."""
-    address = address.lower()
-    return any(fnmatch.fnmatchcase(address, p.lower()) for p in patterns)
+    """``alice@example.org``, ``*@example.org`` or ``*@*.example.org``, case-insensitively;
+    internationalised domains match in either form (``bücher.example``, ``xn--bcher-kva``)."""
+    address = canonical_address(address)
+    return any(fnmatch.fnmatchcase(address, canonical_address(p)) for p in patterns)
 
 
 def domain_matches(domain: str, patterns: Sequence[str]) -> bool:
-    """``example.org`` (exactly) or ``*.example.org`` (subdomains), case-insensitively."""
-    domain = domain.lower().rstrip(".")
-    return any(fnmatch.fnmatchcase(domain, p.lower().rstrip(".")) for p in patterns)
+    """``example.org`` (exactly) or ``*.example.org`` (subdomains), case-insensitively,
+    internationalised domains in either form."""
+    domain = canonical_domain(domain)
+    return any(fnmatch.fnmatchcase(domain, canonical_domain(p)) for p in patterns)
+
+
+def canonical_address(address: str) -> str:
+    local, at, domain = address.rpartition("@")
+    return f"{local.lower()}@{canonical_domain(domain)}" if at else address.lower()
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_domain(domain: str) -> str:
+    """Lower case, no final dot, each label in its ASCII (IDNA/punycode) form."""
+    labels = domain.lower().rstrip(".").split(".")
+    return ".".join(_ascii_label(label) for label in labels)
+
+
+def _ascii_label(label: str) -> str:
+    if label.isascii():
+        return label
+    try:
+        return label.encode("idna").decode("ascii")
+    except UnicodeError:
+        return label  # not a valid IDN label: compared as it is
 
 
 register("any", _any)

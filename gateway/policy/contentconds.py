@@ -13,6 +13,7 @@ import fnmatch
 from typing import Any
 
 from gateway.policy.conditions import (
+    UNKNOWN,
     WHERES,
     Condition,
     Context,
@@ -41,7 +42,9 @@ class DetectorCondition(Condition):
         values = [value for where in self.where for value in found[where]]
         count, distinct = len(values), len(set(values))
         if count < self.min_count or distinct < self.min_distinct or not values:
-            return Outcome(False)
+            # Attachments not read in full might have held what is missing.
+            unread = "attachment" in self.where and ctx.facts.extracted.incomplete
+            return UNKNOWN if unread else Outcome(False)
         places = ", ".join(where for where in self.where if found[where])
         why = f"detector {self.detector.name}: {count} hits, {distinct} distinct, in {places}"
         return Outcome(True, (why,))
@@ -58,7 +61,7 @@ class AttachmentCondition(Condition):
             why = self._matches(attachment)
             if why is not None:
                 return Outcome(True, (f"{attachment.label}: {why}",))
-        return Outcome(False)
+        return UNKNOWN if ctx.facts.extracted.incomplete else Outcome(False)
 
     def _matches(self, item: AttachmentFacts) -> str | None:
         """Why ``item`` has every listed property, or None if it lacks one."""

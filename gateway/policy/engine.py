@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gateway.policy import addressconds, contentconds, headerconds  # noqa: F401  (register)
 from gateway.policy.conditions import Condition, Context, Env, address_matches, compile_when
-from gateway.policy.detectors import available
+from gateway.policy.detectors import DetectorPluginError, available
 from gateway.policy.facts import MessageFacts
 from gateway.policy.packs import PackSet, PolicyError, RuleSpec, load_packs
 from gateway.policy.types import (
@@ -67,7 +67,11 @@ class Policy:
         """Load, merge and compile packs; :class:`PolicyError` lists every problem."""
         packs = load_packs(paths)
         problems: list[str] = []
-        detectors = _detectors(packs, available() if factories is None else factories, problems)
+        try:
+            found = available() if factories is None else factories
+        except DetectorPluginError as error:
+            raise PolicyError([str(error)]) from None
+        detectors = _detectors(packs, found, problems)
         env = Env(detectors, packs.groups, packs.lists, problems)
         rules = [_compile(spec, env) for spec in packs.rules.values()]
         if problems:
@@ -77,7 +81,8 @@ class Policy:
     @property
     def subject_tags(self) -> list[str]:
         """Tags any rule looks for in the subject: removed from what is sealed."""
-        return [tag for rule in self.rules for tag in rule.spec.when.get("subject_tag", [])]
+        tags = (tag for rule in self.rules for tag in rule.condition.subject_tags)
+        return list(dict.fromkeys(tags))
 
     @property
     def strip_headers(self) -> list[str]:
@@ -90,12 +95,9 @@ class Policy:
 
     def decide(self, facts: MessageFacts, recipients: Sequence[str]) -> dict[str, Decision]:
         ctx = Context(facts)
-        incomplete = facts.extracted.incomplete
-        return {r: _choose(self._fired(ctx, r, incomplete)) for r in recipients}
+        return {r: _choose(self._fired(ctx, r)) for r in recipients}
 
-    def _fired(
-        self, ctx: Context, recipient: str, incomplete: tuple[str, ...]
-    ) -> list[tuple[Reason, RuleSpec]]:
+    def _fired(self, ctx: Context, recipient: str) -> list[_Fired]:
         fired = []
         for rule in self.rules:
             if rule.senders is not None and not address_matches(ctx.facts.sender, rule.senders):
@@ -103,21 +105,30 @@ class Policy:
             spec = rule.spec
             outcome = rule.condition.test(ctx, recipient)
             if outcome.matched:
-                fired.append((Reason(spec.name, spec.action, "; ".join(outcome.why)), spec))
-            elif rule.condition.reads_content and incomplete:
-                why = f"content not read in full ({'; '.join(incomplete)}): fallback"
-                fired.append((Reason(spec.name, spec.fallback, why), spec))
+                reason = Reason(spec.name, spec.action, "; ".join(outcome.why))
+                fired.append(_Fired(reason, spec, spec.override))
+            elif outcome.unknown:
+                unread = "; ".join(ctx.facts.extracted.incomplete)
+                why = f"content not read in full ({unread}): fallback"
+                fired.append(_Fired(Reason(spec.name, spec.fallback, why), spec, False))
         return fired
 
 
-def _choose(fired: list[tuple[Reason, RuleSpec]]) -> Decision:
+@dataclass(frozen=True)
+class _Fired:
+    reason: Reason
+    spec: RuleSpec
+    override: bool  # a fallback never overrides: it is a guess, not the rule's verdict
+
+
+def _choose(fired: list[_Fired]) -> Decision:
     """The strictest action wins; among rules marked ``override`` only, if any fired."""
     if not fired:
         return Decision("relay")
-    candidates = [item for item in fired if item[1].override] or fired
-    reason, spec = max(candidates, key=lambda item: PRECEDENCE[item[0].action])
-    text = spec.text if reason.action in ("reject", "hold") else None
-    return Decision(reason.action, tuple(r for r, _ in fired), text)
+    candidates = [item for item in fired if item.override] or fired
+    winner = max(candidates, key=lambda item: PRECEDENCE[item.reason.action])
+    text = winner.spec.text if winner.reason.action in ("reject", "hold") else None
+    return Decision(winner.reason.action, tuple(item.reason for item in fired), text)
 
 
 def _detectors(
@@ -130,6 +141,8 @@ def _detectors(
             detectors[name] = NamedDetector(name, factory({}))
         except DetectorConfigError:
             continue  # needs options (keywords, regex): only as configured by a pack
+        except Exception as error:  # a third-party factory's own failure
+            problems.append(f"detector {name!r}: its factory failed: {error!r}")
     for name, (source, options) in packs.detectors.items():
         settings = dict(options)
         kind = settings.pop("type", name)
@@ -142,6 +155,8 @@ def _detectors(
             detectors[name] = NamedDetector(name, configured(settings))
         except DetectorConfigError as error:
             problems.append(f"{source}.{error.key}: {error.problem}")
+        except Exception as error:  # a third-party factory's own failure
+            problems.append(f"{source}: the detector's factory failed: {error!r}")
     return detectors
 
 

@@ -30,6 +30,10 @@ class SubjectTag(Condition):
     def __init__(self, tags: list[str]) -> None:
         self.tags = tags
 
+    @property
+    def subject_tags(self) -> list[str]:
+        return list(self.tags)
+
     def check(self, ctx: Context, recipient: str) -> Outcome:
         subject = (ctx.facts.subject or "").lower()
         found = [tag for tag in self.tags if tag.lower() in subject]

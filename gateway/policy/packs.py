@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from gateway.config import describe
+from gateway.policy.detectors import BUILTIN
 from gateway.policy.types import Action
 
 MAX_INCLUDE_DEPTH = 8
@@ -59,11 +61,22 @@ class Header(_Strict):
     scope: Scope | None = None
 
 
+def _one_line(value: Any) -> Any:
+    """A rule's text goes into an SMTP reply and a bounce: one printable line."""
+    if isinstance(value, str) and (
+        not value.strip() or len(value) > 400 or not value.isprintable()
+    ):
+        raise PydanticCustomError(
+            "one_line", "must be one line of printable text, at most 400 characters"
+        )
+    return value
+
+
 class RuleModel(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
     description: str = ""
     action: Literal["relay", "protect", "hold", "reject"]
-    text: str | None = None
+    text: Annotated[str, BeforeValidator(_one_line)] | None = None
     override: bool = False
     fallback: Literal["relay", "protect", "hold", "reject"] = "protect"
     when: dict[str, Any] = Field(default_factory=dict)
@@ -108,26 +121,43 @@ def load_packs(paths: Sequence[Path]) -> PackSet:
     """Load and merge packs in order; raise :class:`PolicyError` with every problem."""
     merged = PackSet()
     problems: list[str] = []
+    loaded: set[Path] = set()
     for path in paths:
-        _load(Path(path), merged, problems, chain=())
+        _load(Path(path), merged, problems, chain=(), loaded=loaded)
     if problems:
         raise PolicyError(problems)
     return merged
 
 
-def _load(path: Path, merged: PackSet, problems: list[str], chain: tuple[Path, ...]) -> None:
+def _load(
+    path: Path,
+    merged: PackSet,
+    problems: list[str],
+    *,
+    chain: tuple[Path, ...],
+    loaded: set[Path],
+) -> None:
+    """Load ``path`` after what it includes. A file already loaded is not loaded again:
+    re-merging it would undo what later packs changed (like an import, once)."""
     resolved = path.resolve()
     if resolved in chain:
         problems.append(f"{path}: includes itself (through {' -> '.join(map(str, chain))})")
         return
+    if resolved in loaded:
+        return
     if len(chain) > MAX_INCLUDE_DEPTH:
         problems.append(f"{path}: includes nested more than {MAX_INCLUDE_DEPTH} deep")
         return
+    loaded.add(resolved)
     model = _parse(path, problems)
     if model is None:
         return
-    for included in model.pack.include:
-        _load(path.parent / included, merged, problems, (*chain, resolved))
+    for index, included in enumerate(model.pack.include):
+        target = path.parent / included
+        if not target.is_file():
+            problems.append(f"{path}: pack.include[{index}]: no such file {str(target)!r}")
+            continue
+        _load(target, merged, problems, chain=(*chain, resolved), loaded=loaded)
     _merge(path, model, merged, problems)
 
 
@@ -147,6 +177,27 @@ def _parse(path: Path, problems: list[str]) -> PackModel | None:
         return None
 
 
+def _scoped_pack_ok(path: Path, model: PackModel, merged: PackSet, problems: list[str]) -> bool:
+    """A pack scoped to some senders must not change what applies to everyone else.
+
+    Replacing or disabling an organisation's rule, list, group or detector
+    from such a pack would change it for every sender; its rules need names
+    of their own instead.
+    """
+    clashes = [f"pack.disable: {name}" for name in model.pack.disable]
+    clashes += [f"rules: {r.name}" for r in model.rules if r.name in merged.rules]
+    for table in ("lists", "groups", "detectors"):
+        earlier: Mapping[str, object] = getattr(merged, table)
+        clashes += [f"{table}.{name}" for name in getattr(model, table) if name in earlier]
+    clashes += [f"detectors.{name}" for name in model.detectors if name in BUILTIN]
+    for clash in clashes:
+        problems.append(
+            f"{path}: {clash}: a pack with pack.scope cannot replace or disable what earlier "
+            "packs define for every sender; use a name of its own"
+        )
+    return not clashes
+
+
 def _located(line: str, data: dict[str, Any]) -> str:
     """``rules[2].action: ...`` -> ``rules[2] (card-numbers): action: ...``: name the rule."""
     match = _RULE_LINE.match(line)
@@ -162,6 +213,8 @@ def _located(line: str, data: dict[str, Any]) -> str:
 
 def _merge(path: Path, model: PackModel, merged: PackSet, problems: list[str]) -> None:
     merged.files.append(path)
+    if model.pack.scope is not None and not _scoped_pack_ok(path, model, merged, problems):
+        return
     for name in model.pack.disable:
         if merged.rules.pop(name, None) is None:
             problems.append(f"{path}: pack.disable: no earlier rule named {name!r}")

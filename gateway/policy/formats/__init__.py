@@ -158,9 +158,9 @@ def decode_text(data: bytes) -> str:
 
     Attachments do not tell us their charset parameter, so this guesses the
     way mail clients do; a wrong guess changes letters, not digits."""
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            return data.decode(codec, "replace")
+    codec = bom_codec(data) or utf16_without_bom(data)
+    if codec is not None:
+        return data.decode(codec, "replace")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -170,6 +170,24 @@ def decode_text(data: bytes) -> str:
 def bom_codec(data: bytes) -> str | None:
     """The codec a byte-order mark at the start of ``data`` names."""
     return next((codec for bom, codec in _BOMS if data.startswith(bom)), None)
+
+
+def utf16_without_bom(data: bytes) -> str | None:
+    """UTF-16 text written without a byte-order mark (Excel's "Unicode text" export):
+    Latin text then has a NUL in nearly every other byte, and none in the others."""
+    head = data[: 4096 & ~1]
+    if len(head) < 16:
+        return None
+    for codec, units, highs in (("utf-16-le", head[0::2], head[1::2]),
+                                ("utf-16-be", head[1::2], head[0::2])):  # fmt: skip
+        if highs.count(0) >= 0.9 * len(highs) and _mostly_text(units):
+            return codec
+    return None
+
+
+def _mostly_text(low_bytes: bytes) -> bool:
+    printable = sum(1 for b in low_bytes if 32 <= b < 127 or b in (9, 10, 13) or b >= 160)
+    return printable >= 0.9 * len(low_bytes)
 
 
 def html_to_text(markup: str) -> str:

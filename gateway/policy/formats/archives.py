@@ -107,6 +107,23 @@ def _read(data: bytes, label: str, depth: int, budget: Budget, found: Found, kin
         found.note(label, "encrypted" if kind.encrypted else f"unreadable ({short})")
     elif real_type in sniff.UNREADABLE:
         found.note(label, f"unreadable ({sniff.short_name(real_type)})")
+    elif not _holds_no_text(real_type):
+        # Bytes we cannot interpret may hold anything: say so, so that rules fall back.
+        found.note(label, "unreadable (unknown format)")
+
+
+# Types that carry no text a detector could read: media, programs (rules look at
+# their type instead) and the signatures and keys of signed mail.
+_NO_TEXT_PREFIXES = ("image/", "audio/", "video/", "font/")
+_NO_TEXT = frozenset({sniff.EMPTY, "application/x-dosexec", "application/x-executable"})
+
+
+def _holds_no_text(real_type: str) -> bool:
+    return (
+        real_type.startswith(_NO_TEXT_PREFIXES)
+        or real_type in _NO_TEXT
+        or real_type in sniff.SIGNATURES
+    )
 
 
 def _read_zip(archive: ZipReader, label: str, depth: int, found: Found, kind: Kind) -> None:

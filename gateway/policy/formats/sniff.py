@@ -12,11 +12,13 @@ signatures (a text file starting "BM" is not a bitmap), and zip is only
 from __future__ import annotations
 
 import codecs
+import io
 import re
+import zipfile
 
 import filetype
 
-from gateway.policy.formats import bom_codec
+from gateway.policy.formats import bom_codec, utf16_without_bom
 
 HEAD = 8192  # bytes looked at
 OCTET_STREAM = "application/octet-stream"
@@ -110,8 +112,31 @@ def sniff(data: bytes, declared: str) -> str:
         _magic(head)
         or _text(head, declared)
         or filetype.guess_mime(head)  # images, audio, video, fonts, other archives
+        or _zip_anywhere(data)
+        or (declared if declared in SIGNATURES else None)  # DER has no magic of its own
         or OCTET_STREAM
     )
+
+
+def _zip_anywhere(data: bytes) -> str | None:
+    """A ZIP with bytes in front of it (self-extracting, or junk that unzip tools skip)."""
+    return ZIP if zipfile.is_zipfile(io.BytesIO(data)) else None
+
+
+# The signatures and keys of signed mail (S/MIME, OpenPGP).
+SIGNATURES = frozenset(
+    {
+        "application/pkcs7-signature",
+        "application/x-pkcs7-signature",
+        "application/pgp-signature",
+        "application/pgp-keys",
+    }
+)
+
+# Declared types under which mail clients send text (Outlook: .csv as vnd.ms-excel).
+TEXT_CARRIERS = frozenset(
+    {"application/vnd.ms-excel", "application/csv", "application/x-csv", OCTET_STREAM}
+)
 
 
 def _magic(head: bytes) -> str | None:
@@ -128,14 +153,14 @@ def _magic(head: bytes) -> str | None:
 def _text(head: bytes, declared: str) -> str | None:
     """A text type if ``head`` reads as text: UTF-8 (or a BOM's charset) without binary
     controls, or, for what is declared as text, any 8-bit charset."""
-    codec = bom_codec(head)
+    codec = bom_codec(head) or utf16_without_bom(head)
     if codec is None:
         if _BINARY.search(head):
             return None
         try:
             codecs.getincrementaldecoder("utf-8")().decode(head)  # final=False: a cut char
         except UnicodeDecodeError:
-            if not declared.startswith("text/"):
+            if not declared.startswith("text/") and declared not in TEXT_CARRIERS:
                 return None
     if head.startswith(b"#!"):
         return _script(head)
