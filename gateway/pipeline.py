@@ -438,9 +438,4 @@ class Pipeline:
 
 def _refusal(decision: Decision) -> SMTPReply:
     """The reply a rejected or held recipient's bounce carries: the administrator's words."""
-    rule = next((r.rule for r in decision.reasons if r.action == decision.action), "policy")
-    if decision.action == "hold":
-        text = decision.text or f"Held by policy ({rule}): not delivered"
-    else:
-        text = decision.text or f"Refused by policy ({rule})"
-    return SMTPReply(550, "5.7.1", text)
+    return SMTPReply(550, "5.7.1", decision.refusal_text())

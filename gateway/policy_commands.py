@@ -115,8 +115,8 @@ def describe(recipient: str, decision: Decision) -> str:
     lines += [f"  {r.rule} -> {r.action}: {r.why}" for r in decision.reasons]
     if not decision.reasons:
         lines.append("  no rule fired: relayed as it is")
-    if decision.text:
-        lines.append(f"  text to the sender: {decision.text}")
+    if decision.action in ("reject", "hold"):
+        lines.append(f"  text to the sender: {decision.refusal_text()}")
     return "\n".join(lines)
 
 

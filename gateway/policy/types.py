@@ -105,6 +105,13 @@ class Decision:
     reasons: tuple[Reason, ...] = ()
     text: str | None = None  # for reject and hold: the administrator's words to the sender
 
+    def refusal_text(self) -> str:
+        """What a rejected or held recipient's bounce tells the sender."""
+        rule = next((r.rule for r in self.reasons if r.action == self.action), "policy")
+        if self.action == "hold":
+            return self.text or f"Held by policy ({rule}): not delivered"
+        return self.text or f"Refused by policy ({rule})"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "action": self.action,
