@@ -521,3 +521,16 @@ def test_a_bad_third_party_detector_is_an_error_naming_it(
     monkeypatch.setattr(registry, "entry_points", entry_points_of(*points))
     with pytest.raises(DetectorPluginError, match=words):
         available()
+
+
+@pytest.mark.parametrize(
+    ("detector", "text", "value"),
+    [
+        ("iban", "pay to NL91 ABNA\n0417 1643 00 today", "NL91ABNA0417164300"),
+        ("iban", "IBAN: DE89 3704 0044\r\n0532 0130 00", "DE89370400440532013000"),
+        ("payment_card", "card 4111 1111\n1111 1111 exp", "4111111111111111"),
+    ],
+)
+def test_numbers_wrapped_across_lines_are_found(detector, text, value):
+    """Regression: hard-wrapped mail and PDF text split printed numbers over two lines."""
+    assert BUILTIN[detector]({}).find(text) == [value]

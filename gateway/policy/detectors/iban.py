@@ -54,7 +54,9 @@ LENGTHS: dict[str, int] = {
 }  # fmt: skip
 
 _OPTIONS = ("countries",)
-_GAP = r"[ \x{A0}]"  # one space or no-break space between groups
+# One space, no-break space or line break between groups: hard-wrapped mail and PDF
+# text often break a printed IBAN across lines.
+_GAP = r"(?:[ \x{A0}]|\r?\n)"
 # Compact (15 to 34 characters), or groups of four with a last group of one to four; a printed
 # candidate may run on into the next words, and the check cuts it at the country's length.
 _CANDIDATE = compile_re2(
