@@ -78,9 +78,7 @@ def _grouped(separator: str) -> str:
 
 # Groups apart by spaces (or a line break: wrapped text) or by dashes.
 _SPACED = r"(?: |\r?\n)"
-_CANDIDATE = compile_re2(
-    LEFT + rf"([0-9]{{12,19}}|{_grouped(_SPACED)}|{_grouped('-')})" + RIGHT
-)
+_CANDIDATE = compile_re2(LEFT + rf"([0-9]{{12,19}}|{_grouped(_SPACED)}|{_grouped('-')})" + RIGHT)
 
 
 def luhn_valid(digits: str) -> bool:
