@@ -1,10 +1,13 @@
-"""What the benchmark scripts share: running their orchestration interruptibly."""
+"""What the benchmark scripts share: statistics, event-loop gaps, interruptible runs."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import statistics
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 
@@ -28,3 +31,45 @@ def run_interruptibly(orchestrate: Callable[[], int], stopped: str) -> int:
     except RuntimeError as error:
         print(f"bench failed: {error}", file=sys.stderr)
         return 1
+
+
+def median(values: Iterable[float]) -> float:
+    return float(statistics.median(values))
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * pct / 100
+    low = int(k)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+async def loop_gaps(work: Callable[[], Awaitable[Any]]) -> dict[str, float]:
+    """Run ``work`` beside a task that ticks every 1 ms: the gaps between its ticks."""
+    gaps: list[float] = []
+    stop = False
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)
+    gaps.clear()
+    started = time.perf_counter()
+    await work()
+    elapsed = time.perf_counter() - started
+    stop = True
+    await task
+    return {
+        "seconds": elapsed,
+        "ticks": len(gaps),
+        "max_gap_ms": max(gaps) * 1000,
+        "p99_gap_ms": percentile(gaps, 99) * 1000,
+        "gaps_over_10ms": sum(1 for g in gaps if g > 0.010),
+    }

@@ -54,20 +54,19 @@ import os
 import pstats
 import random
 import re
-import statistics
 import sys
 import textwrap
 import time
 import tomllib
 import warnings
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
 import docx
-from benchlib import run_interruptibly
+from benchlib import loop_gaps, median, percentile, run_interruptibly
 from fpdf import FPDF
 
 from gateway.policy.conditions import Context
@@ -426,18 +425,6 @@ def scan_cases(keywords: list[str], emails: dict[str, Any]) -> list[dict[str, An
 # --------------------------------------------------------------------------- measuring
 
 
-def median(values: Iterable[float]) -> float:
-    return float(statistics.median(values))
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * pct / 100
-    low = int(k)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
-
-
 class Policies:
     """The policies and the text extractor: the extractor's helper is closed in close()."""
 
@@ -550,35 +537,6 @@ def measure_message(
     result["mb_s"] = len(raw) / MB / (m["all_packs"] / 1000)
     result["all_packs_ms_all"] = [round(s * 1000, 3) for s in samples["all_packs"]]
     return result
-
-
-async def loop_gaps(work: Callable[[], Awaitable[None]]) -> dict[str, float]:
-    """Run ``work`` beside a task that ticks every 1 ms: the gaps between its ticks."""
-    gaps: list[float] = []
-    stop = False
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not stop:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    task = asyncio.create_task(ticker())
-    await asyncio.sleep(0.05)
-    gaps.clear()
-    started = time.perf_counter()
-    await work()
-    elapsed = time.perf_counter() - started
-    stop = True
-    await task
-    return {
-        "seconds": elapsed,
-        "max_gap_ms": max(gaps) * 1000,
-        "p99_gap_ms": percentile(gaps, 99) * 1000,
-        "gaps_over_10ms": sum(1 for g in gaps if g > 0.010),
-    }
 
 
 def measure_loop(policies: Policies, raw: bytes, rounds: int) -> dict[str, Any]:

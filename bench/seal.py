@@ -53,18 +53,17 @@ import resource
 import shutil
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
-from benchlib import run_interruptibly
+from benchlib import loop_gaps, median, percentile, run_interruptibly
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.envelope import keys, stream
@@ -422,10 +421,6 @@ def request_for(raw: bytes, idempotency_key: str) -> SealRequest:
     return SealRequest(raw, SENDER, "BENCHQ", READERS, idempotency_key)
 
 
-def median(values: Iterable[float]) -> float:
-    return float(statistics.median(values))
-
-
 def measure_size(bench: Bench, size: Size, pool: KeyPool, raw: bytes) -> dict[str, Any]:
     """Interleaved rounds of every stage for one message; medians in seconds."""
     store, blobs = bench.store, bench.store.blobs
@@ -546,14 +541,6 @@ def counting_fsyncs() -> Iterator[list[int]]:
         yield count
     finally:
         os.fsync = real
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * pct / 100
-    low = int(k)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
 
 
 def derived(res: dict[str, Any]) -> dict[str, Any]:
@@ -691,36 +678,6 @@ def run_rss_child(bench: Bench, work: str, message: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- keys and loop
-
-
-async def loop_gaps(work: Callable[[], Any]) -> dict[str, float]:
-    """Run ``work`` (a coroutine function) beside a task that ticks every 1 ms: the gaps."""
-    gaps: list[float] = []
-    stop = False
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not stop:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    task = asyncio.create_task(ticker())
-    await asyncio.sleep(0.05)
-    gaps.clear()
-    started = time.perf_counter()
-    await work()
-    elapsed = time.perf_counter() - started
-    stop = True
-    await task
-    return {
-        "seconds": elapsed,
-        "ticks": len(gaps),
-        "max_gap_ms": max(gaps) * 1000,
-        "p99_gap_ms": percentile(gaps, 99) * 1000,
-        "gaps_over_10ms": sum(1 for g in gaps if g > 0.010),
-    }
 
 
 def measure_keys(bench: Bench, count: int, seal_raw: bytes | None) -> dict[str, Any]:
