@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from gateway import __version__, config, configdoc, devoutbox, logsetup, service
 from gateway.clicommon import CONFIG_OPTION, load_or_exit
 from gateway.envelope_commands import account, envelope, expire, revoke
 from gateway.intake.access import hash_password
+from gateway.mailauth.dkimsign import DKIMKeyError, SigningKey, generate_key
 from gateway.policy_commands import policy
 
 
@@ -148,3 +150,29 @@ def config_reference(fmt: str) -> None:
 
 for command in (envelope, revoke, expire, account, policy):
     main.add_command(command)
+
+
+@main.command("dkim-keygen")
+@click.option("--domain", required=True, help="Domain the key signs for (d=).")
+@click.option("--selector", required=True, help="Selector (s=), e.g. sealgate2026.")
+@click.option("--type", "kind", type=click.Choice(["rsa", "ed25519"]), default="rsa")
+@click.option("--bits", type=click.Choice(["2048", "3072", "4096"]), default="2048")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def dkim_keygen(domain: str, selector: str, kind: str, bits: str, out: Path) -> None:
+    """Make a DKIM signing key (mode 0600) and print the DNS record to publish."""
+    pem = generate_key("rsa" if kind == "rsa" else "ed25519", int(bits))
+    try:
+        key = SigningKey.from_pem(domain, selector, pem, source=str(out))
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.UsageError(f"{out} exists; choose another file or remove it") from None
+    except (DKIMKeyError, ValueError) as error:
+        raise click.UsageError(str(error)) from None
+    with os.fdopen(fd, "wb") as file:
+        file.write(pem)
+    click.echo(f"Wrote {out}. Publish this TXT record, then add the key to [dkim]:\n")
+    record = key.dns_record()  # a TXT string holds 255 bytes at most: split it
+    strings = " ".join(f'"{record[i : i + 250]}"' for i in range(0, len(record), 250))
+    click.echo(f"{key.dns_name}. IN TXT {strings}\n")
+    click.echo(f'[[dkim.keys]]\ndomain = "{key.domain}"\nselector = "{selector}"\n'
+               f'key_file = "{out.resolve()}"')  # fmt: skip

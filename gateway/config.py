@@ -514,6 +514,30 @@ class Policy(Section):
     )
 
 
+class DKIMKey(Section):
+    """One signing key: the domain it signs for, its selector and its private key file."""
+
+    domain: Hostname = Field(description="Domain the key signs for (d=), e.g. example.org.")
+    selector: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}(\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*$",
+        description="Selector (s=): the key's DNS record is SELECTOR._domainkey.DOMAIN.",
+    )
+    key_file: ExistingFile = Field(
+        description="PEM private key, RSA (2048 bits or more) or Ed25519; make one with "
+        "`sealgate dkim-keygen`."
+    )
+
+
+class DKIM(Section):
+    """DKIM signatures on everything Sealgate sends itself: notifications and bounces."""
+
+    keys: list[DKIMKey] = Field(
+        [],
+        description="Signing keys. Two keys for one domain (RSA and Ed25519) give two "
+        "signatures. Mail from a domain without a key leaves unsigned.",
+    )
+
+
 class Portal(Section):
     """The recipient portal."""
 
@@ -545,6 +569,7 @@ class Config(Section):
     store: Store = _section()
     envelope: Envelope = _section()
     policy: Policy = _section()
+    dkim: DKIM = _section()
     portal: Portal = _section()
     notify: Notify = _section()
 

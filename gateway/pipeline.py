@@ -41,6 +41,7 @@ from gateway.envelope.vault import Vault
 from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPReply, TemporaryError
 from gateway.logsetup import event
 from gateway.loopmarker import RECEIVED_TAG, LoopMarker
+from gateway.mailauth.dkimsign import Signer, SigningError
 from gateway.policy.engine import Policy
 from gateway.policy.facts import Extractor, gather
 from gateway.policy.types import Decision
@@ -140,12 +141,14 @@ class Pipeline:
         hostname: str,
         max_hops: int,
         protecting: Protecting,
+        signer: Signer,
     ) -> None:
         self.upstream = upstream
         self.marker = marker
         self.hostname = hostname
         self.max_hops = max_hops
         self.protecting = protecting
+        self.signer = signer
         # Policy evaluation waits for attachment readers: a pool of its own, so that
         # it never starves the store's and the sealer's worker threads.
         self._deciding = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sealgate-policy")
@@ -221,6 +224,16 @@ class Pipeline:
 
     def _outgoing(self, tx: Transaction, data: bytes) -> bytes:
         return self._received(tx) + self.marker.header(data) + data
+
+    def _originated(self, data: bytes) -> bytes:
+        """What Sealgate sends in its own name: DKIM-signed when it holds a key for the
+        From domain (so it passes DMARC at the recipient), then loop-marked."""
+        try:
+            signed = self.signer.sign(data) + data
+        except SigningError as error:
+            event(log, logging.WARNING, "not DKIM-signed", error=str(error))
+            signed = data
+        return self.marker.header(signed) + signed
 
     async def _protect(self, tx: Transaction, plan: Plan) -> Result:
         """Seal for the protected recipients, notify them, relay to the rest, then 250.
@@ -330,7 +343,7 @@ class Pipeline:
             except ValueError:
                 refused[grant.address] = _BAD_ADDRESS
                 continue
-            outgoing = self.marker.header(data) + data
+            outgoing = self._originated(data)
             try:
                 await self.upstream.send(
                     tx.mail_from, [grant.address], outgoing, smtputf8=not data.isascii()
@@ -415,7 +428,7 @@ class Pipeline:
             arrival=tx.received_at,
             by_policy=by_policy,
         )
-        bounce = self.marker.header(bounce) + bounce
+        bounce = self._originated(bounce)
         await self.upstream.send("", [tx.mail_from], bounce, smtputf8=not tx.mail_from.isascii())
 
     def _received(self, tx: Transaction) -> bytes:

@@ -34,6 +34,7 @@ from gateway.envelope.vault import Vault
 from gateway.intake import IntakeServer
 from gateway.logsetup import event
 from gateway.loopmarker import LoopMarker, load_or_create_secret
+from gateway.mailauth.dkimsign import DKIMKeyError, Signer, SigningKey
 from gateway.pipeline import Pipeline, Protecting
 from gateway.policy.engine import Policy
 from gateway.policy.packs import PolicyError
@@ -122,7 +123,27 @@ def build_pipeline(cfg: config.Config, vault: Vault, extractor: TextExtractor) -
         retention=timedelta(days=cfg.envelope.retention_days),
         idempotency_secret=hmac.new(secret, b"sealgate idempotency key", "sha256").digest(),
     )
-    return Pipeline(upstream, marker, cfg.smtp.hostname, cfg.loop.max_hops, protecting)
+    return Pipeline(
+        upstream, marker, cfg.smtp.hostname, cfg.loop.max_hops, protecting, build_signer(cfg)
+    )
+
+
+def build_signer(cfg: config.Config) -> Signer:
+    """The DKIM signer for what Sealgate sends itself; key problems as configuration errors."""
+    keys, problems = [], []
+    for index, key in enumerate(cfg.dkim.keys):
+        assert key.key_file is not None
+        try:
+            keys.append(SigningKey.from_pem_file(key.domain, key.selector, key.key_file))
+        except DKIMKeyError as error:
+            problems.append(f"dkim.keys[{index}].key_file: {error}")
+    try:
+        signer = Signer(keys)
+    except ValueError as error:
+        problems.append(f"dkim.keys: {error}")
+    if problems:
+        raise config.ConfigError("config", problems)
+    return signer
 
 
 class Gateway:

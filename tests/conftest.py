@@ -16,6 +16,7 @@ from tests.support.loopthread import LoopThread
 from tests.support.postgres import PostgresCluster, start_cluster
 from tests.support.process import ServeProcess, free_port, write_toml
 from tests.support.sink import Sink
+from tests.support.unbound import TestDNS, start_test_dns
 
 
 @pytest.fixture
@@ -120,3 +121,22 @@ def pool() -> Iterator[KeyPool]:
     keypool.start()
     yield keypool
     keypool.close()
+
+
+@pytest.fixture(scope="session")
+def test_dns() -> Iterator[TestDNS]:
+    """The test DNS for the session: signed, unsigned and bogus zones behind a validating unbound.
+
+    Zones (see ``tests.support.zones.mail_auth_zones``): ``signed.test`` (SPF, DMARC p=reject,
+    DKIM selectors ``sel``/``ed``, MX with DANE TLSA), ``unsigned.test``, ``bogus.test``
+    (SERVFAIL) and ``timeout.test`` (never answers). Point a resolver at
+    ``test_dns.resolver_address`` or use ``test_dns.resolver()``; the private keys are in
+    ``test_dns.keys``. ``test_dns.set_records(name, records)`` changes a zone at runtime (a few
+    ms): use names of your own, the fixture is shared. Fails, never skips, without unbound.
+    """
+    try:
+        environment = start_test_dns()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield environment
+    environment.stop()

@@ -1,0 +1,1 @@
+"""Mail authentication: a DNSSEC-aware resolver, SPF, DKIM, DMARC and ARC, and DKIM signing."""
