@@ -514,6 +514,30 @@ class Policy(Section):
     )
 
 
+class MailAuth(Section):
+    """Verifying who sent a message: SPF, DKIM and DMARC, with DNSSEC status, recorded in an
+    Authentication-Results header and offered to policies as facts."""
+
+    verify: bool = Field(
+        False,
+        description="Verify every message. Needs a resolver (dns.nameservers); the supported "
+        "setup is a validating unbound on loopback.",
+    )
+    authserv_id: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9.-]*$",
+        description="Name in Authentication-Results. Empty: smtp.hostname. Fields claiming it "
+        "that arrive from outside are removed.",
+    )
+    nameservers: list[str] = Field(["127.0.0.1"], description="Resolvers to ask (addresses).")
+    port: int = Field(53, ge=1, le=65535, description="Port of the resolvers.")
+    timeout: Seconds = Field(5, description="Seconds per query and resolver.")
+    trusted_validators: list[Network] = Field(
+        [_parse_network(n) for n in LOOPBACK],
+        description="Resolvers whose DNSSEC AD bit is believed (as Postfix does for DANE).",
+    )
+
+
 class DKIMKey(Section):
     """One signing key: the domain it signs for, its selector and its private key file."""
 
@@ -570,6 +594,7 @@ class Config(Section):
     envelope: Envelope = _section()
     policy: Policy = _section()
     dkim: DKIM = _section()
+    mailauth: MailAuth = _section()
     portal: Portal = _section()
     notify: Notify = _section()
 

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import email.utils
 import errno
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Collection
@@ -42,6 +43,7 @@ from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPRep
 from gateway.logsetup import event
 from gateway.loopmarker import RECEIVED_TAG, LoopMarker
 from gateway.mailauth.dkimsign import Signer, SigningError
+from gateway.mailauth.verify import Verifier, strip_forged_results
 from gateway.policy.engine import Policy
 from gateway.policy.facts import Extractor, gather
 from gateway.policy.types import Decision
@@ -142,6 +144,7 @@ class Pipeline:
         max_hops: int,
         protecting: Protecting,
         signer: Signer,
+        verifier: Verifier | None = None,
     ) -> None:
         self.upstream = upstream
         self.marker = marker
@@ -149,6 +152,7 @@ class Pipeline:
         self.max_hops = max_hops
         self.protecting = protecting
         self.signer = signer
+        self.verifier = verifier
         # Policy evaluation waits for attachment readers: a pool of its own, so that
         # it never starves the store's and the sealer's worker threads.
         self._deciding = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sealgate-policy")
@@ -179,7 +183,7 @@ class Pipeline:
             # Already processed by Sealgate once: relay exactly as it is.
             return await self._relay(tx, self._received(tx) + tx.data, outcome="relayed-loop")
 
-        # authenticate: SPF, DKIM, DMARC and ARC verdicts (gateway.mailauth) go here.
+        # authenticate (SPF, DKIM, DMARC: gateway.mailauth) and decide, in _plan.
         plan = await self._plan(tx)
         if plan.protect:
             result = await self._protect(tx, plan)
@@ -199,13 +203,16 @@ class Pipeline:
         policy = self.protecting.policy
         extractor = self.protecting.extractor if policy.reads_content else None
 
-        def evaluate() -> dict[str, Decision]:
-            # Detectors scan MBs of text: on a thread of its own, never on the event loop.
-            return policy.decide(gather(tx.data, tx.mail_from, extractor), tx.rcpt_tos)
+        def evaluate() -> tuple[dict[str, Decision], bytes]:
+            # DNS lookups and detectors scanning MBs of text: on threads of their own,
+            # never on the event loop.
+            data, results, facts = self._authenticate(tx)
+            decisions = policy.decide(gather(data, tx.mail_from, extractor, facts), tx.rcpt_tos)
+            return decisions, results + data
 
         loop = asyncio.get_running_loop()
-        decisions = await loop.run_in_executor(self._deciding, evaluate)
-        relayed_bytes = outgoing.without_headers(tx.data, policy.strip_headers)
+        decisions, data = await loop.run_in_executor(self._deciding, evaluate)
+        relayed_bytes = outgoing.without_headers(data, policy.strip_headers)
 
         def having(action: str) -> tuple[str, ...]:
             return tuple(r for r in tx.rcpt_tos if decisions[r].action == action)
@@ -221,6 +228,26 @@ class Pipeline:
         sealed_bytes = outgoing.without_subject_tags(relayed_bytes, policy.subject_tags)
         return Plan(having("relay"), having("protect"), refused, decisions, relayed_bytes,
                     sealed_bytes)  # fmt: skip
+
+    def _authenticate(self, tx: Transaction) -> tuple[bytes, bytes, dict[str, object]]:
+        """SPF, DKIM and DMARC of the message as the original client sent it.
+
+        Returns the message without Authentication-Results fields that claim
+        our authserv-id (RFC 8601 §5: nobody may forge our verdicts), our own
+        field to put in front, and the verdicts as policy facts.
+        """
+        if self.verifier is None:
+            return tx.data, b"", {}
+        data = strip_forged_results(tx.data, self.verifier.authserv_id)
+        forwarded = tx.client.xforward
+        address = forwarded.addr if forwarded and forwarded.addr else tx.client.address
+        helo = forwarded.helo if forwarded and forwarded.helo else tx.client.helo
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:  # XFORWARD said [UNAVAILABLE]: the connecting client, then
+            address = tx.client.address
+        verdicts = self.verifier.verify(data, mail_from=tx.mail_from, helo=helo, client_ip=address)
+        return data, self.verifier.header(verdicts), verdicts.as_facts()
 
     def _outgoing(self, tx: Transaction, data: bytes) -> bytes:
         return self._received(tx) + self.marker.header(data) + data

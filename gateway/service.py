@@ -35,6 +35,8 @@ from gateway.intake import IntakeServer
 from gateway.logsetup import event
 from gateway.loopmarker import LoopMarker, load_or_create_secret
 from gateway.mailauth.dkimsign import DKIMKeyError, Signer, SigningKey
+from gateway.mailauth.dns import Resolver
+from gateway.mailauth.verify import Verifier
 from gateway.pipeline import Pipeline, Protecting
 from gateway.policy.engine import Policy
 from gateway.policy.packs import PolicyError
@@ -124,8 +126,30 @@ def build_pipeline(cfg: config.Config, vault: Vault, extractor: TextExtractor) -
         idempotency_secret=hmac.new(secret, b"sealgate idempotency key", "sha256").digest(),
     )
     return Pipeline(
-        upstream, marker, cfg.smtp.hostname, cfg.loop.max_hops, protecting, build_signer(cfg)
+        upstream,
+        marker,
+        cfg.smtp.hostname,
+        cfg.loop.max_hops,
+        protecting,
+        build_signer(cfg),
+        build_verifier(cfg),
     )
+
+
+def build_verifier(cfg: config.Config) -> Verifier | None:
+    settings = cfg.mailauth
+    if not settings.verify:
+        return None
+    try:
+        resolver = Resolver(
+            settings.nameservers,
+            port=settings.port,
+            timeout=settings.timeout,
+            trusted_validators=settings.trusted_validators,
+        )
+        return Verifier(resolver, settings.authserv_id or cfg.smtp.hostname)
+    except ValueError as error:
+        raise config.ConfigError("config", [f"mailauth: {error}"]) from None
 
 
 def build_signer(cfg: config.Config) -> Signer:

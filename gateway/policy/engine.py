@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.policy import addressconds, contentconds, headerconds  # noqa: F401  (register)
+from gateway.policy import addressconds, authconds, contentconds, headerconds  # noqa: F401
 from gateway.policy.conditions import Condition, Context, Env, address_matches, compile_when
 from gateway.policy.detectors import DetectorPluginError, available
 from gateway.policy.facts import MessageFacts

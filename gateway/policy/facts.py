@@ -42,8 +42,14 @@ class Extractor(Protocol):
     def extract(self, raw: bytes) -> Extracted: ...
 
 
-def gather(raw: bytes, sender: str, extractor: Extractor | None) -> MessageFacts:
-    """The facts of one message; without an extractor (no rule reads content) no text."""
+def gather(
+    raw: bytes,
+    sender: str,
+    extractor: Extractor | None,
+    extra: Mapping[str, Any] | None = None,
+) -> MessageFacts:
+    """The facts of one message; without an extractor (no rule reads content) no text.
+    ``extra`` holds what other services found (mail-authentication verdicts)."""
     headers = headers_of(raw)
     subject = headers.get("subject")
     extracted = extractor.extract(raw) if extractor is not None else Extracted((), ())
@@ -52,6 +58,7 @@ def gather(raw: bytes, sender: str, extractor: Extractor | None) -> MessageFacts
         headers=headers,
         subject=decoded(str(subject)) if subject is not None else None,
         extracted=extracted,
+        extra=dict(extra or {}),
     )
 
 
