@@ -560,6 +560,11 @@ class DKIM(Section):
         description="Signing keys. Two keys for one domain (RSA and Ed25519) give two "
         "signatures. Mail from a domain without a key leaves unsigned.",
     )
+    sign_relayed: bool = Field(
+        False,
+        description="Also sign the mail Sealgate relays, for domains it holds keys for, after "
+        "all its own changes (useful when the MTA in front does not sign).",
+    )
 
 
 class Portal(Section):

@@ -145,6 +145,8 @@ class Pipeline:
         protecting: Protecting,
         signer: Signer,
         verifier: Verifier | None = None,
+        *,
+        sign_relayed: bool = False,
     ) -> None:
         self.upstream = upstream
         self.marker = marker
@@ -153,6 +155,7 @@ class Pipeline:
         self.protecting = protecting
         self.signer = signer
         self.verifier = verifier
+        self.sign_relayed = sign_relayed
         # Policy evaluation waits for attachment readers: a pool of its own, so that
         # it never starves the store's and the sealer's worker threads.
         self._deciding = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sealgate-policy")
@@ -250,16 +253,23 @@ class Pipeline:
         return data, self.verifier.header(verdicts), verdicts.as_facts()
 
     def _outgoing(self, tx: Transaction, data: bytes) -> bytes:
+        """A relayed message: signed after every change of ours (if configured), then our
+        trace fields, which no signature covers."""
+        if self.sign_relayed:
+            data = self._signed(data)
         return self._received(tx) + self.marker.header(data) + data
+
+    def _signed(self, data: bytes) -> bytes:
+        try:
+            return self.signer.sign(data) + data
+        except SigningError as error:
+            event(log, logging.WARNING, "not DKIM-signed", error=str(error))
+            return data
 
     def _originated(self, data: bytes) -> bytes:
         """What Sealgate sends in its own name: DKIM-signed when it holds a key for the
         From domain (so it passes DMARC at the recipient), then loop-marked."""
-        try:
-            signed = self.signer.sign(data) + data
-        except SigningError as error:
-            event(log, logging.WARNING, "not DKIM-signed", error=str(error))
-            signed = data
+        signed = self._signed(data)
         return self.marker.header(signed) + signed
 
     async def _protect(self, tx: Transaction, plan: Plan) -> Result:

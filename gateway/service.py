@@ -133,6 +133,7 @@ def build_pipeline(cfg: config.Config, vault: Vault, extractor: TextExtractor) -
         protecting,
         build_signer(cfg),
         build_verifier(cfg),
+        sign_relayed=cfg.dkim.sign_relayed,
     )
 
 

@@ -101,3 +101,22 @@ def test_a_signed_notification_passes_dmarc_for_the_organisations_domain(test_dn
     assert [v.result for v in verdicts.dkim] == ["pass"]
     assert verdicts.dmarc.result == "pass"  # ... the aligned signature carries DMARC
     assert verdicts.dmarc.secure
+
+
+def test_relayed_mail_is_signed_after_our_changes_when_configured(make_gateway, sink, signing):
+    path, record = signing
+    gateway = make_gateway(
+        dkim={
+            "keys": [{"domain": "example.org", "selector": "s1", "key_file": str(path)}],
+            "sign_relayed": True,
+        }
+    )
+    raw = (
+        b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\nSubject: Lunch\r\n"
+        b"X-Sealgate-Protect: no\r\nMessage-ID: <lunch@example.org>\r\n\r\nAt noon?\r\n"
+    )
+    with gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], raw)
+    (relayed,) = sink.messages
+    assert b"X-Sealgate-Protect" not in relayed.data  # removed before signing
+    assert verifies(relayed.data, record)
