@@ -333,3 +333,9 @@ def test_internationalised_domains_match_in_either_form(tmp_path):
     facts = gather(message(), "a@example.org", None)
     for address in ("x@bücher.example", "x@xn--bcher-kva.example", "x@BÜCHER.example"):
         assert policy.decide(facts, [address])[address].action == "reject"
+
+
+def test_verdict_conditions_refuse_unknown_results(tmp_path):
+    rules = pack(tmp_path, '[[rules]]\nname = "a"\naction = "protect"\nwhen.arc = ["passed"]\n')
+    with pytest.raises(PolicyError, match=r"when.arc: unknown result 'passed'"):
+        Policy.load([rules])

@@ -1,10 +1,12 @@
-"""Verification of incoming mail: SPF, every DKIM signature, DMARC, one Authentication-Results.
+"""Verification of incoming mail: SPF, every DKIM signature, DMARC, ARC, one Authentication-Results.
 
 Only our own verdicts count (LESSONS.md, "Trusting the wrong thing"): every
 ``Authentication-Results`` field claiming our authserv-id is removed before ours is added
 (:func:`strip_forged_results`, RFC 8601 §5), every DKIM signature is checked, not only the
 first, a signature that does not cover From fails, and a DNS failure is ``temperror``, never
-``none`` (RFC 7208 §2.6.6, RFC 6376 §6.1.2, RFC 7489 §6.6.2).
+``none`` (RFC 7208 §2.6.6, RFC 6376 §6.1.2, RFC 7489 §6.6.2). The ARC chain (RFC 8617 §5.2)
+is validated through the same DNS path as DKIM keys: a lookup that fails temporarily makes the
+``arc`` verdict ``temperror``, never ``fail``.
 
 ``secure`` on a :class:`Verdict` is true only when at least one DNS answer decided it and every
 answer used was DNSSEC-validated by a trusted validator (``Answer.secure``); a verdict reached
@@ -30,7 +32,7 @@ from gateway.mailauth.dns import Answer, Resolver, TemporaryDNSError
 class Verdict:
     """One method's result (RFC 8601 §2.7)."""
 
-    method: str  # "spf" | "dkim" | "dmarc"
+    method: str  # "spf" | "dkim" | "dmarc" | "arc"
     result: str  # pass fail softfail neutral none temperror permerror policy
     secure: bool
     properties: tuple[tuple[str, str], ...]
@@ -52,6 +54,7 @@ class Verdicts:
     spf_aligned: bool = False  # SPF passed for a domain aligned with From
     dkim_aligned: bool = False  # a DKIM signature of a domain aligned with From passed
     mail_from_null: bool = False
+    arc: Verdict = Verdict("arc", "none", False, ())  # the ARC chain (RFC 8617): pass fail none
 
     def as_facts(self) -> dict[str, object]:
         """What the policy engine can test; ``secure`` is the DMARC verdict's DNSSEC status."""
@@ -62,6 +65,7 @@ class Verdicts:
             "dkim_aligned": self.dkim_aligned,
             "dmarc": self.dmarc.result,
             "dmarc_policy": self.dmarc_policy,
+            "arc": self.arc.result,
             "from_domain": self.from_domain,
             "secure": self.dmarc.secure,
         }
@@ -99,10 +103,11 @@ class Verifier:
             else ()
         )
         spf_domain = _domain_of(sender) if sender else dmarc.normalise_domain(helo)
-        return self._dmarc(headers, spf_verdict, spf_domain, dkim_verdicts, not sender) | {
+        verdicts = self._dmarc(headers, spf_verdict, spf_domain, dkim_verdicts, not sender) | {
             "spf": spf_verdict,
             "helo": helo_verdict,
         }
+        return dataclasses.replace(verdicts, arc=self._arc(data))
 
     def _spf(self, sender: str, helo: str, ip: str, prop: tuple[str, str]) -> Verdict:
         result, explanation, secure = spf.check(self._resolver, ip=ip, sender=sender, helo=helo)
@@ -110,25 +115,8 @@ class Verifier:
         return Verdict("spf", result, secure, (prop,), _clean(reason))
 
     def _dkim(self, parsed: dkim.DKIM, index: int, value: bytes) -> Verdict:
-        answers: list[Answer] = []
-        missing: list[bool] = []
-
-        def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-            """``Resolver.dkim_txt`` that also records the answer's DNSSEC status."""
-            try:
-                text = name.decode("ascii")
-            except UnicodeDecodeError:
-                missing.append(True)
-                return None
-            answer = self._resolver.query_blocking(text, "TXT")
-            answers.append(answer)
-            if answer.status == "temperror":
-                raise TemporaryDNSError(f"DNS lookup of {text} TXT failed temporarily")
-            records = set(answer.records)
-            if len(records) != 1:  # none, or several (RFC 6376 §3.6.2.2): no usable key
-                missing.append(True)
-                return None
-            return records.pop().encode()
+        lookup = _KeyLookup(self._resolver)
+        answers, missing, dnsfunc = lookup.answers, lookup.missing, lookup
 
         try:
             tags = parse_tag_value(value)
@@ -159,6 +147,36 @@ class Verifier:
         if missing:
             return Verdict("dkim", "permerror", _secure(answers), props, "no usable key")
         return Verdict("dkim", "fail", _secure(answers), props, "signature did not verify")
+
+    def _arc(self, data: bytes) -> Verdict:
+        """The ARC chain validation status (RFC 8617 §5.2): pass, fail, none or temperror.
+
+        Every ARC-Seal and ARC-Message-Signature key comes through ``_KeyLookup``, as DKIM keys
+        do. A chain whose newest seal says ``cv=fail`` fails (dkimpy reports it as ended).
+        ``header.oldest-pass`` is the oldest instance from which every newer
+        ARC-Message-Signature still validates, given only when an older one does not.
+        """
+        if not _ARC_FIELD.search(data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]):
+            return Verdict("arc", "none", False, ())
+        lookup = _KeyLookup(self._resolver)
+        try:
+            status, results, reason = dkim.ARC(data, minkey=1024).verify(dnsfunc=lookup)
+        except TemporaryDNSError as error:
+            return Verdict("arc", "temperror", False, (), _clean(str(error)))
+        except (dkim.DKIMException, IndexError, KeyError, ValueError) as error:
+            # dkimpy raises IndexError/KeyError/ValueError on some malformed ARC fields.
+            return Verdict("arc", "fail", _secure(lookup.answers), (), _clean(str(error)))
+        secure = _secure(lookup.answers)
+        if status == dkim.CV_Pass:
+            props: tuple[tuple[str, str], ...] = ()
+            oldest = _oldest_pass(results)
+            if oldest > 0:
+                props = (("header.oldest-pass", str(oldest)),)
+            return Verdict("arc", "pass", secure, props)
+        if status == dkim.CV_None:
+            # ARC fields, but none with an instance number: a malformed chain (§5.2 step 2).
+            return Verdict("arc", "fail", False, (), "no valid ARC set")
+        return Verdict("arc", "fail", secure, (), _clean(str(reason)))
 
     def _dmarc(
         self,
@@ -224,6 +242,8 @@ class Verifier:
             shown.extend(verdicts.dkim)
         else:
             shown.append(Verdict("dkim", "none", False, ()))
+        if verdicts.arc.result != "none":  # arc=none only adds noise for unsealed mail
+            shown.append(verdicts.arc)
         shown.append(verdicts.dmarc)
         lines = [f"Authentication-Results: {self.authserv_id};"]
         clauses = [_fold(str(_result(verdict))) for verdict in shown]
@@ -250,6 +270,53 @@ class _Partial:
             helo=verdicts["helo"],
             **{field.name: getattr(self, field.name) for field in dataclasses.fields(self)},
         )
+
+
+class _KeyLookup:
+    """dkimpy's ``dnsfunc`` through our resolver, recording each answer's DNSSEC status.
+
+    A lookup that fails temporarily raises :class:`TemporaryDNSError` (not a dkimpy
+    exception, so it reaches us instead of turning into "no key"); none, or several TXT
+    records (RFC 6376 §3.6.2.2), is no usable key.
+    """
+
+    def __init__(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+        self.answers: list[Answer] = []
+        self.missing: list[bool] = []
+
+    def __call__(self, name: bytes, timeout: int = 5) -> bytes | None:
+        try:
+            text = name.decode("ascii")
+        except UnicodeDecodeError:
+            self.missing.append(True)
+            return None
+        answer = self._resolver.query_blocking(text, "TXT")
+        self.answers.append(answer)
+        if answer.status == "temperror":
+            raise TemporaryDNSError(f"DNS lookup of {text} TXT failed temporarily")
+        records = set(answer.records)
+        if len(records) != 1:
+            self.missing.append(True)
+            return None
+        return records.pop().encode()
+
+
+_ARC_FIELD = re.compile(
+    rb"(?:^|\n)arc-(?:seal|message-signature|authentication-results)[ \t]*:", re.IGNORECASE
+)
+
+
+def _oldest_pass(results: list[dict[str, object]]) -> int:
+    """RFC 8617 §5.2 step 5: 0 when every AMS validates, else the oldest instance from which on
+    all newer ones do (``results`` run newest first)."""
+    oldest = 0
+    for result in results:
+        if not result.get("ams-valid"):
+            return oldest
+        instance = result.get("instance")
+        oldest = instance if isinstance(instance, int) else 0
+    return 0
 
 
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`{|}~]+$")

@@ -101,6 +101,7 @@ def _aligned(fact: str) -> Any:
 register("from_domain", _from_domain)
 register("spf", _verdict("spf", _RESULTS))
 register("dmarc", _verdict("dmarc", _RESULTS))
+register("arc", _verdict("arc", _RESULTS))
 register("dmarc_policy", _verdict("dmarc_policy", ("none", "quarantine", "reject")))
 register("dkim_aligned", _aligned("dkim_aligned"))
 register("spf_aligned", _aligned("spf_aligned"))
