@@ -536,6 +536,14 @@ class MailAuth(Section):
         [_parse_network(n) for n in LOOPBACK],
         description="Resolvers whose DNSSEC AD bit is believed (as Postfix does for DANE).",
     )
+    mta_sts_port: int = Field(
+        443, ge=1, le=65535, description="Port for fetching MTA-STS policies; 443 except in tests."
+    )
+    mta_sts_ca_file: ExistingFile = Field(
+        None,
+        description="Extra CA certificates (PEM) trusted for MTA-STS policy servers, besides the "
+        "system's; for tests with a private CA.",
+    )
 
 
 class DKIMKey(Section):

@@ -43,6 +43,7 @@ from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPRep
 from gateway.logsetup import event
 from gateway.loopmarker import RECEIVED_TAG, LoopMarker
 from gateway.mailauth.dkimsign import Signer, SigningError
+from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier, strip_forged_results
 from gateway.policy.engine import Policy
 from gateway.policy.facts import Extractor, gather
@@ -147,6 +148,7 @@ class Pipeline:
         verifier: Verifier | None = None,
         *,
         sign_relayed: bool = False,
+        posture: PostureChecker | None = None,
     ) -> None:
         self.upstream = upstream
         self.marker = marker
@@ -156,6 +158,7 @@ class Pipeline:
         self.signer = signer
         self.verifier = verifier
         self.sign_relayed = sign_relayed
+        self.posture = posture  # recipient-domain transport posture, for recipient_tls
         # Policy evaluation waits for attachment readers: a pool of its own, so that
         # it never starves the store's and the sealer's worker threads.
         self._deciding = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sealgate-policy")
@@ -250,7 +253,8 @@ class Pipeline:
         except ValueError:  # XFORWARD said [UNAVAILABLE]: the connecting client, then
             address = tx.client.address
         verdicts = self.verifier.verify(data, mail_from=tx.mail_from, helo=helo, client_ip=address)
-        return data, self.verifier.header(verdicts), verdicts.as_facts()
+        facts = {**verdicts.as_facts(), "posture": self.posture}  # posture: recipient_tls
+        return data, self.verifier.header(verdicts), facts
 
     def _outgoing(self, tx: Transaction, data: bytes) -> bytes:
         """A relayed message: signed after every change of ours (if configured), then our

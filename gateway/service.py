@@ -36,6 +36,7 @@ from gateway.logsetup import event
 from gateway.loopmarker import LoopMarker, load_or_create_secret
 from gateway.mailauth.dkimsign import DKIMKeyError, Signer, SigningKey
 from gateway.mailauth.dns import Resolver
+from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier
 from gateway.pipeline import Pipeline, Protecting
 from gateway.policy.engine import Policy
@@ -116,6 +117,7 @@ def build_pipeline(cfg: config.Config, vault: Vault, extractor: TextExtractor) -
     marker = LoopMarker(secret, cfg.loop.max_age)
     policy = load_policy(cfg)
     upstream = UpstreamPool(cfg.upstream, cfg.smtp.hostname)
+    resolver = build_resolver(cfg)
     protecting = Protecting(
         policy=policy,
         extractor=extractor,
@@ -132,25 +134,52 @@ def build_pipeline(cfg: config.Config, vault: Vault, extractor: TextExtractor) -
         cfg.loop.max_hops,
         protecting,
         build_signer(cfg),
-        build_verifier(cfg),
+        build_verifier(cfg, resolver),
         sign_relayed=cfg.dkim.sign_relayed,
+        posture=build_posture(cfg, resolver),
     )
 
 
-def build_verifier(cfg: config.Config) -> Verifier | None:
+def build_resolver(cfg: config.Config) -> Resolver | None:
+    """The one resolver of mail authentication and recipient posture; None without verify."""
     settings = cfg.mailauth
     if not settings.verify:
         return None
     try:
-        resolver = Resolver(
+        return Resolver(
             settings.nameservers,
             port=settings.port,
             timeout=settings.timeout,
             trusted_validators=settings.trusted_validators,
         )
-        return Verifier(resolver, settings.authserv_id or cfg.smtp.hostname)
     except ValueError as error:
         raise config.ConfigError("config", [f"mailauth: {error}"]) from None
+
+
+def build_verifier(cfg: config.Config, resolver: Resolver | None = None) -> Verifier | None:
+    resolver = resolver if resolver is not None else build_resolver(cfg)
+    if resolver is None:
+        return None
+    try:
+        return Verifier(resolver, cfg.mailauth.authserv_id or cfg.smtp.hostname)
+    except ValueError as error:
+        raise config.ConfigError("config", [f"mailauth: {error}"]) from None
+
+
+def build_posture(cfg: config.Config, resolver: Resolver | None) -> PostureChecker | None:
+    """Recipient-domain transport posture (the ``recipient_tls`` condition), with verify."""
+    if resolver is None:
+        return None
+    settings = cfg.mailauth
+    try:
+        return PostureChecker(
+            resolver,
+            https_port=settings.mta_sts_port,
+            ca_file=settings.mta_sts_ca_file,
+            timeout=settings.timeout,
+        )
+    except OSError as error:  # ssl.SSLError: not a PEM CA file
+        raise config.ConfigError("config", [f"mailauth.mta_sts_ca_file: {error}"]) from None
 
 
 def build_signer(cfg: config.Config) -> Signer:

@@ -2,13 +2,16 @@
 
 The verdicts arrive as facts (``MessageFacts.extra``) from gateway.mailauth
 when verification is on; ``from_domain`` reads the header itself, so a rule
-refusing mail whose From is not one of ours works either way.
+refusing mail whose From is not one of ours works either way. ``recipient_tls`` asks, per
+recipient, how safely the recipient's domain receives mail (DANE, MTA-STS), through the
+posture checker the pipeline puts into the facts as ``posture``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from gateway.mailauth.posture import PostureChecker
 from gateway.policy.conditions import (
     Condition,
     Context,
@@ -98,6 +101,52 @@ def _aligned(fact: str) -> Any:
     return factory
 
 
+class RecipientTLS(Condition):
+    """The recipient's domain enforces TLS with one of the listed mechanisms.
+
+    ``recipient_tls = ["dane", "mta-sts"]`` holds for a recipient whose domain enforces TLS with
+    DANE or MTA-STS (see gateway.mailauth.posture); ``recipient_tls = ["none"]`` for one whose
+    domain enforces neither (including a domain whose lookups failed: that is the cautious
+    side for a rule that protects). The posture checker comes with the mail-authentication
+    facts (``[mailauth] verify = true``): without it the condition never holds, whatever it
+    lists, so a rule relaying on it relays nothing and a "none" rule does not fire either.
+    """
+
+    per_recipient = True
+
+    def __init__(self, wanted: list[str]) -> None:
+        self.wanted = [value.lower() for value in wanted]
+
+    def check(self, ctx: Context, recipient: str) -> Outcome:
+        checker = ctx.facts.extra.get("posture")
+        domain = recipient.rpartition("@")[2].strip().rstrip(">")
+        if not isinstance(checker, PostureChecker) or not domain:
+            return Outcome(False)
+        enforced = checker.check(domain).enforced
+        if enforced is None:
+            hit = "none" in self.wanted
+            return Outcome(hit, ("recipient domain enforces no TLS",) if hit else ())
+        if enforced in self.wanted:
+            label = _TLS_LABELS[enforced]
+            return Outcome(True, (f"recipient domain enforces TLS with {label}",))
+        return Outcome(False)
+
+
+_TLS_LABELS = {"dane": "DANE", "mta-sts": "MTA-STS"}
+
+
+def _recipient_tls(value: Any, env: Env, path: str) -> Condition | None:
+    values = strings(value, env, path)
+    if values is None:
+        return None
+    allowed = (*_TLS_LABELS, "none")
+    wrong = [v for v in values if v.lower() not in allowed]
+    if wrong:
+        env.problem(path, f"unknown mechanism {wrong[0]!r} (known: {', '.join(allowed)})")
+        return None
+    return RecipientTLS(values)
+
+
 register("from_domain", _from_domain)
 register("spf", _verdict("spf", _RESULTS))
 register("dmarc", _verdict("dmarc", _RESULTS))
@@ -105,3 +154,4 @@ register("arc", _verdict("arc", _RESULTS))
 register("dmarc_policy", _verdict("dmarc_policy", ("none", "quarantine", "reject")))
 register("dkim_aligned", _aligned("dkim_aligned"))
 register("spf_aligned", _aligned("spf_aligned"))
+register("recipient_tls", _recipient_tls)
