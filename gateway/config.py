@@ -532,6 +532,14 @@ class MailAuth(Section):
     nameservers: list[str] = Field(["127.0.0.1"], description="Resolvers to ask (addresses).")
     port: int = Field(53, ge=1, le=65535, description="Port of the resolvers.")
     timeout: Seconds = Field(5, description="Seconds per query and resolver.")
+    attempts: int = Field(2, ge=1, le=5, description="Tries per query and resolver.")
+    public_suffix_list: ExistingFile = Field(
+        "",
+        validate_default=True,
+        description="Public suffix list for DMARC's organisational domains, e.g. "
+        "/usr/share/publicsuffix/public_suffix_list.dat (Debian's publicsuffix package, "
+        "kept current by apt). Empty: the copy packaged with Sealgate's dependencies.",
+    )
     trusted_validators: list[Network] = Field(
         [_parse_network(n) for n in LOOPBACK],
         description="Resolvers whose DNSSEC AD bit is believed (as Postfix does for DANE).",

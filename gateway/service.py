@@ -28,6 +28,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from publicsuffixlist import PublicSuffixList
+
 from gateway import config, devoutbox, logsetup
 from gateway.envelope.keypool import KeyPool
 from gateway.envelope.vault import Vault
@@ -150,6 +152,7 @@ def build_resolver(cfg: config.Config) -> Resolver | None:
             settings.nameservers,
             port=settings.port,
             timeout=settings.timeout,
+            attempts=settings.attempts,
             trusted_validators=settings.trusted_validators,
         )
     except ValueError as error:
@@ -161,9 +164,24 @@ def build_verifier(cfg: config.Config, resolver: Resolver | None = None) -> Veri
     if resolver is None:
         return None
     try:
-        return Verifier(resolver, cfg.mailauth.authserv_id or cfg.smtp.hostname)
+        return Verifier(resolver, cfg.mailauth.authserv_id or cfg.smtp.hostname, _suffixes(cfg))
     except ValueError as error:
         raise config.ConfigError("config", [f"mailauth: {error}"]) from None
+
+
+def _suffixes(cfg: config.Config) -> PublicSuffixList | None:
+    """The public suffix list DMARC needs: a file kept current by the system (Debian's
+    ``publicsuffix`` package), else the copy packaged with ``publicsuffixlist``."""
+    path = cfg.mailauth.public_suffix_list
+    if path is None:
+        return None
+    try:
+        with path.open(encoding="utf-8") as source:
+            return PublicSuffixList(source=source)
+    except (OSError, UnicodeDecodeError) as error:
+        raise config.ConfigError(
+            "config", [f"mailauth.public_suffix_list: cannot be read: {error}"]
+        ) from None
 
 
 def build_posture(cfg: config.Config, resolver: Resolver | None) -> PostureChecker | None:
