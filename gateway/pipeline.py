@@ -120,7 +120,6 @@ class Plan:
     refused: dict[str, SMTPReply]  # rejected or held by a rule, with the administrator's text
     decisions: dict[str, Decision]
     relayed_bytes: bytes = field(repr=False)  # instructions to Sealgate removed
-    sealed_bytes: bytes = field(repr=False)  # and the subject tags too
 
 
 @dataclass(frozen=True)
@@ -231,9 +230,7 @@ class Pipeline:
             # refuse the whole message rather than drop some recipients silently.
             address, reply = next(iter(refused.items()))
             raise PermanentError(reply.code, reply.enhanced, reply.text, f"policy: {address}")
-        sealed_bytes = outgoing.without_subject_tags(relayed_bytes, policy.subject_tags)
-        return Plan(having("relay"), having("protect"), refused, decisions, relayed_bytes,
-                    sealed_bytes)  # fmt: skip
+        return Plan(having("relay"), having("protect"), refused, decisions, relayed_bytes)
 
     def _authenticate(self, tx: Transaction) -> tuple[bytes, bytes, dict[str, object]]:
         """SPF, DKIM and DMARC of the message as the original client sent it.
@@ -293,7 +290,11 @@ class Pipeline:
             reply = SMTPReply(250, "2.0.0", f"Ok: already delivered as {existing.envelope_id}")
             return Result(reply, "duplicate", envelope_id=existing.envelope_id)
         request = SealRequest(
-            raw=plan.sealed_bytes,
+            # What is sealed loses the subject tags too (only sealed copies: the subject
+            # of relayed ones is covered by the sender's DKIM signature).
+            raw=outgoing.without_subject_tags(
+                plan.relayed_bytes, self.protecting.policy.subject_tags
+            ),
             sender=tx.mail_from,
             queue_id=tx.queue_id,
             recipients=plan.protect,

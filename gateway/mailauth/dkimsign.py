@@ -292,8 +292,8 @@ class Signer:
         """
         try:
             headers, body = dkim.rfc822_parse(message)
-        except dkim.MessageFormatError as error:
-            raise SigningError(f"cannot parse the message header: {error}") from None
+        except dkim.MessageFormatError:
+            raise SigningError("cannot parse the message header") from None  # may quote it
         from_fields = [value for name, value in headers if name.lower() == b"from"]
         if len(from_fields) != 1:
             raise SigningError(f"the message has {len(from_fields)} From fields, not one")

@@ -205,12 +205,9 @@ class Resolver:
 
     async def query(self, name: str, rdtype: str) -> Answer:
         """Look ``name`` up for ``rdtype`` (``"TXT"``, ``"MX"``, ``"TLSA"``...)."""
-        key = _key(name, rdtype)
-        if key is None:
-            return NO_SUCH_NAME
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+        key, known = self._known(name, rdtype)
+        if known is not None:
+            return known
         for server in self._servers:
             outcome: _Outcome
             try:
@@ -237,12 +234,9 @@ class Resolver:
             pass
         else:
             raise RuntimeError("query_blocking() on the event loop: await query() instead")
-        key = _key(name, rdtype)
-        if key is None:
-            return NO_SUCH_NAME
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+        key, known = self._known(name, rdtype)
+        if known is not None:
+            return known
         for server in self._servers:
             outcome: _Outcome
             try:
@@ -254,7 +248,16 @@ class Resolver:
                 return answer
         return TEMPERROR
 
-    def dkim_txt(self, name: bytes, timeout: int = 5) -> bytes | None:
+    def _known(self, name: str, rdtype: str) -> tuple[_Key, Answer | None]:
+        """The cache key, and the answer when no query is needed (cached, or not a DNS name)."""
+        key = _key(name, rdtype)
+        if key is None:
+            return (dns.name.root, dns.rdatatype.TXT), NO_SUCH_NAME
+        return key, self._cache.get(key)
+
+    def dkim_txt(
+        self, name: bytes, timeout: int = 5, *, seen: list[Answer] | None = None
+    ) -> bytes | None:
         """dkimpy's ``dnsfunc``: the key record at ``name``, or None when there is none.
 
         Raises :class:`TemporaryDNSError` when the lookup fails temporarily, so that dkimpy's
@@ -262,12 +265,15 @@ class Resolver:
         permanent failure). Several different TXT records at one selector are undefined
         (RFC 6376 §3.6.2.2): rather than pick one at random, that counts as no usable key.
         ``timeout`` is dkimpy's; the configured timeout and attempts apply instead.
+        ``seen`` collects the answers, for callers that report their DNSSEC status.
         """
         try:
             text = name.decode()
         except UnicodeDecodeError:
             return None
         answer = self.query_blocking(text, "TXT")
+        if seen is not None:
+            seen.append(answer)
         if answer.status == "temperror":
             raise TemporaryDNSError(f"DNS lookup of {text} TXT failed temporarily")
         records = set(answer.records)

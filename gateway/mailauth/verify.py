@@ -286,20 +286,10 @@ class _KeyLookup:
         self.missing: list[bool] = []
 
     def __call__(self, name: bytes, timeout: int = 5) -> bytes | None:
-        try:
-            text = name.decode("ascii")
-        except UnicodeDecodeError:
+        record = self._resolver.dkim_txt(name, timeout, seen=self.answers)
+        if record is None:
             self.missing.append(True)
-            return None
-        answer = self._resolver.query_blocking(text, "TXT")
-        self.answers.append(answer)
-        if answer.status == "temperror":
-            raise TemporaryDNSError(f"DNS lookup of {text} TXT failed temporarily")
-        records = set(answer.records)
-        if len(records) != 1:
-            self.missing.append(True)
-            return None
-        return records.pop().encode()
+        return record
 
 
 _ARC_FIELD = re.compile(

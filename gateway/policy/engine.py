@@ -59,6 +59,9 @@ class Policy:
         self.packs = packs
         self.rules = rules
         self.detectors = detectors
+        tags = (tag for rule in rules for tag in rule.condition.subject_tags)
+        self.subject_tags: list[str] = list(dict.fromkeys(tags))
+        """Tags any rule looks for in the subject: removed from what is sealed."""
 
     @classmethod
     def load(
@@ -77,12 +80,6 @@ class Policy:
         if problems:
             raise PolicyError(problems)
         return cls(packs, rules, detectors)
-
-    @property
-    def subject_tags(self) -> list[str]:
-        """Tags any rule looks for in the subject: removed from what is sealed."""
-        tags = (tag for rule in self.rules for tag in rule.condition.subject_tags)
-        return list(dict.fromkeys(tags))
 
     @property
     def strip_headers(self) -> list[str]:
