@@ -76,22 +76,24 @@ def test_a_bad_key_file_is_a_configuration_error(make_gateway, tmp_path):
 
 def test_a_signed_notification_passes_dmarc_for_the_organisations_domain(test_dns):
     """The signature alone carries DMARC: the sending IP is not in the domain's SPF."""
+    from datetime import UTC, datetime
+
     from gateway import notify
     from gateway.envelope.keys import Link
-    from gateway.envelope.seal import Grant
     from gateway.mailauth.dkimsign import Signer
     from gateway.mailauth.verify import Verifier
 
-    facts = notify.Facts.of(
+    notifier = notify.Notifier(
+        notify.Settings(from_address="secure@signed.test", hostname="sealgate.signed.test")
+    )
+    original = notify.Original.of(
         "alice@signed.test",
         b"From: Alice <alice@signed.test>\r\nMessage-ID: <m@signed.test>\r\n\r\nx\r\n",
-        "https://portal.signed.test",
-        "secure@signed.test",
     )
-    grant = Grant("bob@example.net", "00" * 16, Link(bytes(16), bytes(32)))
-    from datetime import UTC, datetime
-
-    data = facts.notification(grant, datetime(2026, 12, 28, tzinfo=UTC), "sealgate.signed.test")
+    link = Link(bytes(16), bytes(32)).url("https://portal.signed.test")
+    data = notifier.notification(
+        original, "bob@example.net", link, datetime(2026, 12, 28, tzinfo=UTC)
+    )
     key = SigningKey("signed.test", "sel", "rsa-sha256", test_dns.keys.dkim_rsa)
     data = Signer([key]).sign(data) + data
     verdicts = Verifier(test_dns.resolver(), "sealgate.test").verify(

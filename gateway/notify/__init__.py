@@ -1,90 +1,25 @@
-"""Notifications: the message that tells a protected recipient where to read.
+"""Notifications: the messages Sealgate sends in its own name.
 
-One plain-text notification per guest reader, carrying the reader's personal
-link ``PORTAL/m/<link id>#<secret>``. It is the only place a link secret is
-ever written, and it is written only into the message handed to the upstream
-MTA. It never repeats the protected subject or content.
+- :meth:`Notifier.notification`: one per protected recipient, carrying the
+  reader's personal link ``PORTAL/m/<link id>#<secret>``. It is the only place
+  a link secret is ever written, and it is written only into the message
+  handed to the upstream MTA. By default it does not repeat the protected
+  subject, and never the content: only the sender's name and address.
+- :meth:`Notifier.receipt`, :meth:`Notifier.held_notice`,
+  :meth:`Notifier.read_notice`: to the sender.
+- :meth:`Notifier.code_email`: a verification code, without a link.
+- :meth:`Notifier.secure_reply`: a reader's reply from the portal, as a normal
+  message into the sender's mailbox.
 
-What the notification takes from the original message (the sender's display
-name, its Message-ID for threading) is cleaned first: a control character in
-a display name must not make the notification impossible to write, or the
-message would be deferred for ever.
-
-This is the minimal notifier the envelope needs end to end; templates in
-Dutch and English, branding and DKIM signing arrive with the portal.
+Text and HTML come from Jinja2 templates in ``templates/`` (English and
+Dutch), branded with the organisation's name, logo and colour. What the
+messages take from the original (:class:`Original`) is cleaned first: a
+control character in a display name must not make a notification impossible
+to write, or the message would be deferred for ever.
 """
 
-from __future__ import annotations
+from gateway.notify.notifier import Notifier
+from gateway.notify.original import Original, display_name
+from gateway.notify.settings import Branding, Settings
 
-import email.utils
-import re
-import unicodedata
-from dataclasses import dataclass
-from datetime import datetime
-from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
-
-from gateway import message
-from gateway.envelope.seal import Grant
-
-_MESSAGE_ID = re.compile(r"<[!-;=?-~]{1,250}>")  # printable ASCII without < > or blanks
-_MAX_NAME = 78
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What every notification of one message shares, cleaned and checked."""
-
-    sender: str  # the envelope sender
-    sender_name: str | None
-    in_reply_to: str | None
-    portal: str
-    from_address: str
-
-    @classmethod
-    def of(cls, sender: str, data: bytes, portal: str, from_address: str) -> Facts:
-        name, _ = email.utils.parseaddr(message.first_value(data, "from") or "")
-        message_id = (message.first_value(data, "message-id") or "").strip()
-        return cls(
-            sender=sender,
-            sender_name=display_name(name),
-            in_reply_to=message_id if _MESSAGE_ID.fullmatch(message_id) else None,
-            portal=portal,
-            from_address=from_address,
-        )
-
-    def notification(self, grant: Grant, expires: datetime, hostname: str) -> bytes:
-        """The notification for one reader; ValueError if its address cannot be written."""
-        shown = self.sender_name or self.sender or "a sender"
-        who = f"{self.sender_name} <{self.sender}>" if self.sender_name else shown
-        addresses = (grant.address, self.sender, self.from_address)
-        msg = EmailMessage(policy=SMTP if all(a.isascii() for a in addresses) else SMTPUTF8)
-        msg["From"] = email.utils.formataddr((f"{shown} via Sealgate", self.from_address))
-        msg["To"] = grant.address
-        if self.sender:
-            msg["Reply-To"] = self.sender
-        msg["Subject"] = f"Protected message from {shown}"
-        msg["Date"] = email.utils.format_datetime(datetime.now().astimezone())
-        msg["Message-ID"] = email.utils.make_msgid("notify", domain=hostname)
-        if self.in_reply_to:
-            msg["In-Reply-To"] = self.in_reply_to
-            msg["References"] = self.in_reply_to
-        msg["Auto-Submitted"] = "auto-generated"
-        msg.set_content(
-            f"{who} sent you a protected message.\n\n"
-            f"Open it here:\n{grant.link.url(self.portal)}\n\n"
-            "This link is personal: do not forward it. "
-            f"The message can be read until {expires:%Y-%m-%d %H:%M} UTC.\n",
-            charset="utf-8",
-            cte="quoted-printable",
-        )
-        return msg.as_bytes()
-
-
-def display_name(name: str) -> str | None:
-    """A display name safe to put in a header: no control or line-breaking characters."""
-    kept = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in name
-    )
-    kept = " ".join(kept.split())[:_MAX_NAME].strip()
-    return kept or None
+__all__ = ["Branding", "Notifier", "Original", "Settings", "display_name"]

@@ -1,0 +1,124 @@
+"""Rendering the notification templates: Jinja2, Dutch and English, text and HTML.
+
+Templates live beside this module in ``templates/<lang>/<kind>.{subject.txt,txt,html}``.
+Text templates are rendered without escaping, HTML ones with autoescape on;
+undefined variables are errors. An administrator's subject template is
+rendered in the same sandboxed environment and checked when the notifier is
+made, so that a bad one is a configuration error, never an undeliverable message.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+from gateway.logsetup import event
+from gateway.notify.original import clean_text
+
+log = logging.getLogger("sealgate.notify")
+
+DIRECTORY = Path(__file__).parent / "templates"
+MAX_SUBJECT = 250
+
+_MONTHS = {
+    "en": (
+        "January", "February", "March", "April", "May", "June",
+        "July", "August", "September", "October", "November", "December",
+    ),
+    "nl": (
+        "januari", "februari", "maart", "april", "mei", "juni",
+        "juli", "augustus", "september", "oktober", "november", "december",
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+@functools.cache
+def environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(DIRECTORY),
+        autoescape=select_autoescape(("html",), default_for_string=False, default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render(
+    kind: str, lang: str, context: dict[str, Any], subject: Template | None = None
+) -> Rendered:
+    """The subject, text and HTML of one message; ``subject`` overrides the default one."""
+    env = environment()
+    default = env.get_template(f"{lang}/{kind}.subject.txt")
+    title = None
+    if subject is not None:
+        try:
+            title = clean_text(subject.render(context), MAX_SUBJECT)
+        except TemplateError as error:  # checked when configured; never let it stop a message
+            event(log, logging.WARNING, "subject template failed; default used",
+                  language=lang, error=type(error).__name__)  # fmt: skip
+            title = None
+    title = title or clean_text(default.render(context), MAX_SUBJECT) or kind
+    page = {**context, "title": title}
+    text = env.get_template(f"{lang}/{kind}.txt").render(page)
+    html = env.get_template(f"{lang}/{kind}.html").render(page)
+    return Rendered(title, _lines(text), _lines(html))
+
+
+def subject_template(source: str) -> Template:
+    """An administrator's subject template, compiled and tried; ValueError when it is bad."""
+    try:
+        template = environment().from_string(source)
+        template.render(
+            sender="alice@example.org",
+            sender_name="Alice Example",
+            organisation="Example",
+            subject="Subject",
+        )
+    except TemplateError as error:
+        raise ValueError(f"subject template: {error.message or type(error).__name__}") from None
+    return template
+
+
+def when(moment: datetime, lang: str) -> str:
+    """A moment in plain words, in UTC: "28 December 2026 at 14:00 UTC"."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    month = _MONTHS[lang][moment.month - 1]
+    if lang == "nl":
+        return f"{moment.day} {month} {moment.year} om {moment:%H:%M} uur (UTC)"
+    return f"{moment.day} {month} {moment.year} at {moment:%H:%M} UTC"
+
+
+def ink(colour: str) -> str:
+    """Black or white, whichever reads better on ``colour`` ("#rrggbb")."""
+
+    def linear(channel: int) -> float:
+        c = channel / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    luminance = 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
+    on_white = 1.05 / (luminance + 0.05)
+    on_black = (luminance + 0.05) / 0.05
+    return "#ffffff" if on_white >= on_black else "#000000"
+
+
+def _lines(text: str) -> str:
+    """Line ends normalised, trailing blanks dropped, one final newline."""
+    return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n") + "\n"
