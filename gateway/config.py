@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 import socket
 import tomllib
 from collections.abc import Iterable
@@ -406,6 +407,8 @@ def _parse_database(value: Any) -> str:
 def _parse_portal_url(value: Any) -> str:
     if not isinstance(value, str):
         raise _invalid("expected a URL string, got {value}", value=_toml(value))
+    if value == "":
+        return value
     parts = urlsplit(value)
     local = parts.hostname in ("localhost", "127.0.0.1", "::1")
     if parts.scheme != "https" and not (parts.scheme == "http" and local):
@@ -584,21 +587,166 @@ class DKIM(Section):
 
 
 class Portal(Section):
-    """The recipient portal."""
+    """The recipient portal: where protected recipients verify, read, download and reply.
+    Served by `sealgate serve` itself; put TLS here or on a reverse proxy in front
+    (docs/portal.md)."""
 
     url: PortalURL = Field(
         "http://localhost:8080",
         description="Public base URL of the portal, used in notification links "
-        "(https://; plain http only for localhost).",
+        "(https://; plain http only for localhost). Use the organisation's own host name. "
+        "Empty: http:// and the loopback address it listens on (development, tests).",
+    )
+    enabled: bool = Field(True, description="Serve the portal from `sealgate serve`.")
+    listen: Address = Field(
+        HostPort("127.0.0.1", 8080),
+        description="Address the portal listens on (behind a reverse proxy: loopback).",
+    )
+    tls_certificate: ExistingFile = Field(
+        "",
+        validate_default=True,
+        description="PEM certificate chain for HTTPS served by Sealgate. Empty: plain HTTP "
+        "(for a TLS-terminating reverse proxy, or localhost).",
+    )
+    tls_key: ExistingFile = Field(
+        "", validate_default=True, description="PEM private key of tls_certificate."
+    )
+    trusted_proxies: list[Network] = Field(
+        [],
+        description="Reverse proxies whose X-Forwarded-For names the client (for per-client "
+        "limits). Empty: the connecting address is the client.",
+    )
+    session_minutes: int = Field(
+        30, ge=1, le=1440, description="Minutes a verified browser may read without a new code."
+    )
+    remember_days: int = Field(
+        30,
+        ge=0,
+        le=365,
+        description='Days "remember this device" spares a recipient new codes; 0 turns it off.',
+    )
+    code_length: int = Field(6, ge=6, le=10, description="Digits in a one-time code.")
+    code_minutes: int = Field(10, ge=1, le=60, description="Minutes a one-time code is valid.")
+    code_attempts: int = Field(
+        5, ge=1, le=20, description="Wrong entries that spend a code (a new one must be sent)."
+    )
+    codes_per_hour: int = Field(
+        5, ge=1, le=100, description="Codes one link may have sent per hour."
+    )
+    link_attempts: int = Field(
+        10, ge=1, le=1000, description="Wrong codes per link per hour before it is locked."
+    )
+    client_attempts: int = Field(
+        30,
+        ge=1,
+        le=10000,
+        description="Wrong codes per client address per hour before it is locked.",
+    )
+    lockout_minutes: int = Field(
+        60, ge=1, le=1440, description="Minutes a locked link or client waits."
+    )
+    backoff_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="Wait after a wrong code, doubled with every further one (0: none).",
+    )
+    reply_key_file: OptionalPath = Field(
+        "",
+        validate_default=True,
+        description="PEM RSA private key that secure replies are encrypted to in the "
+        "browser. Empty: DIRECTORY/reply-key.pem under store.directory, made on first start.",
+    )
+    max_reply_size: int = Field(
+        36 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1 << 30,
+        description="Largest encrypted reply accepted (bytes; attachments count about 4/3).",
+    )
+    max_request_size: int = Field(
+        64 * 1024, ge=1024, le=1 << 20, description="Largest other request body (bytes)."
     )
 
 
+class SMS(Section):
+    """Text-message codes. The policy decides who may receive them (verify = [..., "sms"])."""
+
+    provider: Literal["none", "webhook", "outbox"] = Field(
+        "none",
+        description='"webhook": POST JSON {to, text, sender} to webhook_url; "outbox": write '
+        'each text into dev_outbox.directory (development only); "none": no SMS codes.',
+    )
+    webhook_url: str = Field(
+        "", pattern=r"^(https://\S+)?$", description="HTTPS endpoint of the SMS provider."
+    )
+    webhook_token_file: ExistingFile = Field(
+        "",
+        validate_default=True,
+        description="File holding the bearer token sent to webhook_url (never in this file).",
+    )
+    sender_id: str = Field(
+        "Sealgate", max_length=11, description="Sender name the text message shows."
+    )
+    timeout: Seconds = Field(10, description="Seconds to wait for the provider.")
+
+
+def _parse_colour(value: Any) -> str:
+    if not isinstance(value, str) or not _COLOUR.fullmatch(value):
+        raise _invalid('expected a colour "#rrggbb", got {value}', value=_toml(value))
+    return value.lower()
+
+
+_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
+Colour = Annotated[str, PlainValidator(_parse_colour)]
+Language = Literal["en", "nl"]
+
+
 class Notify(Section):
-    """Notifications to protected recipients."""
+    """Notifications to protected recipients, and messages to their senders."""
 
     from_address: str = Field(
         "",
-        description="From address of notifications. Empty: sealgate@ plus smtp.hostname.",
+        description="From address of notifications, of the organisation's own domain (so "
+        "they pass DMARC with the [dkim] key). Empty: sealgate@ plus smtp.hostname.",
+    )
+    reply_to: str = Field(
+        "sender",
+        description='Reply-To of notifications: "sender" (the original sender), "none", or '
+        "an address.",
+    )
+    organisation: str = Field(
+        "Sealgate", min_length=1, max_length=80, description="Name shown in mail and pages."
+    )
+    logo_file: ExistingFile = Field(
+        "",
+        validate_default=True,
+        description="Logo (PNG, JPEG or SVG, at most 256 KiB) shown on the portal and, "
+        "served from the portal at /assets/logo, in notifications. Empty: the name only.",
+    )
+    colour: Colour = Field("#0b5cad", description="Brand colour (#rrggbb) of mail and pages.")
+    language: Literal["auto", "en", "nl"] = Field(
+        "auto",
+        description='"auto": the sender\'s Content-Language, else domain_languages, else '
+        "default_language.",
+    )
+    default_language: Language = Field("en", description="Language when nothing else decides.")
+    domain_languages: dict[str, Language] = Field(
+        {"nl": "nl", "be": "nl"},
+        description="Recipient domain or suffix -> language, the longest match wins.",
+    )
+    subject_en: str = Field(
+        "",
+        max_length=200,
+        description="English subject template (Jinja2: sender, sender_name, organisation, "
+        "subject). Empty: the default, which does not reveal the original subject.",
+    )
+    subject_nl: str = Field("", max_length=200, description="Dutch subject template.")
+    receipt: bool = Field(
+        False,
+        description='Send the sender a "sent securely" receipt with a revoke link.',
+    )
+    read_notice: bool = Field(
+        False, description="Tell the sender when a recipient first opens the message."
     )
 
 
@@ -617,6 +765,7 @@ class Config(Section):
     dkim: DKIM = _section()
     mailauth: MailAuth = _section()
     portal: Portal = _section()
+    sms: SMS = _section()
     notify: Notify = _section()
 
     @model_validator(mode="after")
@@ -628,6 +777,18 @@ class Config(Section):
                 "envelope.orphan_age: must be at least store.busy_timeout + 120 seconds, "
                 "or the sweeper could remove the blobs of a sealing in progress"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Config:
+        if (self.portal.tls_certificate is None) != (self.portal.tls_key is None):
+            raise _invalid("portal.tls_certificate and portal.tls_key: set both or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_complete(self) -> Config:
+        if self.sms.provider == "webhook" and not self.sms.webhook_url:
+            raise _invalid('sms.webhook_url: required when sms.provider is "webhook"')
         return self
 
 

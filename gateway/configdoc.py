@@ -94,6 +94,8 @@ def toml_value(value: Any) -> str:
         return '""'
     if isinstance(value, list | tuple) and not isinstance(value, config.HostPort):
         return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):  # an inline table
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(
         value, config.HostPort | Path | ipaddress.IPv4Network | ipaddress.IPv6Network | str
     ):

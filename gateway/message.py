@@ -40,6 +40,16 @@ def first_value(data: bytes, name: str) -> str | None:
     return None
 
 
+def all_values(data: bytes, name: str) -> list[str]:
+    """Every value of header field ``name`` as text, in order."""
+    wanted = name.lower()
+    return [
+        value.decode("utf-8", "replace").strip()
+        for field_name, value, _ in fields(header_block(data))
+        if field_name == wanted
+    ]
+
+
 def _unfold(value: bytes) -> bytes:
     return value.replace(b"\r\n", b"")
 

@@ -29,15 +29,15 @@ import errno
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from gateway import dsn, message, notify, outgoing
+from gateway import dsn, message, outgoing, secondfactor
 from gateway.envelope.keypool import KeyPoolError
-from gateway.envelope.seal import SealedEnvelope, SealRequest, idempotency_key
+from gateway.envelope.seal import ReaderAccess, SealedEnvelope, SealRequest, idempotency_key
 from gateway.envelope.vault import Vault
 from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPReply, TemporaryError
 from gateway.logsetup import event
@@ -45,10 +45,12 @@ from gateway.loopmarker import RECEIVED_TAG, LoopMarker
 from gateway.mailauth.dkimsign import Signer, SigningError
 from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier, strip_forged_results
+from gateway.notify import Notifier, Original
 from gateway.policy.engine import Policy
 from gateway.policy.facts import Extractor, gather
 from gateway.policy.types import Decision
 from gateway.store import StoreError
+from gateway.store.access import Access
 from gateway.upstream import UpstreamPool, UpstreamTransaction
 
 log = logging.getLogger("sealgate.pipeline")
@@ -120,6 +122,7 @@ class Plan:
     refused: dict[str, SMTPReply]  # rejected or held by a rule, with the administrator's text
     decisions: dict[str, Decision]
     relayed_bytes: bytes = field(repr=False)  # instructions to Sealgate removed
+    factors: dict[str, secondfactor.Factors] = field(default_factory=dict)  # protected ones
 
 
 @dataclass(frozen=True)
@@ -129,10 +132,15 @@ class Protecting:
     policy: Policy
     extractor: Extractor
     vault: Vault
+    access: Access  # protected conversations, for the protected_thread condition
+    notifier: Notifier
     portal_url: str
     from_address: str
     retention: timedelta
     idempotency_secret: bytes  # keys the idempotency HMAC; never stored in the database
+    code_secret: bytes  # keys the access-code HMAC; never stored in the database
+    sms: bool = False  # an SMS provider is configured
+    receipt: Callable[[str], str] | None = None  # envelope id -> revoke URL, when receipts are on
 
 
 class Pipeline:
@@ -212,12 +220,20 @@ class Pipeline:
             # DNS lookups and detectors scanning MBs of text: on threads of their own,
             # never on the event loop.
             data, results, facts = self._authenticate(tx)
+            facts = {**facts, **self._thread_facts(data)}
             decisions = policy.decide(gather(data, tx.mail_from, extractor, facts), tx.rcpt_tos)
             return decisions, results + data
 
         loop = asyncio.get_running_loop()
         decisions, data = await loop.run_in_executor(self._deciding, evaluate)
-        relayed_bytes = outgoing.without_headers(data, policy.strip_headers)
+        relayed_bytes = outgoing.without_headers(
+            data, [*policy.strip_headers, *secondfactor.INSTRUCTION_FIELDS]
+        )
+
+        factors = self._factors(tx, decisions)
+        for address, factor in factors.items():
+            if factor.missing:  # the rule needs a second factor nobody supplied: hold
+                decisions[address] = _missing(decisions[address], factor.missing)
 
         def having(action: str) -> tuple[str, ...]:
             return tuple(r for r in tx.rcpt_tos if decisions[r].action == action)
@@ -230,7 +246,27 @@ class Pipeline:
             # refuse the whole message rather than drop some recipients silently.
             address, reply = next(iter(refused.items()))
             raise PermanentError(reply.code, reply.enhanced, reply.text, f"policy: {address}")
-        return Plan(having("relay"), having("protect"), refused, decisions, relayed_bytes)
+        return Plan(having("relay"), having("protect"), refused, decisions, relayed_bytes, factors)
+
+    def _factors(
+        self, tx: Transaction, decisions: dict[str, Decision]
+    ) -> dict[str, secondfactor.Factors]:
+        """Each protected recipient's second factors, from the rule and the sender's fields."""
+        protected = [r for r in tx.rcpt_tos if decisions[r].action == "protect"]
+        if not protected:
+            return {}
+        phones = secondfactor.phones(tx.data, protected)
+        code = message.first_value(tx.data, secondfactor.ACCESS_CODE_FIELD)
+        return {
+            r: secondfactor.factors(
+                decisions[r].verify,
+                phone=phones.get(r),
+                access_code=code or None,
+                secret=self.protecting.code_secret,
+                sms=self.protecting.sms,
+            )
+            for r in protected
+        }
 
     def _authenticate(self, tx: Transaction) -> tuple[bytes, bytes, dict[str, object]]:
         """SPF, DKIM and DMARC of the message as the original client sent it.
@@ -252,6 +288,13 @@ class Pipeline:
         verdicts = self.verifier.verify(data, mail_from=tx.mail_from, helo=helo, client_ip=address)
         facts = {**verdicts.as_facts(), "posture": self.posture}  # posture: recipient_tls
         return data, self.verifier.header(verdicts), facts
+
+    def _thread_facts(self, data: bytes) -> dict[str, object]:
+        """``protected_thread``: the message answers one in a conversation Sealgate protected."""
+        ids = Original.of("", data).references  # never its own id: a retry is not a reply
+        if not ids:
+            return {"protected_thread": False}
+        return {"protected_thread": self.protecting.access.in_protected_thread(list(ids))}
 
     def _outgoing(self, tx: Transaction, data: bytes) -> bytes:
         """A relayed message: signed after every change of ours (if configured), then our
@@ -289,6 +332,7 @@ class Pipeline:
         if existing is not None and existing.state == "delivered":
             reply = SMTPReply(250, "2.0.0", f"Ok: already delivered as {existing.envelope_id}")
             return Result(reply, "duplicate", envelope_id=existing.envelope_id)
+        original = Original.of(tx.mail_from, tx.data)
         request = SealRequest(
             # What is sealed loses the subject tags too (only sealed copies: the subject
             # of relayed ones is covered by the sender's DKIM signature).
@@ -302,18 +346,29 @@ class Pipeline:
             sender_account=await self._vault(vault.sender_account(tx.mail_from)),
             retention=self.protecting.retention,
             decisions={r: json.dumps(d.as_dict()) for r, d in plan.decisions.items()},
+            access={
+                address: ReaderAccess(",".join(f.methods), f.access_code_hash, f.phone)
+                for address, f in plan.factors.items()
+            },
+            message_id=original.message_id,
         )
         supersede = existing.envelope_id if existing is not None else None
-        facts = notify.Facts.of(
-            tx.mail_from, tx.data, self.protecting.portal_url, self.protecting.from_address
-        )
         sealed = await self._vault(vault.seal(request, supersede=supersede))
+        if original.message_id:  # answers to this message stay protected (protected_thread)
+            await self._vault(
+                asyncio.to_thread(
+                    self.protecting.access.add_thread,
+                    [original.message_id],
+                    sealed.envelope_id,
+                    sealed.record.created_at,
+                )
+            )
         async with contextlib.AsyncExitStack() as stack:
             relayed = self._outgoing(tx, plan.relayed_bytes)
             relay, refused = await self._open_relay(tx, plan.relay, len(relayed))
             if relay is not None:
                 await stack.enter_async_context(relay)
-            refused = {**plan.refused, **refused, **await self._notify(tx, sealed, facts)}
+            refused = {**plan.refused, **refused, **await self._notify(tx, sealed, original)}
             notified = sum(1 for address in plan.protect if address not in refused)
             if not notified:
                 # No guest can ever reach this envelope: shred it now.
@@ -329,6 +384,8 @@ class Pipeline:
             if relay is not None:
                 upstream_reply = await relay.send_data(relayed)
         await self._settle(sealed.envelope_id)
+        if notified and self.protecting.receipt is not None and tx.mail_from:
+            await self._receipt(tx, sealed, original, refused)
         outcome = "protected-partly" if refused else "protected"
         reply = SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
         return Result(
@@ -375,24 +432,55 @@ class Pipeline:
                   error=str(error))  # fmt: skip
 
     async def _notify(
-        self, tx: Transaction, sealed: SealedEnvelope, facts: notify.Facts
+        self, tx: Transaction, sealed: SealedEnvelope, original: Original
     ) -> dict[str, SMTPReply]:
         """Send every guest reader their link; the recipients the upstream refused."""
         refused: dict[str, SMTPReply] = {}
+        notifier, portal = self.protecting.notifier, self.protecting.portal_url
         for grant in sealed.grants:
             try:
-                data = facts.notification(grant, sealed.record.expires_at, self.hostname)
+                data = notifier.notification(
+                    original, grant.address, grant.link.url(portal), sealed.record.expires_at
+                )
             except ValueError:
                 refused[grant.address] = _BAD_ADDRESS
                 continue
-            outgoing = self._originated(data)
             try:
-                await self.upstream.send(
-                    tx.mail_from, [grant.address], outgoing, smtputf8=not data.isascii()
-                )
+                await self.send_own(tx.mail_from, [grant.address], data)
             except PermanentError as error:
                 refused[grant.address] = error.reply
         return refused
+
+    async def _receipt(
+        self,
+        tx: Transaction,
+        sealed: SealedEnvelope,
+        original: Original,
+        refused: dict[str, SMTPReply],
+    ) -> None:
+        """The sender's "sent securely" receipt. Everything owed went out already: a
+        failure here is logged, never turned into a retry of the whole message."""
+        assert self.protecting.receipt is not None
+        readers = [g.address for g in sealed.grants if g.address not in refused]
+        try:
+            data = self.protecting.notifier.receipt(
+                original,
+                sealed.envelope_id,
+                readers,
+                self.protecting.receipt(sealed.envelope_id),
+                sealed.record.expires_at,
+            )
+            await self.send_own("", [tx.mail_from], data)
+        except (ValueError, GatewayError) as error:
+            event(log, logging.WARNING, "receipt not sent", envelope=sealed.envelope_id,
+                  error=str(error))  # fmt: skip
+
+    async def send_own(self, sender: str, recipients: list[str], data: bytes) -> None:
+        """Mail Sealgate writes itself (notifications, codes, receipts, secure replies):
+        DKIM-signed and loop-marked, through the upstream; raises like UpstreamPool.send."""
+        outgoing = self._originated(data)
+        utf8 = not (data.isascii() and sender.isascii() and all(r.isascii() for r in recipients))
+        await self.upstream.send(sender, recipients, outgoing, smtputf8=utf8)
 
     @staticmethod
     async def _vault(awaitable: Awaitable[T]) -> T:
@@ -489,6 +577,17 @@ class Pipeline:
             f"\tby {self.hostname} {RECEIVED_TAG.decode()} with {protocol} id {tx.queue_id};\r\n"
             f"\t{stamp}\r\n"
         ).encode("utf-8", "surrogateescape")
+
+
+def _missing(decision: Decision, missing: tuple[str, ...]) -> Decision:
+    """A protected recipient whose rule needs a second factor the sender did not supply."""
+    needs = {
+        "phone": f"a mobile phone number for SMS codes ({secondfactor.PHONE_FIELD})",
+        "access-code": f"an access code ({secondfactor.ACCESS_CODE_FIELD})",
+    }
+    wanted = " or ".join(needs.get(m, m) for m in missing)
+    text = f"Held: the recipient's verification needs {wanted}; send again with it"
+    return Decision("hold", decision.reasons, text, decision.verify)
 
 
 def _refusal(decision: Decision) -> SMTPReply:

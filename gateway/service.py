@@ -22,16 +22,20 @@ import hmac
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import uvicorn
 from publicsuffixlist import PublicSuffixList
 
 from gateway import config, devoutbox, logsetup
 from gateway.envelope.keypool import KeyPool
+from gateway.envelope.reply import ReplyKey
 from gateway.envelope.vault import Vault
 from gateway.intake import IntakeServer
 from gateway.logsetup import event
@@ -40,11 +44,18 @@ from gateway.mailauth.dkimsign import DKIMKeyError, Signer, SigningKey
 from gateway.mailauth.dns import Resolver
 from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier
+from gateway.notify import Branding, Notifier
+from gateway.notify import Settings as NotifySettings
 from gateway.pipeline import Pipeline, Protecting
 from gateway.policy.engine import Policy
 from gateway.policy.packs import PolicyError
 from gateway.policy.textract import Limits, TextExtractor
+from gateway.portal import sms
+from gateway.portal.app import PortalDeps, create_app, revoke_url
+from gateway.portal.codes import CodeBook
+from gateway.portal.replies import ReplyDesk
 from gateway.store import FileBlobStore, Store, StoreError
+from gateway.store.access import Access
 from gateway.upstream import UpstreamPool
 
 log = logging.getLogger("sealgate.service")
@@ -62,6 +73,8 @@ _RESTART_NEEDED: dict[str, Callable[[config.Config], object]] = {
     "policy.max_depth": lambda cfg: cfg.policy.max_depth,
     "policy.time_budget": lambda cfg: cfg.policy.time_budget,
     "policy.processes": lambda cfg: cfg.policy.processes,
+    "portal": lambda cfg: cfg.portal,
+    "sms": lambda cfg: cfg.sms,
 }
 
 
@@ -107,27 +120,73 @@ def open_vault(cfg: config.Config) -> Vault:
     return Vault(open_store(cfg), pool, orphan_age=cfg.envelope.orphan_age)
 
 
-def build_pipeline(cfg: config.Config, vault: Vault, extractor: TextExtractor) -> Pipeline:
+def load_secret(cfg: config.Config) -> bytes:
+    """The installation's secret (loop.secret_file): keys the loop marker and, through
+    labelled HMACs, the idempotency keys, the portal's codes and the revoke links."""
     path = cfg.loop.secret_file
     if path is None:
         raise config.ConfigError("config", ["loop.secret_file: must be set"])
     try:
-        secret = load_or_create_secret(path)
+        return load_or_create_secret(path)
     except OSError as error:
         reason = f"cannot read or create {path}: {error.strerror}"
         raise config.ConfigError("config", [f"loop.secret_file: {reason}"]) from None
+
+
+def derived(secret: bytes, label: str) -> bytes:
+    return hmac.new(secret, label.encode(), "sha256").digest()
+
+
+def from_address(cfg: config.Config) -> str:
+    return cfg.notify.from_address or f"sealgate@{cfg.smtp.hostname}"
+
+
+def build_notifier(cfg: config.Config, portal_url: str) -> Notifier:
+    settings = cfg.notify
+    subjects = {lang: text for lang, text in (("en", settings.subject_en),
+                                              ("nl", settings.subject_nl)) if text}  # fmt: skip
+    logo = f"{portal_url}/assets/logo" if settings.logo_file is not None else None
+    try:
+        return Notifier(
+            NotifySettings(
+                from_address=from_address(cfg),
+                hostname=cfg.smtp.hostname,
+                branding=Branding(settings.organisation, logo, settings.colour),
+                reply_to=settings.reply_to,
+                subject=subjects or None,
+                language=settings.language,
+                default_language=settings.default_language,
+                domain_languages=dict(settings.domain_languages),
+            )
+        )
+    except ValueError as error:
+        raise config.ConfigError("config", [f"notify: {error}"]) from None
+
+
+def build_pipeline(
+    cfg: config.Config, vault: Vault, extractor: TextExtractor, portal_url: str
+) -> Pipeline:
+    secret = load_secret(cfg)
     marker = LoopMarker(secret, cfg.loop.max_age)
     policy = load_policy(cfg)
     upstream = UpstreamPool(cfg.upstream, cfg.smtp.hostname)
     resolver = build_resolver(cfg)
+    revoke_secret = derived(secret, "sealgate revoke links")
     protecting = Protecting(
         policy=policy,
         extractor=extractor,
         vault=vault,
-        portal_url=cfg.portal.url,
-        from_address=cfg.notify.from_address or f"sealgate@{cfg.smtp.hostname}",
+        access=Access(vault.store),
+        notifier=build_notifier(cfg, portal_url),
+        portal_url=portal_url,
+        from_address=from_address(cfg),
         retention=timedelta(days=cfg.envelope.retention_days),
-        idempotency_secret=hmac.new(secret, b"sealgate idempotency key", "sha256").digest(),
+        idempotency_secret=derived(secret, "sealgate idempotency key"),
+        code_secret=derived(secret, "sealgate portal codes"),
+        sms=cfg.sms.provider != "none",
+        receipt=(lambda envelope_id: revoke_url(portal_url, revoke_secret, envelope_id))
+        if cfg.notify.receipt
+        else None,
     )
     return Pipeline(
         upstream,
@@ -222,21 +281,73 @@ class Gateway:
     """The parts of one Sealgate process, with start, reload and stop."""
 
     def __init__(
-        self, cfg: config.Config, source: Path | None = None, *, with_outbox: bool = True
+        self,
+        cfg: config.Config,
+        source: Path | None = None,
+        *,
+        with_outbox: bool = True,
+        reuse_port: bool = False,
     ) -> None:
         self.cfg = cfg
         self.source = source
+        self._portal_socket = _bind_portal(cfg, reuse_port) if cfg.portal.enabled else None
+        self.portal_url = cfg.portal.url or _local_url(self._portal_socket)
         self.vault = open_vault(cfg)
         self.extractor = text_extractor(cfg)
         try:
-            self.pipeline = build_pipeline(cfg, self.vault, self.extractor)
+            self.pipeline = build_pipeline(cfg, self.vault, self.extractor, self.portal_url)
+            self.portal = self._portal_deps() if self._portal_socket is not None else None
         except BaseException:
             self.vault.close()
+            if self._portal_socket is not None:
+                self._portal_socket.close()
             raise
         self.intake = IntakeServer(cfg.smtp, self.pipeline, str(source or "config"))
         self._with_outbox = with_outbox and cfg.dev_outbox.enabled
         self._outbox: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._web: uvicorn.Server | None = None
+        self._web_task: asyncio.Task[None] | None = None
+
+    def _portal_deps(self) -> PortalDeps:
+        cfg = self.cfg
+        secret = load_secret(cfg)
+        store = self.vault.store
+        access = Access(store)
+        reply_key = _reply_key(cfg)
+        hostname = cfg.smtp.hostname
+        desk = ReplyDesk(
+            store,
+            access,
+            reply_key,
+            lambda: self.pipeline.protecting.notifier,
+            self._send_own,
+            from_address=from_address(cfg),
+            hostname=hostname,
+            max_plaintext=cfg.portal.max_reply_size,
+        )
+        return PortalDeps(
+            settings=cfg.portal,
+            store=store,
+            access=access,
+            codes=CodeBook(access, derived(secret, "sealgate portal codes"), cfg.portal),
+            desk=desk,
+            notifier=lambda: self.pipeline.protecting.notifier,
+            send=self._send_own,
+            sms=sms.provider(cfg),
+            reply_key=reply_key,
+            secret=derived(secret, "sealgate revoke links"),
+            url=self.portal_url,
+            organisation=cfg.notify.organisation,
+            colour=cfg.notify.colour,
+            from_address=from_address(cfg),
+            default_language=cfg.notify.default_language,
+            logo_file=cfg.notify.logo_file,
+            read_notice=cfg.notify.read_notice,
+        )
+
+    async def _send_own(self, sender: str, recipients: list[str], data: bytes) -> None:
+        await self.pipeline.send_own(sender, recipients, data)
 
     async def start(self, *, reuse_port: bool = False) -> None:
         self.vault.pool.start()
@@ -247,15 +358,56 @@ class Gateway:
             outbox = self.cfg.dev_outbox
             assert outbox.directory is not None
             self._outbox = await devoutbox.start(outbox.listen, outbox.directory)
+        await self._start_portal()
         await self.intake.start(reuse_port=reuse_port)
         event(
             log,
             logging.INFO,
             "listening",
             smtp=[str(a) for a in self.intake.addresses],
+            portal=self.portal_url if self.portal is not None else "off",
             upstream=f"{self.cfg.upstream.host}:{self.cfg.upstream.port}",
             pid=os.getpid(),
         )
+
+    async def _start_portal(self) -> None:
+        """The portal on uvicorn, in this event loop, on the socket bound at construction."""
+        if self.portal is None or self._portal_socket is None:
+            return
+        settings = self.cfg.portal
+        web = uvicorn.Config(
+            create_app(self.portal),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            ssl_certfile=settings.tls_certificate,
+            ssl_keyfile=settings.tls_key,
+            timeout_keep_alive=10,
+            h11_max_incomplete_event_size=32 * 1024,
+        )
+        web.load()
+        server = uvicorn.Server(web)
+        server.lifespan = web.lifespan_class(web)
+        await server.startup(sockets=[self._portal_socket])
+        self._web = server
+        self._web_task = asyncio.get_running_loop().create_task(server.main_loop())
+
+    async def _stop_portal(self) -> None:
+        if self._web is None or self._web_task is None:
+            return
+        self._web.should_exit = True
+        await self._web_task
+        await self._web.shutdown()
+        self._web = None
+
+    @property
+    def portal_address(self) -> tuple[str, int] | None:
+        if self._portal_socket is None:
+            return None
+        host, port = self._portal_socket.getsockname()[:2]
+        return host, port
 
     async def reload(self) -> bool:
         """Re-read the configuration file; keep the running one if the new one is bad."""
@@ -263,7 +415,7 @@ class Gateway:
             return False
         try:
             new = config.load(self.source)
-            new_pipeline = build_pipeline(new, self.vault, self.extractor)
+            new_pipeline = build_pipeline(new, self.vault, self.extractor, self.portal_url)
             self.intake.configure(new.smtp, new_pipeline, str(self.source))
         except (config.ConfigError, OSError, ValueError) as error:
             problems = error.problems if isinstance(error, config.ConfigError) else [str(error)]
@@ -279,6 +431,7 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.intake.shutdown(self.cfg.service.shutdown_timeout)
+        await self._stop_portal()
         if self._outbox is not None:
             self._outbox.close()
             await self._outbox.wait_closed()
@@ -290,10 +443,14 @@ class Gateway:
         event(log, logging.INFO, "stopped", pid=os.getpid())
 
     async def _sweep(self) -> None:
-        """Expire envelopes past retention and remove orphaned blobs, on a timer."""
+        """Expire envelopes past retention, remove orphaned blobs, forget stale portal
+        state and retry queued secure replies, on a timer."""
         while True:
             try:
                 await self.vault.sweep()
+                if self.portal is not None:
+                    await asyncio.to_thread(self.portal.access.sweep, datetime.now(UTC))
+                    await self.portal.desk.deliver_due()
             except StoreError as error:
                 event(log, logging.WARNING, "sweep failed, will retry", error=str(error))
             except Exception:
@@ -301,6 +458,60 @@ class Gateway:
                 # (a blob directory it cannot read, say).
                 log.exception("sweep failed, will retry")
             await asyncio.sleep(self.cfg.envelope.expire_interval)
+
+
+def _reply_key(cfg: config.Config) -> Callable[[], ReplyKey]:
+    """The secure-reply key, loaded now if its file exists (so a bad file stops the start),
+    else made on first use: generating RSA-3072 takes a while, and most starts never need it."""
+    directory = cfg.store.directory or Path("var")
+    path = cfg.portal.reply_key_file or directory / "reply-key.pem"
+    lock = threading.Lock()
+    loaded: list[ReplyKey] = []
+
+    def load() -> ReplyKey:
+        with lock:
+            if not loaded:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    loaded.append(ReplyKey.load_or_create(path))
+                except (OSError, ValueError) as error:
+                    raise config.ConfigError(
+                        "config", [f"portal.reply_key_file: {error}"]
+                    ) from None
+            return loaded[0]
+
+    if path.exists():
+        load()
+    return load
+
+
+def _bind_portal(cfg: config.Config, reuse_port: bool) -> socket.socket:
+    """The portal's listening socket, bound now so that its URL is known (port 0: tests)."""
+    address = cfg.portal.listen
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((address.host, address.port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as error:
+        sock.close()
+        raise config.ConfigError(
+            "config", [f"portal.listen: cannot listen on {address}: {error.strerror}"]
+        ) from None
+    return sock
+
+
+def _local_url(sock: socket.socket | None) -> str:
+    """portal.url left empty: the loopback address the portal listens on."""
+    if sock is None:
+        return "http://localhost:8080"
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
 
 
 def _changed(old: config.Config, new: config.Config) -> list[str]:
@@ -316,7 +527,7 @@ async def run_process(
     on_ready: Callable[[Gateway], None] | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads."""
-    gateway = Gateway(cfg, source, with_outbox=with_outbox)
+    gateway = Gateway(cfg, source, with_outbox=with_outbox, reuse_port=reuse_port)
     await gateway.start(reuse_port=reuse_port)
     if on_ready is not None:
         on_ready(gateway)

@@ -22,7 +22,7 @@ def run(*args: str):
 def test_check_lists_the_rules_of_good_packs():
     result = run("policy", "check", *PACKS, *NO_CONFIG)
     assert result.exit_code == 0, result.output
-    assert "ok: 9 rules from 2 pack file(s)" in result.output
+    assert "ok: 10 rules from 2 pack file(s)" in result.output
     assert "internal-recipients" in result.output and "bsn" in result.output
 
 

@@ -58,6 +58,15 @@ class SealedEnvelope:
 
 
 @dataclass(frozen=True)
+class ReaderAccess:
+    """How a guest reader proves who they are (kept in the reader record for the portal)."""
+
+    methods: str = "email"  # comma-separated: "email,sms,access-code"
+    access_code_hash: bytes | None = None
+    phone: str | None = None
+
+
+@dataclass(frozen=True)
 class SealRequest:
     raw: bytes = field(repr=False)  # the message as sealed (protection tags removed)
     sender: str
@@ -67,6 +76,8 @@ class SealRequest:
     sender_account: AccountRecord | None = None
     retention: timedelta = timedelta(days=30)
     decisions: Mapping[str, str] = field(default_factory=dict)  # address -> decision record
+    access: Mapping[str, ReaderAccess] = field(default_factory=dict)  # address -> factors
+    message_id: str | None = None  # the original's, for threading secure replies
 
 
 class _Measured:
@@ -115,6 +126,7 @@ class Sealer:
             idempotency_key=request.idempotency_key,
             original_size=len(request.raw),
             sealed_size=sum(part.sealed_size for part in parts),
+            message_id=request.message_id,
             parts=tuple(parts),
             readers=tuple(readers),
         )
@@ -163,6 +175,7 @@ class Sealer:
             pair = self.pool.take()
             link = keys.Link.new()
             reader_id = keys.random_bytes(keys.ID_SIZE)
+            access = request.access.get(address, ReaderAccess())
             readers.append(
                 ReaderRecord(
                     reader_id=reader_id.hex(),
@@ -174,6 +187,9 @@ class Sealer:
                     ),
                     public_key=pair.public_der,
                     link_id_hash=link.id_hash,
+                    methods=access.methods,
+                    access_code_hash=access.access_code_hash,
+                    phone=access.phone,
                 )
             )
             grants.append(Grant(address, reader_id.hex(), link))

@@ -55,7 +55,7 @@ class Verdict(Condition):
         return Outcome(hit, (f"{self.fact} {value}",) if hit else ())
 
 
-class Aligned(Condition):
+class BooleanFact(Condition):
     def __init__(self, fact: str, wanted: bool) -> None:
         self.fact = fact
         self.wanted = wanted
@@ -91,12 +91,12 @@ def _verdict(fact: str, allowed: tuple[str, ...]) -> Any:
     return factory
 
 
-def _aligned(fact: str) -> Any:
+def _boolean(fact: str) -> Any:
     def factory(value: Any, env: Env, path: str) -> Condition | None:
         if not isinstance(value, bool):
             env.problem(path, "expected true or false")
             return None
-        return Aligned(fact, value)
+        return BooleanFact(fact, value)
 
     return factory
 
@@ -152,6 +152,9 @@ register("spf", _verdict("spf", _RESULTS))
 register("dmarc", _verdict("dmarc", _RESULTS))
 register("arc", _verdict("arc", _RESULTS))
 register("dmarc_policy", _verdict("dmarc_policy", ("none", "quarantine", "reject")))
-register("dkim_aligned", _aligned("dkim_aligned"))
-register("spf_aligned", _aligned("spf_aligned"))
+register("dkim_aligned", _boolean("dkim_aligned"))
+register("spf_aligned", _boolean("spf_aligned"))
 register("recipient_tls", _recipient_tls)
+# A reply within a conversation Sealgate protected (its Message-IDs are remembered by the
+# pipeline, hashed): the fact ``protected_thread`` comes from the pipeline.
+register("protected_thread", _boolean("protected_thread"))

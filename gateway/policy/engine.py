@@ -125,7 +125,23 @@ def _choose(fired: list[_Fired]) -> Decision:
     candidates = [item for item in fired if item.override] or fired
     winner = max(candidates, key=lambda item: PRECEDENCE[item.reason.action])
     text = winner.spec.text if winner.reason.action in ("reject", "hold") else None
-    return Decision(winner.reason.action, tuple(item.reason for item in fired), text)
+    return Decision(
+        winner.reason.action, tuple(item.reason for item in fired), text, _verify(fired)
+    )
+
+
+def _verify(fired: list[_Fired]) -> tuple[str, ...] | None:
+    """The second factors every protecting rule that names some allows (the strictest set);
+    the first rule's own list if they share none, None if no rule says."""
+    lists = [
+        item.spec.verify
+        for item in fired
+        if item.spec.verify is not None and item.reason.action == "protect"
+    ]
+    if not lists:
+        return None
+    common = [method for method in lists[0] if all(method in other for other in lists[1:])]
+    return tuple(common) or lists[0]
 
 
 def _detectors(

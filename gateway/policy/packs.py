@@ -79,6 +79,9 @@ class RuleModel(_Strict):
     text: Annotated[str, BeforeValidator(_one_line)] | None = None
     override: bool = False
     fallback: Literal["relay", "protect", "hold", "reject"] = "protect"
+    # How a protected recipient proves who they are; None: email (and the sender's access
+    # code or SMS when the message supplies them).
+    verify: list[Literal["email", "sms", "access-code"]] | None = Field(None, min_length=1)
     when: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -103,6 +106,7 @@ class RuleSpec:
     when: dict[str, Any]
     source: str  # "policies/finance.toml: rules[2] (card-numbers)"
     scope: Scope | None = None
+    verify: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -239,4 +243,5 @@ def _merge(path: Path, model: PackModel, merged: PackSet, problems: list[str]) -
             when=rule.when,
             source=f"{path}: rules[{index}] ({rule.name})",
             scope=model.pack.scope,
+            verify=tuple(rule.verify) if rule.verify is not None else None,
         )

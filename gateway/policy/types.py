@@ -104,6 +104,7 @@ class Decision:
     action: Action
     reasons: tuple[Reason, ...] = ()
     text: str | None = None  # for reject and hold: the administrator's words to the sender
+    verify: tuple[str, ...] | None = None  # second factors allowed; None: the defaults
 
     def refusal_text(self) -> str:
         """What a rejected or held recipient's bounce tells the sender."""
@@ -117,4 +118,5 @@ class Decision:
             "action": self.action,
             "reasons": [reason.as_dict() for reason in self.reasons],
             "text": self.text,
+            **({"verify": list(self.verify)} if self.verify is not None else {}),
         }

@@ -32,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,14 +191,14 @@ class Store:
                         for position, reader in enumerate(envelope.readers)
                     ],
                 )
-            _append_event(
+            append_event(
                 conn,
                 "sealed",
                 envelope_id=envelope_id,
                 detail=f"parts={len(envelope.parts)} readers={len(envelope.readers)}",
             )
             for address, record in (decisions or {}).items():
-                _append_event(
+                append_event(
                     conn, "decided", envelope_id=envelope_id, address=address, detail=record
                 )
         if superseded and supersede is not None:
@@ -213,7 +213,7 @@ class Store:
                 .values(state="delivered")
             )
             if changed.rowcount == 1:
-                _append_event(conn, "notified", envelope_id=envelope_id)
+                append_event(conn, "notified", envelope_id=envelope_id)
                 return
             state = conn.scalar(
                 select(envelopes.c.state).where(envelopes.c.envelope_id == envelope_id)
@@ -366,7 +366,7 @@ class Store:
     ) -> None:
         """Append one event; ``detail`` carries ids, counts and reasons, never content."""
         with self._transaction(f"recording a {kind} event", write=True) as conn:
-            _append_event(
+            append_event(
                 conn,
                 kind,
                 envelope_id=envelope_id,
@@ -397,7 +397,7 @@ class Store:
                 conn.execute(insert(accounts).values(values))
             except sa_exc.IntegrityError:
                 raise StoreError(f"account {address} exists") from None
-            _append_event(conn, "account-created", address=address)
+            append_event(conn, "account-created", address=address)
 
     def get_account(self, address: str) -> AccountRecord | None:
         """The account of this address, compared case-insensitively."""
@@ -407,6 +407,11 @@ class Store:
         return None if row is None else AccountRecord(**{n: row[n] for n in _ACCOUNT_COLUMNS})
 
     # internals
+
+    def transaction(self, action: str, *, write: bool) -> AbstractContextManager[Connection]:
+        """One transaction, errors translated: for the store's companion modules
+        (gateway.store.access). ``action`` names ids, never values."""
+        return self._transaction(action, write=write)
 
     @contextmanager
     def _transaction(self, action: str, *, write: bool) -> Iterator[Connection]:
@@ -599,11 +604,11 @@ def _end(
         .where(readers.c.envelope_id == envelope_id)
         .values(wrapped_key=None, encrypted_private_key=None)
     )
-    _append_event(conn, state, envelope_id=envelope_id, detail=detail)
+    append_event(conn, state, envelope_id=envelope_id, detail=detail)
     return True
 
 
-def _append_event(
+def append_event(
     conn: Connection,
     kind: str,
     *,

@@ -17,12 +17,19 @@ STATES = LIVE_STATES + ENDED_STATES
 
 PART_KINDS = ("manifest", "original", "attachment")
 READER_KINDS = ("guest", "account")
+METHODS = ("email", "sms", "access-code")  # second factors a guest may be offered
 # The event kinds in use; record_event accepts any short lower-case token so that new
 # features can add kinds without a schema change.
 EVENT_KINDS = (
     "sealed",
     "notified",
     "opened",
+    "code-sent",
+    "code-failed",
+    "verified",
+    "downloaded",
+    "replied",
+    "released",
     "revoked",
     "expired",
     "superseded",
@@ -51,6 +58,10 @@ class ReaderRecord:
     encrypted_private_key: bytes | None  # guests only; None for accounts and after shredding
     public_key: bytes | None  # DER SubjectPublicKeyInfo of a guest's key pair
     link_id_hash: bytes | None  # 32 bytes, SHA-256 of the link id; guests only; unique
+    # How a guest proves it is the recipient (the policy's choice): "email,sms,access-code".
+    methods: str = "email"
+    access_code_hash: bytes | None = None  # HMAC of the sender's access code, keyed outside
+    phone: str | None = None  # for SMS codes, E.164
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class EnvelopeRecord:
     idempotency_key: str  # 64 hex chars
     original_size: int
     sealed_size: int
+    message_id: str | None = None  # the original's Message-ID: secure replies thread on it
     parts: tuple[PartRecord, ...] = ()
     readers: tuple[ReaderRecord, ...] = ()
 

@@ -98,6 +98,7 @@ envelopes = Table(
     Column("idempotency_key", String(64), nullable=False),
     Column("original_size", BigInteger(), nullable=False),
     Column("sealed_size", BigInteger(), nullable=False),
+    Column("message_id", Text(), nullable=True),
     CheckConstraint(_in("state", STATES), name="state"),
     Index("ix_envelopes_expires_at", "expires_at"),
     Index("ix_envelopes_created_at", "created_at"),
@@ -146,6 +147,9 @@ readers = Table(
     Column("encrypted_private_key", LargeBinary(), nullable=True),
     Column("public_key", LargeBinary(), nullable=True),
     Column("link_id_hash", LargeBinary(32), nullable=True),
+    Column("methods", String(64), nullable=False, server_default="email"),
+    Column("access_code_hash", LargeBinary(32), nullable=True),
+    Column("phone", String(32), nullable=True),
     CheckConstraint(_in("kind", READER_KINDS), name="kind"),
     Index("ix_readers_envelope_id", "envelope_id"),
     Index("ix_readers_link_id_hash", "link_id_hash", unique=True),
@@ -182,4 +186,74 @@ accounts = Table(
     Column("login_verifier", Text(), nullable=False),
     Column("public_key", LargeBinary(), nullable=False),
     Column("encrypted_private_key", LargeBinary(), nullable=False),
+)
+
+# The portal's short-lived state: one-time codes, throttles, sessions, queued replies and
+# the Message-IDs of protected conversations. Secrets appear only as SHA-256 or HMAC values.
+
+codes = Table(
+    "codes",
+    metadata,
+    Column(
+        "code_id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column(
+        "reader_id",
+        String(32),
+        ForeignKey("readers.reader_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("method", String(16), nullable=False),
+    Column("code_hash", LargeBinary(32), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("failures", Integer(), nullable=False),
+    Column("used", Integer(), nullable=False),
+    Index("ix_codes_reader_id", "reader_id"),
+)
+
+throttles = Table(
+    "throttles",
+    metadata,
+    Column("key", String(128), primary_key=True),  # "link:<reader id>", "client:<address>"
+    Column("failures", Integer(), nullable=False),
+    Column("window_start", UTCDateTime(), nullable=False),
+    Column("locked_until", UTCDateTime(), nullable=True),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", LargeBinary(32), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "session" (one reader) | "device" (an address)
+    Column("reader_id", String(32), nullable=True),
+    Column("address", Text(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_sessions_expires_at", "expires_at"),
+)
+
+replies = Table(
+    "replies",
+    metadata,
+    Column("reply_id", String(32), primary_key=True),
+    Column("envelope_id", String(32), nullable=False),
+    Column("reader_id", String(32), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("state", String(16), nullable=False),  # queued | delivered | failed
+    Column("attempts", Integer(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("blob", LargeBinary(), nullable=True),  # encrypted to the reply key; NULL when done
+    Index("ix_replies_next_attempt_at", "next_attempt_at"),
+)
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("message_id_hash", LargeBinary(32), primary_key=True),
+    Column("envelope_id", String(32), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )

@@ -47,6 +47,7 @@ def config_data(state: Path, upstream_port: int, **overrides: Any) -> dict[str, 
         # Reader keys are generated on demand: most tests never seal.
         "envelope": {"key_pool_size": 0},
         "policy": {"packs": [str(POLICIES / "baseline.toml")]},
+        "portal": {"listen": "127.0.0.1:0"},
     }
     return merge(base, overrides)
 

@@ -1,0 +1,732 @@
+"""The portal's routes: the link page, the second factor, the sealed data, replies, revoke.
+
+Rules every route keeps:
+
+- ``GET /m/{link}`` only reads. It renders a page, never sends a code, never
+  spends the link, never records an event: a link scanner (Safe Links and the
+  like) that fetches it first breaks nothing, and links are not single-use.
+- Every change is a POST with the CSRF pair (security.csrf_ok), and only
+  after the second factor does the server release anything sealed: the
+  encrypted reader key, the wrapped content key and the sealed parts.
+  Plaintext never exists here; the browser decrypts with the link's fragment.
+- Every verification attempt, code sent, open, download and reply goes into
+  the envelope's audit trail, with ids and the client's address, never a code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import filetype
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from gateway import config
+from gateway.envelope import keys
+from gateway.envelope.reply import ReplyKey
+from gateway.errors import PermanentError, TemporaryError
+from gateway.logsetup import event
+from gateway.notify import Notifier
+from gateway.portal import i18n
+from gateway.portal.codes import CodeBook, Locked, mask_address, mask_phone
+from gateway.portal.replies import ReplyDesk, reply_id
+from gateway.portal.security import (
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    SecurityHeaders,
+    TooLarge,
+    client_address,
+    csrf_ok,
+    new_token,
+    read_body,
+)
+from gateway.portal.sms import SMSError, SMSProvider
+from gateway.store import LIVE_STATES, EnvelopeRecord, ReaderRecord, Store, StoreError
+from gateway.store.access import Access
+
+log = logging.getLogger("sealgate.portal")
+
+_HERE = Path(__file__).parent
+_SESSION = "sg_session"
+_DEVICE = "sg_device"
+_LANG = "sg_lang"
+_PIECE = 64 * 1024
+_MAX_LOGO = 256 * 1024
+
+Send = Callable[[str, list[str], bytes], Awaitable[None]]
+
+
+@dataclass
+class PortalDeps:
+    """What the portal works with; built by gateway.service from the configuration."""
+
+    settings: config.Portal
+    store: Store
+    access: Access
+    codes: CodeBook
+    desk: ReplyDesk
+    notifier: Callable[[], Notifier]  # the current one (a reload may replace it)
+    send: Send  # Sealgate's own mail: DKIM-signed, through the upstream
+    sms: SMSProvider | None
+    reply_key: Callable[[], ReplyKey]  # loaded or made on first use (blocking: a thread)
+    secret: bytes  # keys the sender's revoke links
+    url: str  # public base URL (fixed after binding when configured empty)
+    organisation: str
+    colour: str
+    from_address: str
+    default_language: str = "en"
+    logo_file: Path | None = None
+    read_notice: bool = False
+    _background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def https(self) -> bool:
+        return self.url.startswith("https://")
+
+    @property
+    def origin(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def spawn(self, work: Awaitable[Any]) -> None:
+        """Run ``work`` after the response; keep a reference until it is done."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def revoke_token(secret: bytes, envelope_id: str) -> str:
+    mac = hmac.new(secret, b"sealgate revoke\x00" + envelope_id.encode(), hashlib.sha256)
+    return keys.b64url(mac.digest()[:24])
+
+
+def revoke_url(base: str, secret: bytes, envelope_id: str) -> str:
+    """The sender's revoke link for an envelope (in the "sent securely" receipt)."""
+    return f"{base}/s/{envelope_id}/{revoke_token(secret, envelope_id)}"
+
+
+def create_app(deps: PortalDeps) -> Starlette:
+    portal = _Portal(deps)
+    routes = [
+        Route("/m/{link}", portal.page, methods=["GET"]),
+        Route("/m/{link}/code", portal.send_code, methods=["POST"]),
+        Route("/m/{link}/verify", portal.verify, methods=["POST"]),
+        Route("/m/{link}/open", portal.open, methods=["POST"]),
+        Route("/m/{link}/part/{part:int}", portal.part, methods=["POST"]),
+        Route("/m/{link}/reply", portal.reply, methods=["POST"]),
+        Route("/m/{link}/logout", portal.logout, methods=["POST"]),
+        Route("/s/{envelope_id}/{token}", portal.revoke, methods=["GET", "POST"]),
+        Route("/assets/theme.css", portal.theme, methods=["GET"]),
+        Route("/assets/logo", portal.logo, methods=["GET"]),
+        Route("/healthz", portal.health, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: portal.http_error, Exception: portal.server_error},
+    )
+    app.add_middleware(SecurityHeaders, https=deps.https)
+    return app
+
+
+@dataclass(frozen=True)
+class _Link:
+    """A link's reader and envelope, and whether it can still be read."""
+
+    envelope: EnvelopeRecord
+    reader: ReaderRecord
+    state: str  # "live" | "expired" | "revoked"
+
+
+class _Problem(Exception):
+    """A JSON error answer: status, code and extra fields."""
+
+    def __init__(self, status: int, error: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.extra = extra
+
+
+_MESSAGES = {
+    "bad-request": "The request could not be understood.",
+    "csrf": "The page is out of date; reload it and try again.",
+    "method": "This way of verifying is not available for this message.",
+    "verify": "Please verify again.",
+    "wrong-code": "That code is not right.",
+    "locked": "Too many attempts; wait and try again.",
+    "expired": "This message has expired.",
+    "revoked": "The sender withdrew this message.",
+    "unknown": "This link is not valid.",
+    "too-large": "That is too large to send.",
+    "unavailable": "We could not send the code right now; try again in a minute.",
+}
+
+
+# Short, no link (a link in a text message is what phishing looks like).
+_SMS = {
+    "en": "{code} is your {organisation} code to read a protected message. "
+    "Valid for {minutes} minutes. Did not ask for it? Ignore this text.",
+    "nl": "{code} is uw {organisation}-code om een beveiligd bericht te lezen. "
+    "{minutes} minuten geldig. Niet aangevraagd? Negeer dit bericht.",
+}
+
+
+class _Portal:
+    def __init__(self, deps: PortalDeps) -> None:
+        self.deps = deps
+        self.templates = Jinja2Templates(directory=str(_HERE / "templates"))
+
+    # pages
+
+    async def page(self, request: Request) -> Response:
+        link = await self._lookup(request.path_params["link"])
+        if link is None or link.state != "live":
+            return self._gone(request, link)
+        envelope, reader = link.envelope, link.reader
+        lang = self._lang(request)
+        csrf = request.cookies.get(CSRF_COOKIE) or new_token()
+        base = f"/m/{request.path_params['link']}"
+        verified = await asyncio.to_thread(self._verified_by, request, reader)
+        page = {
+            "link_id": request.path_params["link"],
+            "sender": envelope.sender,
+            "sender_name": None,
+            "recipient_masked": mask_address(reader.address),
+            "methods": self._methods(reader),
+            "phone_masked": mask_phone(reader.phone) if reader.phone else None,
+            "expires_at": envelope.expires_at.isoformat(),
+            "code_length": self.deps.settings.code_length,
+            "session": verified == "session",
+            "device": verified == "device",
+            "remember_days": self.deps.settings.remember_days,
+            "reply_max_size": self.deps.settings.max_reply_size,
+            "api": {
+                "code": f"{base}/code",
+                "verify": f"{base}/verify",
+                "open": f"{base}/open",
+                "part": f"{base}/part/",
+                "reply": f"{base}/reply",
+                "logout": f"{base}/logout",
+            },
+            "strings": i18n.strings(lang),
+        }
+        response = self._render(request, "message.html", {"csrf_token": csrf, "page": page})
+        self._csrf_cookie(response, csrf, request)
+        return response
+
+    def _gone(self, request: Request, link: _Link | None) -> Response:
+        reason = link.state if link is not None else "unknown"
+        sender = link.envelope.sender if link is not None else None
+        status = 404 if link is None else 410
+        return self._render(request, "gone.html", {"reason": reason, "sender": sender}, status)
+
+    async def http_error(self, request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        reason = {404: "not-found", 405: "bad-request", 413: "too-large"}.get(
+            error.status_code, "bad-request"
+        )
+        if request.method != "GET":
+            return _json_error(_Problem(error.status_code, reason))
+        return self._render(
+            request,
+            "error.html",
+            {"status": error.status_code, "reason": reason},
+            error.status_code,
+        )
+
+    async def server_error(self, request: Request, error: Exception) -> Response:
+        log.exception("portal error", extra={"fields": {"path": request.url.path}})
+        status = 503 if isinstance(error, StoreError | TemporaryError) else 500
+        if request.method != "GET":
+            return _json_error(_Problem(status, "server"))
+        return self._render(request, "error.html", {"status": status, "reason": "server"}, status)
+
+    # the second factor
+
+    async def send_code(self, request: Request) -> Response:
+        try:
+            link, body = await self._post(request)
+            method = body.get("method")
+            if method not in ("email", "sms") or method not in self._methods(link.reader):
+                raise _Problem(403, "method")
+            try:
+                code = await asyncio.to_thread(self.deps.codes.issue, link.reader, method)
+            except Locked as locked:
+                raise _Problem(429, "locked", retry_after=locked.retry_after) from None
+            sent_to = await self._deliver_code(request, link, method, code)
+        except _Problem as problem:
+            return _json_error(problem)
+        await self._event(link, "code-sent", f"method={method} client={self._client(request)}")
+        minutes = self.deps.settings.code_minutes
+        return JSONResponse({"sent_to": sent_to, "expires_in": minutes * 60})
+
+    async def _deliver_code(self, request: Request, link: _Link, method: str, code: str) -> str:
+        reader = link.reader
+        minutes = self.deps.settings.code_minutes
+        lang = self._lang(request)
+        try:
+            if method == "sms":
+                assert self.deps.sms is not None and reader.phone
+                text = _SMS[lang].format(
+                    code=code, minutes=minutes, organisation=self.deps.organisation
+                )
+                await self.deps.sms.send(reader.phone, text)
+                return mask_phone(reader.phone)
+            notifier = self.deps.notifier()
+            data = notifier.code_email(reader.address, code, minutes, link.envelope.sender, lang)
+            await self.deps.send(self.deps.from_address, [reader.address], data)
+            return mask_address(reader.address)
+        except (SMSError, TemporaryError, PermanentError, OSError, ValueError) as error:
+            event(log, logging.WARNING, "code not sent", method=method,
+                  envelope=link.envelope.envelope_id, error=str(error))  # fmt: skip
+            raise _Problem(503, "unavailable") from None
+
+    async def verify(self, request: Request) -> Response:
+        try:
+            link, body = await self._post(request)
+            method, code = body.get("method"), body.get("code")
+            if method not in self._methods(link.reader):
+                raise _Problem(403, "method")
+            if not isinstance(code, str) or not 1 <= len(code) <= 64:
+                raise _Problem(400, "bad-request")
+            client = self._client(request)
+            outcome = await asyncio.to_thread(
+                self.deps.codes.check, link.reader, method, code, client
+            )
+            if not outcome.ok:
+                await self._event(link, "code-failed", f"method={method} client={client}")
+                if outcome.error == "locked":
+                    raise _Problem(429, "locked", retry_after=outcome.retry_after)
+                raise _Problem(
+                    401,
+                    "wrong-code",
+                    attempts_left=outcome.attempts_left,
+                    retry_after=outcome.retry_after,
+                )
+        except _Problem as problem:
+            return _json_error(problem)
+        await self._event(link, "verified", f"method={method} client={client}")
+        response = JSONResponse({"ok": True})
+        await self._start_session(request, response, link)
+        if body.get("remember") is True and self.deps.settings.remember_days:
+            await self._remember_device(request, response, link)
+        return response
+
+    # releasing the sealed data
+
+    async def open(self, request: Request) -> Response:
+        try:
+            link, _ = await self._post(request)
+            how = await self._require_verified(request, link)
+        except _Problem as problem:
+            return _json_error(problem)
+        envelope, reader = link.envelope, link.reader
+        reply_key = await asyncio.to_thread(self.deps.reply_key) if envelope.sender else None
+        response = JSONResponse(
+            {
+                "envelope_id": envelope.envelope_id,
+                "reader_id": reader.reader_id,
+                "encrypted_private_key": keys.b64url(reader.encrypted_private_key or b""),
+                "wrapped_key": keys.b64url(reader.wrapped_key or b""),
+                "parts": [
+                    {
+                        "part": p.part_id,
+                        "kind": p.kind,
+                        "size": p.plaintext_size,
+                        "sealed_size": p.sealed_size,
+                    }  # fmt: skip
+                    for p in envelope.parts
+                ],
+                "sender": envelope.sender,
+                "expires_at": envelope.expires_at.isoformat(),
+                "reply": {
+                    "public_key": keys.b64url(reply_key.public_der),
+                    "max_size": self.deps.settings.max_reply_size,
+                }
+                if reply_key is not None
+                else None,
+            }
+        )
+        if how == "device":
+            await self._event(link, "verified", f"method=device client={self._client(request)}")
+            await self._start_session(request, response, link)
+        first = await self._event(link, "opened", f"client={self._client(request)}", first=True)
+        if first and self.deps.read_notice and envelope.sender:
+            self.deps.spawn(self._read_notice(link))
+        return response
+
+    async def part(self, request: Request) -> Response:
+        try:
+            link, _ = await self._post(request)
+            await self._require_verified(request, link)
+        except _Problem as problem:
+            return _json_error(problem)
+        number = request.path_params["part"]
+        record = next((p for p in link.envelope.parts if p.part_id == number), None)
+        if record is None:
+            return _json_error(_Problem(404, "bad-request"))
+        store, envelope_id = self.deps.store, link.envelope.envelope_id
+        source = await asyncio.to_thread(store.blobs.open, envelope_id, number)
+        if record.kind != "manifest":
+            await self._event(link, "downloaded", f"part={number} client={self._client(request)}")
+        return StreamingResponse(
+            _pieces(source),
+            media_type="application/octet-stream",
+            headers={"content-length": str(record.sealed_size)},
+            background=BackgroundTask(source.close),
+        )
+
+    # replies and signing out
+
+    async def reply(self, request: Request) -> Response:
+        try:
+            link = await self._checked(request, json_body=False)
+            await self._require_verified(request, link)
+            if not link.envelope.sender:
+                raise _Problem(403, "method")
+            try:
+                blob = await read_body(request, self.deps.settings.max_reply_size)
+            except TooLarge:
+                raise _Problem(413, "too-large") from None
+            try:
+                identifier = reply_id(blob)
+            except ValueError:
+                raise _Problem(400, "bad-request") from None
+        except _Problem as problem:
+            return _json_error(problem)
+        await asyncio.to_thread(
+            self.deps.access.queue_reply,
+            identifier,
+            link.envelope.envelope_id,
+            link.reader.reader_id,
+            link.reader.address,
+            blob,
+            datetime.now(UTC),
+        )
+        self.deps.spawn(self.deps.desk.deliver_due())
+        return JSONResponse({"ok": True}, status_code=202)
+
+    async def logout(self, request: Request) -> Response:
+        try:
+            _, body = await self._post(request, live_only=False)
+        except _Problem as problem:
+            return _json_error(problem)
+        response = JSONResponse({"ok": True})
+        path = f"/m/{request.path_params['link']}"
+        tokens = [request.cookies.get(_SESSION)]
+        response.delete_cookie(_SESSION, path=path)
+        if body.get("forget_device") is True:
+            tokens.append(request.cookies.get(_DEVICE))
+            response.delete_cookie(_DEVICE, path="/m/")
+        for token in tokens:
+            if token:
+                await asyncio.to_thread(self.deps.access.end_session, token)
+        return response
+
+    # the sender's revoke link
+
+    async def revoke(self, request: Request) -> Response:
+        envelope_id = request.path_params["envelope_id"]
+        expected = revoke_token(self.deps.secret, envelope_id)
+        if not hmac.compare_digest(expected, request.path_params["token"]):
+            raise HTTPException(404)
+        envelope = await asyncio.to_thread(self.deps.store.get, envelope_id)
+        if envelope is None:
+            raise HTTPException(404)
+        csrf = request.cookies.get(CSRF_COOKIE) or new_token()
+        state = "confirm" if envelope.state in LIVE_STATES else "gone"
+        if request.method == "POST" and state == "confirm":
+            form = await request.form(max_files=0, max_fields=4)
+            submitted = form.get("csrf")
+            if not csrf_ok(request, submitted if isinstance(submitted, str) else None,
+                           self.deps.origin):  # fmt: skip
+                raise HTTPException(403)
+            await asyncio.to_thread(
+                self.deps.store.shred, envelope_id, "revoked", detail="revoked by the sender"
+            )
+            event(log, logging.INFO, "revoked by the sender", envelope=envelope_id)
+            state = "done"
+        context = {
+            "csrf_token": csrf,
+            "state": state,
+            "envelope_id": envelope_id,
+            "recipients": [r.address for r in envelope.readers if r.kind == "guest"],
+            "action": request.url.path,
+        }
+        response = self._render(request, "revoke.html", context)
+        self._csrf_cookie(response, csrf, request)
+        return response
+
+    # assets
+
+    async def theme(self, request: Request) -> Response:
+        colour = self.deps.colour
+        css = f":root {{ --sg-colour: {colour}; --sg-on-colour: {_on_colour(colour)}; }}\n"
+        return Response(css, media_type="text/css")
+
+    async def logo(self, request: Request) -> Response:
+        path = self.deps.logo_file
+        if path is None:
+            raise HTTPException(404)
+        data = await asyncio.to_thread(path.read_bytes)
+        if len(data) > _MAX_LOGO:
+            raise HTTPException(404)
+        if path.suffix.lower() == ".svg":
+            media = "image/svg+xml"
+        else:
+            kind = filetype.guess(data)
+            if kind is None or kind.mime not in ("image/png", "image/jpeg", "image/gif"):
+                raise HTTPException(404)
+            media = kind.mime
+        return Response(data, media_type=media, headers={"cache-control": "max-age=86400"})
+
+    async def health(self, request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    # helpers
+
+    async def _lookup(self, text: str) -> _Link | None:
+        try:
+            link_id = keys.b64url_decode(text)
+        except ValueError:
+            return None
+        if len(link_id) != keys.ID_SIZE or keys.b64url(link_id) != text:
+            return None
+        found = await asyncio.to_thread(self.deps.store.reader_by_link, keys.link_id_hash(link_id))
+        if found is None:
+            return None
+        envelope, reader = found
+        if envelope.state in LIVE_STATES and envelope.expires_at > datetime.now(UTC):
+            state = "live"
+        elif envelope.state in ("revoked", "superseded"):
+            state = "revoked"
+        else:
+            state = "expired"
+        return _Link(envelope, reader, state)
+
+    async def _checked(self, request: Request, *, json_body: bool, live_only: bool = True) -> _Link:
+        """The link of a POST, after the CSRF check; _Problem when it cannot be used."""
+        if not csrf_ok(request, request.headers.get(CSRF_HEADER), self.deps.origin):
+            raise _Problem(403, "csrf")
+        if json_body and request.headers.get("content-type", "").split(";")[0] != (
+            "application/json"
+        ):
+            raise _Problem(400, "bad-request")
+        link = await self._lookup(request.path_params["link"])
+        if link is None:
+            raise _Problem(410, "unknown")
+        if live_only and link.state != "live":
+            raise _Problem(410, link.state)
+        return link
+
+    async def _post(
+        self, request: Request, *, live_only: bool = True
+    ) -> tuple[_Link, dict[str, Any]]:
+        link = await self._checked(request, json_body=True, live_only=live_only)
+        try:
+            raw = await read_body(request, self.deps.settings.max_request_size)
+            body = json.loads(raw or b"{}")
+        except TooLarge:
+            raise _Problem(413, "too-large") from None
+        except ValueError:
+            raise _Problem(400, "bad-request") from None
+        if not isinstance(body, dict):
+            raise _Problem(400, "bad-request")
+        return link, body
+
+    def _methods(self, reader: ReaderRecord) -> list[str]:
+        methods = [m for m in reader.methods.split(",") if m]
+        usable = {
+            "email": True,
+            "sms": self.deps.sms is not None and bool(reader.phone),
+            "access-code": reader.access_code_hash is not None,
+        }
+        return [m for m in methods if usable.get(m)]
+
+    def _verified_by(self, request: Request, reader: ReaderRecord) -> str | None:
+        """ "session" or "device" if this browser may read as this reader, else None."""
+        now = datetime.now(UTC)
+        token = request.cookies.get(_SESSION)
+        if token:
+            session = self.deps.access.session(token, now)
+            if session and session.kind == "session" and session.reader_id == reader.reader_id:
+                return "session"
+        token = request.cookies.get(_DEVICE)
+        if token and self.deps.settings.remember_days:
+            device = self.deps.access.session(token, now)
+            if device and device.kind == "device" and device.address == reader.address.lower():
+                return "device"
+        return None
+
+    async def _require_verified(self, request: Request, link: _Link) -> str:
+        how = await asyncio.to_thread(self._verified_by, request, link.reader)
+        if how is None:
+            raise _Problem(401, "verify")
+        return how
+
+    async def _start_session(self, request: Request, response: Response, link: _Link) -> None:
+        token = secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
+        minutes = self.deps.settings.session_minutes
+        await asyncio.to_thread(
+            self.deps.access.add_session,
+            token,
+            kind="session",
+            now=now,
+            expires_at=now + timedelta(minutes=minutes),
+            reader_id=link.reader.reader_id,
+        )
+        path = f"/m/{request.path_params['link']}"
+        self._cookie(response, _SESSION, token, minutes * 60, path)
+
+    async def _remember_device(self, request: Request, response: Response, link: _Link) -> None:
+        token = secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
+        days = self.deps.settings.remember_days
+        await asyncio.to_thread(
+            self.deps.access.add_session,
+            token,
+            kind="device",
+            now=now,
+            expires_at=now + timedelta(days=days),
+            address=link.reader.address.lower(),
+        )
+        self._cookie(response, _DEVICE, token, days * 86400, "/m/")
+
+    def _cookie(self, response: Response, name: str, value: str, max_age: int, path: str) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path=path,
+            secure=self.deps.https,
+            httponly=True,
+            samesite="strict",
+        )
+
+    def _csrf_cookie(self, response: Response, token: str, request: Request) -> None:
+        if request.cookies.get(CSRF_COOKIE) != token:
+            self._cookie(response, CSRF_COOKIE, token, 86400, "/")
+
+    def _client(self, request: Request) -> str:
+        return client_address(request, self.deps.settings.trusted_proxies)
+
+    def _lang(self, request: Request) -> str:
+        return i18n.choose(
+            request.query_params.get("lang"),
+            request.cookies.get(_LANG),
+            request.headers.get("accept-language"),
+            self.deps.default_language,
+        )
+
+    def _render(
+        self, request: Request, name: str, context: dict[str, Any], status: int = 200
+    ) -> Response:
+        lang = self._lang(request)
+        logo = "/assets/logo" if self.deps.logo_file is not None else None
+        response = self.templates.TemplateResponse(
+            request,
+            name,
+            {
+                "lang": lang,
+                "other_lang": "nl" if lang == "en" else "en",
+                "t": i18n.strings(lang),
+                "org": {
+                    "name": self.deps.organisation,
+                    "logo_url": logo,
+                    "theme_url": "/assets/theme.css",
+                },
+                "path": request.url.path,
+                **context,
+            },
+            status_code=status,
+        )
+        if request.query_params.get("lang") == lang:
+            response.set_cookie(
+                _LANG, lang, max_age=365 * 86400, path="/", secure=self.deps.https,
+                httponly=True, samesite="strict",
+            )  # fmt: skip
+        return response
+
+    async def _event(self, link: _Link, kind: str, detail: str, *, first: bool = False) -> bool:
+        """Record an event; with ``first``, True only if the reader had none of this kind."""
+        store = self.deps.store
+        envelope_id, reader = link.envelope.envelope_id, link.reader
+
+        def record() -> bool:
+            before = first and any(
+                e.kind == kind and e.reader_id == reader.reader_id
+                for e in store.events(envelope_id)
+            )
+            store.record_event(
+                kind,
+                envelope_id=envelope_id,
+                reader_id=reader.reader_id,
+                address=reader.address,
+                detail=detail,
+            )
+            return first and not before
+
+        return await asyncio.to_thread(record)
+
+    async def _read_notice(self, link: _Link) -> None:
+        envelope = link.envelope
+        notifier = self.deps.notifier()
+        data = notifier.read_notice(
+            envelope.sender,
+            link.reader.address,
+            envelope.envelope_id,
+            datetime.now(UTC),
+            notifier.language(None, envelope.sender),
+        )
+        try:
+            await self.deps.send(self.deps.from_address, [envelope.sender], data)
+        except (TemporaryError, PermanentError) as error:
+            event(log, logging.WARNING, "read notice not sent",
+                  envelope=envelope.envelope_id, error=str(error))  # fmt: skip
+
+
+async def _pieces(source: Any) -> AsyncIterator[bytes]:
+    while True:
+        piece = await asyncio.to_thread(source.read, _PIECE)
+        if not piece:
+            return
+        yield piece
+
+
+def _json_error(problem: _Problem) -> JSONResponse:
+    body = {"error": problem.error, "message": _MESSAGES.get(problem.error, ""), **problem.extra}
+    headers = {}
+    if problem.status == 429 and problem.extra.get("retry_after"):
+        headers["retry-after"] = str(problem.extra["retry_after"])
+    return JSONResponse(body, status_code=problem.status, headers=headers)
+
+
+def _on_colour(colour: str) -> str:
+    """Black or white text on the brand colour, whichever contrasts more (WCAG luminance)."""
+
+    def channel(hex_pair: str) -> float:
+        value = int(hex_pair, 16) / 255
+        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(colour[i : i + 2]) for i in (1, 3, 5))
+    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    return "#000000" if (luminance + 0.05) / 0.05 > 1.05 / (luminance + 0.05) else "#ffffff"

@@ -1,0 +1,840 @@
+// Sealgate recipient portal: from the notification link to the decrypted message.
+//
+// The page (message.html) carries its data in <script type="application/json" id="sg-page">.
+// The secret lives only in the link's fragment: it is parsed here, used by sealed.js to
+// unlock the content key, and never sent, stored or logged. Message data is shown with
+// textContent only; the message's HTML goes into a sandboxed iframe (srcdoc) without scripts.
+
+import {
+  b64urlDecode,
+  openPartStream,
+  parseLink,
+  readManifest,
+  sealReply,
+  sha256Hex,
+  unlockGuest,
+} from "./sealed.js";
+
+const STEPS = ["boot", "link", "fatal", "method", "code", "loading", "message", "signed-out"];
+const INLINE_IMAGE_MAX = 5 * 1024 * 1024; // per inline image shown in the HTML (as a data: URL)
+const INLINE_TYPES = /^image\/(png|jpe?g|gif|webp|bmp|avif)$/i;
+const SIMPLE_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/i;
+
+class ApiError extends Error {
+  constructor(status, data) {
+    super(`HTTP ${status}`);
+    this.status = status;
+    this.data = data && typeof data === "object" ? data : {};
+    this.code = typeof this.data.error === "string" ? this.data.error : "";
+  }
+}
+
+class NetworkError extends Error {}
+
+class IntegrityError extends Error {}
+
+const state = {
+  page: null,
+  strings: {},
+  lang: "en",
+  csrf: "",
+  link: null, // {linkId, secret}: never leaves this module
+  method: null, // the verification method chosen
+  session: null, // {K, info, manifest} once the message is open
+  busy: false,
+  lockUntil: 0,
+  lockTimer: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+// --- words, numbers, dates ----------------------------------------------------------------
+
+function fill(template, values) {
+  return String(template).replace(/\{(\w+)\}/g, (match, key) =>
+    Object.prototype.hasOwnProperty.call(values, key) ? String(values[key]) : match,
+  );
+}
+
+function str(key, values = {}) {
+  const template = typeof state.strings[key] === "string" ? state.strings[key] : key;
+  return fill(template, values);
+}
+
+function formatSize(bytes) {
+  const units = ["byte", "kilobyte", "megabyte", "gigabyte"];
+  let value = Math.max(0, Number(bytes) || 0);
+  let index = 0;
+  while (value >= 1000 && index < units.length - 1) {
+    value /= 1000;
+    index += 1;
+  }
+  try {
+    return new Intl.NumberFormat(state.lang, {
+      style: "unit",
+      unit: units[index],
+      unitDisplay: index === 0 ? "long" : "short",
+      maximumFractionDigits: index === 0 ? 0 : 1,
+    }).format(value);
+  } catch {
+    return `${Math.round(value)} ${["B", "kB", "MB", "GB"][index]}`;
+  }
+}
+
+function formatDuration(seconds) {
+  const whole = Math.max(1, Math.ceil(seconds));
+  const [value, unit] = whole >= 120 ? [Math.ceil(whole / 60), "minute"] : [whole, "second"];
+  try {
+    return new Intl.NumberFormat(state.lang, { style: "unit", unit, unitDisplay: "long" }).format(value);
+  } catch {
+    return `${value} ${unit}s`;
+  }
+}
+
+function formatDate(value) {
+  if (!value) return "";
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return String(value);
+  try {
+    return new Intl.DateTimeFormat(state.lang, { dateStyle: "long", timeStyle: "short" }).format(date);
+  } catch {
+    return date.toLocaleString();
+  }
+}
+
+// --- page state -------------------------------------------------------------------------
+
+function showStep(name) {
+  for (const step of STEPS) {
+    const element = $(`sg-step-${step}`);
+    if (element) element.hidden = step !== name;
+  }
+  setError("");
+  const heading = $(`sg-step-${name}`)?.querySelector("h1, h2");
+  if (heading) heading.focus();
+}
+
+function setError(message) {
+  $("sg-error").textContent = message || "";
+}
+
+function setText(id, text) {
+  const element = $(id);
+  if (element) element.textContent = text || "";
+}
+
+function locked() {
+  return Date.now() < state.lockUntil;
+}
+
+function updateControls() {
+  const disabled = state.busy || locked();
+  for (const button of document.querySelectorAll("[data-method], #sg-code-submit, #sg-resend")) {
+    button.disabled = disabled;
+  }
+  $("sg-other-method").disabled = state.busy;
+}
+
+function setBusy(busy) {
+  state.busy = busy;
+  updateControls();
+}
+
+function startLock(seconds) {
+  state.lockUntil = Date.now() + Math.max(1, seconds) * 1000;
+  clearInterval(state.lockTimer);
+  const tick = () => {
+    const left = (state.lockUntil - Date.now()) / 1000;
+    if (left <= 0) {
+      clearInterval(state.lockTimer);
+      state.lockTimer = null;
+      setText("sg-wait", "");
+    } else {
+      setText("sg-wait", str("locked_wait", { time: formatDuration(left) }));
+    }
+    updateControls();
+  };
+  tick();
+  state.lockTimer = setInterval(tick, 1000);
+}
+
+// --- the server -------------------------------------------------------------------------
+
+async function post(url, body) {
+  const headers = { "X-CSRF-Token": state.csrf };
+  let payload;
+  if (body instanceof Uint8Array) {
+    headers["Content-Type"] = "application/octet-stream";
+    payload = body;
+  } else {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body ?? {});
+  }
+  let response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      headers,
+      body: payload,
+      credentials: "same-origin",
+      cache: "no-store",
+      redirect: "error",
+    });
+  } catch {
+    throw new NetworkError("network");
+  }
+  if (!response.ok) {
+    let data = {};
+    try {
+      data = await response.json();
+    } catch {
+      data = {};
+    }
+    throw new ApiError(response.status, data);
+  }
+  return response;
+}
+
+async function postJson(url, body) {
+  const response = await post(url, body);
+  try {
+    return await response.json();
+  } catch {
+    throw new ApiError(response.status, { error: "bad-response" });
+  }
+}
+
+function describe(error) {
+  if (error instanceof NetworkError) return str("error_network");
+  if (!(error instanceof ApiError)) return str("error_server");
+  switch (error.code) {
+    case "wrong-code": {
+      const left = Number(error.data.attempts_left);
+      if (Number.isFinite(left) && left <= 0) return str("error_no_attempts");
+      return str("error_wrong_code", { attempts: Number.isFinite(left) ? left : "?" });
+    }
+    case "locked":
+      return str("error_locked", { time: formatDuration(Number(error.data.retry_after) || 60) });
+    case "too-large":
+      return str("error_too_large");
+    case "method":
+      return str("error_method");
+    case "csrf":
+      return str("error_csrf");
+    case "verify":
+      return str("error_verify");
+    case "bad-request":
+      return str("error_bad_request");
+    default:
+      break;
+  }
+  if (error.status === 413) return str("error_too_large");
+  if (error.status === 429) return str("error_locked", { time: formatDuration(60) });
+  if (error.status === 400) return str("error_bad_request");
+  if (typeof error.data.message === "string" && error.data.message) return error.data.message;
+  return str("error_server");
+}
+
+// Handle the errors every request can meet; returns true when the page moved on.
+function handleCommon(error) {
+  if (!(error instanceof ApiError)) return false;
+  if (error.status === 410) {
+    // expired, revoked or unknown: the page itself now renders gone.html
+    location.reload();
+    return true;
+  }
+  if (error.status === 401 && error.code !== "wrong-code") {
+    forgetMessage();
+    startVerify(str("error_verify"));
+    return true;
+  }
+  if (error.status === 429) startLock(Number(error.data.retry_after) || 60);
+  return false;
+}
+
+// --- verifying ----------------------------------------------------------------------------
+
+function methodButtons() {
+  return Array.from(document.querySelectorAll("[data-method]"));
+}
+
+function startVerify(message = "") {
+  const methods = methodButtons().map((button) => button.dataset.method);
+  if (methods.length === 0) {
+    fatal(str("error_method"));
+    return;
+  }
+  if (methods.length === 1 && methods[0] === "access-code") {
+    showCodeStep("access-code", null);
+  } else {
+    showStep("method");
+  }
+  setError(message);
+}
+
+async function chooseMethod(method) {
+  if (state.busy || locked()) return;
+  if (method === "access-code") {
+    showCodeStep(method, null);
+    return;
+  }
+  setError("");
+  setText("sg-method-status", str("sending_code"));
+  setBusy(true);
+  try {
+    const sent = await postJson(state.page.api.code, { method });
+    showCodeStep(method, sent);
+  } catch (error) {
+    if (!handleCommon(error)) setError(describe(error));
+  } finally {
+    setText("sg-method-status", "");
+    setBusy(false);
+  }
+}
+
+function describeSent(method, sent) {
+  const fallback = method === "sms" ? state.page.phone_masked : state.page.recipient_masked;
+  const masked = (sent && typeof sent.sent_to === "string" && sent.sent_to) || fallback || "";
+  setText(
+    "sg-code-hint",
+    str(method === "sms" ? "code_sent_sms" : "code_sent_email", {
+      length: state.page.code_length,
+      masked,
+    }),
+  );
+  const seconds = Number(sent?.expires_in);
+  setText(
+    "sg-code-valid",
+    Number.isFinite(seconds) && seconds > 0
+      ? str("code_valid", { minutes: Math.max(1, Math.round(seconds / 60)) })
+      : "",
+  );
+}
+
+function showCodeStep(method, sent) {
+  state.method = method;
+  const input = $("sg-code");
+  input.value = "";
+  if (method === "access-code") {
+    setText("sg-code-label", str("access_code_label"));
+    input.inputMode = "text";
+    input.autocomplete = "off";
+    setText("sg-code-hint", str("access_code_hint"));
+    setText("sg-code-valid", "");
+  } else {
+    setText("sg-code-label", str("code_label"));
+    input.inputMode = "numeric";
+    input.autocomplete = "one-time-code";
+    describeSent(method, sent);
+  }
+  $("sg-resend").hidden = method === "access-code";
+  $("sg-other-method").hidden = methodButtons().length < 2;
+  setText("sg-code-status", "");
+  showStep("code");
+}
+
+async function resendCode() {
+  if (state.busy || locked() || !state.method || state.method === "access-code") return;
+  setError("");
+  setText("sg-code-status", str("sending_code"));
+  setBusy(true);
+  try {
+    const sent = await postJson(state.page.api.code, { method: state.method });
+    describeSent(state.method, sent);
+    setText("sg-code-status", str("code_resent"));
+  } catch (error) {
+    setText("sg-code-status", "");
+    if (!handleCommon(error)) setError(describe(error));
+  } finally {
+    setBusy(false);
+  }
+}
+
+async function submitCode(event) {
+  event.preventDefault();
+  if (state.busy || locked()) return;
+  const input = $("sg-code");
+  const code =
+    state.method === "access-code" ? input.value.trim() : input.value.replace(/[\s-]+/g, "");
+  if (!code) {
+    setError(str("code_missing"));
+    input.focus();
+    return;
+  }
+  setError("");
+  setText("sg-code-status", str("verifying"));
+  setBusy(true);
+  let verified = false;
+  try {
+    await postJson(state.page.api.verify, {
+      method: state.method,
+      code,
+      remember: Boolean($("sg-remember")?.checked),
+    });
+    verified = true;
+  } catch (error) {
+    setText("sg-code-status", "");
+    if (!handleCommon(error)) {
+      setError(describe(error));
+      input.focus();
+      input.select();
+    }
+  } finally {
+    setBusy(false);
+  }
+  if (verified) {
+    input.value = "";
+    setText("sg-code-status", "");
+    await openMessage();
+  }
+}
+
+// --- opening ------------------------------------------------------------------------------
+
+function setProgress(text, fraction) {
+  setText("sg-progress-text", text);
+  const bar = $("sg-progress");
+  if (fraction === null || fraction === undefined) bar.removeAttribute("value");
+  else bar.value = Math.min(1, Math.max(0, fraction));
+}
+
+function fatal(message) {
+  forgetMessage();
+  setText("sg-fatal-text", message);
+  showStep("fatal");
+}
+
+async function openMessage() {
+  showStep("loading");
+  $("sg-retry").hidden = true;
+  setProgress(str("opening"), null);
+  let info;
+  try {
+    info = await postJson(state.page.api.open, {});
+  } catch (error) {
+    openFailed(error);
+    return;
+  }
+  let K;
+  try {
+    setProgress(str("decrypting"), null);
+    K = await unlockGuest({
+      linkId: state.link.linkId,
+      secret: state.link.secret,
+      readerId: info.reader_id,
+      encryptedPrivateKey: b64urlDecode(info.encrypted_private_key),
+      wrappedKey: b64urlDecode(info.wrapped_key),
+    });
+  } catch {
+    fatal(str("error_cannot_open"));
+    return;
+  }
+  let sealed;
+  try {
+    const response = await post(`${state.page.api.part}0`, {});
+    sealed = new Uint8Array(await response.arrayBuffer());
+  } catch (error) {
+    openFailed(error instanceof ApiError ? error : new NetworkError("network"));
+    return;
+  }
+  let manifest;
+  try {
+    manifest = await readManifest(K, info.envelope_id, sealed);
+  } catch {
+    fatal(str("error_cannot_open"));
+    return;
+  }
+  state.session = { K, info, manifest };
+  render(state.session);
+}
+
+function openFailed(error) {
+  if (handleCommon(error)) return;
+  setProgress("", 0);
+  setError(describe(error));
+  $("sg-retry").hidden = false;
+}
+
+// Fetch part n and decrypt it as it arrives; onFraction gets 0..1 of the sealed bytes.
+async function fetchPart(session, n, onFraction) {
+  const response = await post(`${state.page.api.part}${n}`, {});
+  const listed = (session.info.parts || []).find((part) => part.part === n);
+  const total = Number(response.headers.get("Content-Length")) || Number(listed?.sealed_size) || 0;
+  let received = 0;
+  const counted = response.body.pipeThrough(
+    new TransformStream({
+      transform(chunk, controller) {
+        received += chunk.byteLength;
+        if (onFraction && total > 0) onFraction(Math.min(1, received / total));
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  return openPartStream(session.K, session.info.envelope_id, n, counted);
+}
+
+async function checkEntry(entry, chunks) {
+  const size = chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0);
+  if (size !== Number(entry.size)) throw new IntegrityError("size");
+  const digest = await sha256Hex(chunks);
+  if (digest !== String(entry.sha256).toLowerCase()) throw new IntegrityError("sha256");
+}
+
+// --- showing the message ------------------------------------------------------------------
+
+function joined(list) {
+  return Array.isArray(list) ? list.filter((item) => typeof item === "string").join(", ") : "";
+}
+
+function render(session) {
+  const { info, manifest } = session;
+  const headers = manifest.headers && typeof manifest.headers === "object" ? manifest.headers : {};
+  setText("sg-subject", headers.subject || str("no_subject"));
+  setText("sg-from", joined(headers.from) || info.sender || state.page.sender);
+  setText("sg-to", joined(headers.to));
+  const cc = joined(headers.cc);
+  setText("sg-cc", cc);
+  $("sg-cc-row").hidden = !cc;
+  setText("sg-date", headers.date ? formatDate(headers.date) : "");
+  setText("sg-available", str("available_until", { date: formatDate(info.expires_at || state.page.expires_at) }));
+  $("sg-problems").hidden = !(Array.isArray(manifest.problems) && manifest.problems.length);
+
+  const text = typeof manifest.text === "string" ? manifest.text : "";
+  const html = typeof manifest.html === "string" && manifest.html.trim() ? manifest.html : "";
+  $("sg-html-block").hidden = !html;
+  $("sg-text").hidden = Boolean(html) || !text;
+  $("sg-text-details").hidden = !(html && text);
+  setText(html ? "sg-text-alt" : "sg-text", text);
+  setText(html ? "sg-text" : "sg-text-alt", "");
+
+  const attachments = Array.isArray(manifest.attachments) ? manifest.attachments : [];
+  const shownInline = html ? inlineReferences(html, attachments) : new Map();
+  const list = $("sg-attachment-list");
+  list.replaceChildren();
+  for (const entry of attachments) {
+    if ([...shownInline.values()].includes(entry)) continue;
+    const item = $("sg-attachment-template").content.firstElementChild.cloneNode(true);
+    wireFile(item, entry, str("download_named", { name: entry.filename }));
+    list.append(item);
+  }
+  $("sg-attachments").hidden = list.children.length === 0;
+
+  const original = manifest.original;
+  $("sg-original-section").hidden = !(original && Number.isInteger(original.part));
+  if (original && Number.isInteger(original.part)) {
+    const item = $("sg-original").cloneNode(true); // drops listeners of an earlier render
+    $("sg-original").replaceWith(item);
+    wireFile(item, original, null);
+  }
+
+  const reply = info.reply && typeof info.reply.public_key === "string" ? info.reply : null;
+  $("sg-reply").hidden = !reply;
+  if (reply) {
+    const limit = Number(reply.max_size) || Number(state.page.reply_max_size) || 0;
+    setText("sg-reply-limit", limit ? str("reply_limit", { size: formatSize(limit) }) : "");
+  }
+
+  showStep("message");
+  if (html) showHtml(session, html, shownInline);
+  else $("sg-html").removeAttribute("srcdoc");
+}
+
+// The inline images the HTML refers to by cid:, keyed by content id.
+function inlineReferences(html, attachments) {
+  const byId = new Map();
+  for (const entry of attachments) {
+    if (typeof entry.content_id === "string" && entry.content_id && INLINE_TYPES.test(entry.content_type)) {
+      byId.set(entry.content_id.toLowerCase(), entry);
+    }
+  }
+  const used = new Map();
+  if (!byId.size || !/cid:/i.test(html)) return used;
+  const doc = new DOMParser().parseFromString(html, "text/html");
+  for (const { value } of cidAttributes(doc)) {
+    const entry = byId.get(value);
+    if (entry && Number(entry.size) <= INLINE_IMAGE_MAX) used.set(value, entry);
+  }
+  return used;
+}
+
+function* cidAttributes(doc) {
+  for (const element of doc.querySelectorAll("[src], [background]")) {
+    for (const name of ["src", "background"]) {
+      const raw = element.getAttribute(name);
+      if (!raw || !/^\s*cid:/i.test(raw)) continue;
+      let value = raw.trim().slice(4);
+      try {
+        value = decodeURIComponent(value);
+      } catch {
+        // keep it as written
+      }
+      yield { element, name, value: value.replace(/^<|>$/g, "").toLowerCase() };
+    }
+  }
+}
+
+function dataUrl(chunks, type) {
+  const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return `data:${type};base64,${toBase64(bytes)}`;
+}
+
+// The HTML goes into <iframe sandbox srcdoc>: no scripts, an opaque origin. Inline images
+// become data: URLs (blob: URLs of this page do not load in the opaque-origin frame). Links
+// get target=_blank, which the sandbox (no allow-popups) then refuses: a click does nothing,
+// instead of navigating the frame away from the message.
+async function showHtml(session, html, inline) {
+  const urls = new Map();
+  for (const [cid, entry] of inline) {
+    try {
+      const chunks = await fetchPart(session, entry.part);
+      await checkEntry(entry, chunks);
+      urls.set(cid, dataUrl(chunks, entry.content_type.toLowerCase()));
+    } catch (error) {
+      if (handleCommon(error)) return;
+      // the image stays missing; the original message still has it
+    }
+  }
+  const doc = new DOMParser().parseFromString(html, "text/html");
+  for (const { element, name, value } of cidAttributes(doc)) {
+    if (urls.has(value)) element.setAttribute(name, urls.get(value));
+  }
+  for (const link of doc.querySelectorAll("a[href], area[href]")) {
+    link.setAttribute("target", "_blank");
+    link.setAttribute("rel", "noopener noreferrer");
+  }
+  if (state.session === session) {
+    $("sg-html").srcdoc = `<!doctype html>\n${doc.documentElement.outerHTML}`;
+  }
+}
+
+function wireFile(item, entry, buttonLabel) {
+  item.querySelector(".sg-file-name").textContent = entry.filename || "";
+  item.querySelector(".sg-file-size").textContent = formatSize(entry.size);
+  const button = item.querySelector(".sg-download");
+  if (buttonLabel) button.setAttribute("aria-label", buttonLabel);
+  button.addEventListener("click", () => download(item, entry));
+}
+
+async function download(item, entry) {
+  const session = state.session;
+  if (!session) return;
+  const button = item.querySelector(".sg-download");
+  const bar = item.querySelector(".sg-file-progress");
+  const status = item.querySelector(".sg-file-status");
+  const problem = item.querySelector(".sg-file-error");
+  const name = entry.filename || "";
+  let shown = -1;
+  const progress = (fraction) => {
+    bar.value = fraction;
+    const percent = Math.floor(fraction * 4) * 25; // announce in quarters, not every chunk
+    if (percent !== shown) {
+      shown = percent;
+      status.textContent = str("download_progress", { name, percent });
+    }
+  };
+  button.disabled = true;
+  problem.textContent = "";
+  bar.hidden = false;
+  bar.removeAttribute("value");
+  progress(0);
+  try {
+    const chunks = await fetchPart(session, entry.part, progress);
+    await checkEntry(entry, chunks);
+    save(chunks, name, entry.content_type);
+    status.textContent = str("download_ready", { name });
+  } catch (error) {
+    status.textContent = "";
+    if (error instanceof ApiError || error instanceof NetworkError) {
+      if (!handleCommon(error)) problem.textContent = describe(error);
+    } else {
+      problem.textContent = str("download_failed", { name });
+    }
+  } finally {
+    button.disabled = false;
+    bar.hidden = true;
+  }
+}
+
+function save(chunks, filename, type) {
+  const blob = new Blob(chunks, { type: SIMPLE_TYPE.test(type || "") ? type : "application/octet-stream" });
+  const url = URL.createObjectURL(blob);
+  const anchor = document.createElement("a");
+  anchor.href = url;
+  anchor.download = filename || "download";
+  anchor.hidden = true;
+  document.body.append(anchor);
+  anchor.click();
+  anchor.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+// --- replying -----------------------------------------------------------------------------
+
+function toBase64(bytes) {
+  if (typeof bytes.toBase64 === "function") return bytes.toBase64();
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+function replySubject(subject) {
+  const text = typeof subject === "string" ? subject.trim() : "";
+  if (/^re\s*:/i.test(text)) return text;
+  return text ? `Re: ${text}` : "Re:";
+}
+
+async function sendReply(event) {
+  event.preventDefault();
+  const session = state.session;
+  const reply = session?.info?.reply;
+  if (!reply || state.busy) return;
+  const form = $("sg-reply-form");
+  const text = $("sg-reply-text").value;
+  const files = Array.from($("sg-reply-files").files || []);
+  setText("sg-reply-error", "");
+  setText("sg-reply-status", "");
+  if (!text.trim() && files.length === 0) {
+    setText("sg-reply-error", str("reply_empty"));
+    $("sg-reply-text").focus();
+    return;
+  }
+  const limit = Number(reply.max_size) || Number(state.page.reply_max_size) || 0;
+  const tooLarge = () => setText("sg-reply-error", str("reply_too_large", { size: formatSize(limit) }));
+  // base64 makes files 4/3 larger: refuse early what cannot fit, before reading it
+  const estimate = files.reduce((sum, file) => sum + Math.ceil(file.size / 3) * 4, 0) + text.length;
+  if (limit && estimate > limit) {
+    tooLarge();
+    return;
+  }
+  const button = $("sg-reply-send");
+  button.disabled = true;
+  state.busy = true;
+  setText("sg-reply-status", str("reply_sending"));
+  try {
+    const attachments = [];
+    for (const file of files) {
+      attachments.push({
+        filename: file.name,
+        content_type: SIMPLE_TYPE.test(file.type) ? file.type : "application/octet-stream",
+        data: new Uint8Array(await file.arrayBuffer()),
+      });
+    }
+    const content = {
+      format: 1,
+      in_reply_to: session.info.envelope_id,
+      subject: replySubject(session.manifest.headers?.subject),
+      text,
+      attachments,
+    };
+    const blob = await sealReply(b64urlDecode(reply.public_key), content);
+    if (limit && blob.byteLength > limit) {
+      setText("sg-reply-status", "");
+      tooLarge();
+      return;
+    }
+    await post(state.page.api.reply, blob);
+    form.reset();
+    setText("sg-reply-status", str("reply_sent"));
+  } catch (error) {
+    setText("sg-reply-status", "");
+    if (error instanceof ApiError || error instanceof NetworkError) {
+      if (!handleCommon(error)) setText("sg-reply-error", describe(error));
+    } else {
+      setText("sg-reply-error", str("error_server"));
+    }
+  } finally {
+    state.busy = false;
+    button.disabled = false;
+  }
+}
+
+// --- signing out --------------------------------------------------------------------------
+
+function forgetMessage() {
+  state.session = null;
+  for (const id of ["sg-subject", "sg-from", "sg-to", "sg-cc", "sg-date", "sg-text", "sg-text-alt"]) {
+    setText(id, "");
+  }
+  $("sg-html").removeAttribute("srcdoc");
+  $("sg-attachment-list").replaceChildren();
+}
+
+async function signOut(forgetDevice) {
+  if (state.busy) return;
+  setBusy(true);
+  setError("");
+  try {
+    await postJson(state.page.api.logout, { forget_device: forgetDevice });
+  } catch (error) {
+    // 401/410: there is no session (any more), which is what signing out wants
+    if (!(error instanceof ApiError && (error.status === 401 || error.status === 410))) {
+      setError(describe(error));
+      setBusy(false);
+      return;
+    }
+  }
+  setBusy(false);
+  forgetMessage();
+  $("sg-reply-form").reset();
+  state.page.session = false;
+  state.page.device = false;
+  showStep("signed-out");
+}
+
+// --- start --------------------------------------------------------------------------------
+
+function keepFragmentOnLanguageLink() {
+  // ?lang= reloads the page: keep the fragment so the link still opens (it is not sent).
+  const link = $("sg-lang");
+  if (link && location.hash) link.setAttribute("href", link.getAttribute("href") + location.hash);
+}
+
+function wire() {
+  for (const button of methodButtons()) {
+    button.addEventListener("click", () => chooseMethod(button.dataset.method));
+  }
+  $("sg-code-form").addEventListener("submit", submitCode);
+  $("sg-resend").addEventListener("click", resendCode);
+  $("sg-other-method").addEventListener("click", () => {
+    if (!state.busy) startVerify();
+  });
+  $("sg-retry").addEventListener("click", () => openMessage());
+  $("sg-reply-form").addEventListener("submit", sendReply);
+  $("sg-logout").addEventListener("click", () => signOut(false));
+  $("sg-forget").addEventListener("click", () => signOut(true));
+}
+
+function main() {
+  const data = $("sg-page");
+  if (!data) return;
+  state.page = JSON.parse(data.textContent);
+  state.strings = state.page.strings && typeof state.page.strings === "object" ? state.page.strings : {};
+  state.lang = document.documentElement.lang || "en";
+  state.csrf = document.querySelector('meta[name="csrf-token"]')?.getAttribute("content") || "";
+  keepFragmentOnLanguageLink();
+  setText("sg-expiry", str("available_until", { date: formatDate(state.page.expires_at) }));
+
+  if (!window.isSecureContext || !window.crypto?.subtle || typeof TransformStream !== "function") {
+    setText("sg-fatal-text", str("error_unsupported"));
+    showStep("fatal");
+    return;
+  }
+  try {
+    state.link = parseLink(location.href);
+  } catch {
+    showStep("link");
+    return;
+  }
+  wire();
+  if (state.page.session || state.page.device) openMessage();
+  else startVerify();
+}
+
+main();

@@ -1,0 +1,100 @@
+"""How a protected recipient proves who they are: the methods offered, from the message.
+
+The policy names the methods a rule allows (``verify = ["email", "sms",
+"access-code"]``); the sender may supply what some need, in header fields that
+Sealgate removes before anything leaves:
+
+- ``X-Sealgate-Access-Code: <code>``: a code the sender tells the recipient
+  another way (phone, letter). Stored only as an HMAC keyed outside the
+  database.
+- ``X-Sealgate-Phone: +31612345678`` (every protected recipient) or
+  ``X-Sealgate-Phone: bob@example.net +31612345678; carol@example.be +32470123456``:
+  numbers for SMS codes, E.164.
+
+Without a rule's list, a recipient gets email codes, plus SMS when a number
+was given (and an SMS provider is configured), plus the access code when one
+was given. A recipient whose rule needs a method nothing was supplied for is
+missing something: the pipeline holds them and asks the sender.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway import message
+
+ACCESS_CODE_FIELD = "X-Sealgate-Access-Code"
+PHONE_FIELD = "X-Sealgate-Phone"
+INSTRUCTION_FIELDS = (ACCESS_CODE_FIELD, PHONE_FIELD)
+_ACCESS_LABEL = b"sealgate access code\x00"
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+@dataclass(frozen=True)
+class Factors:
+    """One recipient's second factors, as the reader record stores them."""
+
+    methods: tuple[str, ...]
+    access_code_hash: bytes | None = None
+    phone: str | None = None
+    missing: tuple[str, ...] = ()  # "phone", "access-code": what the rule needs but lacks
+
+
+def access_code_hash(secret: bytes, code: str) -> bytes:
+    """The stored form of a sender-supplied access code (blanks and case do not matter)."""
+    normalised = "".join(code.split()).casefold().encode("utf-8")
+    return hmac.new(secret, _ACCESS_LABEL + normalised, hashlib.sha256).digest()
+
+
+def normal_phone(text: str) -> str | None:
+    """``+31 6 1234 5678`` -> ``+31612345678``; None if it is not an E.164 number."""
+    compact = re.sub(r"[\s().-]", "", text)
+    return compact if _E164.fullmatch(compact) else None
+
+
+def phones(data: bytes, recipients: Sequence[str]) -> dict[str, str]:
+    """Phone numbers per recipient from the X-Sealgate-Phone fields (invalid ones ignored)."""
+    found: dict[str, str] = {}
+    wanted = {r.lower(): r for r in recipients}
+    for value in message.all_values(data, PHONE_FIELD):
+        for item in re.split(r"[;,]", value):
+            words = item.replace("=", " ").split()
+            addressed = bool(words) and "@" in words[0]
+            number = normal_phone("".join(words[1:] if addressed else words))
+            if number is None:
+                continue
+            if not addressed:
+                for recipient in recipients:
+                    found.setdefault(recipient, number)
+            elif words[0].lower() in wanted:
+                found[wanted[words[0].lower()]] = number
+    return found
+
+
+def factors(
+    rule: Sequence[str] | None,
+    *,
+    phone: str | None,
+    access_code: str | None,
+    secret: bytes,
+    sms: bool,
+) -> Factors:
+    """The methods one recipient is offered, and what the rule needs that is missing."""
+    code_hash = access_code_hash(secret, access_code) if access_code else None
+    if rule is None:
+        methods = ["email"]
+        if phone and sms:
+            methods.append("sms")
+        if code_hash:
+            methods.append("access-code")
+        return Factors(tuple(methods), code_hash, phone)
+    available = {"email": True, "sms": bool(phone and sms), "access-code": code_hash is not None}
+    methods = [m for m in rule if available.get(m)]
+    missing: list[str] = []
+    if not methods:
+        missing = ["phone" if m == "sms" else m for m in rule if m != "email"]
+    return Factors(tuple(methods), code_hash, phone, tuple(missing))

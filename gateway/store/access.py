@@ -1,0 +1,333 @@
+"""The portal's state in the store: one-time codes, throttles, sessions, replies, threads.
+
+Everything here is short-lived and holds secrets only as hashes: a code as an
+HMAC keyed outside the database, a session or device token as its SHA-256.
+Throttles live in the database, not in memory, so that several worker
+processes (and restarts) share one count of failed attempts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from gateway.store.database import Store, append_event
+from gateway.store.schema import codes, replies, sessions, threads, throttles
+
+
+@dataclass(frozen=True)
+class ActiveCode:
+    code_id: int
+    code_hash: bytes
+    failures: int
+
+
+@dataclass(frozen=True)
+class Session:
+    kind: str  # "session" | "device"
+    reader_id: str | None
+    address: str | None
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class QueuedReply:
+    reply_id: str
+    envelope_id: str
+    reader_id: str
+    attempts: int
+    blob: bytes
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii", "replace")).digest()
+
+
+def message_id_hash(message_id: str) -> bytes:
+    """Message-IDs compared case-sensitively, without the angle brackets' surroundings."""
+    return hashlib.sha256(message_id.strip().encode("utf-8", "surrogateescape")).digest()
+
+
+class Access:
+    """The portal's queries, on the envelopes' store (same database, same transactions)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # codes
+
+    def issue_code(
+        self, reader_id: str, method: str, code_hash: bytes, now: datetime, ttl: timedelta
+    ) -> None:
+        """A new code for the reader; earlier unused codes of the reader stop working."""
+        with self.store.transaction(f"issuing a code for {reader_id}", write=True) as conn:
+            conn.execute(
+                update(codes)
+                .where(codes.c.reader_id == reader_id, codes.c.used == 0)
+                .values(used=1)
+            )
+            conn.execute(
+                insert(codes),
+                {
+                    "reader_id": reader_id,
+                    "method": method,
+                    "code_hash": code_hash,
+                    "created_at": now,
+                    "expires_at": now + ttl,
+                    "failures": 0,
+                    "used": 0,
+                },
+            )
+
+    def active_code(self, reader_id: str, method: str, now: datetime) -> ActiveCode | None:
+        query = (
+            select(codes.c.code_id, codes.c.code_hash, codes.c.failures)
+            .where(
+                codes.c.reader_id == reader_id,
+                codes.c.method == method,
+                codes.c.used == 0,
+                codes.c.expires_at > now,
+            )
+            .order_by(codes.c.code_id.desc())
+            .limit(1)
+        )
+        with self.store.transaction(f"reading the code of {reader_id}", write=False) as conn:
+            row = conn.execute(query).first()
+        return None if row is None else ActiveCode(row.code_id, row.code_hash, row.failures)
+
+    def code_failed(self, code_id: int, max_failures: int) -> int:
+        """Count a wrong guess against the code; it stops working at ``max_failures``."""
+        with self.store.transaction("counting a wrong code", write=True) as conn:
+            conn.execute(
+                update(codes)
+                .where(codes.c.code_id == code_id)
+                .values(failures=codes.c.failures + 1)
+            )
+            failures = conn.scalar(select(codes.c.failures).where(codes.c.code_id == code_id))
+            if failures is not None and failures >= max_failures:
+                conn.execute(update(codes).where(codes.c.code_id == code_id).values(used=1))
+        return int(failures or 0)
+
+    def code_used(self, code_id: int) -> bool:
+        """Spend the code; False if it was spent already (two tabs, one code)."""
+        with self.store.transaction("spending a code", write=True) as conn:
+            changed = conn.execute(
+                update(codes).where(codes.c.code_id == code_id, codes.c.used == 0).values(used=1)
+            )
+        return changed.rowcount == 1
+
+    # throttles
+
+    def locked_until(self, key: str, now: datetime) -> datetime | None:
+        query = select(throttles.c.locked_until).where(throttles.c.key == key)
+        with self.store.transaction("reading a throttle", write=False) as conn:
+            until = conn.scalar(query)
+        return until if until is not None and until > now else None
+
+    def count(
+        self,
+        key: str,
+        now: datetime,
+        *,
+        limit: int,
+        window: timedelta,
+        lockout: timedelta,
+        backoff: timedelta = timedelta(0),
+    ) -> datetime | None:
+        """Count one failure (or one use) under ``key``; the time it is locked until.
+
+        Failures within ``window`` add up; at ``limit`` the key is locked for
+        ``lockout``. Before that each failure waits ``backoff`` doubled per
+        failure (1, 2, 4, ... times), never longer than the lockout.
+        """
+        with self.store.transaction("counting against a throttle", write=True) as conn:
+            row = conn.execute(select(throttles).where(throttles.c.key == key)).first()
+            if row is None or row.window_start + window <= now:
+                failures, start = 1, now
+            else:
+                failures, start = row.failures + 1, row.window_start
+            if failures >= limit:
+                until: datetime | None = now + lockout
+            elif backoff:
+                until = now + min(backoff * 2 ** (failures - 1), lockout)
+            else:
+                until = None
+            values = {"failures": failures, "window_start": start, "locked_until": until}
+            if row is None:
+                conn.execute(insert(throttles), {"key": key, **values})
+            else:
+                conn.execute(update(throttles).where(throttles.c.key == key).values(values))
+        return until
+
+    def clear(self, key: str) -> None:
+        with self.store.transaction("clearing a throttle", write=True) as conn:
+            conn.execute(delete(throttles).where(throttles.c.key == key))
+
+    # sessions and remembered devices
+
+    def add_session(
+        self,
+        token: str,
+        *,
+        kind: str,
+        now: datetime,
+        expires_at: datetime,
+        reader_id: str | None = None,
+        address: str | None = None,
+    ) -> None:
+        with self.store.transaction(f"starting a {kind}", write=True) as conn:
+            conn.execute(
+                insert(sessions),
+                {
+                    "token_hash": token_hash(token),
+                    "kind": kind,
+                    "reader_id": reader_id,
+                    "address": address,
+                    "created_at": now,
+                    "expires_at": expires_at,
+                },
+            )
+
+    def session(self, token: str, now: datetime) -> Session | None:
+        query = select(sessions).where(
+            sessions.c.token_hash == token_hash(token), sessions.c.expires_at > now
+        )
+        with self.store.transaction("reading a session", write=False) as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return Session(row.kind, row.reader_id, row.address, row.expires_at)
+
+    def end_session(self, token: str) -> None:
+        with self.store.transaction("ending a session", write=True) as conn:
+            conn.execute(delete(sessions).where(sessions.c.token_hash == token_hash(token)))
+
+    def sweep(self, now: datetime, *, keep: timedelta = timedelta(days=1)) -> int:
+        """Forget expired sessions, spent or expired codes and stale throttles."""
+        with self.store.transaction("sweeping portal state", write=True) as conn:
+            removed = conn.execute(delete(sessions).where(sessions.c.expires_at <= now)).rowcount
+            removed += conn.execute(
+                delete(codes).where(or_(codes.c.expires_at <= now, codes.c.used == 1))
+            ).rowcount
+            removed += conn.execute(
+                delete(throttles).where(
+                    throttles.c.window_start <= now - keep,
+                    or_(throttles.c.locked_until.is_(None), throttles.c.locked_until <= now),
+                )
+            ).rowcount
+        return removed
+
+    # secure replies
+
+    def queue_reply(
+        self,
+        reply_id: str,
+        envelope_id: str,
+        reader_id: str,
+        address: str,
+        blob: bytes,
+        now: datetime,
+    ) -> bool:
+        """Keep an uploaded reply (encrypted to the reply key) until it is delivered.
+
+        False if this reply id was uploaded before (a retried upload): nothing changes.
+        """
+        with self.store.transaction(f"queueing reply {reply_id}", write=True) as conn:
+            if conn.scalar(select(replies.c.reply_id).where(replies.c.reply_id == reply_id)):
+                return False
+            conn.execute(
+                insert(replies),
+                {
+                    "reply_id": reply_id,
+                    "envelope_id": envelope_id,
+                    "reader_id": reader_id,
+                    "created_at": now,
+                    "state": "queued",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "blob": blob,
+                },
+            )
+            append_event(
+                conn,
+                "replied",
+                envelope_id=envelope_id,
+                reader_id=reader_id,
+                address=address,
+                detail=f"reply={reply_id} size={len(blob)}",
+            )
+        return True
+
+    def due_replies(self, now: datetime, limit: int = 20) -> list[QueuedReply]:
+        query = (
+            select(replies)
+            .where(replies.c.state == "queued", replies.c.next_attempt_at <= now)
+            .order_by(replies.c.next_attempt_at)
+            .limit(limit)
+        )
+        with self.store.transaction("reading queued replies", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [
+            QueuedReply(r.reply_id, r.envelope_id, r.reader_id, r.attempts, r.blob) for r in rows
+        ]
+
+    def reply_done(self, reply_id: str, state: str, detail: str = "") -> None:
+        """Delivered or failed for good: the ciphertext goes, the row and an event stay."""
+        with self.store.transaction(f"finishing reply {reply_id}", write=True) as conn:
+            row = conn.execute(
+                select(replies.c.envelope_id, replies.c.reader_id).where(
+                    replies.c.reply_id == reply_id
+                )
+            ).first()
+            conn.execute(
+                update(replies).where(replies.c.reply_id == reply_id).values(state=state, blob=None)
+            )
+            if row is not None:
+                append_event(
+                    conn,
+                    f"reply-{state}",
+                    envelope_id=row.envelope_id,
+                    reader_id=row.reader_id,
+                    detail=f"reply={reply_id} {detail}".strip(),
+                )
+
+    def reply_retry(self, reply_id: str, at: datetime) -> None:
+        with self.store.transaction(f"deferring reply {reply_id}", write=True) as conn:
+            conn.execute(
+                update(replies)
+                .where(replies.c.reply_id == reply_id)
+                .values(attempts=replies.c.attempts + 1, next_attempt_at=at)
+            )
+
+    # protected conversations
+
+    def add_thread(self, message_ids: list[str], envelope_id: str, now: datetime) -> None:
+        """Remember Message-IDs of a protected conversation (hashed)."""
+        hashes = {message_id_hash(m) for m in message_ids if m}
+        if not hashes:
+            return
+        with self.store.transaction(f"recording the thread of {envelope_id}", write=True) as conn:
+            known = _known(conn, hashes)
+            new = [
+                {"message_id_hash": h, "envelope_id": envelope_id, "created_at": now}
+                for h in hashes - known
+            ]
+            if new:
+                conn.execute(insert(threads), new)
+
+    def in_protected_thread(self, message_ids: list[str]) -> bool:
+        """True if any of these Message-IDs belongs to a protected conversation."""
+        hashes = {message_id_hash(m) for m in message_ids if m}
+        if not hashes:
+            return False
+        with self.store.transaction("looking up a thread", write=False) as conn:
+            return bool(_known(conn, hashes))
+
+
+def _known(conn: Connection, hashes: set[bytes]) -> set[bytes]:
+    query = select(threads.c.message_id_hash).where(threads.c.message_id_hash.in_(sorted(hashes)))
+    return {row[0] for row in conn.execute(query)}

@@ -1,0 +1,369 @@
+"""The portal over HTTP, as browsers, scanners and attackers use it (no browser needed).
+
+What a recipient would notice: a scanner fetching the link first breaks
+nothing; codes arrive, work once, expire and lock out after too many wrong
+guesses; nothing sealed is released before the second factor; revoked and
+expired messages say so; every response carries the security headers.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from gateway.envelope import keys
+from gateway.store.schema import codes, envelopes
+from tests.support.portal import Browser, code_in, code_mail, portal_url, send_protected
+
+SECURITY_HEADERS = {
+    "content-security-policy",
+    "x-content-type-options",
+    "referrer-policy",
+    "x-frame-options",
+    "cache-control",
+}
+FAST = {"portal": {"listen": "127.0.0.1:0", "url": "", "backoff_seconds": 0}}
+
+
+@pytest.fixture
+def portal(make_gateway):
+    return make_gateway(**FAST)
+
+
+@pytest.fixture
+def browser(portal):
+    client = Browser(portal_url(portal))
+    yield client
+    client.close()
+
+
+def events_of(running, link: keys.Link) -> list[str]:
+    store = running.gateway.vault.store
+    found = store.reader_by_link(link.id_hash)
+    assert found is not None
+    return [e.kind for e in store.events(found[0].envelope_id)]
+
+
+def test_a_scanner_fetching_the_link_changes_nothing(portal, sink, browser):
+    link = send_protected(portal, sink)
+    before_events = events_of(portal, link)
+    before_mail = len(sink.messages)
+    for _ in range(3):  # Safe Links and friends, several times, without cookies
+        scanned = httpx.get(f"{portal_url(portal)}/m/{keys.b64url(link.link_id)}")
+        assert scanned.status_code == 200
+        assert "sg-page" in scanned.text
+    assert events_of(portal, link) == before_events
+    assert len(sink.messages) == before_mail  # no code was sent
+    # The recipient comes afterwards: the link still works.
+    assert browser.verify_by_email(link, sink).status_code == 200
+    assert browser.post(link, "open").status_code == 200
+
+
+def test_nothing_sealed_is_released_before_the_second_factor(portal, sink, browser):
+    link = send_protected(portal, sink)
+    refused = browser.post(link, "open")
+    assert refused.status_code == 401 and refused.json()["error"] == "verify"
+    assert browser.post(link, "part/0").status_code == 401
+    assert "encrypted_private_key" not in browser.page(link).text
+
+
+def test_verified_browser_gets_exactly_what_opens_the_envelope(portal, sink, browser):
+    link = send_protected(portal, sink, attachments={"a.bin": b"\x00\x01" * 5000})
+    assert browser.verify_by_email(link, sink).status_code == 200
+    opened = browser.post(link, "open").json()
+    reader_id = bytes.fromhex(opened["reader_id"])
+    private = keys.decrypt_private_key(
+        link.kek(), keys.b64url_decode(opened["encrypted_private_key"]), reader_id
+    )
+    content_key = keys.unwrap_content_key(private, keys.b64url_decode(opened["wrapped_key"]))
+    assert len(content_key) == 32
+    kinds = {p["part"]: p["kind"] for p in opened["parts"]}
+    assert kinds == {0: "manifest", 1: "original", 2: "attachment"}
+    blob = browser.post(link, "part/2")
+    assert blob.headers["content-type"] == "application/octet-stream"
+    assert int(blob.headers["content-length"]) == len(blob.content)
+    assert b"\x00\x01\x00\x01" not in blob.content  # sealed, not plain
+    kinds_logged = events_of(portal, link)
+    for kind in ("code-sent", "verified", "opened", "downloaded"):
+        assert kind in kinds_logged
+
+
+def test_wrong_codes_lock_the_link_out(make_gateway, sink):
+    running = make_gateway(portal={**FAST["portal"], "code_attempts": 3, "link_attempts": 4})
+    link = send_protected(running, sink)
+    browser = Browser(portal_url(running))
+    try:
+        assert browser.post(link, "code", {"method": "email"}).status_code == 200
+        answers = [
+            browser.post(link, "verify", {"method": "email", "code": "000000"}) for _ in range(5)
+        ]
+        assert [a.status_code for a in answers[:3]] == [401, 401, 401]
+        assert answers[0].json()["attempts_left"] == 2
+        assert answers[-1].status_code == 429
+        assert answers[-1].json()["error"] == "locked"
+        assert int(answers[-1].headers["retry-after"]) > 0
+        # Locked: even the right code of a new mail does not open it now.
+        right = browser.post(link, "verify", {"method": "email", "code": "123456"})
+        assert right.status_code == 429
+        assert events_of(running, link).count("code-failed") >= 4
+    finally:
+        browser.close()
+
+
+def test_a_code_works_once_and_not_after_it_expired(portal, sink, browser):
+    link = send_protected(portal, sink)
+    before = len(sink.messages)
+    browser.post(link, "code", {"method": "email"})
+    code = code_in(code_mail(sink, "bob@example.net", before))
+    store = portal.gateway.vault.store
+    with store.engine.begin() as conn:  # the code's ten minutes are over
+        conn.execute(update(codes).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    expired = browser.post(link, "verify", {"method": "email", "code": code})
+    assert expired.status_code == 401 and expired.json()["error"] == "wrong-code"
+
+    before = len(sink.messages)
+    browser.post(link, "code", {"method": "email"})
+    code = code_in(code_mail(sink, "bob@example.net", before))
+    assert browser.post(link, "verify", {"method": "email", "code": code}).status_code == 200
+    other = Browser(portal_url(portal))
+    try:  # spent: a second browser cannot use it again
+        again = other.post(link, "verify", {"method": "email", "code": code})
+        assert again.status_code == 401
+    finally:
+        other.close()
+
+
+def test_a_code_for_one_link_does_not_open_another(portal, sink, browser):
+    first = send_protected(portal, sink, to="bob@example.net")
+    second = send_protected(portal, sink, to="carol@example.net")
+    before = len(sink.messages)
+    browser.post(first, "code", {"method": "email"})
+    code = code_in(code_mail(sink, "bob@example.net", before))
+    wrong = browser.post(second, "verify", {"method": "email", "code": code})
+    assert wrong.status_code == 401
+    # A session for the first link opens the first only.
+    assert browser.post(first, "verify", {"method": "email", "code": code}).status_code == 200
+    assert browser.post(first, "open").status_code == 200
+    assert browser.post(second, "open").status_code == 401
+
+
+def test_a_forwarded_link_without_the_code_does_not_open(portal, sink, browser):
+    link = send_protected(portal, sink)
+    assert browser.verify_by_email(link, sink).status_code == 200
+    assert browser.post(link, "open").status_code == 200
+    forwarded = Browser(portal_url(portal))  # someone else's browser, same link
+    try:
+        assert forwarded.page(link).status_code == 200
+        assert forwarded.post(link, "open").status_code == 401
+        assert forwarded.post(link, "part/0").status_code == 401
+    finally:
+        forwarded.close()
+
+
+def test_remembered_device_skips_the_code_for_the_next_message(portal, sink, browser):
+    first = send_protected(portal, sink)
+    assert browser.verify_by_email(first, sink, remember=True).status_code == 200
+    second = send_protected(portal, sink, subject="[secure] Second")
+    page = browser.page(second)
+    assert '"device": true' in page.text
+    before = len(sink.messages)
+    assert browser.post(second, "open").status_code == 200
+    assert len(sink.messages) == before  # no code needed
+    assert "verified" in events_of(portal, second)
+    # Forgetting the device: the next message asks for a code again.
+    browser.post(second, "logout", {"forget_device": True})
+    third = send_protected(portal, sink, subject="[secure] Third")
+    assert browser.post(third, "open").status_code == 401
+
+
+def test_access_code_from_the_sender_opens_and_never_leaves(portal, sink, browser):
+    link = send_protected(portal, sink, extra_headers={"X-Sealgate-Access-Code": "tulip 42"})
+    assert all(b"tulip" not in m.data.lower() for m in sink.messages)
+    page = browser.page(link)
+    assert "access-code" in page.text
+    wrong = browser.post(link, "verify", {"method": "access-code", "code": "tulip 43"})
+    assert wrong.status_code == 401
+    right = browser.post(link, "verify", {"method": "access-code", "code": "Tulip42"})
+    assert right.status_code == 200
+    assert browser.post(link, "open").status_code == 200
+
+
+def test_sms_codes_through_the_outbox_provider(make_gateway, sink, tmp_path):
+    outbox = tmp_path / "outbox"
+    running = make_gateway(
+        **FAST, sms={"provider": "outbox"}, dev_outbox={"directory": str(outbox)}
+    )
+    link = send_protected(running, sink, extra_headers={"X-Sealgate-Phone": "+31 6 1234 5678"})
+    assert all(b"1234 5678" not in m.data and b"+31612345678" not in m.data for m in sink.messages)
+    browser = Browser(portal_url(running))
+    try:
+        page = browser.page(link)
+        assert '"sms"' in page.text and "78" in page.text
+        sent = browser.post(link, "code", {"method": "sms"})
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["sent_to"].endswith("78")
+        (text,) = outbox.glob("sms-*.txt")
+        body = text.read_text()
+        assert body.startswith("To: +31612345678")
+        code = code_in_text(body)
+        assert browser.post(link, "verify", {"method": "sms", "code": code}).status_code == 200
+    finally:
+        browser.close()
+
+
+def code_in_text(text: str) -> str:
+    import re
+
+    match = re.search(r"\b(\d{6})\b", text)
+    assert match
+    return match.group(1)
+
+
+def test_policy_restricts_the_methods(make_gateway, sink, tmp_path):
+    pack = tmp_path / "sms-only.toml"
+    pack.write_text(
+        '[[rules]]\nname = "sms-only"\naction = "protect"\nverify = ["sms"]\n'
+        'when.subject_tag = ["[sms]"]\n'
+    )
+    running = make_gateway(
+        **FAST,
+        sms={"provider": "outbox"},
+        dev_outbox={"directory": str(tmp_path / "outbox")},
+        policy={"packs": [str(pack)]},
+    )
+    link = send_protected(
+        running,
+        sink,
+        subject="[sms] Lab results",
+        extra_headers={"X-Sealgate-Phone": "+31612345678"},
+    )
+    browser = Browser(portal_url(running))
+    try:
+        assert '"methods": ["sms"]' in browser.page(link).text
+        refused = browser.post(link, "code", {"method": "email"})
+        assert refused.status_code == 403 and refused.json()["error"] == "method"
+    finally:
+        browser.close()
+    # Without a number the recipient is held and the sender told what is missing.
+    before = len(sink.messages)
+    with running.client() as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail(
+            "alice@example.org",
+            ["dave@example.net"],
+            b"From: alice@example.org\r\nTo: dave@example.net\r\nSubject: [sms] x\r\n\r\nhi\r\n",
+        )
+    assert refused.value.smtp_code == 550
+    assert b"mobile phone number" in refused.value.smtp_error
+    assert len(sink.messages) == before
+
+
+def test_csrf_and_origin_are_required_for_every_change(portal, sink, browser):
+    link = send_protected(portal, sink)
+    browser.page(link)
+    path = f"/m/{keys.b64url(link.link_id)}/code"
+    missing = browser.http.post(path, json={"method": "email"})
+    assert missing.status_code == 403 and missing.json()["error"] == "csrf"
+    cross = browser.post(link, "code", {"method": "email"}, headers={"Origin": "https://evil.test"})
+    assert cross.status_code == 403
+    wrong = browser.post(link, "code", {"method": "email"}, headers={"X-CSRF-Token": "guess"})
+    assert wrong.status_code == 403
+
+
+def test_request_size_limits(portal, sink, browser):
+    link = send_protected(portal, sink)
+    huge = browser.post(link, "verify", content=b"{" + b" " * 200_000 + b"}",
+                        headers={"Content-Type": "application/json"})  # fmt: skip
+    assert huge.status_code == 413
+
+
+def test_revoked_and_expired_messages_show_their_pages(portal, sink, browser):
+    revoked = send_protected(portal, sink, subject="[secure] One")
+    expired = send_protected(portal, sink, subject="[secure] Two")
+    assert browser.page(revoked).status_code == 200  # the page gave this browser its CSRF cookie
+    store = portal.gateway.vault.store
+    revoked_id = store.reader_by_link(revoked.id_hash)[0].envelope_id
+    assert store.shred(revoked_id, "revoked", detail="test")
+    record = store.get(revoked_id)
+    assert all(r.wrapped_key is None and r.encrypted_private_key is None for r in record.readers)
+    page = browser.page(revoked)
+    assert page.status_code == 410
+    assert "alice@example.org" in page.text  # the sender to contact
+    assert browser.post(revoked, "open").json()["error"] == "revoked"
+
+    expired_id = store.reader_by_link(expired.id_hash)[0].envelope_id
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(envelopes)
+            .where(envelopes.c.envelope_id == expired_id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    page = browser.page(expired)
+    assert page.status_code == 410
+    assert browser.post(expired, "code", {"method": "email"}).json()["error"] == "expired"
+
+
+def test_unknown_and_malformed_links(portal, browser):
+    base = portal_url(portal)
+    for path in ("/m/AAAAAAAAAAAAAAAAAAAAAA", "/m/not-a-link", "/m/" + "A" * 300, "/nothing"):
+        page = httpx.get(base + path)
+        assert page.status_code == 404, path
+        assert set(page.headers) >= SECURITY_HEADERS, path
+
+
+def test_security_headers_on_every_kind_of_response(portal, sink, browser):
+    link = send_protected(portal, sink)
+    responses = [
+        browser.page(link),
+        browser.http.get("/static/portal.css"),
+        browser.http.get("/assets/theme.css"),
+        browser.post(link, "open"),  # a JSON error
+        browser.verify_by_email(link, sink),
+        browser.post(link, "part/0"),
+        httpx.get(portal_url(portal) + "/m/x"),
+    ]
+    for response in responses:
+        assert set(response.headers) >= SECURITY_HEADERS, response.url
+        csp = response.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert "unsafe-inline" not in csp
+        assert response.headers["referrer-policy"] == "no-referrer"
+    page = responses[0]
+    assert "strict-transport-security" not in page.headers  # plain http on loopback
+    cookies = page.headers.get_list("set-cookie")
+    assert cookies and all(
+        "httponly" in c.lower() and "samesite=strict" in c.lower() for c in cookies
+    )
+
+
+def test_sender_revoke_link_takes_effect_at_once(make_gateway, sink):
+    running = make_gateway(**FAST, notify={"receipt": True})
+    link = send_protected(running, sink)
+    receipts = [m for m in sink.messages if m.rcpt_tos == ("alice@example.org",)]
+    assert len(receipts) == 1
+    import email
+    import email.policy
+    import re
+
+    parsed = email.message_from_bytes(receipts[0].data, policy=email.policy.default)
+    text = parsed.get_body(("plain",)).get_content()
+    revoke = re.search(r"http://\S+/s/[0-9a-f]{32}/\S+", text).group(0)
+    browser = Browser(portal_url(running))
+    try:
+        confirm = browser.http.get(revoke.removeprefix(portal_url(running)))
+        assert confirm.status_code == 200
+        assert browser.page(link).status_code == 200  # a GET revoked nothing
+        done = browser.http.post(
+            revoke.removeprefix(portal_url(running)),
+            data={"csrf": browser.csrf},
+            headers={"Origin": portal_url(running)},
+        )
+        assert done.status_code == 200
+        assert browser.page(link).status_code == 410
+        tampered = browser.http.get(revoke.removeprefix(portal_url(running))[:-2] + "xx")
+        assert tampered.status_code == 404
+    finally:
+        browser.close()
