@@ -37,7 +37,14 @@ from typing import TypeVar
 
 from gateway import dsn, message, outgoing, secondfactor
 from gateway.envelope.keypool import KeyPoolError
-from gateway.envelope.seal import ReaderAccess, SealedEnvelope, SealRequest, idempotency_key
+from gateway.envelope.reply import seal_link
+from gateway.envelope.seal import (
+    Grant,
+    ReaderAccess,
+    SealedEnvelope,
+    SealRequest,
+    idempotency_key,
+)
 from gateway.envelope.vault import Vault
 from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPReply, TemporaryError
 from gateway.logsetup import event
@@ -50,13 +57,12 @@ from gateway.policy.engine import Policy
 from gateway.policy.facts import Extractor, gather
 from gateway.policy.types import Decision
 from gateway.store import StoreError
-from gateway.store.access import Access
+from gateway.store.access import Access, Hold
 from gateway.upstream import UpstreamPool, UpstreamTransaction
 
 log = logging.getLogger("sealgate.pipeline")
 
 T = TypeVar("T")
-_REFUSING = ("reject", "hold")
 _BAD_ADDRESS = SMTPReply(553, "5.1.3", "Recipient address cannot be written in a notification")
 
 
@@ -122,7 +128,9 @@ class Plan:
     refused: dict[str, SMTPReply]  # rejected or held by a rule, with the administrator's text
     decisions: dict[str, Decision]
     relayed_bytes: bytes = field(repr=False)  # instructions to Sealgate removed
-    factors: dict[str, secondfactor.Factors] = field(default_factory=dict)  # protected ones
+    factors: dict[str, secondfactor.Factors] = field(default_factory=dict)  # protected, held
+    hold: tuple[str, ...] = ()  # sealed now, notified when the sender releases them
+    held_for: dict[str, str] = field(default_factory=dict)  # what is missing, per held address
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,15 @@ class Protecting:
     code_secret: bytes  # keys the access-code HMAC; never stored in the database
     sms: bool = False  # an SMS provider is configured
     receipt: Callable[[str], str] | None = None  # envelope id -> revoke URL, when receipts are on
+    holding: Holding | None = None  # keeping held recipients for release (needs the portal)
+
+
+@dataclass(frozen=True)
+class Holding:
+    """Where held recipients' links are kept, and where the sender releases them."""
+
+    public_key: Callable[[], bytes]  # the reply key's SubjectPublicKeyInfo (may be made lazily)
+    release_url: Callable[[str], str]  # envelope id -> the sender's release page
 
 
 class Pipeline:
@@ -198,7 +215,7 @@ class Pipeline:
 
         # authenticate (SPF, DKIM, DMARC: gateway.mailauth) and decide, in _plan.
         plan = await self._plan(tx)
-        if plan.protect:
+        if plan.protect or plan.hold:
             result = await self._protect(tx, plan)
         elif plan.relay:
             outgoing = self._outgoing(tx, plan.relayed_bytes)
@@ -238,21 +255,35 @@ class Pipeline:
         def having(action: str) -> tuple[str, ...]:
             return tuple(r for r in tx.rcpt_tos if decisions[r].action == action)
 
+        # Held recipients wait, sealed, for the sender's release (holding); without a
+        # reply key to keep their links under, or a sender to ask, they are refused.
+        refusing = ("reject",) if self.protecting.holding and tx.mail_from else ("reject", "hold")
         refused = {
-            r: _refusal(decisions[r]) for r in tx.rcpt_tos if decisions[r].action in _REFUSING
+            r: _refusal(decisions[r]) for r in tx.rcpt_tos if decisions[r].action in refusing
         }
         if refused and not tx.mail_from:
             # A null sender cannot be told about refused recipients (no bounce to <>):
             # refuse the whole message rather than drop some recipients silently.
             address, reply = next(iter(refused.items()))
             raise PermanentError(reply.code, reply.enhanced, reply.text, f"policy: {address}")
-        return Plan(having("relay"), having("protect"), refused, decisions, relayed_bytes, factors)
+        held = having("hold") if "hold" not in refusing else ()
+        why = {r: _held_for(decisions[r], factors.get(r)) for r in held}
+        return Plan(
+            having("relay"),
+            having("protect"),
+            refused,
+            decisions,
+            relayed_bytes,
+            factors,
+            held,
+            why,
+        )
 
     def _factors(
         self, tx: Transaction, decisions: dict[str, Decision]
     ) -> dict[str, secondfactor.Factors]:
         """Each protected recipient's second factors, from the rule and the sender's fields."""
-        protected = [r for r in tx.rcpt_tos if decisions[r].action == "protect"]
+        protected = [r for r in tx.rcpt_tos if decisions[r].action in ("protect", "hold")]
         if not protected:
             return {}
         phones = secondfactor.phones(tx.data, protected)
@@ -341,7 +372,7 @@ class Pipeline:
             ),
             sender=tx.mail_from,
             queue_id=tx.queue_id,
-            recipients=plan.protect,
+            recipients=plan.protect + plan.hold,
             idempotency_key=key,
             sender_account=await self._vault(vault.sender_account(tx.mail_from)),
             retention=self.protecting.retention,
@@ -368,8 +399,16 @@ class Pipeline:
             relay, refused = await self._open_relay(tx, plan.relay, len(relayed))
             if relay is not None:
                 await stack.enter_async_context(relay)
-            refused = {**plan.refused, **refused, **await self._notify(tx, sealed, original)}
-            notified = sum(1 for address in plan.protect if address not in refused)
+            grants = [g for g in sealed.grants if g.address not in plan.hold]
+            refused = {
+                **plan.refused,
+                **refused,
+                **await self._notify(tx, grants, sealed, original),
+            }
+            held = [g for g in sealed.grants if g.address in plan.hold]
+            if held:
+                await self._hold(tx, sealed, held, original, plan.held_for)
+            notified = len(held) + sum(1 for a in plan.protect if a not in refused)
             if not notified:
                 # No guest can ever reach this envelope: shred it now.
                 await self._vault(vault.discard(sealed.envelope_id, "every reader refused"))
@@ -432,12 +471,12 @@ class Pipeline:
                   error=str(error))  # fmt: skip
 
     async def _notify(
-        self, tx: Transaction, sealed: SealedEnvelope, original: Original
+        self, tx: Transaction, grants: list[Grant], sealed: SealedEnvelope, original: Original
     ) -> dict[str, SMTPReply]:
-        """Send every guest reader their link; the recipients the upstream refused."""
+        """Send these guest readers their link; the recipients the upstream refused."""
         refused: dict[str, SMTPReply] = {}
         notifier, portal = self.protecting.notifier, self.protecting.portal_url
-        for grant in sealed.grants:
+        for grant in grants:
             try:
                 data = notifier.notification(
                     original, grant.address, grant.link.url(portal), sealed.record.expires_at
@@ -450,6 +489,49 @@ class Pipeline:
             except PermanentError as error:
                 refused[grant.address] = error.reply
         return refused
+
+    async def _hold(
+        self,
+        tx: Transaction,
+        sealed: SealedEnvelope,
+        grants: list[Grant],
+        original: Original,
+        held_for: dict[str, str],
+    ) -> None:
+        """Keep held recipients' links under the reply key and ask the sender to decide.
+
+        The sender's notice is owed like a bounce: if it cannot be sent now, the
+        whole message is deferred (and its envelope superseded on the retry).
+        """
+        holding = self.protecting.holding
+        assert holding is not None
+        public = await asyncio.to_thread(holding.public_key)
+        items = [
+            Hold(
+                envelope_id=sealed.envelope_id,
+                reader_id=grant.reader_id,
+                address=grant.address,
+                missing=held_for[grant.address],
+                sender_name=original.sender_name,
+                sealed_link=seal_link(public, grant.link),
+                state="held",
+            )
+            for grant in grants
+        ]
+        access = self.protecting.access
+        await self._vault(asyncio.to_thread(access.add_holds, items, sealed.record.created_at))
+        notifier = self.protecting.notifier
+        data = notifier.held_notice(
+            original,
+            [(item.address, item.missing) for item in items],
+            holding.release_url(sealed.envelope_id),
+            notifier.language(original, tx.mail_from),
+        )
+        try:
+            await self.send_own("", [tx.mail_from], data)
+        except PermanentError as error:  # the sender's own mailbox refuses: nobody to ask
+            event(log, logging.WARNING, "held notice refused", envelope=sealed.envelope_id,
+                  error=str(error))  # fmt: skip
 
     async def _receipt(
         self,
@@ -588,6 +670,13 @@ def _missing(decision: Decision, missing: tuple[str, ...]) -> Decision:
     wanted = " or ".join(needs.get(m, m) for m in missing)
     text = f"Held: the recipient's verification needs {wanted}; send again with it"
     return Decision("hold", decision.reasons, text, decision.verify)
+
+
+def _held_for(decision: Decision, factors: secondfactor.Factors | None) -> str:
+    """What a held recipient waits for: a missing second factor, or the rule's words."""
+    if factors is not None and factors.missing:
+        return ",".join(factors.missing)
+    return decision.refusal_text()
 
 
 def _refusal(decision: Decision) -> SMTPReply:

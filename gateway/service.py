@@ -46,13 +46,14 @@ from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier
 from gateway.notify import Branding, Notifier
 from gateway.notify import Settings as NotifySettings
-from gateway.pipeline import Pipeline, Protecting
+from gateway.pipeline import Holding, Pipeline, Protecting
 from gateway.policy.engine import Policy
 from gateway.policy.packs import PolicyError
 from gateway.policy.textract import Limits, TextExtractor
 from gateway.portal import sms
-from gateway.portal.app import PortalDeps, create_app, revoke_url
+from gateway.portal.app import PortalDeps, create_app, release_url, revoke_url
 from gateway.portal.codes import CodeBook
+from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk
 from gateway.store import FileBlobStore, Store, StoreError
 from gateway.store.access import Access
@@ -164,14 +165,25 @@ def build_notifier(cfg: config.Config, portal_url: str) -> Notifier:
 
 
 def build_pipeline(
-    cfg: config.Config, vault: Vault, extractor: TextExtractor, portal_url: str
+    cfg: config.Config,
+    vault: Vault,
+    extractor: TextExtractor,
+    portal_url: str,
+    reply_key: Callable[[], ReplyKey] | None = None,
 ) -> Pipeline:
+    """The pipeline; ``reply_key`` (the portal's) lets held recipients wait for release."""
     secret = load_secret(cfg)
     marker = LoopMarker(secret, cfg.loop.max_age)
     policy = load_policy(cfg)
     upstream = UpstreamPool(cfg.upstream, cfg.smtp.hostname)
     resolver = build_resolver(cfg)
-    revoke_secret = derived(secret, "sealgate revoke links")
+    sender_secret = derived(secret, "sealgate sender links")
+    holding = None
+    if reply_key is not None:
+        holding = Holding(
+            public_key=lambda: reply_key().public_der,
+            release_url=lambda envelope_id: release_url(portal_url, sender_secret, envelope_id),
+        )
     protecting = Protecting(
         policy=policy,
         extractor=extractor,
@@ -184,9 +196,10 @@ def build_pipeline(
         idempotency_secret=derived(secret, "sealgate idempotency key"),
         code_secret=derived(secret, "sealgate portal codes"),
         sms=cfg.sms.provider != "none",
-        receipt=(lambda envelope_id: revoke_url(portal_url, revoke_secret, envelope_id))
+        receipt=(lambda envelope_id: revoke_url(portal_url, sender_secret, envelope_id))
         if cfg.notify.receipt
         else None,
+        holding=holding,
     )
     return Pipeline(
         upstream,
@@ -292,10 +305,13 @@ class Gateway:
         self.source = source
         self._portal_socket = _bind_portal(cfg, reuse_port) if cfg.portal.enabled else None
         self.portal_url = cfg.portal.url or _local_url(self._portal_socket)
+        self._reply_key = _reply_key(cfg) if self._portal_socket is not None else None
         self.vault = open_vault(cfg)
         self.extractor = text_extractor(cfg)
         try:
-            self.pipeline = build_pipeline(cfg, self.vault, self.extractor, self.portal_url)
+            self.pipeline = build_pipeline(
+                cfg, self.vault, self.extractor, self.portal_url, self._reply_key
+            )
             self.portal = self._portal_deps() if self._portal_socket is not None else None
         except BaseException:
             self.vault.close()
@@ -314,7 +330,8 @@ class Gateway:
         secret = load_secret(cfg)
         store = self.vault.store
         access = Access(store)
-        reply_key = _reply_key(cfg)
+        assert self._reply_key is not None
+        reply_key = self._reply_key
         hostname = cfg.smtp.hostname
         desk = ReplyDesk(
             store,
@@ -326,17 +343,22 @@ class Gateway:
             hostname=hostname,
             max_plaintext=cfg.portal.max_reply_size,
         )
+        notifier = lambda: self.pipeline.protecting.notifier  # noqa: E731 (the current one)
+        releaser = Releaser(
+            store, access, reply_key, notifier, self._send_own, lambda: self.portal_url
+        )
         return PortalDeps(
             settings=cfg.portal,
             store=store,
             access=access,
             codes=CodeBook(access, derived(secret, "sealgate portal codes"), cfg.portal),
             desk=desk,
+            releaser=releaser,
             notifier=lambda: self.pipeline.protecting.notifier,
             send=self._send_own,
             sms=sms.provider(cfg),
             reply_key=reply_key,
-            secret=derived(secret, "sealgate revoke links"),
+            secret=derived(secret, "sealgate sender links"),
             url=self.portal_url,
             organisation=cfg.notify.organisation,
             colour=cfg.notify.colour,
@@ -415,7 +437,9 @@ class Gateway:
             return False
         try:
             new = config.load(self.source)
-            new_pipeline = build_pipeline(new, self.vault, self.extractor, self.portal_url)
+            new_pipeline = build_pipeline(
+                new, self.vault, self.extractor, self.portal_url, self._reply_key
+            )
             self.intake.configure(new.smtp, new_pipeline, str(self.source))
         except (config.ConfigError, OSError, ValueError) as error:
             problems = error.problems if isinstance(error, config.ConfigError) else [str(error)]

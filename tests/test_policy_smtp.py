@@ -111,7 +111,7 @@ def test_the_transaction_log_records_each_decision(policy_gateway, sink, caplog)
     }
 
 
-def test_a_held_recipient_gets_nothing_and_the_sender_learns_what_is_missing(
+def test_a_held_recipient_gets_nothing_yet_and_the_sender_learns_what_is_missing(
     make_gateway, sink, tmp_path
 ):
     hold = tmp_path / "hold.toml"
@@ -126,9 +126,25 @@ def test_a_held_recipient_gets_nothing_and_the_sender_learns_what_is_missing(
         client.sendmail("alice@example.org", ["bob@example.net", "dana@partner.example"], raw)
     assert set(notifications(sink.messages)) == {"bob@example.net"}
     assert not any("dana@partner.example" in m.rcpt_tos for m in sink.messages)
+    (notice,) = [m for m in sink.messages if m.mail_from in ("", "<>")]
+    assert notice.rcpt_tos == ("alice@example.org",)
+    assert "we have no phone number for them" in readable(notice.data)
+    assert "/h/" in readable(notice.data)  # where to release or cancel
+
+
+def test_without_the_portal_a_held_recipient_is_bounced(make_gateway, sink, tmp_path):
+    hold = tmp_path / "hold.toml"
+    hold.write_text(
+        '[[rules]]\nname = "review"\naction = "hold"\ntext = "Needs review."\n'
+        'when.recipient_domain = ["partner.example"]\n'
+    )
+    gateway = make_gateway(policy={"packs": [*PACKS, str(hold)]}, portal={"enabled": False})
+    with gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net", "dana@partner.example"],
+                        protected_message())  # fmt: skip
     (bounce,) = [m for m in sink.messages if m.mail_from in ("", "<>")]
-    assert bounce.rcpt_tos == ("alice@example.org",)
-    assert "we have no phone number for them" in readable(bounce.data)
+    assert "Needs review." in readable(bounce.data)
+    assert "/h/" not in readable(bounce.data)
 
 
 def test_the_bounce_says_it_was_the_policy_not_a_remote_server(policy_gateway, sink):

@@ -8,7 +8,9 @@ expired messages say so; every response carries the security headers.
 
 from __future__ import annotations
 
-import smtplib
+import email
+import email.policy
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -18,6 +20,7 @@ from sqlalchemy import update
 from gateway.envelope import keys
 from gateway.store.schema import codes, envelopes
 from tests.support.portal import Browser, code_in, code_mail, portal_url, send_protected
+from tests.support.protected import link_in, notifications, protected_message
 
 SECURITY_HEADERS = {
     "content-security-policy",
@@ -248,17 +251,6 @@ def test_policy_restricts_the_methods(make_gateway, sink, tmp_path):
         assert refused.status_code == 403 and refused.json()["error"] == "method"
     finally:
         browser.close()
-    # Without a number the recipient is held and the sender told what is missing.
-    before = len(sink.messages)
-    with running.client() as client, pytest.raises(smtplib.SMTPDataError) as refused:
-        client.sendmail(
-            "alice@example.org",
-            ["dave@example.net"],
-            b"From: alice@example.org\r\nTo: dave@example.net\r\nSubject: [sms] x\r\n\r\nhi\r\n",
-        )
-    assert refused.value.smtp_code == 550
-    assert b"mobile phone number" in refused.value.smtp_error
-    assert len(sink.messages) == before
 
 
 def test_csrf_and_origin_are_required_for_every_change(portal, sink, browser):
@@ -367,3 +359,84 @@ def test_sender_revoke_link_takes_effect_at_once(make_gateway, sink):
         assert tampered.status_code == 404
     finally:
         browser.close()
+
+
+def test_held_recipient_waits_for_the_senders_number_then_is_notified(make_gateway, sink, tmp_path):
+    pack = tmp_path / "sms-only.toml"
+    pack.write_text(
+        '[[rules]]\nname = "sms-only"\naction = "protect"\nverify = ["sms"]\n'
+        'when.subject_tag = ["[sms]"]\n'
+    )
+    running = make_gateway(
+        **FAST,
+        sms={"provider": "outbox"},
+        dev_outbox={"directory": str(tmp_path / "outbox")},
+        policy={"packs": [str(pack)]},
+    )
+    with running.client() as client:  # accepted: the message waits, sealed
+        client.sendmail(
+            "alice@example.org",
+            ["dave@example.net", "erin@example.net"],
+            protected_message(subject="[sms] Lab results", to="dave@example.net"),
+        )
+    assert not notifications(sink.messages)  # nobody notified yet
+    (notice,) = [m for m in sink.messages if m.rcpt_tos == ("alice@example.org",)]
+    parsed = email.message_from_bytes(notice.data, policy=email.policy.default)
+    text = parsed.get_body(("plain",)).get_content()
+    assert "dave@example.net" in text and "erin@example.net" in text
+    release = re.search(r"http://\S+/h/[0-9a-f]{32}/\S+", text).group(0)
+    path = release.removeprefix(portal_url(running))
+    browser = Browser(portal_url(running))
+    try:
+        page = browser.http.get(path)
+        assert page.status_code == 200 and 'name="phone_0"' in page.text
+        assert len(sink.messages) == 1  # a GET released nothing
+        form = {"csrf": browser.csrf, "decision": "release", "phone_0": "+31 6 1111 2222",
+                "phone_1": "not a number"}  # fmt: skip
+        done = browser.http.post(path, data=form, headers={"Origin": portal_url(running)})
+        assert done.status_code == 200
+        assert "erin@example.net" in done.text  # still held: its number was not one
+        found = notifications(sink.messages)
+        assert list(found) == ["dave@example.net"]
+        link = link_in(found["dave@example.net"])
+        assert '"methods": ["sms"]' in browser.page(link).text
+        kinds = events_of(running, link)
+        assert "held" in kinds and "released" in kinds
+        # Cancelling the other one: the envelope stays for dave, erin's link is gone.
+        form = {"csrf": browser.csrf, "decision": "cancel"}
+        cancelled = browser.http.post(path, data=form, headers={"Origin": portal_url(running)})
+        assert cancelled.status_code == 200
+        assert list(notifications(sink.messages)) == ["dave@example.net"]
+        assert browser.page(link).status_code == 200
+        assert browser.http.get(path).status_code == 200  # nothing left to decide: "gone"
+    finally:
+        browser.close()
+
+
+def test_cancelling_the_only_held_recipient_shreds_the_envelope(make_gateway, sink, tmp_path):
+    pack = tmp_path / "hold.toml"
+    pack.write_text(
+        '[[rules]]\nname = "review"\naction = "hold"\n'
+        'text = "Held for review by the sender"\nwhen.subject_tag = ["[review]"]\n'
+    )
+    running = make_gateway(**FAST, policy={"packs": [str(pack)]})
+    with running.client() as client:
+        client.sendmail("alice@example.org", ["dave@example.net"],
+                        protected_message(subject="[review] Contract", to="dave@example.net"))  # fmt: skip
+    (notice,) = sink.messages
+    text = email.message_from_bytes(notice.data, policy=email.policy.default)
+    body = text.get_body(("plain",)).get_content()
+    assert "Held for review" in body
+    release = re.search(r"http://\S+/h/[0-9a-f]{32}/\S+", body).group(0)
+    path = release.removeprefix(portal_url(running))
+    store = running.gateway.vault.store
+    (envelope,) = store.list()
+    browser = Browser(portal_url(running))
+    try:
+        browser.http.get(path)
+        form = {"csrf": browser.csrf, "decision": "cancel"}
+        assert browser.http.post(path, data=form).status_code == 200
+    finally:
+        browser.close()
+    assert store.get(envelope.envelope_id).state == "revoked"
+    assert len(sink.messages) == 1

@@ -356,11 +356,11 @@ def _filename(part: mimewalk.Part, number: int, problems: list[str]) -> str:
     declared = _param(part, "filename", "content-disposition", problems) or _param(
         part, "name", "content-type", problems
     )
-    name = _clean_filename(declared or "")
+    name = clean_filename(declared or "")
     if name:
         return name
     if part.content_type in _ATTACHED_MESSAGES:
-        return f"{_clean_filename(_attached_subject(part, problems)) or 'message'}.eml"
+        return f"{clean_filename(_attached_subject(part, problems)) or 'message'}.eml"
     if part.content_type == "text/calendar":
         return "invite.ics"
     if part.content_type == "application/ms-tnef":
@@ -378,7 +378,7 @@ def _param(part: mimewalk.Part, name: str, field_name: str, problems: list[str])
     return _decode_words(_field_text(value), problems) if value else None
 
 
-def _clean_filename(name: str) -> str:
+def clean_filename(name: str) -> str:
     kept = "".join(ch for ch in name if unicodedata.category(ch) not in _NAME_DROPPED)
     kept = kept.replace("/", "_").replace("\\", "_").strip().strip(".").strip()
     if len(kept) <= MAX_FILENAME:

@@ -61,7 +61,7 @@ def _hkdf(ikm: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=info).derive(ikm)
 
 
-def _oaep() -> padding.OAEP:
+def oaep() -> padding.OAEP:
     return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
@@ -73,7 +73,7 @@ def wrap_content_key(public_key_der: bytes, content_key: bytes) -> bytes:
     public_key = serialization.load_der_public_key(public_key_der)
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise ValueError("reader key is not an RSA key")
-    return public_key.encrypt(content_key, _oaep())
+    return public_key.encrypt(content_key, oaep())
 
 
 def unwrap_content_key(private_key_der: bytes, wrapped: bytes) -> bytes:
@@ -81,7 +81,7 @@ def unwrap_content_key(private_key_der: bytes, wrapped: bytes) -> bytes:
     if not isinstance(private_key, rsa.RSAPrivateKey):
         raise UnlockError("reader key is not an RSA key")
     try:
-        content_key = private_key.decrypt(wrapped, _oaep())
+        content_key = private_key.decrypt(wrapped, oaep())
     except ValueError:
         raise UnlockError("the wrapped content key does not open with this reader's key") from None
     if len(content_key) != KEY_SIZE:

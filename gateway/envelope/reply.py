@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.envelope import keys, stream
-from gateway.envelope.content import _clean_filename
+from gateway.envelope.content import clean_filename
 
 MAGIC = b"SGREPLY1"
 FORMAT = 1
@@ -154,6 +154,18 @@ class ReplyKey:
         plaintext = _open_sealed(content_key, reply_id, sealed, max_plaintext)
         return _parse(plaintext)
 
+    def open_link(self, sealed: bytes) -> keys.Link:
+        """A held recipient's link (:func:`seal_link`); ReplyError if it does not open."""
+        private_key = serialization.load_der_private_key(self._private_der, password=None)
+        assert isinstance(private_key, rsa.RSAPrivateKey)
+        try:
+            plain = private_key.decrypt(sealed, keys.oaep())
+        except ValueError:
+            raise ReplyError("the held link does not open with this reply key") from None
+        if len(plain) != keys.ID_SIZE + keys.KEY_SIZE:
+            raise ReplyError("the held link has the wrong length")
+        return keys.Link(plain[: keys.ID_SIZE], plain[keys.ID_SIZE :])
+
     def _split(self, blob: bytes, max_plaintext: int) -> tuple[bytes, bytes, bytes]:
         """Reply id, wrapped K and sealed part, after every check that needs no key."""
         if len(blob) < _PREFIX.size:
@@ -178,6 +190,16 @@ class ReplyKey:
         if header.envelope_id != reply_id or header.part_id != _PART_ID:
             raise ReplyError("the reply's sealed part belongs to another reply")
         return reply_id, wrapped, sealed
+
+
+def seal_link(public_der: bytes, link: keys.Link) -> bytes:
+    """A held recipient's link (id and secret), kept until the sender releases or cancels:
+    RSA-OAEP-SHA256 to the reply key. Whoever holds the reply key and the database can
+    open a held envelope until then; the sealed link is deleted once the sender decides."""
+    public_key = serialization.load_der_public_key(public_der)
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise ValueError("the reply key is not an RSA key")
+    return public_key.encrypt(link.link_id + link.secret, keys.oaep())
 
 
 def seal_reply(public_der: bytes, content: ReplyContent) -> bytes:
@@ -253,7 +275,7 @@ def _attachment(entry: Any, index: int) -> ReplyAttachment:
         data = base64.b64decode(_string(entry, "data", index), validate=True)
     except (binascii.Error, ValueError):
         raise ReplyError(f"reply attachment {index} is not valid base64") from None
-    filename = _clean_filename(_string(entry, "filename", index)) or _FALLBACK_FILENAME
+    filename = clean_filename(_string(entry, "filename", index)) or _FALLBACK_FILENAME
     content_type = _string(entry, "content_type", index).strip().lower()
     if not _CONTENT_TYPE.fullmatch(content_type):
         content_type = _FALLBACK_TYPE

@@ -46,6 +46,7 @@ from gateway.logsetup import event
 from gateway.notify import Notifier
 from gateway.portal import i18n
 from gateway.portal.codes import CodeBook, Locked, mask_address, mask_phone
+from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk, reply_id
 from gateway.portal.security import (
     CSRF_COOKIE,
@@ -82,6 +83,7 @@ class PortalDeps:
     access: Access
     codes: CodeBook
     desk: ReplyDesk
+    releaser: Releaser
     notifier: Callable[[], Notifier]  # the current one (a reload may replace it)
     send: Send  # Sealgate's own mail: DKIM-signed, through the upstream
     sms: SMSProvider | None
@@ -112,14 +114,20 @@ class PortalDeps:
         task.add_done_callback(self._background.discard)
 
 
-def revoke_token(secret: bytes, envelope_id: str) -> str:
-    mac = hmac.new(secret, b"sealgate revoke\x00" + envelope_id.encode(), hashlib.sha256)
-    return keys.b64url(mac.digest()[:24])
+def sender_token(secret: bytes, purpose: str, envelope_id: str) -> str:
+    """The capability in a sender's link: an HMAC of the purpose and the envelope id."""
+    message = f"sealgate {purpose}\x00{envelope_id}".encode()
+    return keys.b64url(hmac.new(secret, message, hashlib.sha256).digest()[:24])
 
 
 def revoke_url(base: str, secret: bytes, envelope_id: str) -> str:
     """The sender's revoke link for an envelope (in the "sent securely" receipt)."""
-    return f"{base}/s/{envelope_id}/{revoke_token(secret, envelope_id)}"
+    return f"{base}/s/{envelope_id}/{sender_token(secret, 'revoke', envelope_id)}"
+
+
+def release_url(base: str, secret: bytes, envelope_id: str) -> str:
+    """The sender's page for held recipients: supply what is missing, release or cancel."""
+    return f"{base}/h/{envelope_id}/{sender_token(secret, 'release', envelope_id)}"
 
 
 def create_app(deps: PortalDeps) -> Starlette:
@@ -133,6 +141,7 @@ def create_app(deps: PortalDeps) -> Starlette:
         Route("/m/{link}/reply", portal.reply, methods=["POST"]),
         Route("/m/{link}/logout", portal.logout, methods=["POST"]),
         Route("/s/{envelope_id}/{token}", portal.revoke, methods=["GET", "POST"]),
+        Route("/h/{envelope_id}/{token}", portal.release, methods=["GET", "POST"]),
         Route("/assets/theme.css", portal.theme, methods=["GET"]),
         Route("/assets/logo", portal.logo, methods=["GET"]),
         Route("/healthz", portal.health, methods=["GET"]),
@@ -226,7 +235,7 @@ class _Portal:
                 "reply": f"{base}/reply",
                 "logout": f"{base}/logout",
             },
-            "strings": i18n.strings(lang),
+            "strings": i18n.page_strings(lang),
         }
         response = self._render(request, "message.html", {"csrf_token": csrf, "page": page})
         self._csrf_cookie(response, csrf, request)
@@ -444,13 +453,8 @@ class _Portal:
     # the sender's revoke link
 
     async def revoke(self, request: Request) -> Response:
-        envelope_id = request.path_params["envelope_id"]
-        expected = revoke_token(self.deps.secret, envelope_id)
-        if not hmac.compare_digest(expected, request.path_params["token"]):
-            raise HTTPException(404)
-        envelope = await asyncio.to_thread(self.deps.store.get, envelope_id)
-        if envelope is None:
-            raise HTTPException(404)
+        envelope = await self._sender_envelope(request, "revoke")
+        envelope_id = envelope.envelope_id
         csrf = request.cookies.get(CSRF_COOKIE) or new_token()
         state = "confirm" if envelope.state in LIVE_STATES else "gone"
         if request.method == "POST" and state == "confirm":
@@ -474,6 +478,63 @@ class _Portal:
         response = self._render(request, "revoke.html", context)
         self._csrf_cookie(response, csrf, request)
         return response
+
+    # the sender's page for held recipients
+
+    async def release(self, request: Request) -> Response:
+        envelope = await self._sender_envelope(request, "release")
+        releaser = self.deps.releaser
+        live = envelope.state in LIVE_STATES and envelope.expires_at > datetime.now(UTC)
+        held = await releaser.held(envelope.envelope_id) if live else []
+        state = "confirm" if held else "gone"
+        csrf = request.cookies.get(CSRF_COOKIE) or new_token()
+        problems: list[str] = []
+        if request.method == "POST" and held:
+            form = await request.form(max_files=0, max_fields=4 + len(held))
+            submitted = form.get("csrf")
+            if not csrf_ok(request, submitted if isinstance(submitted, str) else None,
+                           self.deps.origin):  # fmt: skip
+                raise HTTPException(403)
+            decision = form.get("decision")
+            if decision == "cancel":
+                await releaser.cancel(envelope)
+                state = "done"
+            elif decision == "release":
+                phones = {h.address: str(form.get(f"phone_{i}") or "") for i, h in enumerate(held)}
+                decided = await releaser.release(envelope, phones)
+                problems = decided.problems
+                held = await releaser.held(envelope.envelope_id)
+                state = "confirm" if held else "done"
+            else:
+                raise HTTPException(400)
+        context = {
+            "csrf_token": csrf,
+            "state": state,
+            "recipients": [
+                {
+                    "address": h.address,
+                    "missing": [m for m in h.missing.split(",") if m in ("phone", "access-code")],
+                    "reason": h.missing if "," not in h.missing and " " in h.missing else "",
+                }
+                for h in held
+            ],
+            "problems": problems,
+            "action": request.url.path,
+        }
+        response = self._render(request, "release.html", context)
+        self._csrf_cookie(response, csrf, request)
+        return response
+
+    async def _sender_envelope(self, request: Request, purpose: str) -> EnvelopeRecord:
+        """The envelope of a sender's link (revoke, release), after checking its token."""
+        envelope_id = request.path_params["envelope_id"]
+        expected = sender_token(self.deps.secret, purpose, envelope_id)
+        if not hmac.compare_digest(expected, request.path_params["token"]):
+            raise HTTPException(404)
+        envelope = await asyncio.to_thread(self.deps.store.get, envelope_id)
+        if envelope is None:
+            raise HTTPException(404)
+        return envelope
 
     # assets
 

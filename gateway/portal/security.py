@@ -72,7 +72,9 @@ def csrf_ok(request: Request, submitted: str | None, origin: str) -> bool:
     """The submitted token equals the cookie's, and the request comes from our origin."""
     cookie = request.cookies.get(CSRF_COOKIE, "")
     sent_origin = request.headers.get("origin")
-    if sent_origin is not None and sent_origin != origin:
+    # "null": what a browser sends under Referrer-Policy no-referrer (Fetch 3.1.5); the
+    # token and the SameSite=Strict cookie still have to match.
+    if sent_origin not in (None, "null", origin):
         return False
     return bool(cookie) and bool(submitted) and hmac.compare_digest(cookie, submitted or "")
 

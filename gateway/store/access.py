@@ -9,14 +9,14 @@ processes (and restarts) share one count of failed attempts.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.store.database import Store, append_event
-from gateway.store.schema import codes, replies, sessions, threads, throttles
+from gateway.store.schema import codes, holds, readers, replies, sessions, threads, throttles
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,17 @@ class QueuedReply:
     reader_id: str
     attempts: int
     blob: bytes
+
+
+@dataclass(frozen=True)
+class Hold:
+    envelope_id: str
+    reader_id: str
+    address: str
+    missing: str
+    sender_name: str | None
+    sealed_link: bytes | None = field(repr=False)
+    state: str
 
 
 def token_hash(token: str) -> bytes:
@@ -302,6 +313,96 @@ class Access:
                 .where(replies.c.reply_id == reply_id)
                 .values(attempts=replies.c.attempts + 1, next_attempt_at=at)
             )
+
+    # held recipients
+
+    def add_holds(self, items: list[Hold], now: datetime) -> None:
+        if not items:
+            return
+        with self.store.transaction(f"holding for {items[0].envelope_id}", write=True) as conn:
+            conn.execute(
+                insert(holds),
+                [
+                    {
+                        "envelope_id": h.envelope_id,
+                        "reader_id": h.reader_id,
+                        "address": h.address,
+                        "missing": h.missing,
+                        "sender_name": h.sender_name,
+                        "sealed_link": h.sealed_link,
+                        "state": "held",
+                        "created_at": now,
+                    }
+                    for h in items
+                ],
+            )
+            for h in items:
+                append_event(
+                    conn,
+                    "held",
+                    envelope_id=h.envelope_id,
+                    reader_id=h.reader_id,
+                    address=h.address,
+                    detail=f"missing={h.missing[:80]}",
+                )
+
+    def held(self, envelope_id: str) -> list[Hold]:
+        """The envelope's held recipients, still waiting, in the order they were held."""
+        query = select(holds).where(holds.c.envelope_id == envelope_id, holds.c.state == "held")
+        with self.store.transaction(f"reading the holds of {envelope_id}", write=False) as conn:
+            rows = conn.execute(query.order_by(holds.c.created_at, holds.c.address)).all()
+        return [
+            Hold(
+                r.envelope_id,
+                r.reader_id,
+                r.address,
+                r.missing,
+                r.sender_name,
+                r.sealed_link,
+                r.state,
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    def decide_hold(
+        self,
+        hold: Hold,
+        state: str,
+        *,
+        phone: str | None = None,
+        methods: str | None = None,
+    ) -> bool:
+        """Released or cancelled: the sealed link goes; a supplied phone number and the
+        methods it allows go into the reader record. False if decided before."""
+        where = (
+            holds.c.envelope_id == hold.envelope_id,
+            holds.c.reader_id == hold.reader_id,
+            holds.c.state == "held",
+        )
+        with self.store.transaction(f"deciding a hold of {hold.envelope_id}", write=True) as conn:
+            changed = conn.execute(
+                update(holds).where(*where).values(state=state, sealed_link=None)
+            )
+            if changed.rowcount != 1:
+                return False
+            values: dict[str, object] = {}
+            if phone is not None:
+                values["phone"] = phone
+            if methods is not None:
+                values["methods"] = methods
+            if values:
+                conn.execute(
+                    update(readers).where(readers.c.reader_id == hold.reader_id).values(values)
+                )
+            append_event(
+                conn,
+                state,
+                envelope_id=hold.envelope_id,
+                reader_id=hold.reader_id,
+                address=hold.address,
+                detail="by the sender",
+            )
+        return True
 
     # protected conversations
 

@@ -257,3 +257,19 @@ threads = Table(
     Column("envelope_id", String(32), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# Recipients the policy held: their link, encrypted to the gateway's reply key, waits for
+# the sender's release (then the notification goes out) or cancel. NULL once decided.
+holds = Table(
+    "holds",
+    metadata,
+    Column("envelope_id", String(32), nullable=False),
+    Column("reader_id", String(32), nullable=False),
+    Column("address", Text(), nullable=False),
+    Column("missing", Text(), nullable=False),  # "phone", "access-code" or the rule's words
+    Column("sender_name", Text(), nullable=True),
+    Column("sealed_link", LargeBinary(), nullable=True),
+    Column("state", String(16), nullable=False),  # held | released | cancelled
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("envelope_id", "reader_id"),
+)

@@ -1,4 +1,4 @@
-"""The portal: second factors and threads; codes, throttles, sessions, replies.
+"""The portal: second factors and threads; codes, throttles, sessions, replies, holds.
 
 Revision ID: 0002
 Revises: 0001
@@ -96,10 +96,22 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("message_id_hash", name="pk_threads"),
     )
+    op.create_table(
+        "holds",
+        sa.Column("envelope_id", sa.String(32), nullable=False),
+        sa.Column("reader_id", sa.String(32), nullable=False),
+        sa.Column("address", sa.Text(), nullable=False),
+        sa.Column("missing", sa.Text(), nullable=False),
+        sa.Column("sender_name", sa.Text(), nullable=True),
+        sa.Column("sealed_link", sa.LargeBinary(), nullable=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("envelope_id", "reader_id", name="pk_holds"),
+    )
 
 
 def downgrade() -> None:
-    for table in ("threads", "replies", "sessions", "throttles", "codes"):
+    for table in ("holds", "threads", "replies", "sessions", "throttles", "codes"):
         op.drop_table(table)
     with op.batch_alter_table("readers") as batch:
         for column in ("phone", "access_code_hash", "methods"):
