@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/sealgate serve -c config.example.toml
 
 system-packages:
-	@scripts/debian-packages postfix swaks libnet-ssleay-perl postgresql unbound libmail-dkim-perl
+	@scripts/debian-packages postfix swaks libnet-ssleay-perl postgresql unbound libmail-dkim-perl chromium
 
 test: $(STAMP) system-packages
 	$(BIN)/pytest

@@ -79,6 +79,9 @@ def _banner(
         "  SMTP intake:  " + ", ".join(str(a) for a in listen),
         f"  upstream:     {cfg.upstream.host}:{cfg.upstream.port} (tls: {cfg.upstream.tls})",
     ]
+    portal = gateway.portal_url if gateway else cfg.portal.url
+    if cfg.portal.enabled:
+        lines.append(f"  portal:       {cfg.portal.listen} (links: {portal or 'its address'})")
     if cfg.dev_outbox.enabled:
         lines += [
             f"  dev outbox:   {cfg.dev_outbox.listen} -> {cfg.dev_outbox.directory}/",
@@ -91,7 +94,9 @@ def _banner(
             "Send a protected one (the subject tag asks for it):",
             f"  swaks --server {first.host} --port {first.port} "
             "--from alice@example.org --to bob@example.net --header 'Subject: [secure] Hi'",
-            "The outbox gets a notification with a link; open the sealed message with it:",
+            "The outbox gets a notification with a link: open it in a browser, ask for a",
+            "code by email (it arrives in the outbox too), read, download and reply.",
+            "Or open the sealed message on the command line:",
             f"  {command} envelope list -c {config_name}",
             f"  {command} envelope open ID --link 'LINK' -c {config_name}",
         ]

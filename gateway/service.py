@@ -579,6 +579,10 @@ async def supervise(cfg: config.Config, source: Path, workers: int) -> int:
         raise config.ConfigError(
             str(source), ["smtp.listen: several workers need a fixed port, not 0"]
         )
+    if cfg.portal.enabled and cfg.portal.listen.port == 0:
+        raise config.ConfigError(
+            str(source), ["portal.listen: several workers need a fixed port, not 0"]
+        )
     open_store(cfg).close()  # migrate once, before the workers start
     outbox = None
     if cfg.dev_outbox.enabled and cfg.dev_outbox.directory is not None:

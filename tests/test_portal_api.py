@@ -19,6 +19,7 @@ from sqlalchemy import update
 
 from gateway.envelope import keys
 from gateway.store.schema import codes, envelopes
+from tests.support.gateway import wait_for
 from tests.support.portal import Browser, code_in, code_mail, portal_url, send_protected
 from tests.support.protected import link_in, notifications, protected_message
 
@@ -440,3 +441,54 @@ def test_cancelling_the_only_held_recipient_shreds_the_envelope(make_gateway, si
         browser.close()
     assert store.get(envelope.envelope_id).state == "revoked"
     assert len(sink.messages) == 1
+
+
+def test_answering_a_secure_reply_stays_protected(make_gateway, sink):
+    from gateway.envelope.reply import ReplyContent, seal_reply
+
+    running = make_gateway(**FAST, notify={"read_notice": True})
+    link = send_protected(running, sink)
+    browser = Browser(portal_url(running))
+    try:
+        assert browser.verify_by_email(link, sink).status_code == 200
+        opened = browser.post(link, "open").json()
+
+        def read_notices():
+            return [m for m in sink.messages
+                    if m.rcpt_tos == ("alice@example.org",) and b"Read: your protected" in m.data]  # fmt: skip
+
+        wait_for(read_notices, what="the read notice")
+        browser.post(link, "open")  # opened again: no second notice
+        assert len(read_notices()) == 1
+        blob = seal_reply(
+            keys.b64url_decode(opened["reply"]["public_key"]),
+            ReplyContent(opened["envelope_id"], "Re: Quarterly figures", "Thanks!", ()),
+        )
+        sent = browser.post(link, "reply", content=blob,
+                            headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        assert sent.status_code == 202
+        again = browser.post(link, "reply", content=blob,
+                             headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        assert again.status_code == 202  # a retried upload is not delivered twice
+    finally:
+        browser.close()
+
+    def replies():
+        return [m for m in sink.messages if b"X-Sealgate-Secure-Reply" in m.data]
+
+    wait_for(replies, what="the secure reply")
+    (reply,) = replies()
+    message_id = email.message_from_bytes(reply.data, policy=email.policy.default)["Message-ID"]
+    # Alice answers the reply from her mail client, with no tag: still protected.
+    before = len(sink.messages)
+    answer = (
+        "From: alice@example.org\r\nTo: bob@example.net\r\nSubject: Re: Quarterly figures\r\n"
+        f"In-Reply-To: {message_id}\r\nReferences: <figures-1@example.org> {message_id}\r\n"
+        "\r\nSee you Monday.\r\n"
+    ).encode()
+    with running.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], answer)
+    new = sink.messages[before:]
+    assert list(notifications(new)) == ["bob@example.net"]
+    assert all(b"See you Monday" not in m.data for m in new)
+    assert len(replies()) == 1
