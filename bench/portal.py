@@ -133,11 +133,29 @@ def say(*args: Any) -> None:
 # --------------------------------------------------------------------------- child processes
 
 
-def serve_portal(config_path: str) -> int:
-    """Child: Sealgate (intake, pipeline, portal) until SIGTERM; its addresses on stdout."""
+def serve_portal(config_path: str, nodelay: bool) -> int:
+    """Child: Sealgate (intake, pipeline, portal) until SIGTERM; its addresses on stdout.
+
+    With ``nodelay`` the portal's listening socket (gateway.service._bind_portal) is
+    re-made from its descriptor, so that its ``proto`` is IPPROTO_TCP: then asyncio sets
+    TCP_NODELAY on every accepted connection, as for sockets it creates itself. Only this
+    benchmark's child is patched; see the README ("Portal") for why.
+    """
     data = json.loads(Path(config_path).read_text())
     cfg = config.parse(data["config"], base_dir=Path(data["base_dir"]))
     logsetup.configure(cfg.log.level, cfg.log.format)
+    if nodelay:
+        from gateway import service
+
+        bind = service._bind_portal
+
+        def bind_tcp(cfg: config.Config, reuse_port: bool) -> socket.socket:
+            # family, type and proto are read back from the descriptor: proto 6, not 0
+            sock = socket.socket(fileno=bind(cfg, reuse_port).detach())
+            sock.setblocking(False)
+            return sock
+
+        service._bind_portal = bind_tcp  # type: ignore[assignment]
 
     async def run() -> None:
         gateway = Gateway(cfg, None, with_outbox=False)
@@ -146,7 +164,11 @@ def serve_portal(config_path: str) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        address = {"portal_url": gateway.portal_url, "smtp_port": gateway.intake.addresses[0].port}
+        address = {
+            "portal_url": gateway.portal_url,
+            "smtp_port": gateway.intake.addresses[0].port,
+            "socket_proto": gateway._portal_socket.proto if gateway._portal_socket else None,
+        }
         print(json.dumps(address), flush=True)
         await stop.wait()
         await gateway.stop()
@@ -179,7 +201,9 @@ def serve_plain(root: str) -> int:
             Route("/blob/{envelope}/{part:int}", blob, methods=["GET"]),
         ]
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, as the sockets uvicorn.run(host=..., port=...) gets from asyncio: the
+    # accepted connections get TCP_NODELAY.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, 0))
     sock.listen(128)
@@ -306,7 +330,8 @@ class Bench:
         self.workdir = Path(tempfile.mkdtemp(prefix="sealgate-bench-portal-"))
         self.thread: LoopThread | None = None
         self.sink: Sink | None = None
-        self.portal: Child | None = None
+        self.portal: Child | None = None  # TCP_NODELAY on its connections (patched)
+        self.shipped: Child | None = None  # the portal's socket as gateway.service makes it
         self.plain: Child | None = None
         self.store: Store | None = None
 
@@ -327,9 +352,16 @@ class Bench:
         self.cfg = config.parse(data, base_dir=state)
         path = self.workdir / "config.json"
         path.write_text(json.dumps({"config": data, "base_dir": str(state)}))
-        self.portal = Child("sealgate", ["--serve-portal", str(path)], self.workdir)
+        self.portal = Child("sealgate", ["--serve-portal", str(path), "--nodelay"],
+                            self.workdir)  # fmt: skip
         self.url = str(self.portal.info["portal_url"])
         self.smtp_port = int(self.portal.info["smtp_port"])
+        # A second process on the same store (as a second worker would be): only its
+        # portal is used.
+        self.shipped = Child("sealgate-shipped", ["--serve-portal", str(path)], self.workdir)
+        self.shipped_url = str(self.shipped.info["portal_url"])
+        self.protos = {"patched": self.portal.info["socket_proto"],
+                       "shipped": self.shipped.info["socket_proto"]}  # fmt: skip
         self.plain = Child("plain", ["--serve-plain", str(self.cfg.store.blob_root)], self.workdir)
         self.plain_url = str(self.plain.info["url"])
         self.store = Store(self.cfg.store.database_url, FileBlobStore(self.cfg.store.blob_root))
@@ -377,7 +409,7 @@ class Bench:
         return len(self.store.events(envelope_id))
 
     def close(self) -> None:
-        for child in (self.plain, self.portal):
+        for child in (self.plain, self.shipped, self.portal):
             if child is not None:
                 child.stop()
         if self.store is not None:
@@ -445,7 +477,8 @@ async def drive(clients: int, call: Call, *, seconds: float | None, count: int |
                 return
             started = time.perf_counter()
             try:
-                nbytes += await call(index, number)
+                got = await call(index, number)  # not "nbytes += await ...": that reads
+                nbytes += got  # nbytes before the await and loses the other workers' bytes
             except (BadAnswer, httpx.HTTPError) as error:
                 errors.append(f"{type(error).__name__}: {error}")
             latencies.append(time.perf_counter() - started)
@@ -484,7 +517,8 @@ def expect(response: httpx.Response, status: int, what: str, size: int | None = 
 class Target:
     key: str
     label: str
-    server: str  # "portal" | "plain" | "none"
+    server: str  # "portal" | "shipped" | "plain" | "none"
+    kind: str  # the request: healthz, verify_wrong, verify_ok, open, part0, part2, file
     baseline: str | None  # key of the target its ratio is taken against
     by: str = "rate"  # "rate" or "mb_s": what the ratio compares
     rounds: list[Sample] = field(default_factory=list)
@@ -495,67 +529,72 @@ class Load:
 
     def __init__(self, bench: Bench, verify_readers: list[Reader], fetch: Reader) -> None:
         self.bench = bench
-        self.args = bench.args
         self.c = bench.args.clients
         self.verify_readers = verify_readers
         self.fetch = fetch
         self.portal: list[httpx.AsyncClient] = []
         self.plain: list[httpx.AsyncClient] = []
-        self.wrong_sent = [0] * self.c
         self.csrf: list[str] = []
+        self.wrong_sent = [0] * self.c
         store = bench.store
         assert store is not None
         envelope = store.get(fetch.envelope_id)
         assert envelope is not None
         self.sealed = {p.part_id: p.sealed_size for p in envelope.parts}
-        self.plain_blob = f"/blob/{fetch.envelope_id}/2"
         self.blob_file = bench.blob_path(fetch.envelope_id, 2)
         self.pending: list[tuple[Reader, str]] = []
-        self.targets = {
-            t.key: t
-            for t in [
-                Target("healthz", "GET /healthz (the floor)", "portal", None),
-                Target("verify_wrong", "POST /verify, wrong code", "portal", "healthz"),
-                Target("verify_ok", "POST /verify, right code", "portal", "healthz"),
-                Target("open", "POST /open", "portal", "healthz"),
-                Target("part0", f"POST /part/0, manifest ({self.sealed[0]:,} B)", "portal",
-                       "healthz"),  # fmt: skip
-                Target("part2", f"POST /part/2, 1 MB attachment ({self.sealed[2]:,} B)",
-                       "portal", "plain_file", by="mb_s"),  # fmt: skip
-                Target("plain_healthz", "baseline: plain Starlette GET /healthz", "plain",
-                       "healthz"),  # fmt: skip
-                Target("plain_file", "baseline: plain FileResponse, same blob", "plain",
-                       "raw_read", by="mb_s"),  # fmt: skip
-            ]
-        }
+        part0 = f"manifest ({self.sealed[0]:,} B)"
+        part2 = f"1 MB attachment ({self.sealed[2]:,} B)"
+        targets = [
+            Target("healthz", "GET /healthz (the floor)", "portal", "healthz", None),
+            Target("verify_wrong", "POST /verify, wrong code", "portal", "verify_wrong",
+                   "healthz"),
+            Target("verify_ok", "POST /verify, right code", "portal", "verify_ok", "healthz"),
+            Target("open", "POST /open", "portal", "open", "healthz"),
+            Target("part0", f"POST /part/0, {part0}", "portal", "part0", "healthz"),
+            Target("part2", f"POST /part/2, {part2}", "portal", "part2", "plain_file", "mb_s"),
+            Target("shipped_healthz", "GET /healthz", "shipped", "healthz", "healthz"),
+            Target("shipped_verify_wrong", "POST /verify, wrong code", "shipped",
+                   "verify_wrong", "verify_wrong"),
+            Target("shipped_open", "POST /open", "shipped", "open", "open"),
+            Target("shipped_part2", "POST /part/2, 1 MB attachment", "shipped", "part2",
+                   "part2", "mb_s"),
+            Target("plain_healthz", "plain Starlette GET /healthz", "plain", "healthz",
+                   "healthz"),
+            Target("plain_file", "plain FileResponse GET, same 1 MB blob", "plain", "file",
+                   "raw_read", "mb_s"),
+        ]  # fmt: skip
+        self.targets = {t.key: t for t in targets}
 
-    def headers(self, index: int, *, attacker: bool = False) -> dict[str, str]:
-        sent = self.wrong_sent[index] if attacker else 0
+    def headers(self, index: int, origin: str, *, attacker: bool = False) -> dict[str, str]:
+        # Each client its own address (127.0.0.1 is a trusted proxy that names it), a new
+        # one every PER_ADDRESS wrong codes: client_attempts (at most 10,000 an hour) never
+        # locks a client out.
+        turn = (self.wrong_sent[index] if attacker else 0) // PER_ADDRESS
         return {
             "X-CSRF-Token": self.csrf[index],
-            "Origin": self.bench.url,
-            # Each client its own address (a trusted proxy names it), a new one every
-            # PER_ADDRESS wrong codes: client_attempts (at most 10,000 an hour) never locks.
-            "X-Forwarded-For": f"198.{18 + sent // PER_ADDRESS % 2}.{sent // PER_ADDRESS // 2 % 256}"
-            f".{index % 250 + 1}",
+            "Origin": origin,
+            "X-Forwarded-For": f"198.{18 + turn % 2}.{turn // 2 % 256}.{index % 250 + 1}",
         }
 
     async def open_clients(self) -> None:
         for _ in range(self.c):
             self.portal.append(httpx.AsyncClient(base_url=self.bench.url, timeout=60))
             self.plain.append(httpx.AsyncClient(base_url=self.bench.plain_url, timeout=60))
-        # The link page gives each client its CSRF cookie (path /: good for every link).
+        # The link page gives each client its CSRF cookie. Its path is / and cookies do not
+        # tell ports apart, so it goes to both portals (any cookie-header pair passes).
         for client in self.portal:
             expect(await client.get(self.fetch.path), 200, "link page")
             self.csrf.append(client.cookies.get("sg_csrf") or "")
         # Each client verifies once for the fetch reader: its own session, as a browser.
+        # Sessions live in the database: good for both portals.
         record = self.bench.reader_record(self.fetch)
         for index, client in enumerate(self.portal):
             code = self.bench.codes.issue(record, "email")
             response = await client.post(
                 f"{self.fetch.path}/verify",
                 json={"method": "email", "code": code},
-                headers=self.headers(index),
+                headers=self.headers(index, self.bench.url),
             )
             expect(response, 200, "verify (setup)")
 
@@ -563,71 +602,79 @@ class Load:
         for client in self.portal + self.plain:
             await client.aclose()
 
-    # the calls
-
-    async def healthz(self, index: int, number: int) -> int:
-        return expect(await self.portal[index].get("/healthz"), 200, "healthz", size=3)
-
-    async def plain_healthz(self, index: int, number: int) -> int:
-        return expect(await self.plain[index].get("/healthz"), 200, "plain healthz", size=3)
-
-    async def verify_wrong(self, index: int, number: int) -> int:
+    def call(self, target: Target) -> Call:
+        """The request of a target, as (client index, request number) -> body bytes."""
+        kind = target.kind
+        base = {"portal": self.bench.url, "shipped": self.bench.shipped_url,
+                "plain": self.bench.plain_url}[target.server]  # fmt: skip
+        prefix = "" if target.server == "portal" else base  # portal clients: base_url
+        fetch = f"{prefix}{self.fetch.path}"
         readers = self.verify_readers
-        reader = readers[(index + number * self.c) % len(readers)]
-        response = await self.portal[index].post(
-            f"{reader.path}/verify",
-            json={"method": "email", "code": "000000"},
-            headers=self.headers(index, attacker=True),
-        )
-        self.wrong_sent[index] += 1
-        return expect(response, 401, "wrong code", contains=b'"wrong-code"')
+        c = self.c
 
-    async def verify_ok(self, index: int, number: int) -> int:
-        reader, code = self.pending.pop()
-        response = await self.portal[index].post(
-            f"{reader.path}/verify",
-            json={"method": "email", "code": code},
-            headers=self.headers(index),
-        )
-        return expect(response, 200, "right code", contains=b'"ok":true')
+        async def healthz(index: int, number: int) -> int:
+            clients = self.plain if target.server == "plain" else self.portal
+            url = "/healthz" if target.server == "plain" else f"{prefix}/healthz"
+            return expect(await clients[index].get(url), 200, "healthz", size=3)
 
-    async def open(self, index: int, number: int) -> int:
-        response = await self.portal[index].post(
-            f"{self.fetch.path}/open", json={}, headers=self.headers(index)
-        )
-        return expect(response, 200, "open", contains=b'"wrapped_key"')
+        async def verify_wrong(index: int, number: int) -> int:
+            reader = readers[(index + number * c) % len(readers)]
+            response = await self.portal[index].post(
+                f"{prefix}{reader.path}/verify",
+                json={"method": "email", "code": "000000"},
+                headers=self.headers(index, base, attacker=True),
+            )
+            self.wrong_sent[index] += 1
+            return expect(response, 401, "wrong code", contains=b'"wrong-code"')
 
-    async def part0(self, index: int, number: int) -> int:
-        response = await self.portal[index].post(
-            f"{self.fetch.path}/part/0", json={}, headers=self.headers(index)
-        )
-        return expect(response, 200, "part 0", size=self.sealed[0])
+        async def verify_ok(index: int, number: int) -> int:
+            reader, code = self.pending.pop()
+            response = await self.portal[index].post(
+                f"{prefix}{reader.path}/verify",
+                json={"method": "email", "code": code},
+                headers=self.headers(index, base),
+            )
+            return expect(response, 200, "right code", contains=b'"ok":true')
 
-    async def part2(self, index: int, number: int) -> int:
-        response = await self.portal[index].post(
-            f"{self.fetch.path}/part/2", json={}, headers=self.headers(index)
-        )
-        return expect(response, 200, "part 2", size=self.sealed[2])
+        async def open(index: int, number: int) -> int:
+            response = await self.portal[index].post(
+                f"{fetch}/open", json={}, headers=self.headers(index, base)
+            )
+            return expect(response, 200, "open", contains=b'"wrapped_key"')
 
-    async def plain_file(self, index: int, number: int) -> int:
-        response = await self.plain[index].get(self.plain_blob)
-        return expect(response, 200, "plain file", size=self.sealed[2])
+        def part(n: int) -> Call:
+            async def fetch_part(index: int, number: int) -> int:
+                response = await self.portal[index].post(
+                    f"{fetch}/part/{n}", json={}, headers=self.headers(index, base)
+                )
+                return expect(response, 200, f"part {n}", size=self.sealed[n])
 
-    # running a target
+            return fetch_part
+
+        async def file(index: int, number: int) -> int:
+            response = await self.plain[index].get(f"/blob/{self.fetch.envelope_id}/2")
+            return expect(response, 200, "plain file", size=self.sealed[2])
+
+        calls: dict[str, Call] = {"healthz": healthz, "verify_wrong": verify_wrong,
+                                  "verify_ok": verify_ok, "open": open, "part0": part(0),
+                                  "part2": part(2), "file": file}  # fmt: skip
+        return calls[kind]
 
     async def measure(self, key: str, *, seconds: float | None, count: int | None) -> Sample:
         target = self.targets[key]
-        server = {"portal": self.bench.portal, "plain": self.bench.plain}[target.server]
-        call: Call = getattr(self, key)
-        if key != "verify_ok":
+        server = {"portal": self.bench.portal, "shipped": self.bench.shipped,
+                  "plain": self.bench.plain}[target.server]  # fmt: skip
+        call = self.call(target)
+        if target.kind != "verify_ok":
             return await drive(self.c, call, seconds=seconds, count=count, server=server)
         # Right codes: batches of one fresh code per reader (issuing one spends the
         # reader's earlier code), issued untimed between the batches.
         batches: list[Sample] = []
         done, spent = 0, 0.0
         while (count is not None and done < count) or (count is None and spent < (seconds or 0)):
-            size = len(self.verify_readers) if count is None else min(len(self.verify_readers),
-                                                                      count - done)  # fmt: skip
+            size = len(self.verify_readers)
+            if count is not None:
+                size = min(size, count - done)
             self.pending = [
                 (reader, self.bench.codes.issue(self.bench.reader_record(reader), "email"))
                 for reader in self.verify_readers[:size]
@@ -671,8 +718,8 @@ async def http_phase(bench: Bench, load: Load) -> dict[str, Any]:
         say("warming up ...")
         for key in keys_order:
             await load.measure(key, seconds=None, count=2 * args.clients)
-        load.targets["raw_read"] = Target("raw_read", "baseline: the blob read from disk",
-                                          "none", None, by="mb_s")  # fmt: skip
+        load.targets["raw_read"] = Target("raw_read", "the same blob read from disk", "none",
+                                          "read", None, by="mb_s")  # fmt: skip
         fetch_events = []
         for number in range(args.rounds):
             order = keys_order + ["raw_read"]
@@ -696,6 +743,13 @@ async def http_phase(bench: Bench, load: Load) -> dict[str, Any]:
         await load.close_clients()
 
 
+def work_ms(rounds: list[Sample]) -> float:
+    """CPU milliseconds per request of the server (of this process for the disk read)."""
+    requests = max(1, sum(s.requests for s in rounds))
+    cpu = sum(s.server_cpu or s.client_cpu for s in rounds)
+    return cpu / requests * 1000
+
+
 def summarise(load: Load, fetch_events: list[int]) -> dict[str, Any]:
     targets = load.targets
     out: dict[str, Any] = {}
@@ -716,18 +770,87 @@ def summarise(load: Load, fetch_events: list[int]) -> dict[str, Any]:
             "bytes_per_request": sum(s.nbytes for s in rounds) / max(1, requests),
             "server_cpu_ms": sum(s.server_cpu for s in rounds) / max(1, requests) * 1000,
             "client_cpu_ms": sum(s.client_cpu for s in rounds) / max(1, requests) * 1000,
+            "server_busy": sum(s.server_cpu for s in rounds) / sum(s.elapsed for s in rounds),
+            "client_busy": sum(s.client_cpu for s in rounds) / sum(s.elapsed for s in rounds),
             "baseline": target.baseline,
         }
         if target.baseline is not None:
             base = targets[target.baseline].rounds
-            ratios = [
-                (getattr(s, target.by) / getattr(b, target.by)) for s, b in zip(rounds, base)
-            ]
+            by = target.by
+            ratios = [getattr(s, by) / getattr(b, by) for s, b in zip(rounds, base, strict=True)]
             row["ratio"] = median(ratios)
             row["ratio_by"] = target.by
+            # The same as a cost: baseline CPU per request / ours (the throughput ratio if the
+            # server were CPU-bound; the load client cannot limit it).
+            ours, theirs = work_ms(rounds), work_ms(base)
+            row["cpu_ratio"] = theirs / ours if ours else None
         out[key] = row
     out["fetch_envelope_events"] = fetch_events
     return out
+
+
+def store_calls(bench: Bench, load: Load, rounds: int = 7, calls: int = 20) -> dict[str, Any]:
+    """The store calls behind the portal's requests, here, one at a time, same database.
+
+    Median microseconds per call over interleaved rounds. After the HTTP part, so the fetch
+    envelope has the audit trail the load left (every /open reads all of it).
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.store.access import Access
+
+    store = bench.store
+    assert store is not None
+    access = Access(store)
+    records = [bench.reader_record(r) for r in load.verify_readers]
+    many = load.verify_readers[0]
+    fetch = load.fetch
+    now = datetime.now(UTC)
+    token = keys.b64url(keys.random_bytes(32))
+    access.add_session(token, kind="session", now=now, expires_at=now + timedelta(hours=1),
+                       reader_id=bench.reader_record(fetch).reader_id)  # fmt: skip
+    turn = [0]
+
+    def wrong() -> None:
+        turn[0] += 1
+        outcome = bench.codes.check(records[turn[0] % len(records)], "email", "000000",
+                                    "192.0.2.1")  # fmt: skip
+        if outcome.ok or outcome.error != "wrong-code":
+            raise RuntimeError(f"unexpected outcome of a wrong code: {outcome}")
+
+    events = len(store.events(fetch.envelope_id))
+    work: dict[str, Callable[[], Any]] = {
+        "reader_by_link, envelope with 1 reader": lambda: store.reader_by_link(fetch.link.id_hash),
+        f"reader_by_link, envelope with {len(records)} readers":
+            lambda: store.reader_by_link(many.link.id_hash),
+        "CodeBook.check, wrong code (2 reads, 2 throttle writes)": wrong,
+        "record_event (one write)": lambda: store.record_event(
+            "code-failed", envelope_id=many.envelope_id, reader_id=records[0].reader_id,
+            address=many.address, detail="method=email client=192.0.2.1"),
+        "Access.session (the session check of /open, /part)":
+            lambda: access.session(token, datetime.now(UTC)),
+        f"events() of the fetch envelope ({events:,} events; /open reads them)":
+            lambda: store.events(fetch.envelope_id),
+    }  # fmt: skip
+    samples: dict[str, list[float]] = {name: [] for name in work}
+    names = list(work)
+    for number in range(rounds):
+        for name in names if number % 2 == 0 else names[::-1]:
+            func = work[name]
+            for _ in range(calls):
+                started = time.perf_counter()
+                func()
+                samples[name].append(time.perf_counter() - started)
+    return {name: {"median_us": median(v) * 1e6, "p90_us": percentile(v, 90) * 1e6}
+            for name, v in samples.items()}  # fmt: skip
+
+
+def print_store_calls(res: dict[str, Any]) -> None:
+    say("\nStore calls behind the requests, in this process, one at a time (SQLite, WAL, "
+        "synchronous=FULL)")  # fmt: skip
+    say(f"  {'call':<70}{'median ms':>10}{'p90 ms':>9}")
+    for name, row in res.items():
+        say(f"  {name:<70}{row['median_us'] / 1000:10.3f}{row['p90_us'] / 1000:9.3f}")
 
 
 # --------------------------------------------------------------------------- the browser
@@ -778,6 +901,22 @@ DECRYPT_JS = """async () => {
   return {ms: t1 - t0, bytes: chunks.reduce((n, c) => n + c.byteLength, 0)};
 }"""
 
+# When the page clicked Download, and when it handed the decrypted Blob to the browser
+# (portal.js save(): URL.createObjectURL, then a click on an <a download>).
+MARKS_JS = """() => {
+  window.__marks = {};
+  const create = URL.createObjectURL;
+  URL.createObjectURL = (blob) => {
+    window.__marks.blob = performance.now();
+    return create.call(URL, blob);
+  };
+  document.addEventListener("click", (event) => {
+    if (event.target.closest && event.target.closest(".sg-download")) {
+      window.__marks.click = performance.now();
+    }
+  }, true);
+}"""
+
 STATIC_JS = """async (url) => {
   const t0 = performance.now();
   const response = await fetch(url, {cache: "no-store"});
@@ -797,8 +936,9 @@ def browser_phase(bench: Bench, reader: Reader, data: bytes, rounds: int) -> dic
     assert envelope is not None
     part = next(p for p in envelope.parts if p.kind == "attachment")
     expected = hashlib.sha256(data).hexdigest()
-    times: dict[str, list[float]] = {k: [] for k in ("download", "fetch", "fetch_decrypt",
-                                                     "sha256", "decrypt", "static")}  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in ("download", "page", "saving", "fetch",
+                                                     "fetch_decrypt", "sha256", "decrypt",
+                                                     "static")}  # fmt: skip
     problems: list[str] = []
     with chromium() as browser:
         context = browser.new_context(accept_downloads=True)  # type: ignore[attr-defined]
@@ -815,21 +955,29 @@ def browser_phase(bench: Bench, reader: Reader, data: bytes, rounds: int) -> dic
         page.click("#sg-code-submit")
         page.wait_for_selector("#sg-step-message:not([hidden])", timeout=30_000)
         page.evaluate(UNLOCK_JS, part.part_id)
-        static = context.new_page()
+        page.evaluate(MARKS_JS)
+        # Another context: a second page in the portal's context delays chromium's start
+        # of the portal page's downloads by about 1.7 s (seen here with chromium 150).
+        static = browser.new_context().new_page()  # type: ignore[attr-defined]
         static.goto(f"{bench.plain_url}/healthz")
         static_url = f"/blob/{reader.envelope_id}/{part.part_id}"
 
-        def download() -> float:
+        def download() -> None:
+            page.evaluate("() => { window.__marks = {}; }")
             started = time.perf_counter()
             with page.expect_download(timeout=180_000) as info:
                 page.locator("#sg-attachment-list .sg-download").first.click()
-            saved = Path(info.value.path())
-            elapsed = time.perf_counter() - started
+            saved = Path(info.value.path())  # chromium finished writing the file
+            total = time.perf_counter() - started
+            marks = page.evaluate("() => window.__marks")
+            in_page = (marks["blob"] - marks["click"]) / 1000
+            times["download"].append(total)
+            times["page"].append(in_page)
+            times["saving"].append(total - in_page)
             got = hashlib.sha256(saved.read_bytes()).hexdigest()
             info.value.delete()
             if got != expected:
                 raise RuntimeError("the downloaded attachment differs from what was sent")
-            return elapsed
 
         def in_page(target: Any, script: str, arg: Any = None, size: int = 0) -> dict[str, Any]:
             result = dict(target.evaluate(script, arg))
@@ -838,13 +986,14 @@ def browser_phase(bench: Bench, reader: Reader, data: bytes, rounds: int) -> dic
             return result
 
         steps = ["download", "fetch", "fetch_decrypt", "decrypt", "static"]
-        for number in range(rounds):
+        for number in range(-1, rounds):  # round -1: the warm-up, not counted
             order = steps if number % 2 == 0 else steps[::-1]
             for step in order:
                 if step == "download":
-                    times["download"].append(download())
+                    download()
                 elif step == "fetch":
-                    times["fetch"].append(in_page(page, FETCH_JS, size=part.sealed_size)["ms"] / 1000)
+                    result = in_page(page, FETCH_JS, size=part.sealed_size)
+                    times["fetch"].append(result["ms"] / 1000)
                 elif step == "fetch_decrypt":
                     result = in_page(page, FETCH_DECRYPT_JS, size=len(data))
                     if result["digest"] != expected:
@@ -854,11 +1003,15 @@ def browser_phase(bench: Bench, reader: Reader, data: bytes, rounds: int) -> dic
                 elif step == "decrypt":
                     if not times["fetch"]:  # the sealed bytes to decrypt, in the page
                         in_page(page, FETCH_JS, size=part.sealed_size)
-                    times["decrypt"].append(in_page(page, DECRYPT_JS, size=len(data))["ms"] / 1000)
+                    result = in_page(page, DECRYPT_JS, size=len(data))
+                    times["decrypt"].append(result["ms"] / 1000)
                 else:
-                    times["static"].append(
-                        in_page(static, STATIC_JS, static_url, size=part.sealed_size)["ms"] / 1000
-                    )
+                    result = in_page(static, STATIC_JS, static_url, size=part.sealed_size)
+                    times["static"].append(result["ms"] / 1000)
+            if number < 0:
+                for values in times.values():
+                    values.clear()
+                continue
             say(f"  browser round {number + 1}: "
                 + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))  # fmt: skip
         version = browser.version  # type: ignore[attr-defined]
@@ -877,31 +1030,47 @@ def browser_phase(bench: Bench, reader: Reader, data: bytes, rounds: int) -> dic
 # --------------------------------------------------------------------------- output
 
 
+GROUPS = [
+    ("Sealgate portal, TCP_NODELAY on its connections (this bench patches the socket)",
+     ["healthz", "verify_wrong", "verify_ok", "open", "part0", "part2"]),
+    ("Sealgate portal as shipped (no TCP_NODELAY), second process on the same store; "
+     "ratio vs the row above", ["shipped_healthz", "shipped_verify_wrong", "shipped_open",
+                                "shipped_part2"]),
+    ("Baselines", ["plain_healthz", "plain_file", "raw_read"]),
+]  # fmt: skip
+
+
 def print_http(res: dict[str, Any], args: argparse.Namespace) -> None:
     how = f"{args.requests} requests" if args.requests else f"{args.seconds:g} s"
     say(f"\nPortal over HTTP: {args.clients} concurrent clients (httpx, keep-alive), "
         f"{args.rounds} interleaved rounds x {how} per target")  # fmt: skip
-    say("  throttles off for the wrong-code target: backoff_seconds = 0, link_attempts = 1000, "
-        "client_attempts = 10000, one address per client (X-Forwarded-For)")  # fmt: skip
-    head = (f"  {'target':<46}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'MB/s':>8}"
-            f"{'srv CPU':>9}{'cli CPU':>9}   {'ratio':<22}")  # fmt: skip
-    say(head)
-    say(f"  {'':<46}{'':>8}{'':>8}{'':>8}{'':>8}{'ms/req':>9}{'ms/req':>9}")
-    for key in ("healthz", "verify_wrong", "verify_ok", "open", "part0", "part2",
-                "plain_healthz", "plain_file", "raw_read"):  # fmt: skip
-        row = res[key]
-        mb = f"{row['mb_s']:8.1f}" if row["bytes_per_request"] > 100 else f"{'':>8}"
-        if key == "raw_read":
-            say(f"  {row['label']:<46}{row['rate']:8,.0f}{row['p50_ms']:8.2f}{'':>8}{mb}"
-                "   (1 thread, page cache; per s = reads of the whole blob)")  # fmt: skip
-            continue
-        ratio = ""
-        if "ratio" in row:
-            what = "MB/s" if row["ratio_by"] == "mb_s" else "req/s"
-            ratio = f"{row['ratio']:.3f} ({what} vs {row['baseline']})"
-        bad = f"  {row['errors']} BAD: {row['first_error']}" if row["errors"] else ""
-        say(f"  {row['label']:<46}{row['rate']:8,.0f}{row['p50_ms']:8.1f}{row['p99_ms']:8.1f}"
-            f"{mb}{row['server_cpu_ms']:9.3f}{row['client_cpu_ms']:9.3f}   {ratio}{bad}")  # fmt: skip
+    say("  nothing locks: backoff_seconds = 0, link_attempts = 1000, client_attempts = 10000 "
+        "(the largest allowed), each client its own address (X-Forwarded-For)")  # fmt: skip
+    say(f"  {'target':<48}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'MB/s':>7}{'srv CPU':>9}"
+        f"{'srv':>5}{'cli':>5}   ratio    CPU")  # fmt: skip
+    say(f"  {'':<48}{'':>7}{'':>8}{'':>8}{'':>7}{'ms/req':>9}{'%':>5}{'%':>5}   {'':>6} ratio")
+    for title, keys_ in GROUPS:
+        say(f"  {title}")
+        for key in keys_:
+            row = res[key]
+            label = "  " + row["label"]
+            mb = f"{row['mb_s']:7.0f}" if row["bytes_per_request"] > 100 else f"{'':>7}"
+            if key == "raw_read":
+                say(f"  {label:<48}{row['rate']:7,.0f}{row['p50_ms']:8.2f}{'':>8}{mb}{'':>9}{'':>5}"
+                    f"{row['client_busy'] * 100:5.0f}   (one thread, page cache; "
+                    "req/s = reads of the whole blob)")  # fmt: skip
+                continue
+            ratio = ""
+            if "ratio" in row:
+                what = "MB/s" if row["ratio_by"] == "mb_s" else "req/s"
+                ratio = f"{row['ratio']:6.3f}{row['cpu_ratio']:7.3f}  ({what} vs {row['baseline']})"
+            bad = f"  {row['errors']} BAD: {row['first_error']}" if row["errors"] else ""
+            say(f"  {label:<48}{row['rate']:7,.0f}{row['p50_ms']:8.1f}{row['p99_ms']:8.1f}{mb}"
+                f"{row['server_cpu_ms']:9.3f}{row['server_busy'] * 100:5.0f}"
+                f"{row['client_busy'] * 100:5.0f}   {ratio}{bad}")  # fmt: skip
+    say("  srv/cli % = CPU time of the server process / of this load client over the target's "
+        "wall time (100 = one core);\n  ratio = throughput ours / baseline (median of per-round "
+        "ratios); CPU ratio = baseline's server CPU per request / ours")  # fmt: skip
     events = res["fetch_envelope_events"]
     say(f"  audit events of the fetch envelope (read by every /open): {events[0]:,} at round 1, "
         f"{events[-1]:,} at the end; /open req/s by round: "
@@ -916,11 +1085,13 @@ def print_browser(res: dict[str, Any]) -> None:
     base = sec["fetch"]
     rows = [
         ("download", "Download clicked -> decrypted, SHA-256 checked, saved by chromium"),
+        ("page", "  in the page: click -> Blob made (fetch, decrypt, SHA-256 check)"),
+        ("saving", "  the rest: chromium saving the Blob to a file (and Playwright)"),
         ("fetch", "baseline: POST /part, arrayBuffer(), no decryption (same page)"),
         ("fetch_decrypt", "POST /part + openPartStream (decrypt as it arrives)"),
         ("sha256", "  SHA-256 of the plaintext (crypto.subtle.digest)"),
         ("decrypt", "openPart from memory (WebCrypto AES-GCM, 64 KiB chunks)"),
-        ("static", "plain FileResponse GET, arrayBuffer() (other origin, same browser)"),
+        ("static", "plain FileResponse GET, arrayBuffer() (other browser context)"),
     ]
     for key, label in rows:
         say(f"  {label:<66}{sec[key]:7.3f}{size / MB / sec[key]:8.1f}{base / sec[key]:8.2f}")
@@ -963,6 +1134,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         }
         report["http"] = asyncio.run(http_phase(bench, load))
         print_http(report["http"], args)
+        report["store_calls"] = store_calls(bench, load)
+        print_store_calls(report["store_calls"])
         if not args.no_browser:
             say("\nbrowser: sealing the 25 MB attachment, opening the link in chromium ...")
             big = rng.randbytes(BROWSER_SIZE)
@@ -976,8 +1149,10 @@ def orchestrate(args: argparse.Namespace) -> int:
         bad = sum(row["errors"] for row in report["http"].values() if isinstance(row, dict))
         report["verified"] = bad == 0
         report["seconds_total"] = time.perf_counter() - began
-        say(f"\nwhole run {report['seconds_total']:.0f} s; "
-            + ("every answer as expected" if bad == 0 else f"NOT VERIFIED: {bad} bad answers"))
+        say(
+            f"\nwhole run {report['seconds_total']:.0f} s; "
+            + ("every answer as expected" if bad == 0 else f"NOT VERIFIED: {bad} bad answers")
+        )
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
             say(f"figures written to {args.json}")
@@ -992,17 +1167,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("-c", "--clients", type=int, default=20, help="concurrent clients")
-    parser.add_argument("--seconds", type=float, default=1.5,
+    parser.add_argument("--seconds", type=float, default=1.0,
                         help="seconds per target and round")  # fmt: skip
     parser.add_argument("-n", "--requests", type=int, default=None,
                         help="requests per target and round (instead of --seconds)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
-    parser.add_argument("--browser-rounds", type=int, default=3, help="rounds in chromium")
+    parser.add_argument("--browser-rounds", type=int, default=5, help="rounds in chromium")
     parser.add_argument("--no-browser", action="store_true", help="skip the chromium part")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--serve-portal", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--serve-plain", metavar="ROOT", help=argparse.SUPPRESS)
+    parser.add_argument("--nodelay", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.clients < 1 or args.rounds < 1 or args.browser_rounds < 1:
         parser.error("--clients, --rounds and --browser-rounds must be at least 1")
@@ -1012,7 +1188,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_portal:
-        return serve_portal(args.serve_portal)
+        return serve_portal(args.serve_portal, args.nodelay)
     if args.serve_plain:
         return serve_plain(args.serve_plain)
     return run_interruptibly(

@@ -12,8 +12,10 @@ import ssl
 import subprocess
 import threading
 import time
+import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.certs import make_certificates
@@ -108,12 +110,16 @@ def test_sighup_reloads_tls_certificates(serve, tmp_path):
 
 
 def test_workers_share_the_port_and_stop_together(serve, sink):
-    process, port, _ = serve("--workers", "2")
+    process, port, path = serve("--workers", "2")
     wait_for(lambda: len(children_of(process.process.pid)) == 2, what="two workers")
     workers = children_of(process.process.pid)
     for _ in range(6):
         assert send(port) == 250
     assert len(sink.messages) == 6
+    portal = tomllib.loads(path.read_text())["portal"]["listen"]
+    assert all(
+        httpx.get(f"http://{portal}/healthz").text == "ok\n" for _ in range(6)
+    )  # every worker serves the portal on the shared port
     process.signal(signal.SIGTERM)
     assert process.wait(30) == 0
     for pid in workers:
