@@ -1,6 +1,6 @@
 """Portal benchmark: the recipient portal's endpoints under load, against baselines run alongside.
 
-    .venv/bin/python bench/portal.py                  # default run, about 100 s on 2 cores
+    .venv/bin/python bench/portal.py                  # default run, about 90 s on 2 cores
     .venv/bin/python bench/portal.py -c 50            # 50 concurrent clients
     .venv/bin/python bench/portal.py --seconds 3      # longer rounds
     .venv/bin/python bench/portal.py -n 500           # 500 requests per target and round
@@ -12,13 +12,20 @@ Processes, all on 127.0.0.1 with ports found by binding port 0, all stopped at t
 
 - the upstream MTA: the test suite's aiosmtpd sink (tests/support/sink.py), in a thread of
   this process; it receives the notifications and the code mails;
-- Sealgate: ``Gateway(cfg, None, with_outbox=False)`` started in a child process (SMTP
-  intake, pipeline and the portal on uvicorn, as ``sealgate serve`` runs them), SQLite store;
+- Sealgate, twice, on one state directory (as two workers share it), each
+  ``Gateway(cfg, None, with_outbox=False)`` started in a child process (SMTP intake,
+  pipeline and the portal on uvicorn, as ``sealgate serve`` runs them), SQLite store:
+  - "patched": its portal socket re-made with ``proto`` IPPROTO_TCP, so that its
+    connections get TCP_NODELAY (see ``serve_portal``); most targets run against it;
+  - "shipped": the portal socket exactly as ``gateway.service._bind_portal`` makes it
+    (proto 0: asyncio leaves Nagle on, and every keep-alive response after the first
+    waits for the client's delayed ACK, about 40 ms);
 - the baseline server: a plain Starlette app on uvicorn in another child process (same
-  event loop, same HTTP implementation): ``GET /healthz`` and ``GET /blob/...``, a
-  ``FileResponse`` of the very blob files the portal serves;
+  event loop, same HTTP implementation, TCP_NODELAY as ``uvicorn.run`` gets it):
+  ``GET /healthz`` and ``GET /blob/...``, a ``FileResponse`` of the very blob files the
+  portal serves;
 - the load: N clients (``-c``, default 20), each an ``httpx.AsyncClient`` with its own
-  cookies and one keep-alive connection, in this process;
+  cookies and one keep-alive connection per server, in this process;
 - the browser: Debian's chromium, headless, driven by Playwright (never ``playwright
   install``), as tests/support/browser.py launches it.
 
@@ -33,7 +40,7 @@ One-time codes for the successful verifications are issued ahead of each batch w
 portal's own ``CodeBook.issue`` on the same database (the mail path is not measured).
 
 Targets, each for ``--seconds`` (or ``-n`` requests) per round, in ``--rounds`` interleaved
-rounds whose order alternates (A B ..., ... B A):
+rounds whose order alternates (A B ..., ... B A), after an untimed warm-up:
 
 - ``GET /healthz`` of the portal: the framework's floor (uvicorn, Starlette, the security
   headers middleware);
@@ -41,23 +48,31 @@ rounds whose order alternates (A B ..., ... B A):
   code (batches of 4 x N fresh codes, issued untimed between the batches);
 - ``POST /m/<link>/open``, ``POST /m/<link>/part/0`` (the manifest) and ``/part/2`` (the 1 MB
   attachment) with a verified session;
+- healthz, wrong code, open and part 2 again against the "shipped" portal;
 - the baseline server's ``GET /healthz`` and ``GET`` of the same 1 MB sealed blob;
 - the same blob read from disk in 64 KiB pieces (one thread, page cache warm).
 
 Per target: requests per second (median of the rounds), p50 and p99 latency over every
 request of every round, MB/s of the response bodies, and the CPU time per request of the
-server process (user + system from /proc, less sensitive to a noisy machine than
-throughput) and of the load client. Ratios are taken per round and their median shown;
-they are throughput ours / baseline (> 1: faster than the baseline). A round counts only if
+server process (user + system from /proc, all its threads) and how busy the server and the
+load client were. The client and the server share the 2 cores: when the client is at 100 %
+the throughput is the client's, and the server CPU per request is the figure to compare.
+Ratios are throughput ours / baseline (> 1: faster than the baseline), taken per round and
+their median shown, and the same from the server CPU per request. A round counts only if
 every answer was the expected one (status, body length, error code); otherwise the run is
 marked NOT VERIFIED and exits 1.
 
+Then the store calls the requests make, one at a time in this process on the same database
+(median of interleaved rounds), to show where the server's milliseconds go.
+
 The browser part opens the notification link in chromium, asks for a code by email, reads it
-from the sink, enters it, then times, in ``--browser-rounds`` alternating rounds: the click on
-Download until the decrypted, SHA-256-checked file is saved by the browser; the same sealed
-part fetched by the page without decrypting it (the baseline); fetched and decrypted with
-the portal's own sealed.js (``openPartStream``) without saving; decrypted from memory
-(``openPart``); and the blob as a static file from the baseline server.
+from the sink, enters it, then times, after a warm-up round, in ``--browser-rounds``
+alternating rounds: the click on Download until the decrypted, SHA-256-checked file is saved
+by the browser (split at the page's ``URL.createObjectURL``); the same sealed part fetched by
+the page without decrypting it (the baseline); fetched and decrypted with the portal's own
+sealed.js (``openPartStream``) without saving; decrypted from memory (``openPart``); and the
+blob as a static file from the baseline server, in a second browser context (a second page in
+the portal's context made chromium start the portal page's downloads about 1.7 s late).
 """
 
 from __future__ import annotations
@@ -155,7 +170,7 @@ def serve_portal(config_path: str, nodelay: bool) -> int:
             sock.setblocking(False)
             return sock
 
-        service._bind_portal = bind_tcp  # type: ignore[assignment]
+        service._bind_portal = bind_tcp
 
     async def run() -> None:
         gateway = Gateway(cfg, None, with_outbox=False)
@@ -695,7 +710,7 @@ class Load:
 
 def raw_read(path: Path) -> Sample:
     """The blob read from disk in 64 KiB pieces, as the portal reads it (one thread)."""
-    samples = []
+    samples: list[float] = []
     started = time.perf_counter()
     total = 0
     while time.perf_counter() - started < 0.2 or len(samples) < 20:
@@ -713,6 +728,12 @@ async def http_phase(bench: Bench, load: Load) -> dict[str, Any]:
     await load.open_clients()
     try:
         keys_order = [k for k in load.targets if k != "raw_read"]
+        # The first /open of a fresh installation makes the secure-reply key (RSA-3072) in
+        # a thread, under a lock: time it alone, before the warm-up.
+        started = time.perf_counter()
+        await load.call(load.targets["open"])(0, 0)
+        first_open = time.perf_counter() - started
+        say(f"first /open of the fresh installation: {first_open:.2f} s (reply key made)")
         # Warm-up, untimed: connections, caches, and the reply key (RSA-3072, made on the
         # first /open of a fresh installation).
         say("warming up ...")
@@ -738,7 +759,9 @@ async def http_phase(bench: Bench, load: Load) -> dict[str, Any]:
                     line.append(f"({len(sample.errors)} bad: {sample.errors[0]})")
             say(f"  round {number + 1}: " + ", ".join(line))
         fetch_events.append(bench.events(load.fetch.envelope_id))
-        return summarise(load, fetch_events)
+        result = summarise(load, fetch_events)
+        result["first_open_s"] = first_open
+        return result
     finally:
         await load.close_clients()
 
@@ -1071,6 +1094,8 @@ def print_http(res: dict[str, Any], args: argparse.Namespace) -> None:
     say("  srv/cli % = CPU time of the server process / of this load client over the target's "
         "wall time (100 = one core);\n  ratio = throughput ours / baseline (median of per-round "
         "ratios); CPU ratio = baseline's server CPU per request / ours")  # fmt: skip
+    say(f"  the first /open of the fresh installation took {res['first_open_s']:.2f} s (it makes "
+        "the secure-reply key, RSA-3072)")  # fmt: skip
     events = res["fetch_envelope_events"]
     say(f"  audit events of the fetch envelope (read by every /open): {events[0]:,} at round 1, "
         f"{events[-1]:,} at the end; /open req/s by round: "
@@ -1111,6 +1136,11 @@ def orchestrate(args: argparse.Namespace) -> int:
             f"work directory {bench.workdir}")  # fmt: skip
         load_at_start = [round(x, 2) for x in os.getloadavg()]
         bench.start()
+        protos = bench.protos
+        say(f"portal sockets: patched proto {protos['patched']} (TCP_NODELAY), shipped proto "
+            f"{protos['shipped']} (Nagle on)")  # fmt: skip
+        if protos["patched"] != socket.IPPROTO_TCP:
+            raise RuntimeError("the patched portal's socket is not IPPROTO_TCP")
         rng = random.Random(SEED)
         count = READERS_PER_CLIENT * args.clients
         say(f"sealing: {count} verify readers, a 1 MB attachment"
@@ -1131,6 +1161,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             "seconds": args.seconds if args.requests is None else None,
             "requests": args.requests,
             "throttles": NO_LOCKS,
+            "portal_socket_proto": bench.protos,
         }
         report["http"] = asyncio.run(http_phase(bench, load))
         print_http(report["http"], args)

@@ -19,7 +19,7 @@ from sqlalchemy import update
 
 from gateway.envelope import keys
 from gateway.store.schema import codes, envelopes
-from tests.support.gateway import wait_for
+from tests.support.gateway import POLICIES, wait_for
 from tests.support.portal import Browser, code_in, code_mail, portal_url, send_protected
 from tests.support.protected import link_in, notifications, protected_message
 
@@ -492,3 +492,29 @@ def test_answering_a_secure_reply_stays_protected(make_gateway, sink):
     assert list(notifications(new)) == ["bob@example.net"]
     assert all(b"See you Monday" not in m.data for m in new)
     assert len(replies()) == 1
+
+
+def test_a_remembered_device_does_not_stand_in_for_a_stricter_factor(make_gateway, sink, tmp_path):
+    pack = tmp_path / "sms-only.toml"
+    pack.write_text(
+        '[[rules]]\nname = "sms-only"\naction = "protect"\nverify = ["sms"]\n'
+        'when.subject_tag = ["[sms]"]\n'
+    )
+    running = make_gateway(
+        **FAST,
+        sms={"provider": "outbox"},
+        dev_outbox={"directory": str(tmp_path / "outbox")},
+        policy={"packs": [str(POLICIES / "baseline.toml"), str(pack)]},
+    )
+    browser = Browser(portal_url(running))
+    try:
+        first = send_protected(running, sink)
+        assert browser.verify_by_email(first, sink, remember=True).status_code == 200
+        strict = send_protected(running, sink, subject="[sms] Results",
+                                extra_headers={"X-Sealgate-Phone": "+31612345678"})  # fmt: skip
+        assert '"device": false' in browser.page(strict).text
+        assert browser.post(strict, "open").status_code == 401
+        relaxed = send_protected(running, sink, subject="[secure] Later")
+        assert browser.post(relaxed, "open").status_code == 200
+    finally:
+        browser.close()

@@ -335,8 +335,10 @@ class _Portal:
         await self._event(link, "verified", f"method={method} client={client}")
         response = JSONResponse({"ok": True})
         await self._start_session(request, response, link)
-        if body.get("remember") is True and self.deps.settings.remember_days:
-            await self._remember_device(request, response, link)
+        # An access code belongs to one message: it cannot vouch for a device.
+        remember = body.get("remember") is True and method in ("email", "sms")
+        if remember and self.deps.settings.remember_days:
+            await self._remember_device(request, response, link, method)
         return response
 
     # releasing the sealed data
@@ -633,7 +635,14 @@ class _Portal:
         token = request.cookies.get(_DEVICE)
         if token and self.deps.settings.remember_days:
             device = self.deps.access.session(token, now)
-            if device and device.kind == "device" and device.address == reader.address.lower():
+            # A device stands in only for the factor it proved, and only where the
+            # reader's rule allows that factor: an SMS-only message still wants SMS.
+            if (
+                device
+                and device.kind == "device"
+                and device.address == reader.address.lower()
+                and device.method in self._methods(reader)
+            ):
                 return "device"
         return None
 
@@ -658,7 +667,9 @@ class _Portal:
         path = f"/m/{request.path_params['link']}"
         self._cookie(response, _SESSION, token, minutes * 60, path)
 
-    async def _remember_device(self, request: Request, response: Response, link: _Link) -> None:
+    async def _remember_device(
+        self, request: Request, response: Response, link: _Link, method: str
+    ) -> None:
         token = secrets.token_urlsafe(32)
         now = datetime.now(UTC)
         days = self.deps.settings.remember_days
@@ -669,6 +680,7 @@ class _Portal:
             now=now,
             expires_at=now + timedelta(days=days),
             address=link.reader.address.lower(),
+            method=method,
         )
         self._cookie(response, _DEVICE, token, days * 86400, "/m/")
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.config import Portal
 from gateway.secondfactor import access_code_hash
-from gateway.store.access import Access, ActiveCode
+from gateway.store.access import Access, Counted
 from gateway.store.records import ReaderRecord
 
 _WINDOW = timedelta(hours=1)
@@ -38,7 +38,12 @@ class Outcome:
 class Locked(Exception):
     def __init__(self, until: datetime) -> None:
         super().__init__("locked")
-        self.retry_after = max(1, int((until - datetime.now(UTC)).total_seconds() + 0.999))
+        self.retry_after = _seconds(until)
+
+
+def _seconds(until: datetime) -> int:
+    """Whole seconds from now until ``until``, at least 1."""
+    return max(1, int((until - datetime.now(UTC)).total_seconds() + 0.999))
 
 
 class CodeBook:
@@ -53,81 +58,87 @@ class CodeBook:
         now = datetime.now(UTC)
         self._refuse_if_locked(f"link:{reader.reader_id}", now)
         self._refuse_if_locked(f"send:{reader.reader_id}", now)
-        sent_until = self.access.count(
+        sent = self.access.count(
             f"send:{reader.reader_id}",
             now,
             limit=self.settings.codes_per_hour + 1,  # locked only when one more is asked
             window=_WINDOW,
             lockout=_WINDOW,
         )
-        if sent_until is not None:
-            raise Locked(sent_until)
+        if sent.until is not None:
+            raise Locked(sent.until)
         code = "".join(secrets.choice("0123456789") for _ in range(self.settings.code_length))
         ttl = timedelta(minutes=self.settings.code_minutes)
         self.access.issue_code(reader.reader_id, method, self._hash(reader, code), now, ttl)
         return code
 
     def check(self, reader: ReaderRecord, method: str, code: str, client: str) -> Outcome:
-        """Compare an entered code; count a wrong one against the link and the client."""
+        """Compare an entered code; count a wrong one against the link and the client.
+
+        Every comparison is paid for before it is made, atomically: a one-time code's
+        attempt is reserved, an access code's try counted against the link. So parallel
+        guesses (several requests, several workers) get no more tries than the limits.
+        """
         now = datetime.now(UTC)
         for key in (f"link:{reader.reader_id}", f"client:{client}"):
             until = self.access.locked_until(key, now)
             if until is not None:
-                return Outcome(False, "locked", retry_after=Locked(until).retry_after)
+                return Outcome(False, "locked", retry_after=_seconds(until))
         entered = "".join(code.split())
         if method == "access-code":
-            right = reader.access_code_hash is not None and hmac.compare_digest(
-                access_code_hash(self.secret, entered), reader.access_code_hash
-            )
-            if right:
-                return self._succeeded(reader)
-            return self._failed(reader, client, None, now)
+            return self._check_access_code(reader, entered, client, now)
         active = self.access.active_code(reader.reader_id, method, now)
-        right = active is not None and hmac.compare_digest(
-            self._hash(reader, entered), active.code_hash
-        )
-        if right and active is not None and self.access.code_used(active.code_id):
-            return self._succeeded(reader)
-        return self._failed(reader, client, active, now)
-
-    def _succeeded(self, reader: ReaderRecord) -> Outcome:
-        self.access.clear(f"link:{reader.reader_id}")
-        return Outcome(True)
-
-    def _failed(
-        self, reader: ReaderRecord, client: str, active: ActiveCode | None, now: datetime
-    ) -> Outcome:
-        settings = self.settings
-        left = settings.code_attempts
+        left = None
         if active is not None:
-            left = settings.code_attempts - self.access.code_failed(
-                active.code_id, settings.code_attempts
-            )
-        lockout = timedelta(minutes=settings.lockout_minutes)
-        backoff = timedelta(seconds=settings.backoff_seconds)
-        locks = [
-            self.access.count(
-                f"link:{reader.reader_id}",
-                now,
-                limit=settings.link_attempts,
-                window=_WINDOW,
-                lockout=lockout,
-                backoff=backoff,
-            ),
-            self.access.count(
-                f"client:{client}",
-                now,
-                limit=settings.client_attempts,
-                window=_WINDOW,
-                lockout=lockout,
-                backoff=backoff,
-            ),
-        ]
-        until = max((lock for lock in locks if lock is not None), default=None)
-        if until is not None and until - now >= lockout:
-            return Outcome(False, "locked", retry_after=Locked(until).retry_after)
-        retry = Locked(until).retry_after if until is not None else 0
-        return Outcome(False, "wrong-code", attempts_left=max(0, left), retry_after=retry)
+            left = self.access.reserve_attempt(active.code_id, self.settings.code_attempts)
+        right = (
+            active is not None
+            and left is not None
+            and hmac.compare_digest(self._hash(reader, entered), active.code_hash)
+        )
+        if right and active is not None:
+            self.access.code_used(active.code_id)
+            self.access.clear(f"link:{reader.reader_id}")
+            return Outcome(True)
+        link = self._count(f"link:{reader.reader_id}", self.settings.link_attempts, now)
+        return self._wrong(link, self._count_client(client, now), left or 0)
+
+    def _check_access_code(
+        self, reader: ReaderRecord, entered: str, client: str, now: datetime
+    ) -> Outcome:
+        link = self._count(f"link:{reader.reader_id}", self.settings.link_attempts, now)
+        if link.failures > self.settings.link_attempts:
+            return self._wrong(link, None, 0)
+        right = reader.access_code_hash is not None and hmac.compare_digest(
+            access_code_hash(self.secret, entered), reader.access_code_hash
+        )
+        if right:
+            self.access.clear(f"link:{reader.reader_id}")
+            return Outcome(True)
+        left = max(0, self.settings.link_attempts - link.failures)
+        return self._wrong(link, self._count_client(client, now), left)
+
+    def _count(self, key: str, limit: int, now: datetime) -> Counted:
+        return self.access.count(
+            key,
+            now,
+            limit=limit,
+            window=_WINDOW,
+            lockout=timedelta(minutes=self.settings.lockout_minutes),
+            backoff=timedelta(seconds=self.settings.backoff_seconds),
+        )
+
+    def _count_client(self, client: str, now: datetime) -> Counted:
+        return self._count(f"client:{client}", self.settings.client_attempts, now)
+
+    @staticmethod
+    def _wrong(link: Counted, client: Counted | None, attempts_left: int) -> Outcome:
+        counts = [c for c in (link, client) if c is not None]
+        until = max((c.until for c in counts if c.until is not None), default=None)
+        if any(c.limit_reached for c in counts) and until is not None:
+            return Outcome(False, "locked", retry_after=_seconds(until))
+        retry = _seconds(until) if until is not None else 0
+        return Outcome(False, "wrong-code", attempts_left=attempts_left, retry_after=retry)
 
     def _refuse_if_locked(self, key: str, now: datetime) -> None:
         until = self.access.locked_until(key, now)

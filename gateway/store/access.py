@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Row
 
 from gateway.store.database import Store, append_event
 from gateway.store.schema import codes, holds, readers, replies, sessions, threads, throttles
@@ -23,7 +26,13 @@ from gateway.store.schema import codes, holds, readers, replies, sessions, threa
 class ActiveCode:
     code_id: int
     code_hash: bytes
-    failures: int
+
+
+@dataclass(frozen=True)
+class Counted:
+    failures: int  # within the window, this one included
+    until: datetime | None  # locked until (a backoff or the lockout)
+    limit_reached: bool
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,7 @@ class Session:
     kind: str  # "session" | "device"
     reader_id: str | None
     address: str | None
-    expires_at: datetime
+    method: str | None  # for a device: the second factor it proved
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,7 @@ class Access:
 
     def active_code(self, reader_id: str, method: str, now: datetime) -> ActiveCode | None:
         query = (
-            select(codes.c.code_id, codes.c.code_hash, codes.c.failures)
+            select(codes.c.code_id, codes.c.code_hash)
             .where(
                 codes.c.reader_id == reader_id,
                 codes.c.method == method,
@@ -108,28 +117,29 @@ class Access:
         )
         with self.store.transaction(f"reading the code of {reader_id}", write=False) as conn:
             row = conn.execute(query).first()
-        return None if row is None else ActiveCode(row.code_id, row.code_hash, row.failures)
+        return None if row is None else ActiveCode(row.code_id, row.code_hash)
 
-    def code_failed(self, code_id: int, max_failures: int) -> int:
-        """Count a wrong guess against the code; it stops working at ``max_failures``."""
-        with self.store.transaction("counting a wrong code", write=True) as conn:
-            conn.execute(
+    def reserve_attempt(self, code_id: int, max_attempts: int) -> int | None:
+        """Take one of the code's attempts before comparing; the attempts left after it, or
+        None when none was left. Atomic, so parallel guesses cannot share an attempt."""
+        this = codes.c.code_id == code_id
+        with self.store.transaction("counting an attempt at a code", write=True) as conn:
+            taken = conn.execute(
                 update(codes)
-                .where(codes.c.code_id == code_id)
+                .where(this, codes.c.used == 0, codes.c.failures < max_attempts)
                 .values(failures=codes.c.failures + 1)
             )
-            failures = conn.scalar(select(codes.c.failures).where(codes.c.code_id == code_id))
-            if failures is not None and failures >= max_failures:
-                conn.execute(update(codes).where(codes.c.code_id == code_id).values(used=1))
-        return int(failures or 0)
+            if taken.rowcount != 1:
+                return None
+            attempts = int(conn.scalar(select(codes.c.failures).where(this)) or 0)
+            if attempts >= max_attempts:  # the last one: spent whatever it brings
+                conn.execute(update(codes).where(this).values(used=1))
+        return max_attempts - attempts
 
-    def code_used(self, code_id: int) -> bool:
-        """Spend the code; False if it was spent already (two tabs, one code)."""
+    def code_used(self, code_id: int) -> None:
+        """Spend the code (a right entry; its last attempt may have spent it already)."""
         with self.store.transaction("spending a code", write=True) as conn:
-            changed = conn.execute(
-                update(codes).where(codes.c.code_id == code_id, codes.c.used == 0).values(used=1)
-            )
-        return changed.rowcount == 1
+            conn.execute(update(codes).where(codes.c.code_id == code_id).values(used=1))
 
     # throttles
 
@@ -148,16 +158,17 @@ class Access:
         window: timedelta,
         lockout: timedelta,
         backoff: timedelta = timedelta(0),
-    ) -> datetime | None:
-        """Count one failure (or one use) under ``key``; the time it is locked until.
+    ) -> Counted:
+        """Count one failure (or one use) under ``key``: how many now, and until when the
+        key is locked (None: not locked).
 
         Failures within ``window`` add up; at ``limit`` the key is locked for
         ``lockout``. Before that each failure waits ``backoff`` doubled per
         failure (1, 2, 4, ... times), never longer than the lockout.
         """
         with self.store.transaction("counting against a throttle", write=True) as conn:
-            row = conn.execute(select(throttles).where(throttles.c.key == key)).first()
-            if row is None or row.window_start + window <= now:
+            row = _locked_throttle(conn, key, now)
+            if row.failures == 0 or row.window_start + window <= now:
                 failures, start = 1, now
             else:
                 failures, start = row.failures + 1, row.window_start
@@ -168,11 +179,8 @@ class Access:
             else:
                 until = None
             values = {"failures": failures, "window_start": start, "locked_until": until}
-            if row is None:
-                conn.execute(insert(throttles), {"key": key, **values})
-            else:
-                conn.execute(update(throttles).where(throttles.c.key == key).values(values))
-        return until
+            conn.execute(update(throttles).where(throttles.c.key == key).values(values))
+        return Counted(failures, until, failures >= limit)
 
     def clear(self, key: str) -> None:
         with self.store.transaction("clearing a throttle", write=True) as conn:
@@ -189,6 +197,7 @@ class Access:
         expires_at: datetime,
         reader_id: str | None = None,
         address: str | None = None,
+        method: str | None = None,
     ) -> None:
         with self.store.transaction(f"starting a {kind}", write=True) as conn:
             conn.execute(
@@ -198,6 +207,7 @@ class Access:
                     "kind": kind,
                     "reader_id": reader_id,
                     "address": address,
+                    "method": method,
                     "created_at": now,
                     "expires_at": expires_at,
                 },
@@ -211,7 +221,7 @@ class Access:
             row = conn.execute(query).first()
         if row is None:
             return None
-        return Session(row.kind, row.reader_id, row.address, row.expires_at)
+        return Session(row.kind, row.reader_id, row.address, row.method)
 
     def end_session(self, token: str) -> None:
         with self.store.transaction("ending a session", write=True) as conn:
@@ -427,6 +437,19 @@ class Access:
             return False
         with self.store.transaction("looking up a thread", write=False) as conn:
             return bool(_known(conn, hashes))
+
+
+def _locked_throttle(conn: Connection, key: str, now: datetime) -> Row[Any]:
+    """The throttle's row, created if missing, locked for this transaction: concurrent
+    counts wait for each other instead of overwriting (PostgreSQL: FOR UPDATE; SQLite:
+    write transactions are serialised by BEGIN IMMEDIATE already)."""
+    new = {"key": key, "failures": 0, "window_start": now, "locked_until": None}
+    if conn.dialect.name == "postgresql":
+        conn.execute(postgresql_insert(throttles).values(new).on_conflict_do_nothing())
+    else:
+        conn.execute(sqlite_insert(throttles).values(new).on_conflict_do_nothing())
+    query = select(throttles).where(throttles.c.key == key).with_for_update()
+    return conn.execute(query).one()
 
 
 def _known(conn: Connection, hashes: set[bytes]) -> set[bytes]:

@@ -231,6 +231,7 @@ sessions = Table(
     Column("kind", String(16), nullable=False),  # "session" (one reader) | "device" (an address)
     Column("reader_id", String(32), nullable=True),
     Column("address", Text(), nullable=True),
+    Column("method", String(16), nullable=True),  # the second factor a device proved
     Column("created_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
     Index("ix_sessions_expires_at", "expires_at"),

@@ -71,6 +71,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("reader_id", sa.String(32), nullable=True),
         sa.Column("address", sa.Text(), nullable=True),
+        sa.Column("method", sa.String(16), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("expires_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("token_hash", name="pk_sessions"),

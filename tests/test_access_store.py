@@ -1,0 +1,43 @@
+"""The portal's counters in the store hold under concurrency, on SQLite and PostgreSQL.
+
+Several worker processes share one database: a wrong-code counter that loses
+updates, or a code attempt two requests can both use, would let an attacker
+guess faster than the configured limits.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from gateway.store.access import Access
+from tests.support.sealing import seal
+
+
+def test_parallel_guesses_share_no_code_attempt(store, pool):
+    sealed = seal(store, pool, b"Subject: x\r\n\r\nhello\r\n")
+    reader_id = sealed.grants[0].reader_id
+    access = Access(store)
+    now = datetime.now(UTC)
+    access.issue_code(reader_id, "email", b"\x01" * 32, now, timedelta(minutes=5))
+    active = access.active_code(reader_id, "email", now)
+    assert active is not None
+    with ThreadPoolExecutor(max_workers=8) as threads:
+        taken = list(threads.map(lambda _: access.reserve_attempt(active.code_id, 3), range(40)))
+    assert sorted(t for t in taken if t is not None) == [0, 1, 2]
+    assert access.active_code(reader_id, "email", now) is None  # spent by its attempts
+
+
+def test_parallel_failures_are_all_counted(store):
+    access = Access(store)
+    now = datetime.now(UTC)
+
+    def fail(_: int) -> int:
+        return access.count(
+            "client:198.51.100.7", now, limit=1000, window=timedelta(hours=1),
+            lockout=timedelta(minutes=5),
+        ).failures  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=8) as threads:
+        counts = list(threads.map(fail, range(60)))
+    assert sorted(counts) == list(range(1, 61))
