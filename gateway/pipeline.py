@@ -399,15 +399,16 @@ class Pipeline:
             relay, refused = await self._open_relay(tx, plan.relay, len(relayed))
             if relay is not None:
                 await stack.enter_async_context(relay)
+            # Held ones first: a failure there defers the message before anyone was told.
+            held = [g for g in sealed.grants if g.address in plan.hold]
+            if held:
+                await self._hold(tx, sealed, held, original, plan.held_for)
             grants = [g for g in sealed.grants if g.address not in plan.hold]
             refused = {
                 **plan.refused,
                 **refused,
                 **await self._notify(tx, grants, sealed, original),
             }
-            held = [g for g in sealed.grants if g.address in plan.hold]
-            if held:
-                await self._hold(tx, sealed, held, original, plan.held_for)
             notified = len(held) + sum(1 for a in plan.protect if a not in refused)
             if not notified:
                 # No guest can ever reach this envelope: shred it now.
@@ -424,7 +425,7 @@ class Pipeline:
                 upstream_reply = await relay.send_data(relayed)
         await self._settle(sealed.envelope_id)
         if notified and self.protecting.receipt is not None and tx.mail_from:
-            await self._receipt(tx, sealed, original, refused)
+            await self._receipt(tx, sealed, original, {*refused, *plan.hold})
         outcome = "protected-partly" if refused else "protected"
         reply = SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
         return Result(
@@ -514,22 +515,21 @@ class Pipeline:
                 missing=held_for[grant.address],
                 sender_name=original.sender_name,
                 sealed_link=seal_link(public, grant.link),
-                state="held",
             )
             for grant in grants
         ]
         access = self.protecting.access
         await self._vault(asyncio.to_thread(access.add_holds, items, sealed.record.created_at))
         notifier = self.protecting.notifier
-        data = notifier.held_notice(
-            original,
-            [(item.address, item.missing) for item in items],
-            holding.release_url(sealed.envelope_id),
-            notifier.language(original, tx.mail_from),
-        )
         try:
+            data = notifier.held_notice(
+                original,
+                [(item.address, item.missing) for item in items],
+                holding.release_url(sealed.envelope_id),
+                notifier.language(original, tx.mail_from),
+            )
             await self.send_own("", [tx.mail_from], data)
-        except PermanentError as error:  # the sender's own mailbox refuses: nobody to ask
+        except (PermanentError, ValueError) as error:  # nobody to ask: they expire unreleased
             event(log, logging.WARNING, "held notice refused", envelope=sealed.envelope_id,
                   error=str(error))  # fmt: skip
 
@@ -538,12 +538,14 @@ class Pipeline:
         tx: Transaction,
         sealed: SealedEnvelope,
         original: Original,
-        refused: dict[str, SMTPReply],
+        unsent: set[str],
     ) -> None:
-        """The sender's "sent securely" receipt. Everything owed went out already: a
-        failure here is logged, never turned into a retry of the whole message."""
+        """The sender's "sent securely" receipt; held recipients have their own notice.
+
+        Everything owed went out already: a failure here is logged, never turned
+        into a retry of the whole message."""
         assert self.protecting.receipt is not None
-        readers = [g.address for g in sealed.grants if g.address not in refused]
+        readers = [g.address for g in sealed.grants if g.address not in unsent]
         try:
             data = self.protecting.notifier.receipt(
                 original,

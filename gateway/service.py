@@ -75,6 +75,13 @@ _RESTART_NEEDED: dict[str, Callable[[config.Config], object]] = {
     "policy.time_budget": lambda cfg: cfg.policy.time_budget,
     "policy.processes": lambda cfg: cfg.policy.processes,
     "portal": lambda cfg: cfg.portal,
+    "loop.secret_file": lambda cfg: cfg.loop.secret_file,  # keys codes and sender links
+    "notify (portal pages)": lambda cfg: (
+        cfg.notify.organisation,
+        cfg.notify.colour,
+        cfg.notify.logo_file,
+        cfg.notify.read_notice,
+    ),
     "sms": lambda cfg: cfg.sms,
 }
 
@@ -305,8 +312,13 @@ class Gateway:
         self.source = source
         self._portal_socket = _bind_portal(cfg, reuse_port) if cfg.portal.enabled else None
         self.portal_url = cfg.portal.url or _local_url(self._portal_socket)
-        self._reply_key = _reply_key(cfg) if self._portal_socket is not None else None
-        self.vault = open_vault(cfg)
+        try:
+            self._reply_key = _reply_key(cfg) if self._portal_socket is not None else None
+            self.vault = open_vault(cfg)
+        except BaseException:
+            if self._portal_socket is not None:
+                self._portal_socket.close()
+            raise
         self.extractor = text_extractor(cfg)
         try:
             self.pipeline = build_pipeline(
@@ -333,17 +345,17 @@ class Gateway:
         assert self._reply_key is not None
         reply_key = self._reply_key
         hostname = cfg.smtp.hostname
+        notifier = self._notifier
         desk = ReplyDesk(
             store,
             access,
             reply_key,
-            lambda: self.pipeline.protecting.notifier,
+            notifier,
             self._send_own,
             from_address=from_address(cfg),
             hostname=hostname,
             max_plaintext=cfg.portal.max_reply_size,
         )
-        notifier = lambda: self.pipeline.protecting.notifier  # noqa: E731 (the current one)
         releaser = Releaser(
             store, access, reply_key, notifier, self._send_own, lambda: self.portal_url
         )
@@ -354,7 +366,7 @@ class Gateway:
             codes=CodeBook(access, derived(secret, "sealgate portal codes"), cfg.portal),
             desk=desk,
             releaser=releaser,
-            notifier=lambda: self.pipeline.protecting.notifier,
+            notifier=notifier,
             send=self._send_own,
             sms=sms.provider(cfg),
             reply_key=reply_key,
@@ -367,6 +379,10 @@ class Gateway:
             logo_file=cfg.notify.logo_file,
             read_notice=cfg.notify.read_notice,
         )
+
+    def _notifier(self) -> Notifier:
+        """The current notifier (a reload replaces the pipeline, and it with it)."""
+        return self.pipeline.protecting.notifier
 
     async def _send_own(self, sender: str, recipients: list[str], data: bytes) -> None:
         await self.pipeline.send_own(sender, recipients, data)
@@ -381,7 +397,11 @@ class Gateway:
             assert outbox.directory is not None
             self._outbox = await devoutbox.start(outbox.listen, outbox.directory)
         await self._start_portal()
-        await self.intake.start(reuse_port=reuse_port)
+        try:
+            await self.intake.start(reuse_port=reuse_port)
+        except BaseException:
+            await self._stop_portal()
+            raise
         event(
             log,
             logging.INFO,
@@ -407,6 +427,8 @@ class Gateway:
             ssl_certfile=settings.tls_certificate,
             ssl_keyfile=settings.tls_key,
             timeout_keep_alive=10,
+            # A client holding a connection open must not hold up a stop.
+            timeout_graceful_shutdown=int(self.cfg.service.shutdown_timeout),
             h11_max_incomplete_event_size=32 * 1024,
         )
         web.load()

@@ -41,3 +41,35 @@ def test_parallel_failures_are_all_counted(store):
     with ThreadPoolExecutor(max_workers=8) as threads:
         counts = list(threads.map(fail, range(60)))
     assert sorted(counts) == list(range(1, 61))
+
+
+def test_the_sweep_forgets_what_is_spent_and_keeps_what_is_pending(store, pool):
+    from gateway.store.access import Hold
+
+    sealed = seal(
+        store, pool, b"Subject: x\r\n\r\nhello\r\n", ("bob@example.net", "eve@example.net")
+    )
+    bob, eve = sealed.grants
+    access = Access(store)
+    now = datetime.now(UTC)
+    access.issue_code(bob.reader_id, "email", b"\x02" * 32, now, timedelta(minutes=5))
+    access.add_session("s1", kind="session", now=now, expires_at=now + timedelta(minutes=1),
+                       reader_id=bob.reader_id)  # fmt: skip
+    access.add_session("s2", kind="session", now=now, expires_at=now - timedelta(seconds=1),
+                       reader_id=bob.reader_id)  # fmt: skip
+    holds = [
+        Hold(sealed.envelope_id, g.reader_id, g.address, "phone", None, b"x") for g in (bob, eve)
+    ]
+    access.add_holds(holds, now)
+    access.decide_hold(holds[1], "cancelled")
+    access.sweep(now)
+    assert access.session("s1", now) is not None and access.session("s2", now) is None
+    assert access.active_code(bob.reader_id, "email", now) is not None
+    assert [h.address for h in access.held(sealed.envelope_id)] == ["bob@example.net"]
+    cancelled = next(
+        r for r in store.get(sealed.envelope_id).readers if r.address == "eve@example.net"
+    )
+    assert cancelled.wrapped_key is None and cancelled.encrypted_private_key is None
+    store.shred(sealed.envelope_id, "revoked")
+    access.sweep(now)
+    assert access.held(sealed.envelope_id) == []

@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp
 
 from gateway import config
 from gateway.envelope import keys
@@ -47,7 +48,7 @@ from gateway.notify import Notifier
 from gateway.portal import i18n
 from gateway.portal.codes import CodeBook, Locked, mask_address, mask_phone
 from gateway.portal.release import Releaser
-from gateway.portal.replies import ReplyDesk, reply_id
+from gateway.portal.replies import ReplyDesk, Send, reply_id
 from gateway.portal.security import (
     CSRF_COOKIE,
     CSRF_HEADER,
@@ -59,7 +60,14 @@ from gateway.portal.security import (
     read_body,
 )
 from gateway.portal.sms import SMSError, SMSProvider
-from gateway.store import LIVE_STATES, EnvelopeRecord, ReaderRecord, Store, StoreError
+from gateway.store import (
+    LIVE_STATES,
+    BlobMissing,
+    EnvelopeRecord,
+    ReaderRecord,
+    Store,
+    StoreError,
+)
 from gateway.store.access import Access
 
 log = logging.getLogger("sealgate.portal")
@@ -70,8 +78,7 @@ _DEVICE = "sg_device"
 _LANG = "sg_lang"
 _PIECE = 64 * 1024
 _MAX_LOGO = 256 * 1024
-
-Send = Callable[[str, list[str], bytes], Awaitable[None]]
+_REPLIES_PER_HOUR = 20  # per reader: each one is stored and mailed to the sender
 
 
 @dataclass
@@ -130,7 +137,7 @@ def release_url(base: str, secret: bytes, envelope_id: str) -> str:
     return f"{base}/h/{envelope_id}/{sender_token(secret, 'release', envelope_id)}"
 
 
-def create_app(deps: PortalDeps) -> Starlette:
+def create_app(deps: PortalDeps) -> ASGIApp:
     portal = _Portal(deps)
     routes = [
         Route("/m/{link}", portal.page, methods=["GET"]),
@@ -151,8 +158,8 @@ def create_app(deps: PortalDeps) -> Starlette:
         routes=routes,
         exception_handlers={HTTPException: portal.http_error, Exception: portal.server_error},
     )
-    app.add_middleware(SecurityHeaders, https=deps.https)
-    return app
+    # Outermost, so that even the 500s of Starlette's own error middleware carry them.
+    return SecurityHeaders(app, https=deps.https)
 
 
 @dataclass(frozen=True)
@@ -395,9 +402,12 @@ class _Portal:
         if record is None:
             return _json_error(_Problem(404, "bad-request"))
         store, envelope_id = self.deps.store, link.envelope.envelope_id
-        source = await asyncio.to_thread(store.blobs.open, envelope_id, number)
         if record.kind != "manifest":
             await self._event(link, "downloaded", f"part={number} client={self._client(request)}")
+        try:
+            source = await asyncio.to_thread(store.blobs.open, envelope_id, number)
+        except (OSError, BlobMissing):  # revoked or expired while we looked
+            return _json_error(_Problem(410, "revoked"))
         return StreamingResponse(
             _pieces(source),
             media_type="application/octet-stream",
@@ -421,6 +431,16 @@ class _Portal:
                 identifier = reply_id(blob)
             except ValueError:
                 raise _Problem(400, "bad-request") from None
+            counted = await asyncio.to_thread(
+                self.deps.access.count,
+                f"reply:{link.reader.reader_id}",
+                datetime.now(UTC),
+                limit=_REPLIES_PER_HOUR + 1,
+                window=timedelta(hours=1),
+                lockout=timedelta(hours=1),
+            )
+            if counted.until is not None:
+                raise _Problem(429, "locked", retry_after=3600)
         except _Problem as problem:
             return _json_error(problem)
         await asyncio.to_thread(
@@ -502,9 +522,10 @@ class _Portal:
                 await releaser.cancel(envelope)
                 state = "done"
             elif decision == "release":
-                phones = {h.address: str(form.get(f"phone_{i}") or "") for i, h in enumerate(held)}
-                decided = await releaser.release(envelope, phones)
-                problems = decided.problems
+                # Named by reader id, not position: a stale form cannot give one
+                # recipient's number to another.
+                phones = {h.address: str(form.get(f"phone_{h.reader_id}") or "") for h in held}
+                problems = await releaser.release(envelope, phones)
                 held = await releaser.held(envelope.envelope_id)
                 state = "confirm" if held else "done"
             else:
@@ -515,6 +536,7 @@ class _Portal:
             "recipients": [
                 {
                     "address": h.address,
+                    "reader_id": h.reader_id,
                     "missing": [m for m in h.missing.split(",") if m in ("phone", "access-code")],
                     "reason": h.missing if "," not in h.missing and " " in h.missing else "",
                 }
@@ -609,7 +631,7 @@ class _Portal:
             body = json.loads(raw or b"{}")
         except TooLarge:
             raise _Problem(413, "too-large") from None
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             raise _Problem(400, "bad-request") from None
         if not isinstance(body, dict):
             raise _Problem(400, "bad-request")

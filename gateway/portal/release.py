@@ -12,26 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from gateway.envelope.reply import ReplyError, ReplyKey
 from gateway.errors import GatewayError
 from gateway.logsetup import event
 from gateway.notify import Notifier, Original
+from gateway.portal.replies import Send
 from gateway.secondfactor import normal_phone
 from gateway.store import EnvelopeRecord, Store
 from gateway.store.access import Access, Hold
 
 log = logging.getLogger("sealgate.portal")
-
-Send = Callable[[str, list[str], bytes], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Decided:
-    released: list[str]
-    problems: list[str]  # addresses still held, and why (a number that is not one, ...)
 
 
 class Releaser:
@@ -54,9 +46,9 @@ class Releaser:
     async def held(self, envelope_id: str) -> list[Hold]:
         return await asyncio.to_thread(self.access.held, envelope_id)
 
-    async def release(self, envelope: EnvelopeRecord, phones: dict[str, str]) -> Decided:
-        """Notify every held recipient whose missing pieces are now supplied."""
-        released: list[str] = []
+    async def release(self, envelope: EnvelopeRecord, phones: dict[str, str]) -> list[str]:
+        """Notify every held recipient whose missing pieces are now supplied; the problems
+        of those still held (a number that is not one, ...)."""
         problems: list[str] = []
         key = await asyncio.to_thread(self.reply_key)
         for hold in await self.held(envelope.envelope_id):
@@ -84,8 +76,7 @@ class Releaser:
             await asyncio.to_thread(
                 self.access.decide_hold, hold, "released", phone=phone, methods=",".join(methods)
             )
-            released.append(hold.address)
-        return Decided(released, problems)
+        return problems
 
     async def cancel(self, envelope: EnvelopeRecord) -> None:
         """Forget the held links; shred the envelope if no other reader was notified."""
@@ -100,7 +91,7 @@ class Releaser:
 
     async def _notify(self, envelope: EnvelopeRecord, hold: Hold, key: ReplyKey) -> None:
         assert hold.sealed_link is not None
-        link = key.open_link(hold.sealed_link)
+        link = await asyncio.to_thread(key.open_link, hold.sealed_link)  # RSA: off the loop
         original = Original(
             sender=envelope.sender,
             sender_name=hold.sender_name,

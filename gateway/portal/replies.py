@@ -28,7 +28,8 @@ log = logging.getLogger("sealgate.portal")
 
 Send = Callable[[str, list[str], bytes], Awaitable[None]]
 _ID = slice(len(MAGIC), len(MAGIC) + 16)
-_MAX_ATTEMPTS = 12  # with doubling backoff from a minute: about two days
+_MAX_ATTEMPTS = 12  # with doubling backoff from two minutes: several days
+_LEASE = timedelta(minutes=10)  # a claimed reply is not claimed again before this
 
 
 def reply_id(blob: bytes) -> str:
@@ -63,20 +64,19 @@ class ReplyDesk:
         self._lock = asyncio.Lock()  # one delivery round at a time in this process
 
     async def deliver_due(self) -> int:
-        """Deliver every queued reply that is due; the number delivered."""
+        """Deliver every queued reply that is due, one claimed at a time; the number delivered."""
         async with self._lock:
-            due = await asyncio.to_thread(self.access.due_replies, datetime.now(UTC))
             delivered = 0
-            for reply in due:
+            while True:
+                reply = await asyncio.to_thread(self.access.claim_reply, datetime.now(UTC), _LEASE)
+                if reply is None:
+                    return delivered
                 delivered += await self._deliver(reply)
-            return delivered
 
     async def _deliver(self, reply: QueuedReply) -> int:
         try:
-            message, message_id = await asyncio.to_thread(self._compose, reply)
-            envelope = await asyncio.to_thread(self.store.get, reply.envelope_id)
-            assert envelope is not None
-            await self.send(self.from_address, [envelope.sender], message)
+            message, message_id, to = await asyncio.to_thread(self._compose, reply)
+            await self.send(self.from_address, [to], message)
         except (ReplyError, PermanentError, ValueError) as error:
             # ValueError: the notifier cannot write it (an address that cannot be written).
             reason = str(error.reply) if isinstance(error, PermanentError) else str(error)
@@ -86,12 +86,17 @@ class ReplyDesk:
         except (TemporaryError, StoreError, OSError) as error:
             await self._retry(reply, str(error))
             return 0
-        await asyncio.to_thread(self._delivered, reply, message_id)
+        try:
+            await asyncio.to_thread(self._delivered, reply, message_id)
+        except StoreError as error:  # delivered, but not recorded: the lease keeps it from
+            event(log, logging.ERROR, "secure reply delivered, not recorded",  # a quick resend
+                  reply=reply.reply_id, error=str(error))  # fmt: skip
         event(log, logging.INFO, "secure reply delivered", reply=reply.reply_id,
               envelope=reply.envelope_id)  # fmt: skip
         return 1
 
-    def _compose(self, reply: QueuedReply) -> tuple[bytes, str]:
+    def _compose(self, reply: QueuedReply) -> tuple[bytes, str, str]:
+        """The message for the original sender, its Message-ID, and the sender's address."""
         content = self.key().open(reply.blob, max_plaintext=self.max_plaintext)
         if content.in_reply_to != reply.envelope_id:
             raise ReplyError("the reply names another envelope than the link it came through")
@@ -116,7 +121,7 @@ class ReplyDesk:
             message_id=message_id,
             language=notifier.language(None, envelope.sender),
         )
-        return data, message_id
+        return data, message_id, envelope.sender
 
     def _delivered(self, reply: QueuedReply, message_id: str) -> None:
         # Answering this reply keeps the conversation protected (policy: protected_thread).

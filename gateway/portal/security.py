@@ -21,8 +21,12 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-    "frame-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    # style-src-attr: the style attributes the gateway's sanitiser keeps in a message's HTML
+    # (shown in a sandboxed frame that inherits this policy). Never <style> or scripts; the
+    # portal's own pages write message data with textContent only.
+    "default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+    "img-src 'self' data:; frame-src 'self'; connect-src 'self'; font-src 'self'; "
+    "object-src 'none'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 _HEADERS = {

@@ -19,7 +19,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 
 from gateway.store.database import Store, append_event
-from gateway.store.schema import codes, holds, readers, replies, sessions, threads, throttles
+from gateway.store.records import LIVE_STATES
+from gateway.store.schema import (
+    codes,
+    envelopes,
+    holds,
+    readers,
+    replies,
+    sessions,
+    threads,
+    throttles,
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,6 @@ class Hold:
     missing: str
     sender_name: str | None
     sealed_link: bytes | None = field(repr=False)
-    state: str
 
 
 def token_hash(token: str) -> bytes:
@@ -228,11 +237,16 @@ class Access:
             conn.execute(delete(sessions).where(sessions.c.token_hash == token_hash(token)))
 
     def sweep(self, now: datetime, *, keep: timedelta = timedelta(days=1)) -> int:
-        """Forget expired sessions, spent or expired codes and stale throttles."""
+        """Forget expired sessions, spent or expired codes, decided holds (and those of
+        ended envelopes) and stale throttles."""
         with self.store.transaction("sweeping portal state", write=True) as conn:
             removed = conn.execute(delete(sessions).where(sessions.c.expires_at <= now)).rowcount
             removed += conn.execute(
                 delete(codes).where(or_(codes.c.expires_at <= now, codes.c.used == 1))
+            ).rowcount
+            live = select(envelopes.c.envelope_id).where(envelopes.c.state.in_(LIVE_STATES))
+            removed += conn.execute(
+                delete(holds).where(or_(holds.c.state != "held", holds.c.envelope_id.not_in(live)))
             ).rowcount
             removed += conn.execute(
                 delete(throttles).where(
@@ -283,18 +297,32 @@ class Access:
             )
         return True
 
-    def due_replies(self, now: datetime, limit: int = 20) -> list[QueuedReply]:
-        query = (
-            select(replies)
+    def claim_reply(self, now: datetime, lease: timedelta) -> QueuedReply | None:
+        """The next due reply, claimed for ``lease``: another worker's sweep skips it until
+        then, so a reply is delivered once. One at a time: each may be tens of MB."""
+        due = (
+            select(replies.c.reply_id)
             .where(replies.c.state == "queued", replies.c.next_attempt_at <= now)
             .order_by(replies.c.next_attempt_at)
-            .limit(limit)
+            .limit(5)
         )
-        with self.store.transaction("reading queued replies", write=False) as conn:
-            rows = conn.execute(query).all()
-        return [
-            QueuedReply(r.reply_id, r.envelope_id, r.reader_id, r.attempts, r.blob) for r in rows
-        ]
+        with self.store.transaction("claiming a queued reply", write=True) as conn:
+            for reply_id in conn.scalars(due).all():
+                claimed = conn.execute(
+                    update(replies)
+                    .where(
+                        replies.c.reply_id == reply_id,
+                        replies.c.state == "queued",
+                        replies.c.next_attempt_at <= now,
+                    )
+                    .values(next_attempt_at=now + lease)
+                )
+                if claimed.rowcount == 1:
+                    row = conn.execute(select(replies).where(replies.c.reply_id == reply_id)).one()
+                    return QueuedReply(
+                        row.reply_id, row.envelope_id, row.reader_id, row.attempts, row.blob
+                    )
+        return None
 
     def reply_done(self, reply_id: str, state: str, detail: str = "") -> None:
         """Delivered or failed for good: the ciphertext goes, the row and an event stay."""
@@ -369,8 +397,7 @@ class Access:
                 r.missing,
                 r.sender_name,
                 r.sealed_link,
-                r.state,
-            )  # fmt: skip
+            )
             for r in rows
         ]
 
@@ -396,6 +423,8 @@ class Access:
             if changed.rowcount != 1:
                 return False
             values: dict[str, object] = {}
+            if state == "cancelled":  # this reader will never read: its keys go now
+                values.update(wrapped_key=None, encrypted_private_key=None)
             if phone is not None:
                 values["phone"] = phone
             if methods is not None:
