@@ -256,17 +256,21 @@ class Pipeline:
             return tuple(r for r in tx.rcpt_tos if decisions[r].action == action)
 
         # Held recipients wait, sealed, for the sender's release (holding); without a
-        # reply key to keep their links under, or a sender to ask, they are refused.
-        refusing = ("reject",) if self.protecting.holding and tx.mail_from else ("reject", "hold")
-        refused = {
-            r: _refusal(decisions[r]) for r in tx.rcpt_tos if decisions[r].action in refusing
-        }
+        # reply key to keep their links under, a sender to ask, or a rule that lets the
+        # sender release, they are refused.
+        can_hold = self.protecting.holding is not None and bool(tx.mail_from)
+
+        def refusing(decision: Decision) -> bool:
+            held = decision.action == "hold" and decision.releasable and can_hold
+            return decision.action in ("reject", "hold") and not held
+
+        refused = {r: _refusal(decisions[r]) for r in tx.rcpt_tos if refusing(decisions[r])}
         if refused and not tx.mail_from:
             # A null sender cannot be told about refused recipients (no bounce to <>):
             # refuse the whole message rather than drop some recipients silently.
             address, reply = next(iter(refused.items()))
             raise PermanentError(reply.code, reply.enhanced, reply.text, f"policy: {address}")
-        held = having("hold") if "hold" not in refusing else ()
+        held = tuple(r for r in having("hold") if r not in refused)
         why = {r: _held_for(decisions[r], factors.get(r)) for r in held}
         return Plan(
             having("relay"),

@@ -311,7 +311,9 @@ class Gateway:
         self.cfg = cfg
         self.source = source
         self._portal_socket = _bind_portal(cfg, reuse_port) if cfg.portal.enabled else None
-        self.portal_url = cfg.portal.url or _local_url(self._portal_socket)
+        self.portal_url = cfg.portal.url or _local_url(
+            self._portal_socket, cfg.portal.tls_certificate is not None
+        )
         try:
             self._reply_key = _reply_key(cfg) if self._portal_socket is not None else None
             self.vault = open_vault(cfg)
@@ -551,13 +553,14 @@ def _bind_portal(cfg: config.Config, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _local_url(sock: socket.socket | None) -> str:
-    """portal.url left empty: the loopback address the portal listens on."""
+def _local_url(sock: socket.socket | None, tls: bool) -> str:
+    """portal.url left empty: the address the portal listens on (its certificate's
+    name must then be that address: for tests and development)."""
     if sock is None:
         return "http://localhost:8080"
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
 def _changed(old: config.Config, new: config.Config) -> list[str]:

@@ -132,13 +132,16 @@ def test_a_held_recipient_gets_nothing_yet_and_the_sender_learns_what_is_missing
     assert "/h/" in readable(notice.data)  # where to release or cancel
 
 
-def test_without_the_portal_a_held_recipient_is_bounced(make_gateway, sink, tmp_path):
+@pytest.mark.parametrize("setting", ["no portal", "release = none"])
+def test_a_held_recipient_nobody_may_release_is_bounced(make_gateway, sink, tmp_path, setting):
     hold = tmp_path / "hold.toml"
     hold.write_text(
         '[[rules]]\nname = "review"\naction = "hold"\ntext = "Needs review."\n'
         'when.recipient_domain = ["partner.example"]\n'
+        + ('release = "none"\n' if setting == "release = none" else "")
     )
-    gateway = make_gateway(policy={"packs": [*PACKS, str(hold)]}, portal={"enabled": False})
+    portal = {"enabled": setting != "no portal"}
+    gateway = make_gateway(policy={"packs": [*PACKS, str(hold)]}, portal=portal)
     with gateway.client() as client:
         client.sendmail("alice@example.org", ["bob@example.net", "dana@partner.example"],
                         protected_message())  # fmt: skip

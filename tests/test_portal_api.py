@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import ssl
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -520,3 +521,28 @@ def test_a_remembered_device_does_not_stand_in_for_a_stricter_factor(make_gatewa
         assert browser.post(relaxed, "open").status_code == 200
     finally:
         browser.close()
+
+
+def test_the_portal_over_https_from_uvicorn(make_gateway, sink, certs):
+    running = make_gateway(
+        portal={
+            "listen": "127.0.0.1:0",
+            "url": "",
+            "tls_certificate": str(certs.certificate),
+            "tls_key": str(certs.key),
+        }
+    )
+    port = running.gateway.portal_address[1]
+    base = f"https://localhost:{port}"
+    link = send_protected(running, sink)
+    assert link_in(notifications(sink.messages)["bob@example.net"])
+    trust = ssl.create_default_context(cafile=str(certs.ca))
+    with httpx.Client(verify=trust, base_url=base) as client:
+        page = client.get(f"/m/{keys.b64url(link.link_id)}")
+        assert page.status_code == 200
+        assert page.headers["strict-transport-security"].startswith("max-age=")
+        (cookie,) = page.headers.get_list("set-cookie")
+        assert cookie.startswith("__Host-sg_csrf=") and "secure" in cookie.lower()
+        assert "path=/" in cookie.lower()
+    with pytest.raises(httpx.HTTPError):  # plain HTTP is not served on the TLS port
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3)

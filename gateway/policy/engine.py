@@ -126,7 +126,11 @@ def _choose(fired: list[_Fired]) -> Decision:
     winner = max(candidates, key=lambda item: PRECEDENCE[item.reason.action])
     text = winner.spec.text if winner.reason.action in ("reject", "hold") else None
     return Decision(
-        winner.reason.action, tuple(item.reason for item in fired), text, _verify(fired)
+        winner.reason.action,
+        tuple(item.reason for item in fired),
+        text,
+        _verify(fired),
+        releasable=winner.spec.release == "sender",
     )
 
 

@@ -82,6 +82,9 @@ class RuleModel(_Strict):
     # How a protected recipient proves who they are; None: email (and the sender's access
     # code or SMS when the message supplies them).
     verify: list[Literal["email", "sms", "access-code"]] | None = Field(None, min_length=1)
+    # Who may release a held recipient: the sender (who gets a release page) or nobody
+    # (the recipient is refused with the rule's text, as a bounce).
+    release: Literal["sender", "none"] = "sender"
     when: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -107,6 +110,7 @@ class RuleSpec:
     source: str  # "policies/finance.toml: rules[2] (card-numbers)"
     scope: Scope | None = None
     verify: tuple[str, ...] | None = None
+    release: str = "sender"
 
 
 @dataclass
@@ -244,4 +248,5 @@ def _merge(path: Path, model: PackModel, merged: PackSet, problems: list[str]) -
             source=f"{path}: rules[{index}] ({rule.name})",
             scope=model.pack.scope,
             verify=tuple(rule.verify) if rule.verify is not None else None,
+            release=rule.release,
         )

@@ -105,6 +105,7 @@ class Decision:
     reasons: tuple[Reason, ...] = ()
     text: str | None = None  # for reject and hold: the administrator's words to the sender
     verify: tuple[str, ...] | None = None  # second factors allowed; None: the defaults
+    releasable: bool = True  # hold: the sender may release (False: refuse instead)
 
     def refusal_text(self) -> str:
         """What a rejected or held recipient's bounce tells the sender."""

@@ -50,11 +50,11 @@ from gateway.portal.codes import CodeBook, Locked, mask_address, mask_phone
 from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk, Send, reply_id
 from gateway.portal.security import (
-    CSRF_COOKIE,
     CSRF_HEADER,
     SecurityHeaders,
     TooLarge,
     client_address,
+    csrf_cookie,
     csrf_ok,
     new_token,
     read_body,
@@ -208,6 +208,7 @@ _SMS = {
 class _Portal:
     def __init__(self, deps: PortalDeps) -> None:
         self.deps = deps
+        self._csrf_name = csrf_cookie(deps.https)
         self.templates = Jinja2Templates(directory=str(_HERE / "templates"))
 
     # pages
@@ -218,7 +219,7 @@ class _Portal:
             return self._gone(request, link)
         envelope, reader = link.envelope, link.reader
         lang = self._lang(request)
-        csrf = request.cookies.get(CSRF_COOKIE) or new_token()
+        csrf = request.cookies.get(self._csrf_name) or new_token()
         base = f"/m/{request.path_params['link']}"
         verified = await asyncio.to_thread(self._verified_by, request, reader)
         page = {
@@ -477,7 +478,7 @@ class _Portal:
     async def revoke(self, request: Request) -> Response:
         envelope = await self._sender_envelope(request, "revoke")
         envelope_id = envelope.envelope_id
-        csrf = request.cookies.get(CSRF_COOKIE) or new_token()
+        csrf = request.cookies.get(self._csrf_name) or new_token()
         state = "confirm" if envelope.state in LIVE_STATES else "gone"
         if request.method == "POST" and state == "confirm":
             form = await request.form(max_files=0, max_fields=4)
@@ -509,7 +510,7 @@ class _Portal:
         live = envelope.state in LIVE_STATES and envelope.expires_at > datetime.now(UTC)
         held = await releaser.held(envelope.envelope_id) if live else []
         state = "confirm" if held else "gone"
-        csrf = request.cookies.get(CSRF_COOKIE) or new_token()
+        csrf = request.cookies.get(self._csrf_name) or new_token()
         problems: list[str] = []
         if request.method == "POST" and held:
             form = await request.form(max_files=0, max_fields=4 + len(held))
@@ -718,8 +719,8 @@ class _Portal:
         )
 
     def _csrf_cookie(self, response: Response, token: str, request: Request) -> None:
-        if request.cookies.get(CSRF_COOKIE) != token:
-            self._cookie(response, CSRF_COOKIE, token, 86400, "/")
+        if request.cookies.get(self._csrf_name) != token:
+            self._cookie(response, self._csrf_name, token, 86400, "/")
 
     def _client(self, request: Request) -> str:
         return client_address(request, self.deps.settings.trusted_proxies)

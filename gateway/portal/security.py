@@ -38,7 +38,14 @@ _HEADERS = {
     "cross-origin-resource-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
 }
-CSRF_COOKIE = "sg_csrf"
+
+
+def csrf_cookie(https: bool) -> str:
+    """The CSRF cookie's name: over HTTPS with the __Host- prefix, which browsers accept only
+    from this host, Secure and for path /, so no sibling subdomain can plant one."""
+    return "__Host-sg_csrf" if https else "sg_csrf"
+
+
 CSRF_HEADER = "x-csrf-token"
 
 
@@ -74,7 +81,7 @@ def new_token() -> str:
 
 def csrf_ok(request: Request, submitted: str | None, origin: str) -> bool:
     """The submitted token equals the cookie's, and the request comes from our origin."""
-    cookie = request.cookies.get(CSRF_COOKIE, "")
+    cookie = request.cookies.get(csrf_cookie(origin.startswith("https://")), "")
     sent_origin = request.headers.get("origin")
     # "null": what a browser sends under Referrer-Policy no-referrer (Fetch 3.1.5); the
     # token and the SameSite=Strict cookie still have to match.

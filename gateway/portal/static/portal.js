@@ -42,6 +42,7 @@ const state = {
   method: null, // the verification method chosen
   session: null, // {K, info, manifest} once the message is open
   busy: false,
+  pendingReply: null, // {fingerprint, blob}: a sealed reply not yet confirmed by the server
   lockUntil: 0,
   lockTimer: null,
 };
@@ -684,6 +685,25 @@ function toBase64(bytes) {
   return btoa(binary);
 }
 
+async function sealForReply(session, reply, text, files) {
+  const attachments = [];
+  for (const file of files) {
+    attachments.push({
+      filename: file.name,
+      content_type: SIMPLE_TYPE.test(file.type) ? file.type : "application/octet-stream",
+      data: new Uint8Array(await file.arrayBuffer()),
+    });
+  }
+  const content = {
+    format: 1,
+    in_reply_to: session.info.envelope_id,
+    subject: replySubject(session.manifest.headers?.subject),
+    text,
+    attachments,
+  };
+  return sealReply(b64urlDecode(reply.public_key), content);
+}
+
 function replySubject(subject) {
   const text = typeof subject === "string" ? subject.trim() : "";
   if (/^re\s*:/i.test(text)) return text;
@@ -717,29 +737,22 @@ async function sendReply(event) {
   button.disabled = true;
   state.busy = true;
   setText("sg-reply-status", str("reply_sending"));
+  // A retry after a lost answer sends the same sealed reply (same reply id), which the
+  // server takes once; only a changed reply is sealed afresh.
+  const fingerprint = JSON.stringify([text, files.map((f) => [f.name, f.size, f.lastModified])]);
   try {
-    const attachments = [];
-    for (const file of files) {
-      attachments.push({
-        filename: file.name,
-        content_type: SIMPLE_TYPE.test(file.type) ? file.type : "application/octet-stream",
-        data: new Uint8Array(await file.arrayBuffer()),
-      });
-    }
-    const content = {
-      format: 1,
-      in_reply_to: session.info.envelope_id,
-      subject: replySubject(session.manifest.headers?.subject),
-      text,
-      attachments,
-    };
-    const blob = await sealReply(b64urlDecode(reply.public_key), content);
-    if (limit && blob.byteLength > limit) {
-      setText("sg-reply-status", "");
-      tooLarge();
-      return;
+    let blob = state.pendingReply?.fingerprint === fingerprint ? state.pendingReply.blob : null;
+    if (!blob) {
+      blob = await sealForReply(session, reply, text, files);
+      if (limit && blob.byteLength > limit) {
+        setText("sg-reply-status", "");
+        tooLarge();
+        return;
+      }
+      state.pendingReply = { fingerprint, blob };
     }
     await post(state.page.api.reply, blob);
+    state.pendingReply = null;
     form.reset();
     setText("sg-reply-status", str("reply_sent"));
   } catch (error) {
