@@ -228,18 +228,24 @@ def code_in_text(text: str) -> str:
     return match.group(1)
 
 
-def test_policy_restricts_the_methods(make_gateway, sink, tmp_path):
+@pytest.fixture
+def sms_only(make_gateway, tmp_path):
+    """A gateway whose "[sms]" subject tag protects with SMS codes only (outbox provider)."""
     pack = tmp_path / "sms-only.toml"
     pack.write_text(
         '[[rules]]\nname = "sms-only"\naction = "protect"\nverify = ["sms"]\n'
         'when.subject_tag = ["[sms]"]\n'
     )
-    running = make_gateway(
+    return make_gateway(
         **FAST,
         sms={"provider": "outbox"},
         dev_outbox={"directory": str(tmp_path / "outbox")},
-        policy={"packs": [str(pack)]},
+        policy={"packs": [str(POLICIES / "baseline.toml"), str(pack)]},
     )
+
+
+def test_policy_restricts_the_methods(sms_only, sink):
+    running = sms_only
     link = send_protected(
         running,
         sink,
@@ -364,18 +370,8 @@ def test_sender_revoke_link_takes_effect_at_once(make_gateway, sink):
         browser.close()
 
 
-def test_held_recipient_waits_for_the_senders_number_then_is_notified(make_gateway, sink, tmp_path):
-    pack = tmp_path / "sms-only.toml"
-    pack.write_text(
-        '[[rules]]\nname = "sms-only"\naction = "protect"\nverify = ["sms"]\n'
-        'when.subject_tag = ["[sms]"]\n'
-    )
-    running = make_gateway(
-        **FAST,
-        sms={"provider": "outbox"},
-        dev_outbox={"directory": str(tmp_path / "outbox")},
-        policy={"packs": [str(pack)]},
-    )
+def test_held_recipient_waits_for_the_senders_number_then_is_notified(sms_only, sink):
+    running = sms_only
     with running.client() as client:  # accepted: the message waits, sealed
         client.sendmail(
             "alice@example.org",
@@ -497,18 +493,8 @@ def test_answering_a_secure_reply_stays_protected(make_gateway, sink):
     assert len(replies()) == 1
 
 
-def test_a_remembered_device_does_not_stand_in_for_a_stricter_factor(make_gateway, sink, tmp_path):
-    pack = tmp_path / "sms-only.toml"
-    pack.write_text(
-        '[[rules]]\nname = "sms-only"\naction = "protect"\nverify = ["sms"]\n'
-        'when.subject_tag = ["[sms]"]\n'
-    )
-    running = make_gateway(
-        **FAST,
-        sms={"provider": "outbox"},
-        dev_outbox={"directory": str(tmp_path / "outbox")},
-        policy={"packs": [str(POLICIES / "baseline.toml"), str(pack)]},
-    )
+def test_a_remembered_device_does_not_stand_in_for_a_stricter_factor(sms_only, sink):
+    running = sms_only
     browser = Browser(portal_url(running))
     try:
         first = send_protected(running, sink)

@@ -92,7 +92,7 @@ def rich_message(attachments: dict[str, bytes]) -> bytes:
     msg["Message-ID"] = "<lab-1@example.org>"
     msg.set_content("Hello Bob,\nyour results are attached.\n")
     msg.add_alternative(
-        "<p style=\"color: #1a5e20\">Hello <b>Bob</b>, your <i>results</i> are attached.</p>"
+        '<p style="color: #1a5e20">Hello <b>Bob</b>, your <i>results</i> are attached.</p>'
         '<script>document.title="pwned"</script><img src="https://tracker.example/p.gif">',
         subtype="html",
     )

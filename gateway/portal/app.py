@@ -346,7 +346,7 @@ class _Portal:
         # An access code belongs to one message: it cannot vouch for a device.
         remember = body.get("remember") is True and method in ("email", "sms")
         if remember and self.deps.settings.remember_days:
-            await self._remember_device(request, response, link, method)
+            await self._remember_device(response, link, method)
         return response
 
     # releasing the sealed data
@@ -676,36 +676,32 @@ class _Portal:
         return how
 
     async def _start_session(self, request: Request, response: Response, link: _Link) -> None:
-        token = secrets.token_urlsafe(32)
-        now = datetime.now(UTC)
         minutes = self.deps.settings.session_minutes
-        await asyncio.to_thread(
-            self.deps.access.add_session,
-            token,
-            kind="session",
-            now=now,
-            expires_at=now + timedelta(minutes=minutes),
-            reader_id=link.reader.reader_id,
-        )
+        lifetime = timedelta(minutes=minutes)
+        token = await self._new_token("session", lifetime, reader_id=link.reader.reader_id)
         path = f"/m/{request.path_params['link']}"
         self._cookie(response, _SESSION, token, minutes * 60, path)
 
-    async def _remember_device(
-        self, request: Request, response: Response, link: _Link, method: str
-    ) -> None:
+    async def _remember_device(self, response: Response, link: _Link, method: str) -> None:
+        days = self.deps.settings.remember_days
+        address = link.reader.address.lower()
+        token = await self._new_token("device", timedelta(days=days), address=address,
+                                      method=method)  # fmt: skip
+        self._cookie(response, _DEVICE, token, days * 86400, "/m/")
+
+    async def _new_token(self, kind: str, lifetime: timedelta, **owner: str) -> str:
+        """A random session or device token; the store keeps only its SHA-256."""
         token = secrets.token_urlsafe(32)
         now = datetime.now(UTC)
-        days = self.deps.settings.remember_days
         await asyncio.to_thread(
             self.deps.access.add_session,
             token,
-            kind="device",
+            kind=kind,
             now=now,
-            expires_at=now + timedelta(days=days),
-            address=link.reader.address.lower(),
-            method=method,
+            expires_at=now + lifetime,
+            **owner,
         )
-        self._cookie(response, _DEVICE, token, days * 86400, "/m/")
+        return token
 
     def _cookie(self, response: Response, name: str, value: str, max_age: int, path: str) -> None:
         response.set_cookie(
