@@ -846,7 +846,7 @@ def store_calls(bench: Bench, load: Load, rounds: int = 7, calls: int = 20) -> d
         "reader_by_link, envelope with 1 reader": lambda: store.reader_by_link(fetch.link.id_hash),
         f"reader_by_link, envelope with {len(records)} readers":
             lambda: store.reader_by_link(many.link.id_hash),
-        "CodeBook.check, wrong code (2 reads, 2 throttle writes)": wrong,
+        "CodeBook.check, wrong code (3 reads, 2 throttle writes)": wrong,
         "record_event (one write)": lambda: store.record_event(
             "code-failed", envelope_id=many.envelope_id, reader_id=records[0].reader_id,
             address=many.address, detail="method=email client=192.0.2.1"),

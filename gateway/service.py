@@ -537,7 +537,9 @@ def _bind_portal(cfg: config.Config, reuse_port: bool) -> socket.socket:
     """The portal's listening socket, bound now so that its URL is known (port 0: tests)."""
     address = cfg.portal.listen
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns on TCP_NODELAY only for sockets that say TCP, and
+    # without it every keep-alive response waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:

@@ -387,7 +387,15 @@ class _Portal:
         if how == "device":
             await self._event(link, "verified", f"method=device client={self._client(request)}")
             await self._start_session(request, response, link)
-        first = await self._event(link, "opened", f"client={self._client(request)}", first=True)
+        reader = link.reader
+        first = await asyncio.to_thread(
+            self.deps.access.record_first,
+            "opened",
+            envelope.envelope_id,
+            reader.reader_id,
+            reader.address,
+            f"client={self._client(request)}",
+        )
         if first and self.deps.read_notice and envelope.sender:
             self.deps.spawn(self._read_notice(link))
         return response
@@ -758,26 +766,16 @@ class _Portal:
             )  # fmt: skip
         return response
 
-    async def _event(self, link: _Link, kind: str, detail: str, *, first: bool = False) -> bool:
-        """Record an event; with ``first``, True only if the reader had none of this kind."""
-        store = self.deps.store
+    async def _event(self, link: _Link, kind: str, detail: str) -> None:
         envelope_id, reader = link.envelope.envelope_id, link.reader
-
-        def record() -> bool:
-            before = first and any(
-                e.kind == kind and e.reader_id == reader.reader_id
-                for e in store.events(envelope_id)
-            )
-            store.record_event(
-                kind,
-                envelope_id=envelope_id,
-                reader_id=reader.reader_id,
-                address=reader.address,
-                detail=detail,
-            )
-            return first and not before
-
-        return await asyncio.to_thread(record)
+        await asyncio.to_thread(
+            self.deps.store.record_event,
+            kind,
+            envelope_id=envelope_id,
+            reader_id=reader.reader_id,
+            address=reader.address,
+            detail=detail,
+        )
 
     async def _read_notice(self, link: _Link) -> None:
         envelope = link.envelope

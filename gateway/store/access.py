@@ -23,6 +23,7 @@ from gateway.store.records import LIVE_STATES
 from gateway.store.schema import (
     codes,
     envelopes,
+    events,
     holds,
     readers,
     replies,
@@ -351,6 +352,27 @@ class Access:
                 .where(replies.c.reply_id == reply_id)
                 .values(attempts=replies.c.attempts + 1, next_attempt_at=at)
             )
+
+    # the audit trail
+
+    def record_first(self, kind: str, envelope_id: str, reader_id: str, address: str,
+                     detail: str) -> bool:  # fmt: skip
+        """Record an event; True if it is the reader's first of this kind (one indexed
+        lookup, whatever the length of the trail)."""
+        earlier = (
+            select(events.c.event_id)
+            .where(
+                events.c.envelope_id == envelope_id,
+                events.c.reader_id == reader_id,
+                events.c.kind == kind,
+            )
+            .limit(1)
+        )
+        with self.store.transaction(f"recording a {kind} event", write=True) as conn:
+            first = conn.scalar(earlier) is None
+            append_event(conn, kind, envelope_id=envelope_id, reader_id=reader_id,
+                         address=address, detail=detail)  # fmt: skip
+        return first
 
     # held recipients
 
