@@ -141,7 +141,11 @@ def test_commit_and_read_back(store: Store) -> None:
 
     assert store.get(envelope.envelope_id) == envelope
     assert store.find_live(envelope.idempotency_key) == envelope
-    assert store.reader_by_link(guest.link_id_hash or b"") == (envelope, guest)
+    # Only this reader: the portal asks on every request.
+    assert store.reader_by_link(guest.link_id_hash or b"") == (
+        replace(envelope, readers=(guest,)),
+        guest,
+    )
     assert store.list() == [replace(envelope, parts=(), readers=())]
     [sealed] = store.events(envelope.envelope_id)
     assert (sealed.kind, sealed.envelope_id, sealed.detail) == (

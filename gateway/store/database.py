@@ -41,7 +41,18 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy import Engine, RowMapping, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    RowMapping,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 
@@ -256,15 +267,16 @@ class Store:
             return [_envelope(row) for row in conn.execute(query).mappings()]
 
     def reader_by_link(self, link_id_hash: bytes) -> tuple[EnvelopeRecord, ReaderRecord] | None:
-        """The envelope (in any state) and the guest reader a notification link belongs to."""
+        """The envelope (in any state, with its parts and only this reader) and the guest
+        reader a notification link belongs to: the portal asks on every request, and a
+        mailing to a thousand readers should not load a thousand records each time."""
         query = select(envelopes).join(readers).where(readers.c.link_id_hash == link_id_hash)
         with self._transaction("looking up a link", write=False) as conn:
             row = conn.execute(query).mappings().first()
             if row is None:
                 return None
-            record = _load(conn, row)
-        reader = next(r for r in record.readers if r.link_id_hash == link_id_hash)
-        return record, reader
+            record = _load(conn, row, readers.c.link_id_hash == link_id_hash)
+        return record, record.readers[0]
 
     def shred(self, envelope_id: str, state: str, *, detail: str = "") -> bool:
         """Crypto-shred a live envelope: keys to NULL and the new state in one commit,
@@ -567,15 +579,19 @@ def _envelope(
     )
 
 
-def _load(conn: Connection, row: RowMapping) -> EnvelopeRecord:
-    """The envelope of ``row`` with its parts (by part id) and readers (in sealing order)."""
+def _load(
+    conn: Connection, row: RowMapping, only: ColumnElement[bool] | None = None
+) -> EnvelopeRecord:
+    """The envelope of ``row`` with its parts (by part id) and readers (in sealing order),
+    or only the readers ``only`` selects."""
     envelope_id = row["envelope_id"]
     part_rows = conn.execute(
         select(parts).where(parts.c.envelope_id == envelope_id).order_by(parts.c.part_id)
     ).mappings()
-    reader_rows = conn.execute(
-        select(readers).where(readers.c.envelope_id == envelope_id).order_by(readers.c.position)
-    ).mappings()
+    which = readers.c.envelope_id == envelope_id
+    if only is not None:
+        which = and_(which, only)
+    reader_rows = conn.execute(select(readers).where(which).order_by(readers.c.position)).mappings()
     return _envelope(
         row,
         tuple(PartRecord(**{n: r[n] for n in _PART_COLUMNS}) for r in part_rows),
