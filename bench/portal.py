@@ -12,14 +12,9 @@ Processes, all on 127.0.0.1 with ports found by binding port 0, all stopped at t
 
 - the upstream MTA: the test suite's aiosmtpd sink (tests/support/sink.py), in a thread of
   this process; it receives the notifications and the code mails;
-- Sealgate, twice, on one state directory (as two workers share it), each
-  ``Gateway(cfg, None, with_outbox=False)`` started in a child process (SMTP intake,
-  pipeline and the portal on uvicorn, as ``sealgate serve`` runs them), SQLite store:
-  - "patched": its portal socket re-made with ``proto`` IPPROTO_TCP, so that its
-    connections get TCP_NODELAY (see ``serve_portal``); most targets run against it;
-  - "shipped": the portal socket exactly as ``gateway.service._bind_portal`` makes it
-    (proto 0: asyncio leaves Nagle on, and every keep-alive response after the first
-    waits for the client's delayed ACK, about 40 ms);
+- Sealgate: ``Gateway(cfg, None, with_outbox=False)`` started in a child process (SMTP
+  intake, pipeline and the portal on uvicorn, as ``sealgate serve`` runs them, its portal
+  socket as ``gateway.service._bind_portal`` makes it), SQLite store;
 - the baseline server: a plain Starlette app on uvicorn in another child process (same
   event loop, same HTTP implementation, TCP_NODELAY as ``uvicorn.run`` gets it):
   ``GET /healthz`` and ``GET /blob/...``, a ``FileResponse`` of the very blob files the
@@ -48,7 +43,6 @@ rounds whose order alternates (A B ..., ... B A), after an untimed warm-up:
   code (batches of 4 x N fresh codes, issued untimed between the batches);
 - ``POST /m/<link>/open``, ``POST /m/<link>/part/0`` (the manifest) and ``/part/2`` (the 1 MB
   attachment) with a verified session;
-- healthz, wrong code, open and part 2 again against the "shipped" portal;
 - the baseline server's ``GET /healthz`` and ``GET`` of the same 1 MB sealed blob;
 - the same blob read from disk in 64 KiB pieces (one thread, page cache warm).
 
@@ -148,29 +142,11 @@ def say(*args: Any) -> None:
 # --------------------------------------------------------------------------- child processes
 
 
-def serve_portal(config_path: str, nodelay: bool) -> int:
-    """Child: Sealgate (intake, pipeline, portal) until SIGTERM; its addresses on stdout.
-
-    With ``nodelay`` the portal's listening socket (gateway.service._bind_portal) is
-    re-made from its descriptor, so that its ``proto`` is IPPROTO_TCP: then asyncio sets
-    TCP_NODELAY on every accepted connection, as for sockets it creates itself. Only this
-    benchmark's child is patched; see the README ("Portal") for why.
-    """
+def serve_portal(config_path: str) -> int:
+    """Child: Sealgate (intake, pipeline, portal) until SIGTERM; its addresses on stdout."""
     data = json.loads(Path(config_path).read_text())
     cfg = config.parse(data["config"], base_dir=Path(data["base_dir"]))
     logsetup.configure(cfg.log.level, cfg.log.format)
-    if nodelay:
-        from gateway import service
-
-        bind = service._bind_portal
-
-        def bind_tcp(cfg: config.Config, reuse_port: bool) -> socket.socket:
-            # family, type and proto are read back from the descriptor: proto 6, not 0
-            sock = socket.socket(fileno=bind(cfg, reuse_port).detach())
-            sock.setblocking(False)
-            return sock
-
-        service._bind_portal = bind_tcp
 
     async def run() -> None:
         gateway = Gateway(cfg, None, with_outbox=False)
@@ -345,8 +321,7 @@ class Bench:
         self.workdir = Path(tempfile.mkdtemp(prefix="sealgate-bench-portal-"))
         self.thread: LoopThread | None = None
         self.sink: Sink | None = None
-        self.portal: Child | None = None  # TCP_NODELAY on its connections (patched)
-        self.shipped: Child | None = None  # the portal's socket as gateway.service makes it
+        self.portal: Child | None = None
         self.plain: Child | None = None
         self.store: Store | None = None
 
@@ -367,16 +342,9 @@ class Bench:
         self.cfg = config.parse(data, base_dir=state)
         path = self.workdir / "config.json"
         path.write_text(json.dumps({"config": data, "base_dir": str(state)}))
-        self.portal = Child("sealgate", ["--serve-portal", str(path), "--nodelay"],
-                            self.workdir)  # fmt: skip
+        self.portal = Child("sealgate", ["--serve-portal", str(path)], self.workdir)
         self.url = str(self.portal.info["portal_url"])
         self.smtp_port = int(self.portal.info["smtp_port"])
-        # A second process on the same store (as a second worker would be): only its
-        # portal is used.
-        self.shipped = Child("sealgate-shipped", ["--serve-portal", str(path)], self.workdir)
-        self.shipped_url = str(self.shipped.info["portal_url"])
-        self.protos = {"patched": self.portal.info["socket_proto"],
-                       "shipped": self.shipped.info["socket_proto"]}  # fmt: skip
         self.plain = Child("plain", ["--serve-plain", str(self.cfg.store.blob_root)], self.workdir)
         self.plain_url = str(self.plain.info["url"])
         self.store = Store(self.cfg.store.database_url, FileBlobStore(self.cfg.store.blob_root))
@@ -424,7 +392,7 @@ class Bench:
         return len(self.store.events(envelope_id))
 
     def close(self) -> None:
-        for child in (self.plain, self.shipped, self.portal):
+        for child in (self.plain, self.portal):
             if child is not None:
                 child.stop()
         if self.store is not None:
@@ -532,7 +500,7 @@ def expect(response: httpx.Response, status: int, what: str, size: int | None = 
 class Target:
     key: str
     label: str
-    server: str  # "portal" | "shipped" | "plain" | "none"
+    server: str  # "portal" | "plain" | "none"
     kind: str  # the request: healthz, verify_wrong, verify_ok, open, part0, part2, file
     baseline: str | None  # key of the target its ratio is taken against
     by: str = "rate"  # "rate" or "mb_s": what the ratio compares
@@ -568,12 +536,6 @@ class Load:
             Target("open", "POST /open", "portal", "open", "healthz"),
             Target("part0", f"POST /part/0, {part0}", "portal", "part0", "healthz"),
             Target("part2", f"POST /part/2, {part2}", "portal", "part2", "plain_file", "mb_s"),
-            Target("shipped_healthz", "GET /healthz", "shipped", "healthz", "healthz"),
-            Target("shipped_verify_wrong", "POST /verify, wrong code", "shipped",
-                   "verify_wrong", "verify_wrong"),
-            Target("shipped_open", "POST /open", "shipped", "open", "open"),
-            Target("shipped_part2", "POST /part/2, 1 MB attachment", "shipped", "part2",
-                   "part2", "mb_s"),
             Target("plain_healthz", "plain Starlette GET /healthz", "plain", "healthz",
                    "healthz"),
             Target("plain_file", "plain FileResponse GET, same 1 MB blob", "plain", "file",
@@ -596,13 +558,11 @@ class Load:
         for _ in range(self.c):
             self.portal.append(httpx.AsyncClient(base_url=self.bench.url, timeout=60))
             self.plain.append(httpx.AsyncClient(base_url=self.bench.plain_url, timeout=60))
-        # The link page gives each client its CSRF cookie. Its path is / and cookies do not
-        # tell ports apart, so it goes to both portals (any cookie-header pair passes).
+        # The link page gives each client its CSRF cookie.
         for client in self.portal:
             expect(await client.get(self.fetch.path), 200, "link page")
             self.csrf.append(client.cookies.get("sg_csrf") or "")
         # Each client verifies once for the fetch reader: its own session, as a browser.
-        # Sessions live in the database: good for both portals.
         record = self.bench.reader_record(self.fetch)
         for index, client in enumerate(self.portal):
             code = self.bench.codes.issue(record, "email")
@@ -619,23 +579,19 @@ class Load:
 
     def call(self, target: Target) -> Call:
         """The request of a target, as (client index, request number) -> body bytes."""
-        kind = target.kind
-        base = {"portal": self.bench.url, "shipped": self.bench.shipped_url,
-                "plain": self.bench.plain_url}[target.server]  # fmt: skip
-        prefix = "" if target.server == "portal" else base  # portal clients: base_url
-        fetch = f"{prefix}{self.fetch.path}"
+        base = self.bench.url  # the Origin header; the clients have it as base_url
+        fetch = self.fetch.path
         readers = self.verify_readers
         c = self.c
 
         async def healthz(index: int, number: int) -> int:
             clients = self.plain if target.server == "plain" else self.portal
-            url = "/healthz" if target.server == "plain" else f"{prefix}/healthz"
-            return expect(await clients[index].get(url), 200, "healthz", size=3)
+            return expect(await clients[index].get("/healthz"), 200, "healthz", size=3)
 
         async def verify_wrong(index: int, number: int) -> int:
             reader = readers[(index + number * c) % len(readers)]
             response = await self.portal[index].post(
-                f"{prefix}{reader.path}/verify",
+                f"{reader.path}/verify",
                 json={"method": "email", "code": "000000"},
                 headers=self.headers(index, base, attacker=True),
             )
@@ -645,7 +601,7 @@ class Load:
         async def verify_ok(index: int, number: int) -> int:
             reader, code = self.pending.pop()
             response = await self.portal[index].post(
-                f"{prefix}{reader.path}/verify",
+                f"{reader.path}/verify",
                 json={"method": "email", "code": code},
                 headers=self.headers(index, base),
             )
@@ -673,12 +629,11 @@ class Load:
         calls: dict[str, Call] = {"healthz": healthz, "verify_wrong": verify_wrong,
                                   "verify_ok": verify_ok, "open": open, "part0": part(0),
                                   "part2": part(2), "file": file}  # fmt: skip
-        return calls[kind]
+        return calls[target.kind]
 
     async def measure(self, key: str, *, seconds: float | None, count: int | None) -> Sample:
         target = self.targets[key]
-        server = {"portal": self.bench.portal, "shipped": self.bench.shipped,
-                  "plain": self.bench.plain}[target.server]  # fmt: skip
+        server = self.bench.plain if target.server == "plain" else self.bench.portal
         call = self.call(target)
         if target.kind != "verify_ok":
             return await drive(self.c, call, seconds=seconds, count=count, server=server)
@@ -815,8 +770,8 @@ def summarise(load: Load, fetch_events: list[int]) -> dict[str, Any]:
 def store_calls(bench: Bench, load: Load, rounds: int = 7, calls: int = 20) -> dict[str, Any]:
     """The store calls behind the portal's requests, here, one at a time, same database.
 
-    Median microseconds per call over interleaved rounds. After the HTTP part, so the fetch
-    envelope has the audit trail the load left (every /open reads all of it).
+    Median microseconds per call over interleaved rounds. After the HTTP part, so the
+    envelopes have the audit trails the load left.
     """
     from datetime import UTC, datetime, timedelta
 
@@ -841,7 +796,18 @@ def store_calls(bench: Bench, load: Load, rounds: int = 7, calls: int = 20) -> d
         if outcome.ok or outcome.error != "wrong-code":
             raise RuntimeError(f"unexpected outcome of a wrong code: {outcome}")
 
-    events = len(store.events(fetch.envelope_id))
+    opened = bench.reader_record(fetch)
+    trail = len(store.events(many.envelope_id))
+    probes = iter(range(1_000_000))
+
+    def reopen() -> None:  # what every /open after a reader's first one records
+        access.record_first("opened", fetch.envelope_id, opened.reader_id, fetch.address, "")
+
+    def first_open() -> None:
+        # A kind never recorded before: no earlier match, as on a reader's first /open.
+        access.record_first(f"bench-probe-{next(probes)}", many.envelope_id,
+                            records[0].reader_id, many.address, "")  # fmt: skip
+
     work: dict[str, Callable[[], Any]] = {
         "reader_by_link, envelope with 1 reader": lambda: store.reader_by_link(fetch.link.id_hash),
         f"reader_by_link, envelope with {len(records)} readers":
@@ -852,8 +818,8 @@ def store_calls(bench: Bench, load: Load, rounds: int = 7, calls: int = 20) -> d
             address=many.address, detail="method=email client=192.0.2.1"),
         "Access.session (the session check of /open, /part)":
             lambda: access.session(token, datetime.now(UTC)),
-        f"events() of the fetch envelope ({events:,} events; /open reads them)":
-            lambda: store.events(fetch.envelope_id),
+        "Access.record_first, reader opened before (every later /open)": reopen,
+        f"Access.record_first, no earlier match, envelope with {trail:,} events": first_open,
     }  # fmt: skip
     samples: dict[str, list[float]] = {name: [] for name in work}
     names = list(work)
@@ -1054,11 +1020,7 @@ def browser_phase(bench: Bench, reader: Reader, data: bytes, rounds: int) -> dic
 
 
 GROUPS = [
-    ("Sealgate portal, TCP_NODELAY on its connections (this bench patches the socket)",
-     ["healthz", "verify_wrong", "verify_ok", "open", "part0", "part2"]),
-    ("Sealgate portal as shipped (no TCP_NODELAY), second process on the same store; "
-     "ratio vs the row above", ["shipped_healthz", "shipped_verify_wrong", "shipped_open",
-                                "shipped_part2"]),
+    ("Sealgate portal", ["healthz", "verify_wrong", "verify_ok", "open", "part0", "part2"]),
     ("Baselines", ["plain_healthz", "plain_file", "raw_read"]),
 ]  # fmt: skip
 
@@ -1097,9 +1059,9 @@ def print_http(res: dict[str, Any], args: argparse.Namespace) -> None:
     say(f"  the first /open of the fresh installation took {res['first_open_s']:.2f} s (it makes "
         "the secure-reply key, RSA-3072)")  # fmt: skip
     events = res["fetch_envelope_events"]
-    say(f"  audit events of the fetch envelope (read by every /open): {events[0]:,} at round 1, "
-        f"{events[-1]:,} at the end; /open req/s by round: "
-        + ", ".join(f"{r:,.0f}" for r in res["open"]["rates"]))  # fmt: skip
+    say("  /open req/s by round: " + ", ".join(f"{r:,.0f}" for r in res["open"]["rates"])
+        + f" (audit events of the fetch envelope: {events[0]:,} at round 1, {events[-1]:,} "
+        "at the end)")  # fmt: skip
 
 
 def print_browser(res: dict[str, Any]) -> None:
@@ -1136,11 +1098,9 @@ def orchestrate(args: argparse.Namespace) -> int:
             f"work directory {bench.workdir}")  # fmt: skip
         load_at_start = [round(x, 2) for x in os.getloadavg()]
         bench.start()
-        protos = bench.protos
-        say(f"portal sockets: patched proto {protos['patched']} (TCP_NODELAY), shipped proto "
-            f"{protos['shipped']} (Nagle on)")  # fmt: skip
-        if protos["patched"] != socket.IPPROTO_TCP:
-            raise RuntimeError("the patched portal's socket is not IPPROTO_TCP")
+        proto = bench.portal.info["socket_proto"] if bench.portal else None
+        say(f"portal socket proto {proto} (asyncio sets TCP_NODELAY on the connections only "
+            f"if it is {socket.IPPROTO_TCP})")  # fmt: skip
         rng = random.Random(SEED)
         count = READERS_PER_CLIENT * args.clients
         say(f"sealing: {count} verify readers, a 1 MB attachment"
@@ -1161,7 +1121,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             "seconds": args.seconds if args.requests is None else None,
             "requests": args.requests,
             "throttles": NO_LOCKS,
-            "portal_socket_proto": bench.protos,
+            "portal_socket_proto": proto,
         }
         report["http"] = asyncio.run(http_phase(bench, load))
         print_http(report["http"], args)
@@ -1209,7 +1169,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--serve-portal", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--serve-plain", metavar="ROOT", help=argparse.SUPPRESS)
-    parser.add_argument("--nodelay", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.clients < 1 or args.rounds < 1 or args.browser_rounds < 1:
         parser.error("--clients, --rounds and --browser-rounds must be at least 1")
@@ -1219,7 +1178,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_portal:
-        return serve_portal(args.serve_portal, args.nodelay)
+        return serve_portal(args.serve_portal)
     if args.serve_plain:
         return serve_plain(args.serve_plain)
     return run_interruptibly(

@@ -434,6 +434,9 @@ class Gateway:
             h11_max_incomplete_event_size=32 * 1024,
         )
         web.load()
+        # Request lines carry link ids and sender tokens: never logged, whatever handlers
+        # the process has (uvicorn logs them whenever "uvicorn.access" has a handler).
+        logging.getLogger("uvicorn.access").disabled = True
         server = uvicorn.Server(web)
         server.lifespan = web.lifespan_class(web)
         await server.startup(sockets=[self._portal_socket])

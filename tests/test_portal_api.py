@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
 import ssl
 from datetime import UTC, datetime, timedelta
@@ -532,3 +533,56 @@ def test_the_portal_over_https_from_uvicorn(make_gateway, sink, certs):
         assert "path=/" in cookie.lower()
     with pytest.raises(httpx.HTTPError):  # plain HTTP is not served on the TLS port
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3)
+
+
+def test_the_log_and_the_database_keep_no_secret_of_the_portal(portal, sink, caplog, tmp_path):
+    """Canaries through the whole portal flow: link ids and secrets, codes, the access code,
+    the reply's text; none may be in the log or, once delivered, in the database."""
+    import logging
+
+    from gateway.envelope.reply import ReplyContent, seal_reply
+    from gateway.logsetup import JSONFormatter
+
+    caplog.set_level(logging.DEBUG)
+    tag = os.urandom(6).hex()
+    link = send_protected(portal, sink, extra_headers={"X-Sealgate-Access-Code": f"AC{tag}"})
+    browser = Browser(portal_url(portal))
+    try:
+        browser.post(link, "verify", {"method": "access-code", "code": f"WRONG{tag}"})
+        before = len(sink.messages)
+        browser.post(link, "code", {"method": "email"})
+        code = code_in(code_mail(sink, "bob@example.net", before))
+        assert browser.post(link, "verify", {"method": "email", "code": code}).status_code == 200
+        opened = browser.post(link, "open").json()
+        browser.post(link, "part/0")
+        reply_text = f"REPLY-CANARY-{tag}"
+        blob = seal_reply(
+            keys.b64url_decode(opened["reply"]["public_key"]),
+            ReplyContent(opened["envelope_id"], "Re: x", reply_text, ()),
+        )
+        browser.post(link, "reply", content=blob,
+                     headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        wait_for(lambda: any(reply_text.encode() in m.data for m in sink.messages),
+                 what="the reply")  # fmt: skip
+        browser.http.post(f"/m/{keys.b64url(link.link_id)}/verify", content=b"[" * 50_000,
+                          headers={"X-CSRF-Token": browser.csrf or "",
+                                   "Content-Type": "application/json"})  # fmt: skip
+    finally:
+        browser.close()
+    portal.stop()
+    ours = ("sealgate", "uvicorn", "starlette", "alembic")  # not the test's clients and sink
+    records = [r for r in caplog.records if r.name.startswith(ours)]
+    assert any(r.name == "sealgate.portal" for r in records)  # the portal did log
+    log = "\n".join(JSONFormatter().format(r) for r in records)
+    secrets = {
+        "link id": keys.b64url(link.link_id),
+        "link secret": keys.b64url(link.secret),
+        "code": code,
+        "access code": f"AC{tag}",
+        "wrong access code": f"WRONG{tag}",
+        "reply text": reply_text,
+    }
+    assert [name for name, value in secrets.items() if value in log] == []
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "var").rglob("*") if p.is_file())
+    assert [n for n, v in secrets.items() if n != "link id" and v.encode() in stored] == []
+    assert code.encode() not in stored and reply_text.encode() not in stored

@@ -270,7 +270,7 @@ class _Portal:
         )
 
     async def server_error(self, request: Request, error: Exception) -> Response:
-        log.exception("portal error", extra={"fields": {"path": request.url.path}})
+        log.exception("portal error", extra={"fields": {"path": _loggable(request.url.path)}})
         status = 503 if isinstance(error, StoreError | TemporaryError) else 500
         if request.method != "GET":
             return _json_error(_Problem(status, "server"))
@@ -800,6 +800,15 @@ async def _pieces(source: Any) -> AsyncIterator[bytes]:
         if not piece:
             return
         yield piece
+
+
+_PATH_WORDS = {"", "m", "s", "h", "code", "verify", "open", "part", "reply", "logout",
+               "static", "assets", "healthz"}  # fmt: skip
+
+
+def _loggable(path: str) -> str:
+    """A request path without its link id or sender token (``/m/…/open``)."""
+    return "/".join(part if part in _PATH_WORDS else "…" for part in path.split("/"))
 
 
 def _json_error(problem: _Problem) -> JSONResponse:
