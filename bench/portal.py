@@ -1,6 +1,6 @@
 """Portal benchmark: the recipient portal's endpoints under load, against baselines run alongside.
 
-    .venv/bin/python bench/portal.py                  # default run, about 90 s on 2 cores
+    .venv/bin/python bench/portal.py                  # default run, about 60 s on 2 cores
     .venv/bin/python bench/portal.py -c 50            # 50 concurrent clients
     .venv/bin/python bench/portal.py --seconds 3      # longer rounds
     .venv/bin/python bench/portal.py -n 500           # 500 requests per target and round

@@ -173,6 +173,8 @@ events = Table(
     Column("address", Text(), nullable=True),
     Column("detail", Text(), nullable=False),
     Index("ix_events_envelope_id", "envelope_id"),
+    # A reader's events of one kind (the first "opened", for the read notice).
+    Index("ix_events_envelope_reader_kind", "envelope_id", "reader_id", "kind"),
 )
 
 accounts = Table(

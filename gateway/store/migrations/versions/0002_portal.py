@@ -30,6 +30,9 @@ def _id_column() -> sa.Column[int]:
 
 
 def upgrade() -> None:
+    op.create_index(
+        "ix_events_envelope_reader_kind", "events", ["envelope_id", "reader_id", "kind"]
+    )
     with op.batch_alter_table("envelopes") as batch:
         batch.add_column(sa.Column("message_id", sa.Text(), nullable=True))
     with op.batch_alter_table("readers") as batch:
@@ -112,6 +115,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_events_envelope_reader_kind", "events")
     for table in ("holds", "threads", "replies", "sessions", "throttles", "codes"):
         op.drop_table(table)
     with op.batch_alter_table("readers") as batch:
