@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -127,11 +127,15 @@ def dev_outbox(config_path: Path, listen: str | None, directory: Path | None) ->
     async def run() -> None:
         server = await devoutbox.start(address, target)
         click.echo(f"dev outbox listening on {address}, storing in {target}/")
+        # Our own handlers: a process started in the background inherits SIGINT ignored.
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
         async with server:
-            await server.serve_forever()
+            await stopping.wait()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    asyncio.run(run())
 
 
 @main.command("hash-password")
