@@ -625,3 +625,13 @@ def test_lone_surrogates_from_utf7_become_valid_text():
         text.encode("utf-8")  # raises on a lone surrogate
     assert content.html == "<p>?</p>"
     assert any("invalid characters" in problem for problem in content.problems)
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n"])
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_a_soft_line_break_before_an_escape_is_not_split(size: int, line_end: bytes):
+    """Regression (found by hypothesis): with a slice starting at the "=" of a soft line
+    break, the next slice began inside the "=00" escape after it and decoded as "00"."""
+    encoded = b"=00" * 25 + b"=" + line_end + b"=00"
+    body = mimewalk.Body(encoded, 0, len(encoded), "quoted-printable")
+    assert b"".join(body.chunks(size)) == b"\x00" * 26

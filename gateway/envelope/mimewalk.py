@@ -344,4 +344,11 @@ def _qp_cut(raw: bytes, pos: int, end: int, size: int) -> int:
     escape = raw.rfind(b"=", max(pos, limit - 2), limit)
     if escape > pos:
         return escape
-    return min(pos + 3, end) if escape == pos else limit
+    if escape < pos:
+        return limit
+    # The slice starts with "=": a soft line break ("=\n", "=\r\n") or an "=XX" escape,
+    # whole, so that the next slice does not start in the middle of one.
+    for soft in (b"=\n", b"=\r\n"):
+        if raw.startswith(soft, pos):
+            return min(pos + len(soft), end)
+    return min(pos + 3, end)
