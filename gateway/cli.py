@@ -125,15 +125,15 @@ def dev_outbox(config_path: Path, listen: str | None, directory: Path | None) ->
     logsetup.configure()
 
     async def run() -> None:
-        server = await devoutbox.start(address, target)
-        click.echo(f"dev outbox listening on {address}, storing in {target}/")
         # Our own handlers: a process started in the background inherits SIGINT ignored.
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stopping.set)
-        async with server:
-            await stopping.wait()
+        server = await devoutbox.start(address, target)
+        click.echo(f"dev outbox listening on {address}, storing in {target}/")
+        await stopping.wait()
+        server.close()  # no wait for idle clients: a gateway may hold a connection open
 
     asyncio.run(run())
 

@@ -675,7 +675,7 @@ def _missing(decision: Decision, missing: tuple[str, ...]) -> Decision:
     }
     wanted = " or ".join(needs.get(m, m) for m in missing)
     text = f"Held: the recipient's verification needs {wanted}; send again with it"
-    return Decision("hold", decision.reasons, text, decision.verify)
+    return Decision("hold", decision.reasons, text, decision.verify, releasable=decision.releasable)
 
 
 def _held_for(decision: Decision, factors: secondfactor.Factors | None) -> str:

@@ -390,19 +390,20 @@ class Gateway:
         await self.pipeline.send_own(sender, recipients, data)
 
     async def start(self, *, reuse_port: bool = False) -> None:
-        self.vault.pool.start()
-        if self.pipeline.protecting.policy.reads_content:
-            self.extractor.start()  # else only if a reloaded pack needs it
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        if self._with_outbox:
-            outbox = self.cfg.dev_outbox
-            assert outbox.directory is not None
-            self._outbox = await devoutbox.start(outbox.listen, outbox.directory)
-        await self._start_portal()
+        """Start everything, or (on any failure) release what was started and raise."""
         try:
+            self.vault.pool.start()
+            if self.pipeline.protecting.policy.reads_content:
+                self.extractor.start()  # else only if a reloaded pack needs it
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+            if self._with_outbox:
+                outbox = self.cfg.dev_outbox
+                assert outbox.directory is not None
+                self._outbox = await devoutbox.start(outbox.listen, outbox.directory)
+            await self._start_portal()
             await self.intake.start(reuse_port=reuse_port)
         except BaseException:
-            await self._stop_portal()
+            await self._release()
             raise
         event(
             log,
@@ -482,7 +483,14 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.intake.shutdown(self.cfg.service.shutdown_timeout)
+        await self._release()
+        event(log, logging.INFO, "stopped", pid=os.getpid())
+
+    async def _release(self) -> None:
+        """Stop and close everything but the SMTP intake; safe on a partial start."""
         await self._stop_portal()
+        if self._portal_socket is not None:
+            self._portal_socket.close()
         if self._outbox is not None:
             self._outbox.close()
             await self._outbox.wait_closed()
@@ -491,7 +499,6 @@ class Gateway:
             self._sweeper.cancel()
         await asyncio.to_thread(self.vault.close)
         await asyncio.to_thread(self.extractor.close)
-        event(log, logging.INFO, "stopped", pid=os.getpid())
 
     async def _sweep(self) -> None:
         """Expire envelopes past retention, remove orphaned blobs, forget stale portal

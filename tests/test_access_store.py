@@ -73,3 +73,31 @@ def test_the_sweep_forgets_what_is_spent_and_keeps_what_is_pending(store, pool):
     store.shred(sealed.envelope_id, "revoked")
     access.sweep(now)
     assert access.held(sealed.envelope_id) == []
+
+
+def test_only_one_first_open_however_many_at_once(store, pool):
+    sealed = seal(store, pool, b"Subject: x\r\n\r\nhello\r\n")
+    reader = sealed.grants[0]
+    access = Access(store)
+    with ThreadPoolExecutor(max_workers=8) as threads:
+        firsts = list(threads.map(
+            lambda _: access.record_first("opened", sealed.envelope_id, reader.reader_id,
+                                          reader.address, ""),
+            range(16),
+        ))  # fmt: skip
+    assert firsts.count(True) == 1
+
+
+def test_counting_while_another_request_clears_never_fails(store):
+    access = Access(store)
+    now = datetime.now(UTC)
+
+    def count_or_clear(n: int) -> None:
+        if n % 2:
+            access.clear("link:race")
+        else:
+            access.count("link:race", now, limit=1000, window=timedelta(hours=1),
+                         lockout=timedelta(minutes=5))  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=8) as threads:
+        list(threads.map(count_or_clear, range(200)))

@@ -168,3 +168,35 @@ def test_a_null_sender_with_a_refused_recipient_is_refused_whole(policy_gateway,
         client.sendmail("<>", ["bob@example.net", "carol@example.org"], raw)
     assert refused.value.smtp_code == 550
     assert sink.messages == []
+
+
+@pytest.mark.parametrize("order", ["releasable first", "unreleasable first"])
+@pytest.mark.parametrize("cause", ["two hold rules", "a missing phone number"])
+def test_release_none_cannot_be_bypassed(make_gateway, sink, tmp_path, order, cause):
+    """Regression: the first hold rule decided alone, and a missing second factor made a
+    new, releasable hold."""
+    strict = (
+        '[[rules]]\nname = "strict"\naction = "hold"\nrelease = "none"\n'
+        'text = "Not for outside."\nwhen.recipient_domain = ["partner.example"]\n'
+    )
+    if cause == "two hold rules":
+        other = (
+            '[[rules]]\nname = "soft"\naction = "hold"\ntext = "Check."\n'
+            'when.recipient_domain = ["partner.example"]\n'
+        )
+    else:
+        other = (
+            '[[rules]]\nname = "sms"\naction = "protect"\nverify = ["sms"]\n'
+            'when.recipient_domain = ["partner.example"]\n'
+        )
+    rules = [strict, other] if order == "unreleasable first" else [other, strict]
+    pack = tmp_path / "holds.toml"
+    pack.write_text("\n".join(rules))
+    gateway = make_gateway(policy={"packs": [*PACKS, str(pack)]}, sms={"provider": "outbox"},
+                           dev_outbox={"directory": str(tmp_path / "outbox")})  # fmt: skip
+    with gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net", "dana@partner.example"],
+                        protected_message())  # fmt: skip
+    (bounce,) = [m for m in sink.messages if m.mail_from in ("", "<>")]
+    assert "/h/" not in readable(bounce.data)
+    assert not any("dana@partner.example" in m.rcpt_tos for m in sink.messages)

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import update
 
 from gateway.envelope import keys
-from gateway.store.schema import codes, envelopes
+from gateway.store.schema import codes, envelopes, throttles
 from tests.support.gateway import POLICIES, wait_for
 from tests.support.portal import Browser, code_in, code_mail, portal_url, send_protected
 from tests.support.protected import link_in, notifications, protected_message
@@ -586,3 +586,35 @@ def test_the_log_and_the_database_keep_no_secret_of_the_portal(portal, sink, cap
     stored = b"".join(p.read_bytes() for p in (tmp_path / "var").rglob("*") if p.is_file())
     assert [n for n, v in secrets.items() if v.encode() in stored] == []
     assert code.encode() not in stored and reply_text.encode() not in stored
+
+
+def test_many_recipients_behind_one_address_are_not_locked_out(make_gateway, sink):
+    """An office NAT: successes cost the shared address nothing, and other people's typos
+    make nobody else wait (backoff is per link, not per address)."""
+    running = make_gateway(portal={**FAST["portal"], "client_attempts": 3, "backoff_seconds": 30})
+    browser = Browser(portal_url(running))
+    try:
+        for n in range(2):  # two colleagues mistype their own codes
+            link = send_protected(running, sink, to=f"typo{n}@example.net")
+            typo = browser.post(link, "verify", {"method": "email", "code": "000000"})
+            assert typo.json()["error"] == "wrong-code" and typo.json()["retry_after"] == 30
+        for n in range(5):  # and five more read theirs at once, from the same address
+            link = send_protected(running, sink, to=f"r{n}@example.net")
+            assert browser.verify_by_email(link, sink, to=f"r{n}@example.net").status_code == 200
+    finally:
+        browser.close()
+
+
+def test_a_right_access_code_works_once_the_lockout_is_over(portal, sink, browser):
+    link = send_protected(portal, sink, extra_headers={"X-Sealgate-Access-Code": "tulip42"})
+    answers = [
+        browser.post(link, "verify", {"method": "access-code", "code": "wrong"}) for _ in range(10)
+    ]
+    assert answers[-1].status_code == 429
+    store = portal.gateway.vault.store
+    with store.engine.begin() as conn:  # the lockout served its time
+        conn.execute(
+            update(throttles).values(locked_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    right = browser.post(link, "verify", {"method": "access-code", "code": "tulip42"})
+    assert right.status_code == 200

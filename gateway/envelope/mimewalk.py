@@ -323,6 +323,9 @@ def _decode_unpadded(data: bytes) -> bytes:
     return decoded
 
 
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
 def _quoted_printable(raw: bytes, start: int, end: int, size: int) -> Iterator[bytes]:
     """RFC 2045 6.7 via ``binascii.a2b_qp`` (as the stdlib decodes), cut at line ends so
     that no "=XX" escape or soft line break is split between two slices."""
@@ -334,21 +337,27 @@ def _quoted_printable(raw: bytes, start: int, end: int, size: int) -> Iterator[b
 
 
 def _qp_cut(raw: bytes, pos: int, end: int, size: int) -> int:
+    """Where the slice from ``pos`` ends: at a line end before ``pos + size`` if there is
+    one, else before the first "=" token that would cross it. Tokens as binascii.a2b_qp
+    reads them: a soft line break ("=" then CR or LF) runs through the next LF, "==" is
+    two bytes, "=XY" (hex) three, and an "=" before any other byte stays with that byte."""
     limit = pos + size
     if limit >= end:
         return end
     newline = raw.rfind(b"\n", pos, limit)
     if newline >= 0:
         return newline + 1
-    # An "=" in the last two bytes starts an escape that must not be split.
-    escape = raw.rfind(b"=", max(pos, limit - 2), limit)
-    if escape > pos:
-        return escape
-    if escape < pos:
-        return limit
-    # The slice starts with "=": a soft line break ("=\n", "=\r\n") or an "=XX" escape,
-    # whole, so that the next slice does not start in the middle of one.
-    for soft in (b"=\n", b"=\r\n"):
-        if raw.startswith(soft, pos):
-            return min(pos + len(soft), end)
-    return min(pos + 3, end)
+    at = pos
+    while True:
+        equals = raw.find(b"=", at, limit)
+        if equals < 0:
+            return limit
+        after = raw[equals + 1 : min(equals + 2, end)]  # raw runs on past this body
+        if after in (b"\r", b"\n"):  # a soft line break
+            line_end = raw.find(b"\n", equals, end)
+            return end if line_end < 0 else line_end + 1
+        hexed = raw[equals + 1 : min(equals + 3, end)]
+        step = 3 if len(hexed) == 2 and all(b in _HEX for b in hexed) else 2
+        if equals + step > limit:
+            return equals if equals > pos else min(equals + step, end)
+        at = equals + step

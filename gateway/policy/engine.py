@@ -130,7 +130,10 @@ def _choose(fired: list[_Fired]) -> Decision:
         tuple(item.reason for item in fired),
         text,
         _verify(fired),
-        releasable=winner.spec.release == "sender",
+        # Releasable only if every hold rule that fired lets the sender release.
+        releasable=all(
+            item.spec.release == "sender" for item in fired if item.reason.action == "hold"
+        ),
     )
 
 

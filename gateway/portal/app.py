@@ -411,12 +411,18 @@ class _Portal:
         if record is None:
             return _json_error(_Problem(404, "bad-request"))
         store, envelope_id = self.deps.store, link.envelope.envelope_id
-        if record.kind != "manifest":
-            await self._event(link, "downloaded", f"part={number} client={self._client(request)}")
         try:
             source = await asyncio.to_thread(store.blobs.open, envelope_id, number)
         except (OSError, BlobMissing):  # revoked or expired while we looked
             return _json_error(_Problem(410, "revoked"))
+        if record.kind != "manifest":
+            try:
+                await self._event(
+                    link, "downloaded", f"part={number} client={self._client(request)}"
+                )
+            except BaseException:
+                source.close()
+                raise
         return StreamingResponse(
             _pieces(source),
             media_type="application/octet-stream",
@@ -440,16 +446,7 @@ class _Portal:
                 identifier = reply_id(blob)
             except ValueError:
                 raise _Problem(400, "bad-request") from None
-            counted = await asyncio.to_thread(
-                self.deps.access.count,
-                f"reply:{link.reader.reader_id}",
-                datetime.now(UTC),
-                limit=_REPLIES_PER_HOUR + 1,
-                window=timedelta(hours=1),
-                lockout=timedelta(hours=1),
-            )
-            if counted.until is not None:
-                raise _Problem(429, "locked", retry_after=3600)
+            await self._limit_replies(link, identifier)
         except _Problem as problem:
             return _json_error(problem)
         await asyncio.to_thread(
@@ -463,6 +460,24 @@ class _Portal:
         )
         self.deps.spawn(self.deps.desk.deliver_due())
         return JSONResponse({"ok": True}, status_code=202)
+
+    async def _limit_replies(self, link: _Link, identifier: str) -> None:
+        """At most _REPLIES_PER_HOUR new replies per reader (each is stored and mailed);
+        a retried upload of a reply already taken is not counted again."""
+        access = self.deps.access
+        if await asyncio.to_thread(access.reply_known, identifier):
+            return
+        counted = await asyncio.to_thread(
+            access.count,
+            f"reply:{link.reader.reader_id}",
+            datetime.now(UTC),
+            limit=_REPLIES_PER_HOUR + 1,
+            window=timedelta(hours=1),
+            lockout=timedelta(hours=1),
+        )
+        if counted.until is not None:
+            retry = max(1, int((counted.until - datetime.now(UTC)).total_seconds()))
+            raise _Problem(429, "locked", retry_after=retry)
 
     async def logout(self, request: Request) -> Response:
         try:

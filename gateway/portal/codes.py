@@ -73,67 +73,70 @@ class CodeBook:
         return code
 
     def check(self, reader: ReaderRecord, method: str, code: str, client: str) -> Outcome:
-        """Compare an entered code; count a wrong one against the link and the client.
+        """Compare an entered code; what the page should say.
 
-        Every comparison is paid for before it is made, atomically: a one-time code's
-        attempt is reserved, an access code's try counted against the link. So parallel
+        Every comparison is paid for before it is made, atomically: one try on the link
+        and on the client, and for a one-time code one of its attempts. So parallel
         guesses (several requests, several workers) get no more tries than the limits.
+        A right code gives the client its try back: many recipients behind one address
+        (an office's NAT) are never locked out by each other's successes.
         """
         now = datetime.now(UTC)
-        for key in (f"link:{reader.reader_id}", f"client:{client}"):
+        link_key, client_key = f"link:{reader.reader_id}", f"client:{client}"
+        for key in (link_key, client_key):
             until = self.access.locked_until(key, now)
             if until is not None:
                 return Outcome(False, "locked", retry_after=_seconds(until))
+        settings = self.settings
+        link = self._count(link_key, settings.link_attempts, now, backoff=True)
+        on_client = self._count(client_key, settings.client_attempts, now, backoff=False)
+        if link.failures > settings.link_attempts or on_client.failures > settings.client_attempts:
+            return self._wrong(link, on_client, 0)
         entered = "".join(code.split())
         if method == "access-code":
-            return self._check_access_code(reader, entered, client, now)
-        active = self.access.active_code(reader.reader_id, method, now)
-        left = None
-        if active is not None:
-            left = self.access.reserve_attempt(active.code_id, self.settings.code_attempts)
-        right = (
-            active is not None
-            and left is not None
-            and hmac.compare_digest(self._hash(reader, entered), active.code_hash)
-        )
-        if right and active is not None:
-            self.access.code_used(active.code_id)
-            self.access.clear(f"link:{reader.reader_id}")
-            return Outcome(True)
-        link = self._count(f"link:{reader.reader_id}", self.settings.link_attempts, now)
-        return self._wrong(link, self._count_client(client, now), left or 0)
-
-    def _check_access_code(
-        self, reader: ReaderRecord, entered: str, client: str, now: datetime
-    ) -> Outcome:
-        link = self._count(f"link:{reader.reader_id}", self.settings.link_attempts, now)
-        if link.failures > self.settings.link_attempts:
-            return self._wrong(link, None, 0)
-        right = reader.access_code_hash is not None and hmac.compare_digest(
-            access_code_hash(self.secret, entered), reader.access_code_hash
-        )
+            right = reader.access_code_hash is not None and hmac.compare_digest(
+                access_code_hash(self.secret, entered), reader.access_code_hash
+            )
+            left = settings.link_attempts - link.failures
+        else:
+            right, left = self._try_one_time_code(reader, method, entered, now)
         if right:
-            self.access.clear(f"link:{reader.reader_id}")
+            self.access.clear(link_key)
+            self.access.uncount(client_key, settings.client_attempts)
             return Outcome(True)
-        left = max(0, self.settings.link_attempts - link.failures)
-        return self._wrong(link, self._count_client(client, now), left)
+        return self._wrong(link, on_client, max(0, left))
 
-    def _count(self, key: str, limit: int, now: datetime) -> Counted:
+    def _try_one_time_code(
+        self, reader: ReaderRecord, method: str, entered: str, now: datetime
+    ) -> tuple[bool, int]:
+        """Whether it is the reader's current code, spending one of its attempts (and the
+        code, if right); the attempts it has left."""
+        active = self.access.active_code(reader.reader_id, method, now)
+        if active is None:
+            return False, 0
+        left = self.access.reserve_attempt(active.code_id, self.settings.code_attempts)
+        if left is None:
+            return False, 0
+        right = hmac.compare_digest(self._hash(reader, entered), active.code_hash)
+        if right:
+            self.access.code_used(active.code_id)
+        return right, left
+
+    def _count(self, key: str, limit: int, now: datetime, *, backoff: bool) -> Counted:
+        """One try under ``key``. Backoff only per link: per client it would let a few
+        strangers' typos behind one address lock everyone there out."""
         return self.access.count(
             key,
             now,
             limit=limit,
             window=_WINDOW,
             lockout=timedelta(minutes=self.settings.lockout_minutes),
-            backoff=timedelta(seconds=self.settings.backoff_seconds),
+            backoff=timedelta(seconds=self.settings.backoff_seconds if backoff else 0),
         )
 
-    def _count_client(self, client: str, now: datetime) -> Counted:
-        return self._count(f"client:{client}", self.settings.client_attempts, now)
-
     @staticmethod
-    def _wrong(link: Counted, client: Counted | None, attempts_left: int) -> Outcome:
-        counts = [c for c in (link, client) if c is not None]
+    def _wrong(link: Counted, client: Counted, attempts_left: int) -> Outcome:
+        counts = [link, client]
         until = max((c.until for c in counts if c.until is not None), default=None)
         if any(c.limit_reached for c in counts) and until is not None:
             return Outcome(False, "locked", retry_after=_seconds(until))

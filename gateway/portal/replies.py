@@ -86,6 +86,10 @@ class ReplyDesk:
         except (TemporaryError, StoreError, OSError) as error:
             await self._retry(reply, str(error))
             return 0
+        except Exception as error:  # a bug must not stop the round, nor retry for ever
+            log.exception("secure reply failed", extra={"fields": {"reply": reply.reply_id}})
+            await self._retry(reply, type(error).__name__)
+            return 0
         try:
             await asyncio.to_thread(self._delivered, reply, message_id)
         except StoreError as error:  # delivered, but not recorded: the lease keeps it from

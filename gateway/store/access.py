@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import case, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
@@ -178,7 +178,13 @@ class Access:
         """
         with self.store.transaction("counting against a throttle", write=True) as conn:
             row = _locked_throttle(conn, key, now)
-            if row.failures == 0 or row.window_start + window <= now:
+            # A new window when the old one is over, or when a lock-out served its time.
+            served = row.locked_until is not None and row.locked_until <= now
+            if (
+                row.failures == 0
+                or row.window_start + window <= now
+                or (served and row.failures >= limit)
+            ):
                 failures, start = 1, now
             else:
                 failures, start = row.failures + 1, row.window_start
@@ -191,6 +197,21 @@ class Access:
             values = {"failures": failures, "window_start": start, "locked_until": until}
             conn.execute(update(throttles).where(throttles.c.key == key).values(values))
         return Counted(failures, until, failures >= limit)
+
+    def uncount(self, key: str, limit: int) -> None:
+        """Take one try back (a success); a lock it caused goes with it."""
+        with self.store.transaction("giving back a try", write=True) as conn:
+            conn.execute(
+                update(throttles)
+                .where(throttles.c.key == key, throttles.c.failures > 0)
+                .values(
+                    failures=throttles.c.failures - 1,
+                    locked_until=case(
+                        (throttles.c.failures - 1 < limit, None),
+                        else_=throttles.c.locked_until,
+                    ),
+                )
+            )
 
     def clear(self, key: str) -> None:
         with self.store.transaction("clearing a throttle", write=True) as conn:
@@ -298,6 +319,11 @@ class Access:
             )
         return True
 
+    def reply_known(self, reply_id: str) -> bool:
+        query = select(replies.c.reply_id).where(replies.c.reply_id == reply_id)
+        with self.store.transaction("looking up a reply", write=False) as conn:
+            return conn.scalar(query) is not None
+
     def claim_reply(self, now: datetime, lease: timedelta) -> QueuedReply | None:
         """The next due reply, claimed for ``lease``: another worker's sweep skips it until
         then, so a reply is delivered once. One at a time: each may be tens of MB."""
@@ -369,6 +395,12 @@ class Access:
             .limit(1)
         )
         with self.store.transaction(f"recording a {kind} event", write=True) as conn:
+            # The reader's row, locked: two requests at once cannot both be the first.
+            conn.execute(
+                select(readers.c.reader_id)
+                .where(readers.c.reader_id == reader_id)
+                .with_for_update()
+            )
             first = conn.scalar(earlier) is None
             append_event(conn, kind, envelope_id=envelope_id, reader_id=reader_id,
                          address=address, detail=detail)  # fmt: skip
@@ -495,12 +527,14 @@ def _locked_throttle(conn: Connection, key: str, now: datetime) -> Row[Any]:
     counts wait for each other instead of overwriting (PostgreSQL: FOR UPDATE; SQLite:
     write transactions are serialised by BEGIN IMMEDIATE already)."""
     new = {"key": key, "failures": 0, "window_start": now, "locked_until": None}
-    if conn.dialect.name == "postgresql":
-        conn.execute(postgresql_insert(throttles).values(new).on_conflict_do_nothing())
-    else:
-        conn.execute(sqlite_insert(throttles).values(new).on_conflict_do_nothing())
-    query = select(throttles).where(throttles.c.key == key).with_for_update()
-    return conn.execute(query).one()
+    insert_ = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = insert_(throttles).values(new)
+    # An upsert that changes nothing still locks the row (PostgreSQL) and returns it, in one
+    # statement: a row deleted by a concurrent clear() cannot slip in between.
+    upsert = statement.on_conflict_do_update(
+        index_elements=[throttles.c.key], set_={"key": statement.excluded.key}
+    ).returning(*throttles.c)
+    return conn.execute(upsert).one()
 
 
 def _known(conn: Connection, hashes: set[bytes]) -> set[bytes]:
