@@ -635,3 +635,31 @@ def test_a_soft_line_break_before_an_escape_is_not_split(size: int, line_end: by
     encoded = b"=00" * 25 + b"=" + line_end + b"=00"
     body = mimewalk.Body(encoded, 0, len(encoded), "quoted-printable")
     assert b"".join(body.chunks(size)) == b"\x00" * 26
+
+
+QP_BYTES = st.sampled_from([b"=", b"=", b"\r", b"\n", b"A", b"4", b"1", b" ", b"f", b"g"])
+
+
+@FAST
+@given(
+    st.lists(QP_BYTES, max_size=24).map(b"".join),
+    st.lists(QP_BYTES, max_size=3).map(b"".join),
+    st.lists(QP_BYTES, max_size=3).map(b"".join),
+    st.integers(1, 7),
+)
+def test_quoted_printable_slices_decode_like_the_whole_even_when_malformed(
+    body: bytes, before: bytes, after: bytes, size: int
+):
+    """Malformed input too ("==", "=g", "=" then CR, a bare "=" at the end), inside a larger
+    buffer: the slices decode to exactly what binascii.a2b_qp makes of the whole body."""
+    raw = before + body + after
+    part = mimewalk.Body(raw, len(before), len(before) + len(body), "quoted-printable")
+    assert b"".join(part.chunks(size)) == binascii.a2b_qp(body)
+
+
+@pytest.mark.parametrize(
+    ("encoded", "size"), [(b"A==41", 3), (b"= =1", 1), (b"=\rXYZ\n", 2), (b"AB=", 2)]
+)
+def test_quoted_printable_cases_a_review_found(encoded: bytes, size: int):
+    body = mimewalk.Body(encoded, 0, len(encoded), "quoted-printable")
+    assert b"".join(body.chunks(size)) == binascii.a2b_qp(encoded)
