@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -73,3 +76,17 @@ async def loop_gaps(work: Callable[[], Awaitable[Any]]) -> dict[str, float]:
         "p99_gap_ms": percentile(gaps, 99) * 1000,
         "gaps_over_10ms": sum(1 for g in gaps if g > 0.010),
     }
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM and wait ``timeout``; then SIGKILL whatever is left of its process group
+    (a supervisor's workers, the key pool's helpers)."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)

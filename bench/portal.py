@@ -96,7 +96,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchlib import median, percentile, run_interruptibly
+from benchlib import median, percentile, run_interruptibly, stop_process_group
 
 from gateway import config, logsetup
 from gateway.envelope import keys
@@ -267,16 +267,7 @@ class Child:
         return [line for line in text.splitlines() if LOG_PROBLEM.match(line)]
 
     def stop(self, timeout: float = 15) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout)
-        # Whatever is left of its process group (the key pool's helpers, say).
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
+        stop_process_group(self.proc, timeout)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()

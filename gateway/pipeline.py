@@ -53,6 +53,7 @@ from gateway.mailauth.dkimsign import Signer, SigningError
 from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier, strip_forged_results
 from gateway.notify import Notifier, Original
+from gateway.notify.original import references
 from gateway.policy.engine import Policy
 from gateway.policy.facts import Extractor, gather
 from gateway.policy.types import Decision
@@ -326,7 +327,7 @@ class Pipeline:
 
     def _thread_facts(self, data: bytes) -> dict[str, object]:
         """``protected_thread``: the message answers one in a conversation Sealgate protected."""
-        ids = Original.of("", data).references  # never its own id: a retry is not a reply
+        ids = references(data)  # never its own id: a retry is not a reply
         if not ids:
             return {"protected_thread": False}
         return {"protected_thread": self.protecting.access.in_protected_thread(list(ids))}
