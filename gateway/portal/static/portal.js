@@ -497,6 +497,7 @@ function render(session) {
   setText("sg-cc", cc);
   $("sg-cc-row").hidden = !cc;
   setText("sg-date", headers.date ? formatDate(headers.date) : "");
+  $("sg-date-row").hidden = !headers.date;
   setText("sg-available", str("available_until", { date: formatDate(info.expires_at || state.page.expires_at) }));
   $("sg-problems").hidden = !(Array.isArray(manifest.problems) && manifest.problems.length);
 
