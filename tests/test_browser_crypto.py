@@ -36,8 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "gateway" / "portal" / "static"
 VECTORS = ROOT / "tests" / "vectors"
 
-pytestmark = pytest.mark.skipif(not browser.available(), reason="no chromium at /usr/bin/chromium")
-
 
 def load(name: str) -> dict[str, Any]:
     document: dict[str, Any] = json.loads((VECTORS / name).read_text(encoding="ascii"))

@@ -25,14 +25,19 @@ FLAGS = [
 ]
 
 
-def available() -> bool:
-    return shutil.which(CHROMIUM) is not None
-
-
 @contextmanager
 def chromium() -> Iterator[object]:
-    """A launched Playwright Browser; closed (and its processes gone) on exit."""
+    """A launched Playwright Browser; closed (and its processes gone) on exit.
+
+    Fails, never skips, without chromium: `make test` installs it (Debian's chromium).
+    """
     from playwright.sync_api import sync_playwright
+
+    if shutil.which(CHROMIUM) is None:
+        raise RuntimeError(
+            f"no chromium at {CHROMIUM}: run `make test` as root, or "
+            "apt-get install -y --no-install-recommends chromium"
+        )
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
