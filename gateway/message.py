@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 CRLF = b"\r\n"
+MESSAGE_ID = re.compile(r"<[!-;=?-~]{1,250}>")  # msg-id: printable ASCII without < > or blanks
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", re.MULTILINE)
 
 

@@ -53,7 +53,6 @@ from gateway.mailauth.dkimsign import Signer, SigningError
 from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier, strip_forged_results
 from gateway.notify import Notifier, Original
-from gateway.notify.original import references
 from gateway.policy.engine import Policy
 from gateway.policy.facts import Extractor, gather
 from gateway.policy.types import Decision
@@ -238,7 +237,7 @@ class Pipeline:
             # DNS lookups and detectors scanning MBs of text: on threads of their own,
             # never on the event loop.
             data, results, facts = self._authenticate(tx)
-            facts = {**facts, **self._thread_facts(data)}
+            facts = {**facts, "threads": self.protecting.access}  # for protected_thread
             decisions = policy.decide(gather(data, tx.mail_from, extractor, facts), tx.rcpt_tos)
             return decisions, results + data
 
@@ -324,13 +323,6 @@ class Pipeline:
         verdicts = self.verifier.verify(data, mail_from=tx.mail_from, helo=helo, client_ip=address)
         facts = {**verdicts.as_facts(), "posture": self.posture}  # posture: recipient_tls
         return data, self.verifier.header(verdicts), facts
-
-    def _thread_facts(self, data: bytes) -> dict[str, object]:
-        """``protected_thread``: the message answers one in a conversation Sealgate protected."""
-        ids = references(data)  # never its own id: a retry is not a reply
-        if not ids:
-            return {"protected_thread": False}
-        return {"protected_thread": self.protecting.access.in_protected_thread(list(ids))}
 
     def _outgoing(self, tx: Transaction, data: bytes) -> bytes:
         """A relayed message: signed after every change of ours (if configured), then our

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from gateway.policy.engine import Policy
 from gateway.policy.facts import gather
 from gateway.policy.packs import PolicyError
 from gateway.policy.types import Extracted, TextSource
+from gateway.store import FileBlobStore, Store
+from gateway.store.access import Access
 from tests.support.gateway import POLICIES
 
 BASELINE = POLICIES / "baseline.toml"
@@ -339,3 +342,45 @@ def test_verdict_conditions_refuse_unknown_results(tmp_path):
     rules = pack(tmp_path, '[[rules]]\nname = "a"\naction = "protect"\nwhen.arc = ["passed"]\n')
     with pytest.raises(PolicyError, match=r"when.arc: unknown result 'passed'"):
         Policy.load([rules])
+
+
+class CountingThreads(Access):
+    """The store's real thread lookup, counting how often the policy asks it."""
+
+    asked = 0
+
+    def in_protected_thread(self, message_ids: list[str]) -> bool:
+        self.asked += 1
+        return super().in_protected_thread(message_ids)
+
+
+@pytest.mark.parametrize(
+    ("answered", "action"), [("<old@example.org>", "protect"), ("<other@example.org>", "relay")]
+)
+def test_protected_thread_asks_the_store_once_per_message(store, answered, action):
+    threads = CountingThreads(store)
+    threads.add_thread(["<old@example.org>"], "0" * 32, datetime.now(UTC))
+    policy = Policy.load([POLICIES / "baseline.toml"])
+    raw = message(headers=f"In-Reply-To: {answered}\r\n")
+    facts = gather(raw, "alice@example.org", None, {"threads": threads})
+    decisions = policy.decide(facts, ["bob@example.net", "carol@example.com"])
+    assert {d.action for d in decisions.values()} == {action}
+    assert threads.asked == 1  # once per message, not per recipient
+
+
+def test_protected_thread_falls_back_to_protect_when_the_store_is_down(tmp_path):
+    down = Store(f"sqlite:///{tmp_path / 'missing' / 'sealgate.db'}", FileBlobStore(tmp_path))
+    policy = Policy.load([POLICIES / "baseline.toml"])
+    raw = message(headers="References: <old@example.org>\r\n")
+    facts = gather(raw, "alice@example.org", None, {"threads": Access(down)})
+    decision = policy.decide(facts, ["bob@example.net"])["bob@example.net"]
+    assert decision.action == "protect"
+    assert "fallback" in decision.reasons[0].why
+
+
+def test_protected_thread_is_not_asked_without_references(store):
+    threads = CountingThreads(store)
+    policy = Policy.load([POLICIES / "baseline.toml"])
+    facts = gather(message(), "alice@example.org", None, {"threads": threads})
+    assert policy.decide(facts, ["bob@example.net"])["bob@example.net"].action == "relay"
+    assert threads.asked == 0

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 from jinja2 import Template
 
+from gateway.message import MESSAGE_ID
 from gateway.notify import templates
 from gateway.notify.original import (
-    MESSAGE_ID,
     Original,
     bounded_references,
     clean_text,

@@ -18,8 +18,8 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address
 
 from gateway import message
+from gateway.message import MESSAGE_ID
 
-MESSAGE_ID = re.compile(r"<[!-;=?-~]{1,250}>")  # printable ASCII without < > or blanks
 MAX_REFERENCES = 20
 _MAX_NAME = 78
 _MAX_SUBJECT = 250
@@ -93,7 +93,7 @@ class Original:
             sender_name=display_name(_decoded(name)),
             subject=clean_text(_decoded(subject), _MAX_SUBJECT) if subject else None,
             message_id=message_id if MESSAGE_ID.fullmatch(message_id) else None,
-            references=references(data),
+            references=_references(data),
             content_language=_content_language(message.first_value(data, "content-language")),
         )
 
@@ -121,7 +121,7 @@ def bounded_references(ids: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return kept
 
 
-def references(data: bytes) -> tuple[str, ...]:
+def _references(data: bytes) -> tuple[str, ...]:
     """The References of the original, or (RFC 5322 3.6.4) its single In-Reply-To."""
     found = MESSAGE_ID.findall(message.first_value(data, "references") or "")
     if not found:

@@ -155,6 +155,3 @@ register("dmarc_policy", _verdict("dmarc_policy", ("none", "quarantine", "reject
 register("dkim_aligned", _boolean("dkim_aligned"))
 register("spf_aligned", _boolean("spf_aligned"))
 register("recipient_tls", _recipient_tls)
-# A reply within a conversation Sealgate protected (its Message-IDs are remembered by the
-# pipeline, hashed): the fact ``protected_thread`` comes from the pipeline.
-register("protected_thread", _boolean("protected_thread"))

@@ -1,4 +1,5 @@
-"""Conditions on header fields: subject tags, patterns, any header, sensitivity labels.
+"""Conditions on header fields: subject tags, patterns, any header, sensitivity labels,
+and whether the message answers a conversation Sealgate protected.
 
 Microsoft Purview writes a document or message's sensitivity label into the
 ``msip_labels`` header, e.g.
@@ -9,9 +10,11 @@ a label counts when its ``Enabled`` is true, matched by GUID or by name.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol, cast
 
+from gateway.message import MESSAGE_ID
 from gateway.policy.conditions import (
+    UNKNOWN,
     Condition,
     Context,
     Env,
@@ -118,7 +121,45 @@ def _sensitivity_label(value: Any, env: Env, path: str) -> Condition | None:
     return SensitivityLabel(labels) if labels else None
 
 
+class Threads(Protocol):
+    """What remembers protected conversations (gateway.store.access.Access); the pipeline
+    puts it into the facts as ``threads``."""
+
+    def in_protected_thread(self, message_ids: list[str]) -> bool: ...
+
+
+class ProtectedThread(Condition):
+    """``protected_thread = true``: References or In-Reply-To name a message Sealgate
+    protected, or a secure reply it delivered. Asked only when a rule uses it, once per
+    message; when the lookup fails the outcome is unknown and the rule's fallback applies."""
+
+    def __init__(self, wanted: bool) -> None:
+        self.wanted = wanted
+
+    def check(self, ctx: Context, recipient: str) -> Outcome:
+        threads = cast(Threads | None, ctx.facts.extra.get("threads"))
+        fields = ctx.facts.header_values("references") + ctx.facts.header_values("in-reply-to")
+        ids = sorted(set(MESSAGE_ID.findall(" ".join(fields))))
+        if threads is None or not ids:
+            found = False
+        else:
+            try:
+                found = threads.in_protected_thread(ids)
+            except Exception:  # the store is down: do not guess "not protected"
+                return UNKNOWN
+        hit = found == self.wanted
+        return Outcome(hit, (f"protected thread {str(found).lower()}",) if hit else ())
+
+
+def _protected_thread(value: Any, env: Env, path: str) -> Condition | None:
+    if not isinstance(value, bool):
+        env.problem(path, "expected true or false")
+        return None
+    return ProtectedThread(value)
+
+
 register("subject_tag", _subject_tag)
 register("subject_matches", _subject_matches)
 register("header", _header)
 register("sensitivity_label", _sensitivity_label)
+register("protected_thread", _protected_thread)
