@@ -618,3 +618,25 @@ def test_a_right_access_code_works_once_the_lockout_is_over(portal, sink, browse
         )
     right = browser.post(link, "verify", {"method": "access-code", "code": "tulip42"})
     assert right.status_code == 200
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_client_limits_follow_x_forwarded_for_only_from_a_trusted_proxy(make_gateway, sink,
+                                                                        trusted):  # fmt: skip
+    proxies = ["127.0.0.1/32"] if trusted else []
+    running = make_gateway(
+        portal={**FAST["portal"], "client_attempts": 2, "trusted_proxies": proxies}
+    )
+    browser = Browser(portal_url(running))
+    try:
+        links = [send_protected(running, sink, to=f"r{n}@example.net") for n in range(3)]
+        for link in links[:2]:  # two wrong codes "from" 198.51.100.7, on two links
+            browser.post(link, "verify", {"method": "email", "code": "000000"},
+                         headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7"})  # fmt: skip
+        other = browser.post(links[2], "verify", {"method": "email", "code": "000000"},
+                             headers={"X-Forwarded-For": "198.51.100.8"})  # fmt: skip
+    finally:
+        browser.close()
+    # Behind a trusted proxy each client has its own count; otherwise the header is
+    # ignored and everything counts against the proxy's own address, now locked.
+    assert other.json()["error"] == ("wrong-code" if trusted else "locked")

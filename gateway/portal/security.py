@@ -111,20 +111,15 @@ def client_address(
     request: Request, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 ) -> str:
     """The client's address: the connecting one, or X-Forwarded-For's last hop that is not
-    a trusted proxy when the connection comes from one."""
+    a trusted proxy when the connection comes from one (a malformed hop: the peer)."""
     peer = request.client.host if request.client else "unknown"
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return peer
-    if not any(address in network for network in trusted):
-        return peer
-    forwarded = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",")]
-    for hop in reversed([h for h in forwarded if h]):
+    forwarded = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",")]
+    hops = [peer, *reversed([h for h in forwarded if h])]
+    for hop in hops:
         try:
-            hop_address = ipaddress.ip_address(hop)
+            address = ipaddress.ip_address(hop)
         except ValueError:
             return peer
-        if not any(hop_address in network for network in trusted):
+        if not any(address in network for network in trusted):
             return hop
     return peer
