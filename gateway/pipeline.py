@@ -379,6 +379,7 @@ class Pipeline:
                 for address, f in plan.factors.items()
             },
             message_id=original.message_id,
+            sender_name=original.sender_name,
         )
         supersede = existing.envelope_id if existing is not None else None
         sealed = await self._vault(vault.seal(request, supersede=supersede))
@@ -510,7 +511,6 @@ class Pipeline:
                 reader_id=grant.reader_id,
                 address=grant.address,
                 missing=held_for[grant.address],
-                sender_name=original.sender_name,
                 sealed_link=seal_link(public, grant.link),
             )
             for grant in grants

@@ -78,6 +78,7 @@ class SealRequest:
     decisions: Mapping[str, str] = field(default_factory=dict)  # address -> decision record
     access: Mapping[str, ReaderAccess] = field(default_factory=dict)  # address -> factors
     message_id: str | None = None  # the original's, for threading secure replies
+    sender_name: str | None = None  # the original's From display name, cleaned
 
 
 class _Measured:
@@ -127,6 +128,7 @@ class Sealer:
             original_size=len(request.raw),
             sealed_size=sum(part.sealed_size for part in parts),
             message_id=request.message_id,
+            sender_name=request.sender_name,
             parts=tuple(parts),
             readers=tuple(readers),
         )

@@ -225,7 +225,7 @@ class _Portal:
         page = {
             "link_id": request.path_params["link"],
             "sender": envelope.sender,
-            "sender_name": None,
+            "sender_name": envelope.sender_name,
             "recipient_masked": mask_address(reader.address),
             "methods": self._methods(reader),
             "phone_masked": mask_phone(reader.phone) if reader.phone else None,

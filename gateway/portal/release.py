@@ -94,7 +94,7 @@ class Releaser:
         link = await asyncio.to_thread(key.open_link, hold.sealed_link)  # RSA: off the loop
         original = Original(
             sender=envelope.sender,
-            sender_name=hold.sender_name,
+            sender_name=envelope.sender_name,
             subject=None,
             message_id=envelope.message_id,
             references=(),

@@ -69,7 +69,6 @@ class Hold:
     reader_id: str
     address: str
     missing: str
-    sender_name: str | None
     sealed_link: bytes | None = field(repr=False)
 
 
@@ -420,7 +419,6 @@ class Access:
                         "reader_id": h.reader_id,
                         "address": h.address,
                         "missing": h.missing,
-                        "sender_name": h.sender_name,
                         "sealed_link": h.sealed_link,
                         "state": "held",
                         "created_at": now,
@@ -449,7 +447,6 @@ class Access:
                 r.reader_id,
                 r.address,
                 r.missing,
-                r.sender_name,
                 r.sealed_link,
             )
             for r in rows

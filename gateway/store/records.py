@@ -78,6 +78,7 @@ class EnvelopeRecord:
     original_size: int
     sealed_size: int
     message_id: str | None = None  # the original's Message-ID: secure replies thread on it
+    sender_name: str | None = None  # the From display name, cleaned: pages name the sender
     parts: tuple[PartRecord, ...] = ()
     readers: tuple[ReaderRecord, ...] = ()
 

@@ -99,6 +99,7 @@ envelopes = Table(
     Column("original_size", BigInteger(), nullable=False),
     Column("sealed_size", BigInteger(), nullable=False),
     Column("message_id", Text(), nullable=True),
+    Column("sender_name", Text(), nullable=True),
     CheckConstraint(_in("state", STATES), name="state"),
     Index("ix_envelopes_expires_at", "expires_at"),
     Index("ix_envelopes_created_at", "created_at"),
@@ -270,7 +271,6 @@ holds = Table(
     Column("reader_id", String(32), nullable=False),
     Column("address", Text(), nullable=False),
     Column("missing", Text(), nullable=False),  # "phone", "access-code" or the rule's words
-    Column("sender_name", Text(), nullable=True),
     Column("sealed_link", LargeBinary(), nullable=True),
     Column("state", String(16), nullable=False),  # held | released | cancelled
     Column("created_at", UTCDateTime(), nullable=False),

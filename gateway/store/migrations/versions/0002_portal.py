@@ -35,6 +35,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("envelopes") as batch:
         batch.add_column(sa.Column("message_id", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("sender_name", sa.Text(), nullable=True))
     with op.batch_alter_table("readers") as batch:
         batch.add_column(
             sa.Column("methods", sa.String(64), nullable=False, server_default="email")
@@ -106,7 +107,6 @@ def upgrade() -> None:
         sa.Column("reader_id", sa.String(32), nullable=False),
         sa.Column("address", sa.Text(), nullable=False),
         sa.Column("missing", sa.Text(), nullable=False),
-        sa.Column("sender_name", sa.Text(), nullable=True),
         sa.Column("sealed_link", sa.LargeBinary(), nullable=True),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
@@ -122,4 +122,5 @@ def downgrade() -> None:
         for column in ("phone", "access_code_hash", "methods"):
             batch.drop_column(column)
     with op.batch_alter_table("envelopes") as batch:
+        batch.drop_column("sender_name")
         batch.drop_column("message_id")
