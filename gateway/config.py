@@ -336,8 +336,9 @@ class Upstream(Section):
 
 
 class Loop(Section):
-    """The loop marker: an HMAC that Sealgate puts on every message it relays, so that
-    mail which comes back is recognised and never processed twice."""
+    """The loop marker: an HMAC that Sealgate puts on every message it sends, so that mail
+    which comes back is recognised: what Sealgate wrote itself is never processed twice,
+    what it only relayed is decided again for its new recipients."""
 
     secret_file: OptionalPath = Field(
         "var/loop.key",

@@ -1,12 +1,28 @@
 """The loop marker: proof that a message already passed through Sealgate.
 
-Sealgate prepends ``X-Sealgate-Loop: v=1; t=<unix time>; h=<mac>`` to what it
-relays. The MAC is an HMAC-SHA256, under a secret only Sealgate holds, over the
-time and a SHA-256 of every byte that follows the marker line: the message as
-Sealgate sent it. When the upstream MTA routes that message back, MTAs will
-have prepended trace fields above the marker, but the bytes below it are
-unchanged and the marker verifies; the message is then relayed as is, never
-decided on or sealed a second time.
+Sealgate prepends ``X-Sealgate-Loop: v=2; k=<kind>; t=<unix time>; h=<mac>``
+to everything it sends upstream. The MAC is an HMAC-SHA256, under a secret only
+Sealgate holds, over the kind, the time and a SHA-256 of every byte that
+follows the marker line: the message as Sealgate sent it. When the upstream MTA
+routes that message back, MTAs will have prepended trace fields above the
+marker, but the bytes below it are unchanged and the marker verifies.
+
+The kind says what the verified marker earns (DESIGN, "No loops, and no way
+around the policy"):
+
+- ``o``, *originated*: mail Sealgate wrote itself (notifications, codes,
+  receipts, bounces, sealed output). It is relayed as is when it comes back,
+  never decided on or sealed a second time.
+- ``r``, *relayed*: somebody's mail that Sealgate relayed in the clear. It
+  earns nothing: a colleague's forward or an alias re-injection brings it back
+  with new recipients, and the policy decides again for them.
+- ``p``, *relayed copy of protected mail*: as ``r``, and the message was
+  protected for some of its first recipients. The policy sees it as part of a
+  protected conversation (``protected_thread``), so a copy relayed in the
+  clear to a colleague cannot carry the content to a new outsider even when
+  what triggered the protection (a stripped header) is gone.
+
+Loops stay bounded by counting our Received fields (``hops``), whatever the kind.
 
 A forged marker, or a real one copied onto other content, does not verify and
 earns nothing. A real marker on the same bytes that a person re-sends
@@ -18,6 +34,7 @@ that is a new submission, and policy applies to it. Markers expire after
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import hmac
 import os
@@ -31,22 +48,41 @@ from gateway import message
 
 HEADER = "X-Sealgate-Loop"
 _NAME = HEADER.lower()
-_VALUE = re.compile(rb"^\s*v=1;\s*t=(\d{1,12});\s*h=([A-Za-z0-9_-]{43})\s*$")
-_CONTEXT = b"sealgate-loop-marker/v1\0"
+_VALUE = re.compile(rb"^\s*v=2;\s*k=([orp]);\s*t=(\d{1,12});\s*h=([A-Za-z0-9_-]{43})\s*$")
+_CONTEXT = b"sealgate-loop-marker/v2\0"
 SECRET_BYTES = 32
 RECEIVED_TAG = b"(Sealgate)"  # in the "by" clause of our Received fields
+
+
+class Kind(enum.Enum):
+    """What Sealgate did with a message it marked (the ``k=`` tag)."""
+
+    ORIGINATED = "o"
+    RELAYED = "r"
+    RELAYED_PROTECTED = "p"
 
 
 @dataclass(frozen=True)
 class LoopCheck:
     """What the trace fields on a message say.
 
-    ``valid``: a marker of ours verifies. ``hops``: how many times the message
-    already passed a Sealgate (our Received fields), to stop real loops.
+    ``kind``: the kind of a marker of ours that verifies, None if none does.
+    ``hops``: how many times the message already passed a Sealgate (our
+    Received fields), to stop real loops.
     """
 
-    valid: bool
+    kind: Kind | None
     hops: int
+
+    @property
+    def originated(self) -> bool:
+        """Sealgate wrote this message itself: relay it as is, never decide or seal again."""
+        return self.kind is Kind.ORIGINATED
+
+    @property
+    def protected_copy(self) -> bool:
+        """A copy Sealgate relayed in the clear of a message it protected for others."""
+        return self.kind is Kind.RELAYED_PROTECTED
 
 
 class LoopMarker:
@@ -59,48 +95,49 @@ class LoopMarker:
         self._max_age = max_age
         self._clock = clock
 
-    def header(self, following: bytes) -> bytes:
+    def header(self, following: bytes, kind: Kind) -> bytes:
         """The marker field (with CRLF) to put in front of ``following``."""
         stamp = int(self._clock())
-        mac = _b64(self._mac(stamp, following))
-        return f"{HEADER}: v=1; t={stamp}; h={mac}\r\n".encode("ascii")
+        mac = _b64(self._mac(kind, stamp, following))
+        return f"{HEADER}: v=2; k={kind.value}; t={stamp}; h={mac}\r\n".encode("ascii")
 
     def check(self, data: bytes) -> LoopCheck:
         """Whether ``data`` carries a marker of ours that still verifies."""
         header = message.header_block(data)
         lowered = header.lower()
         if _NAME.encode() not in lowered and RECEIVED_TAG.lower() not in lowered:
-            return LoopCheck(valid=False, hops=0)
+            return LoopCheck(kind=None, hops=0)
         hops = 0
         resent_above = False
-        valid = False
+        kind: Kind | None = None
         for name, value, offset in message.fields(header):
             if name == "received" and RECEIVED_TAG in value:
                 hops += 1
             elif name.startswith("resent-"):
                 resent_above = True
-            elif name == _NAME and not valid and not resent_above:
-                valid = self._verifies(value, data, offset)
-        return LoopCheck(valid=valid, hops=hops)
+            elif name == _NAME and kind is None and not resent_above:
+                kind = self._verified_kind(value, data, offset)
+        return LoopCheck(kind=kind, hops=hops)
 
-    def _verifies(self, value: bytes, data: bytes, offset: int) -> bool:
+    def _verified_kind(self, value: bytes, data: bytes, offset: int) -> Kind | None:
         match = _VALUE.match(value)
         if match is None:
-            return False
-        stamp = int(match.group(1))
+            return None
+        kind, stamp = Kind(match.group(1).decode("ascii")), int(match.group(2))
         if not 0 <= self._clock() - stamp <= self._max_age:
-            return False
+            return None
         line_end = data.index(b"\n", offset) + 1
         while data[line_end : line_end + 1] in (b" ", b"\t"):
             line_end = data.index(b"\n", line_end) + 1
-        expected = self._mac(stamp, data[line_end:])
-        return hmac.compare_digest(_b64(expected).encode("ascii"), match.group(2))
+        expected = self._mac(kind, stamp, data[line_end:])
+        if not hmac.compare_digest(_b64(expected).encode("ascii"), match.group(3)):
+            return None
+        return kind
 
-    def _mac(self, stamp: int, following: bytes) -> bytes:
+    def _mac(self, kind: Kind, stamp: int, following: bytes) -> bytes:
         digest = hashlib.sha256(following).digest()
-        return hmac.new(
-            self._secret, _CONTEXT + str(stamp).encode() + b"\0" + digest, "sha256"
-        ).digest()
+        signed = _CONTEXT + kind.value.encode("ascii") + b"\0" + str(stamp).encode() + b"\0"
+        return hmac.new(self._secret, signed + digest, "sha256").digest()
 
 
 def _b64(raw: bytes) -> str:

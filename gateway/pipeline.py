@@ -48,13 +48,13 @@ from gateway.envelope.seal import (
 from gateway.envelope.vault import Vault
 from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPReply, TemporaryError
 from gateway.logsetup import event
-from gateway.loopmarker import RECEIVED_TAG, LoopMarker
+from gateway.loopmarker import RECEIVED_TAG, Kind, LoopMarker
 from gateway.mailauth.dkimsign import Signer, SigningError
 from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier, strip_forged_results
 from gateway.notify import Notifier, Original
 from gateway.policy.engine import Policy
-from gateway.policy.facts import Extractor, gather
+from gateway.policy.facts import Extractor, Lookups, gather
 from gateway.policy.types import Decision
 from gateway.store import StoreError
 from gateway.store.access import Access, Hold
@@ -209,16 +209,18 @@ class Pipeline:
             raise PermanentError(
                 554, "5.4.6", "Routing loop detected: message passed Sealgate too often"
             )
-        if loop.valid:
-            # Already processed by Sealgate once: relay exactly as it is.
+        if loop.originated:
+            # Sealgate wrote this itself (a notification, a bounce): relay exactly as it is.
+            # Mail Sealgate only relayed earns nothing: it is decided again for the
+            # recipients it comes back with (DESIGN, "no way around the policy").
             return await self._relay(tx, self._received(tx) + tx.data, outcome="relayed-loop")
 
         # authenticate (SPF, DKIM, DMARC: gateway.mailauth) and decide, in _plan.
-        plan = await self._plan(tx)
+        plan = await self._plan(tx, protected_copy=loop.protected_copy)
         if plan.protect or plan.hold:
             result = await self._protect(tx, plan)
         elif plan.relay:
-            outgoing = self._outgoing(tx, plan.relayed_bytes)
+            outgoing = self._outgoing(tx, plan.relayed_bytes, Kind.RELAYED)
             result = await self._relay(
                 tx, outgoing, outcome="relayed", recipients=plan.relay, refused=plan.refused
             )
@@ -228,18 +230,23 @@ class Pipeline:
         result.decisions = plan.decisions
         return result
 
-    async def _plan(self, tx: Transaction) -> Plan:
-        """Ask the policy; reading attachments blocks, so it runs in a worker thread."""
+    async def _plan(self, tx: Transaction, *, protected_copy: bool = False) -> Plan:
+        """Ask the policy; reading attachments blocks, so it runs in a worker thread.
+
+        ``protected_copy``: the message is a copy Sealgate relayed in the clear of
+        a message it protected for others, come back for new recipients."""
         policy = self.protecting.policy
         extractor = self.protecting.extractor if policy.reads_content else None
+        lookups = Lookups(threads=self.protecting.access, posture=self.posture)
 
         def evaluate() -> tuple[dict[str, Decision], bytes]:
             # DNS lookups and detectors scanning MBs of text: on threads of their own,
             # never on the event loop.
-            data, results, facts = self._authenticate(tx)
-            facts = {**facts, "threads": self.protecting.access}  # for protected_thread
-            decisions = policy.decide(gather(data, tx.mail_from, extractor, facts), tx.rcpt_tos)
-            return decisions, results + data
+            data, results, verdicts = self._authenticate(tx)
+            facts = gather(
+                data, tx.mail_from, extractor, verdicts, lookups, protected_copy=protected_copy
+            )
+            return policy.decide(facts, tx.rcpt_tos), results + data
 
         loop = asyncio.get_running_loop()
         decisions, data = await loop.run_in_executor(self._deciding, evaluate)
@@ -321,15 +328,15 @@ class Pipeline:
         except ValueError:  # XFORWARD said [UNAVAILABLE]: the connecting client, then
             address = tx.client.address
         verdicts = self.verifier.verify(data, mail_from=tx.mail_from, helo=helo, client_ip=address)
-        facts = {**verdicts.as_facts(), "posture": self.posture}  # posture: recipient_tls
-        return data, self.verifier.header(verdicts), facts
+        return data, self.verifier.header(verdicts), verdicts.as_facts()
 
-    def _outgoing(self, tx: Transaction, data: bytes) -> bytes:
+    def _outgoing(self, tx: Transaction, data: bytes, kind: Kind) -> bytes:
         """A relayed message: signed after every change of ours (if configured), then our
-        trace fields, which no signature covers."""
+        trace fields, which no signature covers. ``kind`` says whether it is a copy of a
+        message protected for others (gateway.loopmarker)."""
         if self.sign_relayed:
             data = self._signed(data)
-        return self._received(tx) + self.marker.header(data) + data
+        return self._received(tx) + self.marker.header(data, kind) + data
 
     def _signed(self, data: bytes) -> bytes:
         try:
@@ -342,7 +349,7 @@ class Pipeline:
         """What Sealgate sends in its own name: DKIM-signed when it holds a key for the
         From domain (so it passes DMARC at the recipient), then loop-marked."""
         signed = self._signed(data)
-        return self.marker.header(signed) + signed
+        return self.marker.header(signed, Kind.ORIGINATED) + signed
 
     async def _protect(self, tx: Transaction, plan: Plan) -> Result:
         """Seal for the protected recipients, notify them, relay to the rest, then 250.
@@ -393,7 +400,7 @@ class Pipeline:
                 )
             )
         async with contextlib.AsyncExitStack() as stack:
-            relayed = self._outgoing(tx, plan.relayed_bytes)
+            relayed = self._outgoing(tx, plan.relayed_bytes, Kind.RELAYED_PROTECTED)
             relay, refused = await self._open_relay(tx, plan.relay, len(relayed))
             if relay is not None:
                 await stack.enter_async_context(relay)

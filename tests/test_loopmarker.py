@@ -8,11 +8,12 @@ import stat
 import pytest
 
 from gateway import message
-from gateway.loopmarker import HEADER, LoopCheck, LoopMarker, load_or_create_secret
+from gateway.loopmarker import HEADER, Kind, LoopCheck, LoopMarker, load_or_create_secret
 from tests.support.smtpraw import RawSMTP
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 BODY = b"From: a@example.org\r\nSubject: hello\r\nMessage-ID: <1@example.org>\r\n\r\nHello\r\n"
+SECURE = BODY.replace(b"Subject: hello", b"Subject: [secure] hello")
 
 
 class Clock:
@@ -23,13 +24,26 @@ class Clock:
         return self.now
 
 
-def marked(marker: LoopMarker, data: bytes = BODY) -> bytes:
-    return marker.header(data) + data
+def marked(marker: LoopMarker, data: bytes = BODY, kind: Kind = Kind.ORIGINATED) -> bytes:
+    return marker.header(data, kind) + data
 
 
-def test_own_marker_verifies():
+@pytest.mark.parametrize("kind", list(Kind))
+def test_own_marker_verifies_with_its_kind(kind):
     marker = LoopMarker(SECRET, 3600)
-    assert marker.check(marked(marker)).valid
+    check = marker.check(marked(marker, kind=kind))
+    assert check.kind is kind
+    assert check.originated == (kind is Kind.ORIGINATED)
+    assert check.protected_copy == (kind is Kind.RELAYED_PROTECTED)
+
+
+@pytest.mark.parametrize("kind", [Kind.RELAYED, Kind.RELAYED_PROTECTED])
+def test_kind_is_covered_by_the_mac(kind):
+    """Changing k=r to k=o on a relayed copy must not make it count as originated."""
+    marker = LoopMarker(SECRET, 3600)
+    data = marked(marker, kind=kind)
+    promoted = data.replace(f"k={kind.value};".encode(), b"k=o;", 1)
+    assert marker.check(promoted).kind is None
 
 
 def test_trace_fields_prepended_by_mtas_do_not_matter():
@@ -39,16 +53,16 @@ def test_trace_fields_prepended_by_mtas_do_not_matter():
         b"\tSat, 28 Nov 2026 10:00:00 +0000\r\n"
         b"Authentication-Results: mx.example.org; none\r\n" + marked(marker)
     )
-    assert marker.check(returned).valid
+    assert marker.check(returned).originated
 
 
 def test_message_without_marker_is_not_a_loop():
-    assert LoopMarker(SECRET, 3600).check(BODY) == LoopCheck(valid=False, hops=0)
+    assert LoopMarker(SECRET, 3600).check(BODY) == LoopCheck(kind=None, hops=0)
 
 
 def test_marker_from_another_secret_is_forged():
     other = LoopMarker(b"another secret of sixteen bytes+", 3600)
-    assert not LoopMarker(SECRET, 3600).check(marked(other)).valid
+    assert LoopMarker(SECRET, 3600).check(marked(other)).kind is None
 
 
 @pytest.mark.parametrize(
@@ -56,21 +70,22 @@ def test_marker_from_another_secret_is_forged():
     [
         f"{HEADER}: v=1; t=1800000000; h=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n",
         f"{HEADER}: garbage\r\n",
-        f"{HEADER}: v=2; t=1800000000; h=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n",
+        f"{HEADER}: v=2; k=o; t=1800000000; h=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n",
+        f"{HEADER}: v=2; k=x; t=1800000000; h=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n",
         f"{HEADER}:\r\n",
     ],
 )
 def test_forged_markers_do_not_verify(forged):
     marker = LoopMarker(SECRET, 3600, clock=Clock())
-    assert not marker.check(forged.encode() + BODY).valid
+    assert marker.check(forged.encode() + BODY).kind is None
 
 
 def test_real_marker_copied_onto_other_content_does_not_verify():
     marker = LoopMarker(SECRET, 3600)
-    header = marker.header(BODY)
-    assert not marker.check(header + BODY.replace(b"Hello", b"Hallo")).valid
-    assert not marker.check(header + BODY.replace(b"<1@", b"<2@")).valid
-    assert not marker.check(header + b"X-Extra: 1\r\n" + BODY).valid
+    header = marker.header(BODY, Kind.ORIGINATED)
+    assert marker.check(header + BODY.replace(b"Hello", b"Hallo")).kind is None
+    assert marker.check(header + BODY.replace(b"<1@", b"<2@")).kind is None
+    assert marker.check(header + b"X-Extra: 1\r\n" + BODY).kind is None
 
 
 def test_marker_expires():
@@ -78,22 +93,22 @@ def test_marker_expires():
     marker = LoopMarker(SECRET, 3600, clock=clock)
     data = marked(marker)
     clock.now += 3601
-    assert not marker.check(data).valid
+    assert marker.check(data).kind is None
     clock.now -= 7200  # a stamp from the future is no better
-    assert not marker.check(data).valid
+    assert marker.check(data).kind is None
 
 
 def test_resent_message_is_a_new_submission():
     marker = LoopMarker(SECRET, 3600)
     resent = b"Resent-From: c@example.org\r\nResent-To: x@elsewhere.example\r\n" + marked(marker)
-    assert not marker.check(resent).valid
+    assert marker.check(resent).kind is None
 
 
 def test_folded_marker_still_verifies():
     marker = LoopMarker(SECRET, 3600)
-    header = marker.header(BODY)
+    header = marker.header(BODY, Kind.ORIGINATED)
     folded = header.replace(b"; h=", b";\r\n\th=")
-    assert marker.check(folded + BODY).valid
+    assert marker.check(folded + BODY).originated
 
 
 def test_secret_file_is_created_private_and_reused(tmp_path):
@@ -128,10 +143,29 @@ def fields_of(data: bytes) -> list[str]:
     return [name for name, _, _ in message.fields(message.header_block(data))]
 
 
-def test_message_that_comes_back_is_relayed_without_reprocessing(gateway, sink):
+def test_mail_sealgate_wrote_is_relayed_without_reprocessing_when_it_comes_back(gateway, sink):
+    """A notification (originated) routed back is relayed as it is, never sealed again."""
+    assert send(gateway.port, SECURE)[0] == 250
+    notification = next(m.data for m in sink.messages if b"/m/" in m.data)
+    sink.reset()
+    # The upstream routes it back to Sealgate, having added its own trace field.
+    returned = (
+        b"Received: from sealgate.test by upstream.test; Sat, 28 Nov 2026 10:00:00 +0000\r\n"
+        + notification
+    )
+    assert send(gateway.port, returned)[0] == 250
+    [second] = [m.data for m in sink.messages]
+    assert second.endswith(returned)
+    added = second[: len(second) - len(returned)]
+    assert fields_of(added) == ["received"], "no second marker, nothing else added"
+    assert fields_of(second).count("x-sealgate-loop") == 1
+
+
+def test_mail_sealgate_only_relayed_is_decided_again_when_it_comes_back(gateway, sink):
+    """A relayed copy is marked too, but the marker earns it no pass around the policy."""
     assert send(gateway.port, BODY)[0] == 250
     first = sink.messages[0].data
-    # The upstream routes it back to Sealgate, having added its own trace field.
+    assert b"k=r;" in first
     returned = (
         b"Received: from sealgate.test by upstream.test; Sat, 28 Nov 2026 10:00:00 +0000\r\n"
         + first
@@ -140,13 +174,12 @@ def test_message_that_comes_back_is_relayed_without_reprocessing(gateway, sink):
     second = sink.messages[1].data
     assert second.endswith(returned)
     added = second[: len(second) - len(returned)]
-    assert fields_of(added) == ["received"], "no second marker, nothing else added"
-    assert fields_of(second).count("x-sealgate-loop") == 1
+    assert fields_of(added) == ["received", "x-sealgate-loop"], "decided and marked again"
 
 
 def test_forged_marker_earns_nothing(gateway, sink):
     forged = (
-        f"{HEADER}: v=1; t=1800000000; h=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n".encode()
+        f"{HEADER}: v=2; k=o; t=1800000000; h=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n".encode()
         + BODY
     )
     assert send(gateway.port, forged)[0] == 250

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.policy import conditions
 from gateway.policy.engine import Policy
-from gateway.policy.facts import gather
+from gateway.policy.facts import Lookups, gather
 from gateway.policy.packs import PolicyError
 from gateway.policy.types import Extracted, TextSource
 from gateway.store import FileBlobStore, Store
@@ -362,7 +362,7 @@ def test_protected_thread_asks_the_store_once_per_message(store, answered, actio
     threads.add_thread(["<old@example.org>"], "0" * 32, datetime.now(UTC))
     policy = Policy.load([POLICIES / "baseline.toml"])
     raw = message(headers=f"In-Reply-To: {answered}\r\n")
-    facts = gather(raw, "alice@example.org", None, {"threads": threads})
+    facts = gather(raw, "alice@example.org", None, lookups=Lookups(threads=threads))
     decisions = policy.decide(facts, ["bob@example.net", "carol@example.com"])
     assert {d.action for d in decisions.values()} == {action}
     assert threads.asked == 1  # once per message, not per recipient
@@ -372,7 +372,7 @@ def test_protected_thread_falls_back_to_protect_when_the_store_is_down(tmp_path)
     down = Store(f"sqlite:///{tmp_path / 'missing' / 'sealgate.db'}", FileBlobStore(tmp_path))
     policy = Policy.load([POLICIES / "baseline.toml"])
     raw = message(headers="References: <old@example.org>\r\n")
-    facts = gather(raw, "alice@example.org", None, {"threads": Access(down)})
+    facts = gather(raw, "alice@example.org", None, lookups=Lookups(threads=Access(down)))
     decision = policy.decide(facts, ["bob@example.net"])["bob@example.net"]
     assert decision.action == "protect"
     assert "fallback" in decision.reasons[0].why
@@ -381,6 +381,16 @@ def test_protected_thread_falls_back_to_protect_when_the_store_is_down(tmp_path)
 def test_protected_thread_is_not_asked_without_references(store):
     threads = CountingThreads(store)
     policy = Policy.load([POLICIES / "baseline.toml"])
-    facts = gather(message(), "alice@example.org", None, {"threads": threads})
+    facts = gather(message(), "alice@example.org", None, lookups=Lookups(threads=threads))
     assert policy.decide(facts, ["bob@example.net"])["bob@example.net"].action == "relay"
     assert threads.asked == 0
+
+
+def test_a_returning_relayed_copy_of_protected_mail_is_a_protected_thread():
+    """The marker said it was a copy of mail protected for others: a new outsider gets it
+    sealed even though what triggered the protection (a stripped header) is gone."""
+    policy = Policy.load([POLICIES / "baseline.toml"])
+    facts = gather(message(), "alice@example.org", None, protected_copy=True)
+    decisions = policy.decide(facts, ["outsider@example.net", "colleague@example.org"])
+    assert decisions["outsider@example.net"].action == "protect"
+    assert decisions["colleague@example.org"].action == "relay"

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.mailauth.posture import PolicyError, PostureChecker, StsPolicy, parse_sts_policy
 from gateway.policy.engine import Policy
-from gateway.policy.facts import gather
+from gateway.policy.facts import Lookups, gather
 from gateway.policy.packs import PolicyError as PackError
 from tests.support.certs import CertFiles, make_certificates
 from tests.support.unbound import TestDNS
@@ -224,7 +224,7 @@ def test_policy_relays_to_domains_enforcing_tls_and_protects_the_rest(
     (tmp_path / "pack.toml").write_text(PACK)
     policy = Policy.load([tmp_path / "pack.toml"])
     recipients = ["bob@signed.test", "carol@unsigned.test", "dave@enforce.sts.signed.test"]
-    facts = gather(MESSAGE, "alice@example.org", None, extra={"posture": checker})
+    facts = gather(MESSAGE, "alice@example.org", None, lookups=Lookups(posture=checker))
     decisions = policy.decide(facts, recipients)
     assert decisions["bob@signed.test"].action == "relay"
     assert any(
@@ -243,7 +243,7 @@ def test_recipient_tls_none_and_unknown_values(tmp_path: Path, checker: PostureC
         '[[rules]]\nname = "plain"\naction = "protect"\nwhen.recipient_tls = ["none"]\n'
     )
     policy = Policy.load([tmp_path / "none.toml"])
-    facts = gather(MESSAGE, "alice@example.org", None, extra={"posture": checker})
+    facts = gather(MESSAGE, "alice@example.org", None, lookups=Lookups(posture=checker))
     decisions = policy.decide(facts, ["bob@signed.test", "carol@unsigned.test"])
     assert decisions["bob@signed.test"].action == "relay"
     assert decisions["carol@unsigned.test"].action == "protect"

@@ -4,14 +4,13 @@ The verdicts arrive as facts (``MessageFacts.extra``) from gateway.mailauth
 when verification is on; ``from_domain`` reads the header itself, so a rule
 refusing mail whose From is not one of ours works either way. ``recipient_tls`` asks, per
 recipient, how safely the recipient's domain receives mail (DANE, MTA-STS), through the
-posture checker the pipeline puts into the facts as ``posture``.
+posture checker the pipeline hands over in ``MessageFacts.lookups``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gateway.mailauth.posture import PostureChecker
 from gateway.policy.conditions import (
     Condition,
     Context,
@@ -118,9 +117,9 @@ class RecipientTLS(Condition):
         self.wanted = [value.lower() for value in wanted]
 
     def check(self, ctx: Context, recipient: str) -> Outcome:
-        checker = ctx.facts.extra.get("posture")
+        checker = ctx.facts.lookups.posture
         domain = recipient.rpartition("@")[2].strip().rstrip(">")
-        if not isinstance(checker, PostureChecker) or not domain:
+        if checker is None or not domain:
             return Outcome(False)
         enforced = checker.check(domain).enforced
         if enforced is None:

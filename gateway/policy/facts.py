@@ -2,8 +2,12 @@
 
 Gathered once per message: the envelope, the header fields (read from the
 raw bytes, never re-serialised), the decoded subject, and the text and
-attachment facts from the text extraction. ``extra`` carries facts other
-services add, such as mail-authentication verdicts, keyed by name.
+attachment facts from the text extraction. ``extra`` carries the
+mail-authentication verdicts, keyed by the condition that tests them.
+
+The services a condition may ask (protected conversations, recipient-domain
+posture) are handed over as :class:`Lookups`, typed, so that a renamed
+service is an error and not a condition that quietly never fires.
 """
 
 from __future__ import annotations
@@ -17,7 +21,23 @@ from email.message import Message
 from typing import Any, Protocol
 
 from gateway import message
+from gateway.mailauth.posture import PostureChecker
 from gateway.policy.types import Extracted
+
+
+class Threads(Protocol):
+    """What remembers protected conversations (gateway.store.access.Access)."""
+
+    def in_protected_thread(self, message_ids: list[str]) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """Services the policy may ask about a message, each asked only by the condition
+    that needs it (and only when a rule uses that condition)."""
+
+    threads: Threads | None = None  # protected_thread
+    posture: PostureChecker | None = None  # recipient_tls
 
 
 @dataclass(frozen=True)
@@ -26,7 +46,11 @@ class MessageFacts:
     headers: Message = field(repr=False)  # the top-level header fields only
     subject: str | None = field(repr=False)
     extracted: Extracted = field(repr=False)
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # mail-authentication verdicts
+    lookups: Lookups = field(default_factory=Lookups)
+    # A copy Sealgate relayed in the clear of a message it protected for other
+    # recipients, come back (gateway.loopmarker): part of a protected conversation.
+    protected_copy: bool = False
 
     def header_values(self, name: str) -> list[str]:
         return [str(value) for value in self.headers.get_all(name, [])]
@@ -47,9 +71,12 @@ def gather(
     sender: str,
     extractor: Extractor | None,
     extra: Mapping[str, Any] | None = None,
+    lookups: Lookups | None = None,
+    *,
+    protected_copy: bool = False,
 ) -> MessageFacts:
     """The facts of one message; without an extractor (no rule reads content) no text.
-    ``extra`` holds what other services found (mail-authentication verdicts)."""
+    ``extra`` holds the mail-authentication verdicts."""
     headers = headers_of(raw)
     subject = headers.get("subject")
     extracted = extractor.extract(raw) if extractor is not None else Extracted((), ())
@@ -59,6 +86,8 @@ def gather(
         subject=decoded(str(subject)) if subject is not None else None,
         extracted=extracted,
         extra=dict(extra or {}),
+        lookups=lookups or Lookups(),
+        protected_copy=protected_copy,
     )
 
 

@@ -10,7 +10,7 @@ a label counts when its ``Enabled`` is true, matched by GUID or by name.
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol, cast
+from typing import Any
 
 from gateway.message import MESSAGE_ID
 from gateway.policy.conditions import (
@@ -121,26 +121,23 @@ def _sensitivity_label(value: Any, env: Env, path: str) -> Condition | None:
     return SensitivityLabel(labels) if labels else None
 
 
-class Threads(Protocol):
-    """What remembers protected conversations (gateway.store.access.Access); the pipeline
-    puts it into the facts as ``threads``."""
-
-    def in_protected_thread(self, message_ids: list[str]) -> bool: ...
-
-
 class ProtectedThread(Condition):
     """``protected_thread = true``: References or In-Reply-To name a message Sealgate
-    protected, or a secure reply it delivered. Asked only when a rule uses it, once per
-    message; when the lookup fails the outcome is unknown and the rule's fallback applies."""
+    protected, or a secure reply it delivered, or the message is itself a copy of a
+    protected message that Sealgate relayed in the clear to a colleague and that came
+    back (a forward, an alias). Asked only when a rule uses it, once per message; when
+    the lookup fails the outcome is unknown and the rule's fallback applies."""
 
     def __init__(self, wanted: bool) -> None:
         self.wanted = wanted
 
     def check(self, ctx: Context, recipient: str) -> Outcome:
-        threads = cast(Threads | None, ctx.facts.extra.get("threads"))
+        threads = ctx.facts.lookups.threads
         fields = ctx.facts.header_values("references") + ctx.facts.header_values("in-reply-to")
         ids = sorted(set(MESSAGE_ID.findall(" ".join(fields))))
-        if threads is None or not ids:
+        if ctx.facts.protected_copy:
+            found = True
+        elif threads is None or not ids:
             found = False
         else:
             try:
