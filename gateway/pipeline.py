@@ -173,6 +173,7 @@ class Pipeline:
         *,
         sign_relayed: bool = False,
         posture: PostureChecker | None = None,
+        authserv_id: str | None = None,
     ) -> None:
         self.upstream = upstream
         self.marker = marker
@@ -183,6 +184,9 @@ class Pipeline:
         self.verifier = verifier
         self.sign_relayed = sign_relayed
         self.posture = posture  # recipient-domain transport posture, for recipient_tls
+        # Whose Authentication-Results nobody else may write: stripped even when we do not
+        # verify, or a forged "dmarc=pass" of ours would travel on (RFC 8601 5).
+        self.authserv_id = authserv_id or (verifier.authserv_id if verifier else hostname)
         # Policy evaluation waits for attachment readers: a pool of its own, so that
         # it never starves the store's and the sealer's worker threads.
         self._deciding = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sealgate-policy")
@@ -314,12 +318,13 @@ class Pipeline:
         """SPF, DKIM and DMARC of the message as the original client sent it.
 
         Returns the message without Authentication-Results fields that claim
-        our authserv-id (RFC 8601 §5: nobody may forge our verdicts), our own
-        field to put in front, and the verdicts as policy facts.
+        our authserv-id (RFC 8601 §5: nobody may forge our verdicts; also when
+        verification is off), our own field to put in front, and the verdicts as
+        policy facts.
         """
+        data = strip_forged_results(tx.data, self.authserv_id)
         if self.verifier is None:
-            return tx.data, b"", {}
-        data = strip_forged_results(tx.data, self.verifier.authserv_id)
+            return data, b"", {}
         forwarded = tx.client.xforward
         address = forwarded.addr if forwarded and forwarded.addr else tx.client.address
         helo = forwarded.helo if forwarded and forwarded.helo else tx.client.helo

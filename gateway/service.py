@@ -218,6 +218,7 @@ def build_pipeline(
         build_verifier(cfg, resolver),
         sign_relayed=cfg.dkim.sign_relayed,
         posture=build_posture(cfg, resolver),
+        authserv_id=cfg.mailauth.authserv_id or cfg.smtp.hostname,
     )
 
 

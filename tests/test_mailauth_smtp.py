@@ -49,6 +49,24 @@ def test_relayed_mail_carries_our_verdicts_and_forged_ones_are_removed(verifying
     assert "evil.example" not in header
 
 
+@pytest.mark.parametrize("authserv_id", ["", "mx.example.org"])
+def test_forged_results_of_ours_are_removed_when_verification_is_off(
+    make_gateway, sink, authserv_id
+):
+    """Attack finding 6: with mailauth.verify = false a forged field of ours went through."""
+    ours = authserv_id or "sealgate.test"  # mailauth.authserv_id, else smtp.hostname
+    gateway = make_gateway(mailauth={"verify": False, "authserv_id": authserv_id})
+    forged = (
+        f"Authentication-Results: {ours}; dmarc=pass header.from=evil.example\r\n"
+        "Authentication-Results: mx.other.example; spf=pass\r\n"
+    )
+    send(gateway, "example.org", extra=forged)
+    (arrived,) = sink.messages
+    header = arrived.data.split(b"\r\n\r\n")[0].decode()
+    assert "evil.example" not in header
+    assert "Authentication-Results: mx.other.example; spf=pass" in header  # not ours: kept
+
+
 def test_a_spoofed_foreign_from_is_refused(verifying, sink):
     with pytest.raises(smtplib.SMTPDataError) as refused:
         send(verifying, "bank.example")

@@ -221,6 +221,23 @@ def test_an_encoded_display_name_cannot_smuggle_line_breaks():
     assert b"\r\nBcc:" not in raw and parse(raw)["Bcc"] is None
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        "=?utf-8?b?wPc=?= \u00ff".encode(),  # an encoded word that is not UTF-8, then UTF-8
+        b"=?utf-8?b?wPc=?= \xff",  # ... then a raw byte that is no UTF-8 either
+        b"\xc0\xf7 Alice",
+    ],
+)
+def test_a_display_name_that_is_no_text_falls_back_to_the_address(field):
+    """Attack finding 5: such a name refused a valid recipient with 553."""
+    data = b"From: " + field + b" <alice@example.org>\r\n\r\nx\r\n"
+    assert original(data).sender_name in (None, "=?utf-8?b?wPc=?= \u00ff")
+    msg = parse(notification(data=data))
+    assert msg["Subject"] == "alice@example.org sent you a protected message"
+    assert msg["From"].addresses[0].display_name == "alice@example.org via Example Corp"
+
+
 def test_without_a_display_name_the_address_is_shown():
     msg = parse(notification(data=b"From: alice@example.org\r\n\r\nx\r\n"))
     assert msg["Subject"] == "alice@example.org sent you a protected message"

@@ -292,3 +292,15 @@ def test_no_reader_keys_answers_451(gateway, sink):
         client.sendmail("alice@example.org", ["bob@example.net"], protected_message())
     assert deferred.value.smtp_code == 451
     assert sink.messages == []
+
+
+def test_an_odd_display_name_never_refuses_a_valid_recipient(gateway, sink):
+    """Attack finding 5: From `=?utf-8?b?wPc=?= ÿ` made the notification unwritable (553)."""
+    raw = protected_message().replace(
+        b"From: Alice Example <alice@example.org>",
+        "From: =?utf-8?b?wPc=?= ÿ <alice@example.org>".encode(),
+    )
+    with gateway.client() as client:
+        assert client.sendmail("alice@example.org", ["bob@example.net"], raw) == {}
+    assert set(notifications(sink.messages)) == {"bob@example.net"}
+    open_with_link(store_of(gateway), link_in(sink.messages[0]))

@@ -10,12 +10,14 @@ that cannot be written would defer the message for ever.
 from __future__ import annotations
 
 import email.header
+import email.policy
 import email.utils
 import re
 import unicodedata
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import Address
+from email.message import EmailMessage
 
 from gateway import message
 from gateway.message import MESSAGE_ID
@@ -30,8 +32,33 @@ _DOMAIN = re.compile(r"[^\s()<>\[\]:;@\\,\"]+|\[[!-Z^-~]+\]")  # a name or [lite
 
 
 def display_name(name: str) -> str | None:
-    """A display name safe to put in a header: no control or line-breaking characters."""
-    return clean_text(name, _MAX_NAME)
+    """A display name safe to put in a header: no control or line-breaking characters.
+
+    None (notifications then name the bare address) when the name holds bytes that
+    are no text in any charset: undecodable encoded words, raw 8-bit bytes that are
+    not UTF-8 (read as surrogates, or as U+FFFD by a lenient decoder).
+    """
+    if any(unicodedata.category(ch) == "Cs" or ch == "\ufffd" for ch in name):
+        return None
+    cleaned = clean_text(name, _MAX_NAME)
+    return cleaned if cleaned is not None and _writable(cleaned) else None
+
+
+def _writable(name: str) -> bool:
+    """Whether the header writer can put ``name`` in From and Subject fields.
+
+    It re-reads what looks like an encoded word (``=?utf-8?b?wPc=?=`` left over
+    when decoding failed) and fails on one that is not text: try it once here
+    rather than fail on every notification of the message.
+    """
+    msg = EmailMessage(policy=email.policy.SMTP)  # ASCII: the writer makes encoded words
+    try:
+        msg["From"] = Address(display_name=name, username="x", domain="example.org")
+        msg["Subject"] = name
+        msg.as_bytes()
+    except (UnicodeError, ValueError, IndexError, HeaderParseError):
+        return False
+    return True
 
 
 def clean_text(text: str, limit: int) -> str | None:
