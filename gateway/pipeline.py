@@ -37,6 +37,7 @@ from typing import TypeVar
 
 from gateway import dsn, message, outgoing, secondfactor
 from gateway.envelope.keypool import KeyPoolError
+from gateway.envelope.keys import Link
 from gateway.envelope.reply import seal_link
 from gateway.envelope.seal import (
     Grant,
@@ -56,8 +57,9 @@ from gateway.notify import Notifier, Original
 from gateway.policy.engine import Policy
 from gateway.policy.facts import Extractor, Lookups, gather
 from gateway.policy.types import Decision
-from gateway.store import StoreError
+from gateway.store import EnvelopeRecord, StoreError
 from gateway.store.access import Access, Hold
+from gateway.store.pending import PendingLinks
 from gateway.upstream import UpstreamPool, UpstreamTransaction
 
 log = logging.getLogger("sealgate.pipeline")
@@ -141,6 +143,7 @@ class Protecting:
     extractor: Extractor
     vault: Vault
     access: Access  # protected conversations, for the protected_thread condition
+    pending: PendingLinks  # links owed to readers until the message is settled
     notifier: Notifier
     portal_url: str
     from_address: str
@@ -158,6 +161,7 @@ class Holding:
 
     public_key: Callable[[], bytes]  # the reply key's SubjectPublicKeyInfo (may be made lazily)
     release_url: Callable[[str], str]  # envelope id -> the sender's release page
+    open_link: Callable[[bytes], Link]  # a link sealed to the reply key, opened
 
 
 class Pipeline:
@@ -359,10 +363,15 @@ class Pipeline:
     async def _protect(self, tx: Transaction, plan: Plan) -> Result:
         """Seal for the protected recipients, notify them, relay to the rest, then 250.
 
-        Idempotent: a retry of a message whose earlier attempt committed but
-        did not finish supersedes (shreds) that attempt's envelope, since its
-        links were never stored and cannot be sent again; a retry of a message
-        that was wholly delivered is answered 250 without sending anything.
+        A retry finishes what is missing (DESIGN): until the message is settled,
+        each guest reader's link is kept sealed to the organisation's reply key
+        (gateway.store.pending), so a retry after a 4xx resumes the envelope and
+        sends only what is still owed: the same link to each reader not yet
+        notified, the bounce if it did not go, the relayed copy. Without kept
+        links (no reply key, or a crash right after sealing) nobody holds the
+        unfinished envelope's links, and the retry supersedes (shreds) it and
+        seals afresh. A retry of a message that was wholly delivered is answered
+        250 without sending anything.
         """
         vault = self.protecting.vault
         key = idempotency_key(
@@ -373,37 +382,10 @@ class Pipeline:
             reply = SMTPReply(250, "2.0.0", f"Ok: already delivered as {existing.envelope_id}")
             return Result(reply, "duplicate", envelope_id=existing.envelope_id)
         original = Original.of(tx.mail_from, tx.data)
-        request = SealRequest(
-            # What is sealed loses the subject tags too (only sealed copies: the subject
-            # of relayed ones is covered by the sender's DKIM signature).
-            raw=outgoing.without_subject_tags(
-                plan.relayed_bytes, self.protecting.policy.subject_tags
-            ),
-            sender=tx.mail_from,
-            queue_id=tx.queue_id,
-            recipients=plan.protect + plan.hold,
-            idempotency_key=key,
-            sender_account=await self._vault(vault.sender_account(tx.mail_from)),
-            retention=self.protecting.retention,
-            decisions={r: json.dumps(d.as_dict()) for r, d in plan.decisions.items()},
-            access={
-                address: ReaderAccess(",".join(f.methods), f.access_code_hash, f.phone)
-                for address, f in plan.factors.items()
-            },
-            message_id=original.message_id,
-            sender_name=original.sender_name,
-        )
-        supersede = existing.envelope_id if existing is not None else None
-        sealed = await self._vault(vault.seal(request, supersede=supersede))
-        if original.message_id:  # answers to this message stay protected (protected_thread)
-            await self._vault(
-                asyncio.to_thread(
-                    self.protecting.access.add_thread,
-                    [original.message_id],
-                    sealed.envelope_id,
-                    sealed.record.created_at,
-                )
-            )
+        sealed = await self._resumed(existing) if existing is not None else None
+        if sealed is None:
+            supersede = existing.envelope_id if existing is not None else None
+            sealed = await self._seal(tx, plan, key, original, supersede)
         async with contextlib.AsyncExitStack() as stack:
             relayed = self._outgoing(tx, plan.relayed_bytes, Kind.RELAYED_PROTECTED)
             relay, refused = await self._open_relay(tx, plan.relay, len(relayed))
@@ -429,7 +411,7 @@ class Pipeline:
                     reply.code, reply.enhanced, f"Recipient {address}: {reply.text}"
                 )
             if refused:
-                await self._bounce(tx, refused, plan.refused.keys())
+                await self._bounce_once(tx, sealed.envelope_id, refused, plan.refused.keys())
             upstream_reply = None
             if relay is not None:
                 upstream_reply = await relay.send_data(relayed)
@@ -446,6 +428,76 @@ class Pipeline:
             envelope_id=sealed.envelope_id,
             protected=notified,
         )
+
+    async def _seal(
+        self,
+        tx: Transaction,
+        plan: Plan,
+        key: str,
+        original: Original,
+        supersede: str | None,
+    ) -> SealedEnvelope:
+        """Seal and commit a new envelope, remember its thread, keep its links until settled."""
+        vault = self.protecting.vault
+        request = SealRequest(
+            # What is sealed loses the subject tags too (only sealed copies: the subject
+            # of relayed ones is covered by the sender's DKIM signature).
+            raw=outgoing.without_subject_tags(
+                plan.relayed_bytes, self.protecting.policy.subject_tags
+            ),
+            sender=tx.mail_from,
+            queue_id=tx.queue_id,
+            recipients=plan.protect + plan.hold,
+            idempotency_key=key,
+            sender_account=await self._vault(vault.sender_account(tx.mail_from)),
+            retention=self.protecting.retention,
+            decisions={r: json.dumps(d.as_dict()) for r, d in plan.decisions.items()},
+            access={
+                address: ReaderAccess(",".join(f.methods), f.access_code_hash, f.phone)
+                for address, f in plan.factors.items()
+            },
+            message_id=original.message_id,
+            sender_name=original.sender_name,
+        )
+        sealed = await self._vault(vault.seal(request, supersede=supersede))
+        if original.message_id:  # answers to this message stay protected (protected_thread)
+            await self._vault(
+                asyncio.to_thread(
+                    self.protecting.access.add_thread,
+                    [original.message_id],
+                    sealed.envelope_id,
+                    sealed.record.created_at,
+                )
+            )
+        holding = self.protecting.holding
+        if holding is not None and sealed.grants:
+            public = await asyncio.to_thread(holding.public_key)
+            links = {g.reader_id: seal_link(public, g.link) for g in sealed.grants}
+            await self._vault(
+                asyncio.to_thread(self.protecting.pending.keep, sealed.envelope_id, links)
+            )
+        return sealed
+
+    async def _resumed(self, existing: EnvelopeRecord) -> SealedEnvelope | None:
+        """An unsettled envelope of an earlier attempt, with the links it still owes;
+        None when it cannot be resumed (nothing kept: seal afresh)."""
+        holding = self.protecting.holding
+        if holding is None:
+            return None
+        pending = self.protecting.pending
+        owed = await self._vault(asyncio.to_thread(pending.owed, existing.envelope_id))
+        events = await self._vault(
+            asyncio.to_thread(self.protecting.vault.store.events, existing.envelope_id)
+        )
+        if not owed and not any(e.kind == "reader-notified" for e in events):
+            return None  # a crash between sealing and keeping its links
+        grants = []
+        for reader in existing.readers:  # in the order they were sealed
+            if reader.reader_id in owed:
+                link = await asyncio.to_thread(holding.open_link, owed[reader.reader_id])
+                grants.append(Grant(reader.address, reader.reader_id, link))
+        event(log, logging.INFO, "resuming", envelope=existing.envelope_id, owed=len(grants))
+        return SealedEnvelope(existing, tuple(grants))
 
     async def _open_relay(
         self, tx: Transaction, recipients: tuple[str, ...], size: int
@@ -499,7 +551,23 @@ class Pipeline:
                 await self.send_own(tx.mail_from, [grant.address], data)
             except PermanentError as error:
                 refused[grant.address] = error.reply
+                continue
+            await self._notified(sealed.envelope_id, grant)
         return refused
+
+    async def _notified(self, envelope_id: str, grant: Grant) -> None:
+        """Record that a reader has their link, so that a retry does not send it again.
+
+        The notification is out: a failure to record it is logged, not deferred.
+        A retry would then send the same link once more, never a new one.
+        """
+        try:
+            await asyncio.to_thread(
+                self.protecting.pending.notified, envelope_id, grant.reader_id, grant.address
+            )
+        except StoreError as error:
+            event(log, logging.WARNING, "could not record a notification", envelope=envelope_id,
+                  error=str(error))  # fmt: skip
 
     async def _hold(
         self,
@@ -625,6 +693,24 @@ class Pipeline:
             upstream_reply = await transaction.send_data(outgoing)
         reply = SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
         return Result(reply, outcome, upstream_reply=upstream_reply, refused=refused)
+
+    async def _bounce_once(
+        self,
+        tx: Transaction,
+        envelope_id: str,
+        refused: dict[str, SMTPReply],
+        by_policy: Collection[str],
+    ) -> None:
+        """The bounce for a protected message, unless an earlier attempt sent it already."""
+        pending = self.protecting.pending
+        if await self._vault(asyncio.to_thread(pending.bounced, envelope_id)):
+            return
+        await self._bounce(tx, refused, by_policy)
+        try:
+            await asyncio.to_thread(pending.record_bounce, envelope_id)
+        except StoreError as error:  # sent: at worst a retry sends it once more
+            event(log, logging.WARNING, "could not record a bounce", envelope=envelope_id,
+                  error=str(error))  # fmt: skip
 
     async def _bounce(
         self, tx: Transaction, refused: dict[str, SMTPReply], by_policy: Collection[str] = ()

@@ -57,6 +57,7 @@ from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk
 from gateway.store import FileBlobStore, Store, StoreError
 from gateway.store.access import Access
+from gateway.store.pending import PendingLinks
 from gateway.upstream import UpstreamPool
 
 log = logging.getLogger("sealgate.service")
@@ -190,12 +191,14 @@ def build_pipeline(
         holding = Holding(
             public_key=lambda: reply_key().public_der,
             release_url=lambda envelope_id: release_url(portal_url, sender_secret, envelope_id),
+            open_link=lambda sealed: reply_key().open_link(sealed),
         )
     protecting = Protecting(
         policy=policy,
         extractor=extractor,
         vault=vault,
         access=Access(vault.store),
+        pending=PendingLinks(vault.store),
         notifier=build_notifier(cfg, portal_url),
         portal_url=portal_url,
         from_address=from_address(cfg),

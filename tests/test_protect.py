@@ -9,13 +9,13 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from gateway.envelope import opener
 from gateway.envelope.account import create_account
 from gateway.logsetup import TextFormatter
 from gateway.store import TemporaryStoreError
-from gateway.store.schema import envelopes
+from gateway.store.schema import envelopes, pending_links
 from tests.support.gateway import wait_for
 from tests.support.protected import link_in, notifications, open_with_link, protected_message
 
@@ -110,7 +110,7 @@ def test_every_protected_recipient_gets_a_personal_link(gateway, sink):
     assert len(store.get(record.envelope_id).readers) == 3
 
 
-def test_a_retry_after_451_supersedes_the_unfinished_envelope(gateway, sink):
+def test_a_retry_after_451_finishes_the_envelope_with_the_same_link(gateway, sink):
     raw = protected_message()
     sink.behaviour.data_reply = "451 4.3.0 try later"
     with gateway.client() as client, pytest.raises(smtplib.SMTPDataError) as refused:
@@ -119,6 +119,25 @@ def test_a_retry_after_451_supersedes_the_unfinished_envelope(gateway, sink):
     store = store_of(gateway)
     (first,) = store.list()
     assert first.state == "sealed"
+
+    sink.reset()
+    with gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], raw)
+    (record,) = store.list()
+    assert (record.envelope_id, record.state) == (first.envelope_id, "delivered")
+    open_with_link(store, link_in(sink.messages[0]))
+
+
+def test_a_retry_without_kept_links_supersedes_the_unfinished_envelope(gateway, sink):
+    """A crash between sealing and keeping the links: nobody holds them, seal afresh."""
+    raw = protected_message()
+    sink.behaviour.data_reply = "451 4.3.0 try later"
+    with gateway.client() as client, pytest.raises(smtplib.SMTPDataError):
+        client.sendmail("alice@example.org", ["bob@example.net"], raw)
+    store = store_of(gateway)
+    (first,) = store.list()
+    with store.transaction("forgetting the kept links", write=True) as conn:
+        conn.execute(delete(pending_links))
 
     sink.reset()
     with gateway.client() as client:

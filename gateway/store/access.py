@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 
+from gateway.store import pending
 from gateway.store.database import Store, append_event
 from gateway.store.records import LIVE_STATES
 from gateway.store.schema import (
@@ -426,6 +427,8 @@ class Access:
                     for h in items
                 ],
             )
+            # Kept under the reply key in the hold now, no longer owed a notification.
+            pending.forget(conn, items[0].envelope_id, [h.reader_id for h in items])
             for h in items:
                 append_event(
                     conn,

@@ -47,6 +47,7 @@ from sqlalchemy import (
     RowMapping,
     and_,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -69,7 +70,7 @@ from gateway.store.records import (
     PartRecord,
     ReaderRecord,
 )
-from gateway.store.schema import accounts, envelopes, events, parts, readers
+from gateway.store.schema import accounts, envelopes, events, parts, pending_links, readers
 
 log = logging.getLogger("sealgate.store")
 
@@ -224,6 +225,9 @@ class Store:
                 .values(state="delivered")
             )
             if changed.rowcount == 1:
+                # Settled: the links kept for a retry go (gateway.store.pending).
+                kept = pending_links.c.envelope_id == envelope_id
+                conn.execute(delete(pending_links).where(kept))
                 append_event(conn, "notified", envelope_id=envelope_id)
                 return
             state = conn.scalar(
@@ -620,6 +624,7 @@ def _end(
         .where(readers.c.envelope_id == envelope_id)
         .values(wrapped_key=None, encrypted_private_key=None)
     )
+    conn.execute(delete(pending_links).where(pending_links.c.envelope_id == envelope_id))
     append_event(conn, state, envelope_id=envelope_id, detail=detail)
     return True
 

@@ -23,6 +23,8 @@ METHODS = ("email", "sms", "access-code")  # second factors a guest may be offer
 EVENT_KINDS = (
     "sealed",
     "notified",
+    "reader-notified",
+    "bounced",
     "opened",
     "code-sent",
     "code-failed",

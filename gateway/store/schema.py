@@ -276,3 +276,17 @@ holds = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("envelope_id", "reader_id"),
 )
+
+# Links owed to guest readers until their message is settled (gateway.store.pending):
+# sealed to the organisation's reply key, so that a retry after a 4xx sends each
+# reader not yet notified the same link instead of sealing afresh. A row goes when
+# its reader's notification is accepted, the rest when the envelope is settled
+# (delivered) or ends.
+pending_links = Table(
+    "pending_links",
+    metadata,
+    Column("envelope_id", String(32), nullable=False),
+    Column("reader_id", String(32), nullable=False),
+    Column("sealed_link", LargeBinary(), nullable=False),
+    PrimaryKeyConstraint("envelope_id", "reader_id"),
+)
