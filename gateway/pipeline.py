@@ -427,7 +427,7 @@ class Pipeline:
                 upstream_reply = await relay.send_data(relayed)
         await self._settle(sealed.envelope_id)
         if notified and self.protecting.receipt is not None and tx.mail_from:
-            weak_code = any(f.weak_access_code for f in plan.factors.values())
+            weak_code = any(f.weak_access_code and not f.missing for f in plan.factors.values())
             await self._receipt(tx, sealed, original, {*refused, *plan.hold}, weak_code)
         outcome = "protected-partly" if refused else "protected"
         reply = SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
