@@ -635,7 +635,18 @@ class Portal(Section):
         5, ge=1, le=100, description="Codes one link may have sent per hour."
     )
     link_attempts: int = Field(
-        10, ge=1, le=1000, description="Wrong codes per link per hour before it is locked."
+        10,
+        ge=1,
+        le=1000,
+        description="Wrong access codes per link per hour before access-code entry is locked "
+        "for lockout_minutes (emailed and SMS codes are limited per code instead).",
+    )
+    access_code_attempts: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="Wrong access codes one link may have over the message's life; then "
+        "access-code entry closes for that link (emailed and SMS codes keep working).",
     )
     client_attempts: int = Field(
         30,

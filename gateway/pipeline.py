@@ -307,7 +307,7 @@ class Pipeline:
             return {}
         phones = secondfactor.phones(tx.data, protected)
         code = message.first_value(tx.data, secondfactor.ACCESS_CODE_FIELD)
-        return {
+        factors = {
             r: secondfactor.factors(
                 decisions[r].verify,
                 phone=phones.get(r),
@@ -317,6 +317,10 @@ class Pipeline:
             )
             for r in protected
         }
+        if code and secondfactor.weak_access_code(code):  # the receipt or held notice says why
+            event(log, logging.WARNING, "access code too weak, not used", queue_id=tx.queue_id,
+                  held=sum(1 for f in factors.values() if f.missing))  # fmt: skip
+        return factors
 
     def _authenticate(self, tx: Transaction) -> tuple[bytes, bytes, dict[str, object]]:
         """SPF, DKIM and DMARC of the message as the original client sent it.
@@ -417,7 +421,8 @@ class Pipeline:
                 upstream_reply = await relay.send_data(relayed)
         await self._settle(sealed.envelope_id)
         if notified and self.protecting.receipt is not None and tx.mail_from:
-            await self._receipt(tx, sealed, original, {*refused, *plan.hold})
+            weak_code = any(f.weak_access_code and not f.missing for f in plan.factors.values())
+            await self._receipt(tx, sealed, original, {*refused, *plan.hold}, weak_code)
         outcome = "protected-partly" if refused else "protected"
         reply = SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
         return Result(
@@ -616,8 +621,10 @@ class Pipeline:
         sealed: SealedEnvelope,
         original: Original,
         unsent: set[str],
+        weak_code: bool,
     ) -> None:
         """The sender's "sent securely" receipt; held recipients have their own notice.
+        With ``weak_code`` it says that the sender's access code was too weak to use.
 
         Everything owed went out already: a failure here is logged, never turned
         into a retry of the whole message."""
@@ -630,6 +637,7 @@ class Pipeline:
                 readers,
                 self.protecting.receipt(sealed.envelope_id),
                 sealed.record.expires_at,
+                weak_access_code=weak_code,
             )
             await self.send_own("", [tx.mail_from], data)
         except (ValueError, GatewayError) as error:
@@ -762,7 +770,8 @@ def _missing(decision: Decision, missing: tuple[str, ...]) -> Decision:
     """A protected recipient whose rule needs a second factor the sender did not supply."""
     needs = {
         "phone": f"a mobile phone number for SMS codes ({secondfactor.PHONE_FIELD})",
-        "access-code": f"an access code ({secondfactor.ACCESS_CODE_FIELD})",
+        "access-code": f"an access code of at least {secondfactor.MIN_ACCESS_CODE_LENGTH} "
+        f"characters, not a run like 12345678 ({secondfactor.ACCESS_CODE_FIELD})",
     }
     wanted = " or ".join(needs.get(m, m) for m in missing)
     text = f"Held: the recipient's verification needs {wanted}; send again with it"

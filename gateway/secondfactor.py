@@ -6,7 +6,8 @@ Sealgate removes before anything leaves:
 
 - ``X-Sealgate-Access-Code: <code>``: a code the sender tells the recipient
   another way (phone, letter). Stored only as an HMAC keyed outside the
-  database.
+  database. A weak one (:func:`weak_access_code`) counts as not supplied: the
+  recipient gets the other methods the rule allows, or is held.
 - ``X-Sealgate-Phone: +31612345678`` (every protected recipient) or
   ``X-Sealgate-Phone: bob@example.net +31612345678; carol@example.be +32470123456``:
   numbers for SMS codes, E.164.
@@ -32,6 +33,11 @@ PHONE_FIELD = "X-Sealgate-Phone"
 INSTRUCTION_FIELDS = (ACCESS_CODE_FIELD, PHONE_FIELD)
 _ACCESS_LABEL = b"sealgate access code\x00"
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+# The weakest access code accepted: 8 characters after normalisation, of which at least
+# 4 differ, and not a straight run. 8 digits are 10**8 codes; docs/portal.md gives the
+# chance of guessing one within a link's lifetime budget of wrong entries.
+MIN_ACCESS_CODE_LENGTH = 8
+_MIN_DISTINCT = 4
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,45 @@ class Factors:
     access_code_hash: bytes | None = None
     phone: str | None = None
     missing: tuple[str, ...] = ()  # "phone", "access-code": what the rule needs but lacks
+    weak_access_code: bool = False  # the sender gave one, too weak to be used
+
+
+def normal_access_code(code: str) -> str:
+    """What is compared: blanks removed, case folded (``Tulip 4242`` = ``tulip4242``)."""
+    return "".join(code.split()).casefold()
+
+
+def weak_access_code(code: str) -> bool:
+    """True for a code a link holder could guess within a few tries.
+
+    Shorter than MIN_ACCESS_CODE_LENGTH after normalisation; fewer than four
+    different characters (``11111111``, ``12121212``, ``abababab``); or a
+    straight run up or down (``12345678``, ``87654321``, ``abcdefgh``,
+    ``78901234``). What remains is at least 10**8 codes for digits alone,
+    more with letters; dictionary words and birthdays are not caught, so the
+    docs tell senders to use a random code.
+    """
+    normal = normal_access_code(code)
+    if len(normal) < MIN_ACCESS_CODE_LENGTH or len(set(normal)) < _MIN_DISTINCT:
+        return True
+    return _straight_run(normal)
+
+
+def _straight_run(text: str) -> bool:
+    """Each character one step after (or before) the previous one; digits wrap 9 -> 0."""
+
+    def step(a: str, b: str) -> int:
+        if a.isdigit() and b.isdigit():
+            return (int(b) - int(a)) % 10
+        return ord(b) - ord(a)
+
+    steps = {step(a, b) for a, b in zip(text, text[1:], strict=False)}
+    return steps in ({1}, {-1}, {9})
 
 
 def access_code_hash(secret: bytes, code: str) -> bytes:
     """The stored form of a sender-supplied access code (blanks and case do not matter)."""
-    normalised = "".join(code.split()).casefold().encode("utf-8")
+    normalised = normal_access_code(code).encode("utf-8")
     return hmac.new(secret, _ACCESS_LABEL + normalised, hashlib.sha256).digest()
 
 
@@ -83,18 +123,24 @@ def factors(
     secret: bytes,
     sms: bool,
 ) -> Factors:
-    """The methods one recipient is offered, and what the rule needs that is missing."""
-    code_hash = access_code_hash(secret, access_code) if access_code else None
+    """The methods one recipient is offered, and what the rule needs that is missing.
+
+    A weak access code is treated as not supplied (and flagged, so the sender
+    can be told): the recipient gets the rule's other methods, or is held.
+    """
+    weak = bool(access_code) and weak_access_code(access_code or "")
+    usable = access_code if access_code and not weak else None
+    code_hash = access_code_hash(secret, usable) if usable else None
     if rule is None:
         methods = ["email"]
         if phone and sms:
             methods.append("sms")
         if code_hash:
             methods.append("access-code")
-        return Factors(tuple(methods), code_hash, phone)
+        return Factors(tuple(methods), code_hash, phone, weak_access_code=weak)
     available = {"email": True, "sms": bool(phone and sms), "access-code": code_hash is not None}
     methods = [m for m in rule if available.get(m)]
     missing: list[str] = []
     if not methods:
         missing = ["phone" if m == "sms" else m for m in rule if m != "email"]
-    return Factors(tuple(methods), code_hash, phone, tuple(missing))
+    return Factors(tuple(methods), code_hash, phone, tuple(missing), weak_access_code=weak)

@@ -24,6 +24,7 @@ from gateway.notify.original import (
     parse_address,
 )
 from gateway.notify.settings import LANGUAGES, Settings, check_url
+from gateway.secondfactor import MIN_ACCESS_CODE_LENGTH
 
 _CODE = re.compile(r"[0-9A-Za-z]{4,32}")
 _ENVELOPE_ID = re.compile(r"[0-9a-f]{1,64}")
@@ -31,7 +32,12 @@ _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$
 _MAX_FILENAME = 200
 _MISSING = {
     "phone": {"en": "a mobile phone number", "nl": "een mobiel telefoonnummer"},
-    "access-code": {"en": "an access code", "nl": "een toegangscode"},
+    "access-code": {
+        "en": f"an access code of at least {MIN_ACCESS_CODE_LENGTH} characters "
+        "(not a run like 12345678)",
+        "nl": f"een toegangscode van minstens {MIN_ACCESS_CODE_LENGTH} tekens "
+        "(geen reeks als 12345678)",
+    },
 }
 
 
@@ -116,8 +122,11 @@ class Notifier:
         recipients: Sequence[str],
         revoke_url: str,
         expires: datetime,
+        *,
+        weak_access_code: bool = False,
     ) -> bytes:
-        """To the sender: the message went out securely; who got it, until when, how to revoke."""
+        """To the sender: the message went out securely; who got it, until when, how to revoke;
+        and, with ``weak_access_code``, that the access code given was too weak to be used."""
         to = parse_address(original.sender, "sender")
         check_url(revoke_url, "revoke_url")
         if not recipients:
@@ -129,6 +138,8 @@ class Notifier:
             recipients=[clean_text(r, 320) or "?" for r in recipients],
             revoke_url=revoke_url,
             expires=templates.when(expires, lang),
+            weak_access_code=weak_access_code,
+            min_access_code=MIN_ACCESS_CODE_LENGTH,
         )
         rendered = templates.render("receipt", lang, context)
         return self._write(lang, rendered, to=to, reply_to=self._fixed(), original=original)

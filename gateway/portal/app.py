@@ -188,6 +188,7 @@ _MESSAGES = {
     "verify": "Please verify again.",
     "wrong-code": "That code is not right.",
     "locked": "Too many attempts; wait and try again.",
+    "closed": "Too many wrong access codes for this message; confirm another way.",
     "expired": "This message has expired.",
     "revoked": "The sender withdrew this message.",
     "unknown": "This link is not valid.",
@@ -320,6 +321,8 @@ class _Portal:
         try:
             link, body = await self._post(request)
             method, code = body.get("method"), body.get("code")
+            if method == "access-code" and self.deps.codes.access_code_closed(link.reader):
+                raise _Problem(403, "closed")  # the page offers it no more; say why
             if method not in self._methods(link.reader):
                 raise _Problem(403, "method")
             if not isinstance(code, str) or not 1 <= len(code) <= 64:
@@ -332,6 +335,8 @@ class _Portal:
                 await self._event(link, "code-failed", f"method={method} client={client}")
                 if outcome.error == "locked":
                     raise _Problem(429, "locked", retry_after=outcome.retry_after)
+                if outcome.error == "closed":
+                    raise _Problem(403, "closed")
                 raise _Problem(
                     401,
                     "wrong-code",
@@ -666,7 +671,8 @@ class _Portal:
         usable = {
             "email": True,
             "sms": self.deps.sms is not None and bool(reader.phone),
-            "access-code": reader.access_code_hash is not None,
+            "access-code": reader.access_code_hash is not None
+            and not self.deps.codes.access_code_closed(reader),
         }
         return [m for m in methods if usable.get(m)]
 

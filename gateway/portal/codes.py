@@ -1,11 +1,25 @@
-"""The second factor: one-time codes, the sender's access code, throttles and lock-outs.
+"""The second factor: one-time codes, the sender's access code, and how tries are bounded.
 
 Codes are random digits, stored only as an HMAC keyed with a secret outside
 the database, compared in constant time, valid for minutes, and spent by a
-right entry or by too many wrong ones. Wrong entries count per link and per
-client address (in the database, so every worker process shares the count):
-each waits a little longer than the one before, and at the limit the link or
-the client is locked out for a while. Every attempt goes into the audit trail.
+right entry or by too many wrong ones.
+
+Guessing is bounded without letting a link holder lock the mailbox owner out:
+
+- A one-time code (email, SMS) goes only to the recipient's mailbox or phone.
+  Wrong entries spend it after ``code_attempts``; a new one must be sent,
+  at most ``codes_per_hour`` an hour. Nothing else locks it: after any flood
+  of wrong guesses the owner asks for a fresh code and gets in.
+- The sender's access code can be guessed at by anyone holding a forwarded
+  link. Its wrong entries count per link per hour (each waiting a little
+  longer than the one before, locked at the limit) and against the link's
+  lifetime budget (``access_code_attempts``, kept with the reader); once the
+  budget is spent, access-code entry is closed for good on that link.
+- Every wrong entry also counts per client address, and a client over its
+  limit is locked out for a while.
+
+The counts live in the database, so every worker process shares them; every
+attempt goes into the audit trail.
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ class Outcome:
     """What an attempt came to: ``ok``, or why not, with what the page should say."""
 
     ok: bool
-    error: str = ""  # "wrong-code" | "locked"
+    error: str = ""  # "wrong-code" | "locked" | "closed" (the access code's budget is spent)
     attempts_left: int = 0
     retry_after: int = 0  # seconds, for "locked"
 
@@ -54,9 +68,9 @@ class CodeBook:
 
     def issue(self, reader: ReaderRecord, method: str) -> str:
         """A new code for the reader (earlier ones stop working); Locked when too many
-        were sent this hour or the link is locked."""
+        were sent this hour. Wrong guesses never stop it: a fresh code, sent only to the
+        recipient, is how the owner gets in after someone else guessed."""
         now = datetime.now(UTC)
-        self._refuse_if_locked(f"link:{reader.reader_id}", now)
         self._refuse_if_locked(f"send:{reader.reader_id}", now)
         sent = self.access.count(
             f"send:{reader.reader_id}",
@@ -72,39 +86,71 @@ class CodeBook:
         self.access.issue_code(reader.reader_id, method, self._hash(reader, code), now, ttl)
         return code
 
+    def access_code_closed(self, reader: ReaderRecord) -> bool:
+        """Whether the link's lifetime budget of wrong access codes is spent."""
+        return reader.access_code_failures >= self.settings.access_code_attempts
+
     def check(self, reader: ReaderRecord, method: str, code: str, client: str) -> Outcome:
         """Compare an entered code; what the page should say.
 
-        Every comparison is paid for before it is made, atomically: one try on the link
-        and on the client, and for a one-time code one of its attempts. So parallel
-        guesses (several requests, several workers) get no more tries than the limits.
-        A right code gives the client its try back: many recipients behind one address
-        (an office's NAT) are never locked out by each other's successes.
+        Every comparison is paid for before it is made, atomically: one try on the
+        client and, for a one-time code, one of its attempts; for the access code, one
+        try on the link this hour and one of its lifetime budget. So parallel guesses
+        (several requests, several workers) get no more tries than the limits. A right
+        code gives the client its try back: many recipients behind one address (an
+        office's NAT) are never locked out by each other's successes.
         """
+        if method == "access-code" and self.access_code_closed(reader):
+            return Outcome(False, "closed")
         now = datetime.now(UTC)
-        link_key, client_key = f"link:{reader.reader_id}", f"client:{client}"
-        for key in (link_key, client_key):
+        settings = self.settings
+        client_key = f"client:{client}"
+        limits = {client_key: settings.client_attempts}
+        if method == "access-code":
+            limits[f"access-code:{reader.reader_id}"] = settings.link_attempts
+        for key in limits:
             until = self.access.locked_until(key, now)
             if until is not None:
                 return Outcome(False, "locked", retry_after=_seconds(until))
-        settings = self.settings
-        link = self._count(link_key, settings.link_attempts, now, backoff=True)
-        on_client = self._count(client_key, settings.client_attempts, now, backoff=False)
-        if link.failures > settings.link_attempts or on_client.failures > settings.client_attempts:
-            return self._wrong(link, on_client, 0)
+        counts = {
+            key: self._count(key, limit, now, backoff=key != client_key)
+            for key, limit in limits.items()
+        }
+        if any(counts[key].failures > limit for key, limit in limits.items()):
+            return self._wrong(list(counts.values()), 0)
         entered = "".join(code.split())
         if method == "access-code":
-            right = reader.access_code_hash is not None and hmac.compare_digest(
-                access_code_hash(self.secret, entered), reader.access_code_hash
-            )
-            left = settings.link_attempts - link.failures
+            tried = self._try_access_code(reader, entered)
+            if tried is None:
+                return Outcome(False, "closed")
+            right, left = tried
+            link_key = f"access-code:{reader.reader_id}"
+            left = min(left, limits[link_key] - counts[link_key].failures)
         else:
             right, left = self._try_one_time_code(reader, method, entered, now)
         if right:
-            self.access.clear(link_key)
+            for key in limits:
+                if key != client_key:
+                    self.access.clear(key)
             self.access.uncount(client_key, settings.client_attempts)
             return Outcome(True)
-        return self._wrong(link, on_client, max(0, left))
+        return self._wrong(list(counts.values()), max(0, left))
+
+    def _try_access_code(self, reader: ReaderRecord, entered: str) -> tuple[bool, int] | None:
+        """Whether it is the sender's access code, paid for from the link's lifetime budget
+        (a right one gives its try back); the tries left, or None once the budget is spent."""
+        budget = self.settings.access_code_attempts
+        left = self.access.reserve_access_guess(reader.reader_id, budget)
+        if left is None:
+            return None
+        right = reader.access_code_hash is not None and hmac.compare_digest(
+            access_code_hash(self.secret, entered), reader.access_code_hash
+        )
+        if right:
+            self.access.return_access_guess(reader.reader_id)
+        elif left == 0:
+            return None
+        return right, left
 
     def _try_one_time_code(
         self, reader: ReaderRecord, method: str, entered: str, now: datetime
@@ -123,8 +169,9 @@ class CodeBook:
         return right, left
 
     def _count(self, key: str, limit: int, now: datetime, *, backoff: bool) -> Counted:
-        """One try under ``key``. Backoff only per link: per client it would let a few
-        strangers' typos behind one address lock everyone there out."""
+        """One try under ``key``. Backoff only for a link's access code: per client it would
+        let a few strangers' typos behind one address make everyone there wait, and a
+        one-time code has its own few attempts."""
         return self.access.count(
             key,
             now,
@@ -135,8 +182,7 @@ class CodeBook:
         )
 
     @staticmethod
-    def _wrong(link: Counted, client: Counted, attempts_left: int) -> Outcome:
-        counts = [link, client]
+    def _wrong(counts: list[Counted], attempts_left: int) -> Outcome:
         until = max((c.until for c in counts if c.until is not None), default=None)
         if any(c.limit_reached for c in counts) and until is not None:
             return Outcome(False, "locked", retry_after=_seconds(until))

@@ -30,6 +30,7 @@ JS_KEYS = (
     "download_ready",
     "error_bad_request",
     "error_cannot_open",
+    "error_closed",
     "error_csrf",
     "error_locked",
     "error_method",
@@ -127,6 +128,8 @@ _EN: dict[str, str] = {
     "error_cannot_open": "This message could not be opened with this link. "
     "Open the link from the email again. If that does not help, "
     "ask the sender to send the message again.",
+    "error_closed": "Too many wrong access codes were entered for this message, so the "
+    "access code no longer works here. Confirm another way, such as a code by email.",
     "error_csrf": "This page has expired. Reload the page and try again.",
     "error_link": "This link is incomplete — open it from the email again.",
     "error_locked": "Too many attempts. Wait {time} and try again.",
@@ -279,6 +282,9 @@ _NL: dict[str, str] = {
     "error_cannot_open": "Dit bericht kon met deze link niet worden geopend. "
     "Open de link uit de e-mail opnieuw. Helpt dat niet, vraag de afzender dan "
     "om het bericht opnieuw te sturen.",
+    "error_closed": "Er zijn te veel verkeerde toegangscodes ingevuld voor dit bericht; "
+    "de toegangscode werkt hier niet meer. Bevestig op een andere manier, bijvoorbeeld "
+    "met een code per e-mail.",
     "error_csrf": "Deze pagina is verlopen. Laad de pagina opnieuw en probeer het nog eens.",
     "error_link": "Deze link is niet compleet — open hem opnieuw vanuit de e-mail.",
     "error_locked": "Te veel pogingen. Wacht {time} en probeer het dan opnieuw.",

@@ -19,7 +19,7 @@ from gateway.errors import GatewayError
 from gateway.logsetup import event
 from gateway.notify import Notifier, Original
 from gateway.portal.replies import Send
-from gateway.secondfactor import normal_phone
+from gateway.secondfactor import MIN_ACCESS_CODE_LENGTH, normal_phone
 from gateway.store import EnvelopeRecord, Store
 from gateway.store.access import Access, Hold
 
@@ -64,7 +64,10 @@ class Releaser:
                     continue
                 methods = [*methods, "sms"] if "sms" not in methods else methods
             elif "access-code" in hold.missing.split(","):
-                problems.append(f"{hold.address}: send the message again with an access code")
+                problems.append(
+                    f"{hold.address}: send the message again with an access code of at least "
+                    f"{MIN_ACCESS_CODE_LENGTH} characters"
+                )
                 continue
             try:
                 await self._notify(envelope, hold, key)

@@ -151,6 +151,35 @@ class Access:
         with self.store.transaction("spending a code", write=True) as conn:
             conn.execute(update(codes).where(codes.c.code_id == code_id).values(used=1))
 
+    # the access code's lifetime budget
+
+    def reserve_access_guess(self, reader_id: str, budget: int) -> int | None:
+        """Take one of the reader's lifetime access-code tries before comparing; the tries
+        left after it, or None when the budget was spent already. Atomic, like
+        reserve_attempt: parallel guesses cannot share a try."""
+        this = readers.c.reader_id == reader_id
+        failures = readers.c.access_code_failures
+        with self.store.transaction("counting an access-code try", write=True) as conn:
+            taken = conn.execute(
+                update(readers)
+                .where(this, failures < budget)
+                .values(access_code_failures=failures + 1)
+            )
+            if taken.rowcount != 1:
+                return None
+            spent = int(conn.scalar(select(failures).where(this)) or 0)
+        return max(0, budget - spent)
+
+    def return_access_guess(self, reader_id: str) -> None:
+        """A right access code costs nothing: give its try back."""
+        failures = readers.c.access_code_failures
+        with self.store.transaction("giving back an access-code try", write=True) as conn:
+            conn.execute(
+                update(readers)
+                .where(readers.c.reader_id == reader_id, failures > 0)
+                .values(access_code_failures=failures - 1)
+            )
+
     # throttles
 
     def locked_until(self, key: str, now: datetime) -> datetime | None:

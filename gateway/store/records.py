@@ -64,6 +64,7 @@ class ReaderRecord:
     methods: str = "email"
     access_code_hash: bytes | None = None  # HMAC of the sender's access code, keyed outside
     phone: str | None = None  # for SMS codes, E.164
+    access_code_failures: int = 0  # wrong access codes so far, over the envelope's life
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,8 @@ readers = Table(
     Column("methods", String(64), nullable=False, server_default="email"),
     Column("access_code_hash", LargeBinary(32), nullable=True),
     Column("phone", String(32), nullable=True),
+    # Wrong access codes over the envelope's life (the budget: portal.access_code_attempts).
+    Column("access_code_failures", Integer(), nullable=False, server_default="0"),
     CheckConstraint(_in("kind", READER_KINDS), name="kind"),
     Index("ix_readers_envelope_id", "envelope_id"),
     Index("ix_readers_link_id_hash", "link_id_hash", unique=True),

@@ -216,6 +216,8 @@ function describe(error) {
     }
     case "locked":
       return str("error_locked", { time: formatDuration(Number(error.data.retry_after) || 60) });
+    case "closed":
+      return str("error_closed");
     case "too-large":
       return str("error_too_large");
     case "method":
@@ -250,6 +252,10 @@ function handleCommon(error) {
     return true;
   }
   if (error.status === 429) startLock(Number(error.data.retry_after) || 60);
+  // A short wait after a wrong access code: the button counts it down, no 429 for a retry.
+  if (error.code === "wrong-code" && Number(error.data.retry_after) > 0) {
+    startLock(Number(error.data.retry_after));
+  }
   return false;
 }
 
