@@ -9,7 +9,7 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from gateway.envelope import opener
 from gateway.envelope.account import create_account
@@ -323,3 +323,70 @@ def test_an_odd_display_name_never_refuses_a_valid_recipient(gateway, sink):
         assert client.sendmail("alice@example.org", ["bob@example.net"], raw) == {}
     assert set(notifications(sink.messages)) == {"bob@example.net"}
     open_with_link(store_of(gateway), link_in(sink.messages[0]))
+
+
+# -- a 4xx after some notifications went out: the retry finishes, no first link dies ------
+
+
+def test_451_on_the_relayed_copy_keeps_every_link_that_was_sent(gateway, sink):
+    """The notifications went out, then the colleague's copy got 451: the retry relays
+    the copy and sends no notification again; the links already sent keep working."""
+    raw = protected_message(to="bob@example.net, carol@example.org")
+    sink.behaviour.data_replies = {"carol@example.org": "451 4.3.0 try later"}
+    recipients = ["bob@example.net", "carol@example.org"]
+    with gateway.client() as client, pytest.raises(smtplib.SMTPDataError) as deferred:
+        client.sendmail("alice@example.org", recipients, raw)
+    assert deferred.value.smtp_code == 451
+    first = notifications(sink.messages)["bob@example.net"]
+
+    sink.behaviour.data_replies = {}
+    with gateway.client() as client:
+        client.sendmail("alice@example.org", recipients, raw)
+    assert list(notifications(sink.messages)) == ["bob@example.net"], "no second notification"
+    assert [m.rcpt_tos for m in sink.messages if m.data.endswith(raw)] == [("carol@example.org",)]
+    store = store_of(gateway)
+    (record,) = store.list()
+    assert record.state == "delivered"
+    open_with_link(store, link_in(first))
+
+
+def test_451_on_the_second_of_three_notifications_sends_only_what_is_owed(gateway, sink):
+    recipients = ["bob@example.net", "dave@example.com", "erin@example.com"]
+    raw = protected_message(to=", ".join(recipients))
+    sink.behaviour.data_replies = {"dave@example.com": "451 4.3.0 try later"}
+    with gateway.client() as client, pytest.raises(smtplib.SMTPDataError) as deferred:
+        client.sendmail("alice@example.org", recipients, raw)
+    assert deferred.value.smtp_code == 451
+    before = notifications(sink.messages)
+    assert list(before) == ["bob@example.net"]
+
+    sink.behaviour.data_replies = {}
+    with gateway.client() as client:
+        client.sendmail("alice@example.org", recipients, raw)
+    sent = [m.rcpt_tos[0] for m in sink.messages if b"/m/" in m.data]
+    assert sorted(sent) == sorted(recipients), "each reader notified exactly once"
+    store = store_of(gateway)
+    (record,) = store.list()
+    assert record.state == "delivered"
+    after = notifications(sink.messages)
+    for address in recipients:
+        unlocked = opener.unlock_with_link(store, link_in(after[address]))
+        assert unlocked.reader.address == address
+    open_with_link(store, link_in(before["bob@example.net"]))  # the first link still opens
+    with store.engine.connect() as conn:
+        assert conn.execute(select(pending_links)).all() == [], "no link kept once settled"
+
+
+def test_a_bounce_already_sent_is_not_sent_again_on_the_retry(gateway, sink):
+    sink.behaviour.rcpt_replies = {"nobody@example.net": "550 5.1.1 no such user"}
+    sink.behaviour.data_replies = {"carol@example.org": "451 4.3.0 try later"}
+    recipients = ["bob@example.net", "nobody@example.net", "carol@example.org"]
+    raw = protected_message(to=", ".join(recipients))
+    with gateway.client() as client, pytest.raises(smtplib.SMTPDataError):
+        client.sendmail("alice@example.org", recipients, raw)
+    sink.behaviour.data_replies = {}
+    with gateway.client() as client:
+        client.sendmail("alice@example.org", recipients, raw)
+    bounces = [m for m in sink.messages if m.mail_from in ("", "<>")]
+    assert len(bounces) == 1 and b"nobody@example.net" in bounces[0].data
+    assert list(notifications(sink.messages)) == ["bob@example.net"]

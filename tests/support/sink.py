@@ -31,6 +31,8 @@ class Behaviour:
     mail_reply: str | None = None
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_reply: str | None = None
+    # The reply to DATA for a transaction that has this recipient (one message of several).
+    data_replies: dict[str, str] = field(default_factory=dict)
     drop_at: str | None = None  # "mail", "rcpt" or "data": close without a reply
     stall_at: str | None = None  # same names: wait stall_seconds before replying
     stall_seconds: float = 0.0
@@ -85,6 +87,9 @@ class _Handler:
             return "421 dropped"
         if self.sink.behaviour.data_reply:
             return self.sink.behaviour.data_reply
+        for address in envelope.rcpt_tos:
+            if address in self.sink.behaviour.data_replies:
+                return self.sink.behaviour.data_replies[address]
         self.sink.messages.append(
             Received(
                 mail_from=envelope.mail_from or "",
