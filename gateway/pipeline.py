@@ -442,7 +442,8 @@ class Pipeline:
         original: Original,
         supersede: str | None,
     ) -> SealedEnvelope:
-        """Seal and commit a new envelope, remember its thread, keep its links until settled."""
+        """Seal and commit a new envelope with its links kept until settled (when there is
+        a reply key to keep them under), and remember its thread."""
         vault = self.protecting.vault
         request = SealRequest(
             # What is sealed loses the subject tags too (only sealed copies: the subject
@@ -464,7 +465,15 @@ class Pipeline:
             message_id=original.message_id,
             sender_name=original.sender_name,
         )
-        sealed = await self._vault(vault.seal(request, supersede=supersede))
+        keep_link = None
+        holding = self.protecting.holding
+        if holding is not None:
+            public = await asyncio.to_thread(holding.public_key)
+
+            def keep_link(link: Link) -> bytes:
+                return seal_link(public, link)
+
+        sealed = await self._vault(vault.seal(request, supersede=supersede, keep_link=keep_link))
         if original.message_id:  # answers to this message stay protected (protected_thread)
             await self._vault(
                 asyncio.to_thread(
@@ -473,13 +482,6 @@ class Pipeline:
                     sealed.envelope_id,
                     sealed.record.created_at,
                 )
-            )
-        holding = self.protecting.holding
-        if holding is not None and sealed.grants:
-            public = await asyncio.to_thread(holding.public_key)
-            links = {g.reader_id: seal_link(public, g.link) for g in sealed.grants}
-            await self._vault(
-                asyncio.to_thread(self.protecting.pending.keep, sealed.envelope_id, links)
             )
         return sealed
 
@@ -494,8 +496,8 @@ class Pipeline:
         events = await self._vault(
             asyncio.to_thread(self.protecting.vault.store.events, existing.envelope_id)
         )
-        if not owed and not any(e.kind == "reader-notified" for e in events):
-            return None  # a crash between sealing and keeping its links
+        if not owed and not any(e.kind in ("reader-notified", "held") for e in events):
+            return None  # sealed without a reply key to keep its links under
         grants = []
         for reader in existing.readers:  # in the order they were sealed
             if reader.reader_id in owed:

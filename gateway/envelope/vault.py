@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.envelope.keypool import KeyPool
+from gateway.envelope.keys import Link
 from gateway.envelope.seal import SealedEnvelope, Sealer, SealRequest
 from gateway.logsetup import event
 from gateway.store import AccountRecord, EnvelopeRecord, Store
@@ -36,15 +38,34 @@ class Vault:
             return None
         return await asyncio.to_thread(self.store.get_account, address)
 
-    async def seal(self, request: SealRequest, *, supersede: str | None) -> SealedEnvelope:
-        """Seal and commit; ``supersede`` names an unfinished earlier attempt to shred."""
-        return await asyncio.to_thread(self._seal_and_commit, request, supersede)
+    async def seal(
+        self,
+        request: SealRequest,
+        *,
+        supersede: str | None,
+        keep_link: Callable[[Link], bytes] | None = None,
+    ) -> SealedEnvelope:
+        """Seal and commit; ``supersede`` names an unfinished earlier attempt to shred.
 
-    def _seal_and_commit(self, request: SealRequest, supersede: str | None) -> SealedEnvelope:
+        ``keep_link`` seals a reader's link to the reply key: the links are then
+        committed with the envelope and kept until the message is settled, so that
+        a retry can finish what an attempt left owed (gateway.store.pending).
+        """
+        return await asyncio.to_thread(self._seal_and_commit, request, supersede, keep_link)
+
+    def _seal_and_commit(
+        self,
+        request: SealRequest,
+        supersede: str | None,
+        keep_link: Callable[[Link], bytes] | None,
+    ) -> SealedEnvelope:
         sealed = self._sealer.seal(request)
+        pending = {}
+        if keep_link is not None:
+            pending = {grant.reader_id: keep_link(grant.link) for grant in sealed.grants}
         try:
             self.store.commit_envelope(
-                sealed.record, supersede=supersede, decisions=request.decisions
+                sealed.record, supersede=supersede, decisions=request.decisions, pending=pending
             )
         except BaseException:
             self.store.blobs.delete_envelope(sealed.envelope_id)

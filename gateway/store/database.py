@@ -160,6 +160,7 @@ class Store:
         *,
         supersede: str | None = None,
         decisions: Mapping[str, str] | None = None,
+        pending: Mapping[str, bytes] | None = None,
     ) -> None:
         """Record a sealed envelope, its parts and readers, in one transaction.
 
@@ -167,7 +168,10 @@ class Store:
         shredded in the same transaction (its blobs are deleted after the commit),
         so a retried message never has two live envelopes, nor none.
         ``decisions`` (address -> the policy's decision record, rule names and
-        counts only) are kept with the envelope as "decided" events.
+        counts only) are kept with the envelope as "decided" events. ``pending``
+        (reader id -> link sealed to the reply key) are the links owed until the
+        message is settled (gateway.store.pending): kept in the same commit, so
+        no crash leaves an envelope whose links exist nowhere.
         """
         _check_new(envelope)
         envelope_id = envelope.envelope_id
@@ -201,6 +205,14 @@ class Store:
                             **_values(reader, _READER_COLUMNS),
                         }
                         for position, reader in enumerate(envelope.readers)
+                    ],
+                )
+            if pending:
+                conn.execute(
+                    insert(pending_links),
+                    [
+                        {"envelope_id": envelope_id, "reader_id": reader_id, "sealed_link": link}
+                        for reader_id, link in pending.items()
                     ],
                 )
             append_event(

@@ -6,7 +6,8 @@ relayed copy, a bounce), and any of them can fail with a 4xx after others were
 accepted. The MTA then retries the whole message. Sealing afresh would give
 every reader a second link and kill the first, already in their mailbox. So
 each guest reader's link is kept here, sealed to the organisation's reply key,
-until their notification is accepted; a retry sends the same link to the
+until their notification is accepted (committed with the envelope itself,
+``Store.commit_envelope(pending=...)``); a retry sends the same link to the
 readers still owed one. Whatever is left goes when the message is settled
 (``Store.mark_delivered``) or the envelope ends (shredding): from then on the
 link exists only in the recipient's mailbox.
@@ -14,9 +15,9 @@ link exists only in the recipient's mailbox.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
 from gateway.store.database import Store, append_event
@@ -26,17 +27,6 @@ from gateway.store.schema import pending_links
 class PendingLinks:
     def __init__(self, store: Store) -> None:
         self.store = store
-
-    def keep(self, envelope_id: str, sealed_links: Mapping[str, bytes]) -> None:
-        """Keep each reader's sealed link (reader id -> link sealed to the reply key)."""
-        if not sealed_links:
-            return
-        rows = [
-            {"envelope_id": envelope_id, "reader_id": reader_id, "sealed_link": sealed}
-            for reader_id, sealed in sealed_links.items()
-        ]
-        with self.store.transaction(f"keeping the links of {envelope_id}", write=True) as conn:
-            conn.execute(insert(pending_links), rows)
 
     def owed(self, envelope_id: str) -> dict[str, bytes]:
         """Reader id -> sealed link, for the readers still owed their notification."""
