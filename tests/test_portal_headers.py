@@ -62,7 +62,7 @@ def documented_headers() -> list[Documented]:
     """The rows of the security header table in docs/portal.md."""
     text = GUIDE.read_text(encoding="utf-8")
     section = text[text.index("## Security") :]
-    section = section[: section.index("\n## ", 1)]
+    section = section[: section.index("\n#", 1)]  # up to the next heading
     rows = []
     for line in section.splitlines():
         match = _ROW.match(line)
