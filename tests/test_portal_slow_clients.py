@@ -215,7 +215,7 @@ def test_a_body_that_keeps_the_minimum_rate_may_take_longer(make_gateway, sink):
             time.sleep(0.02)
         assert time.monotonic() - started > DEADLINE  # longer than body_timeout alone
         client.sock.settimeout(5)
-        client.read()
+        client.read_response()
         assert client.status() == 401  # answered (a wrong code), not cut off
         assert b"wrong-code" in client.answer
     finally:
