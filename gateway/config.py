@@ -678,6 +678,30 @@ class Portal(Section):
     max_request_size: int = Field(
         64 * 1024, ge=1024, le=1 << 20, description="Largest other request body (bytes)."
     )
+    header_timeout: Seconds = Field(
+        10,
+        description="Seconds a client has to send a request's headers, from connecting or "
+        "from a later request's first byte; then it gets 408 and is disconnected.",
+    )
+    body_timeout: Seconds = Field(
+        30,
+        description="Seconds a request body may take before body_min_rate counts; a slower "
+        "body gets 408 and is disconnected.",
+    )
+    body_min_rate: int = Field(
+        10_000,
+        ge=1,
+        le=1 << 30,
+        description="Bytes per second of a request body that each earn it a second more "
+        "than body_timeout (a 36 MB reply may take an hour at this rate, a trickle cannot).",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        le=60_000,
+        description="Connections one process keeps open to the portal; more get 503 and are "
+        "closed at once (file descriptors are shared with SMTP and the database).",
+    )
 
 
 class SMS(Section):

@@ -53,6 +53,7 @@ from gateway.policy.textract import Limits, TextExtractor
 from gateway.portal import sms
 from gateway.portal.app import PortalDeps, create_app, release_url, revoke_url
 from gateway.portal.codes import CodeBook
+from gateway.portal.deadlines import Deadlines, protocol_with
 from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk
 from gateway.store import FileBlobStore, Store, StoreError
@@ -434,6 +435,17 @@ class Gateway:
             ssl_certfile=settings.tls_certificate,
             ssl_keyfile=settings.tls_key,
             timeout_keep_alive=10,
+            # h11 with header and body deadlines and a connection cap (portal/deadlines.py):
+            # uvicorn alone never closes a connection that is slow to send its request.
+            http=protocol_with(
+                Deadlines(
+                    header=settings.header_timeout,
+                    body=settings.body_timeout,
+                    body_rate=settings.body_min_rate,
+                    max_connections=settings.max_connections,
+                )
+            ),
+            ws="none",
             # A client holding a connection open must not hold up a stop.
             timeout_graceful_shutdown=int(self.cfg.service.shutdown_timeout),
             h11_max_incomplete_event_size=32 * 1024,

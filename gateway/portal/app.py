@@ -32,7 +32,7 @@ import filetype
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -156,10 +156,20 @@ def create_app(deps: PortalDeps) -> ASGIApp:
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: portal.http_error, Exception: portal.server_error},
+        exception_handlers={
+            HTTPException: portal.http_error,
+            ClientDisconnect: _client_gone,
+            Exception: portal.server_error,
+        },
     )
     # Outermost, so that even the 500s of Starlette's own error middleware carry them.
     return SecurityHeaders(app, https=deps.https)
+
+
+async def _client_gone(request: Request, error: Exception) -> Response:
+    """The client went, or was cut off as too slow, while its body was read: there is no
+    one to answer, and nothing to log (a slow client must not flood the log)."""
+    return Response(status_code=400)
 
 
 @dataclass(frozen=True)
