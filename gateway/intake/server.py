@@ -3,9 +3,10 @@
 What this adds to aiosmtpd's ``SMTP``:
 
 - DATA is read here, so that a bare CR or LF anywhere in the data is refused
-  (the SMTP smuggling defence, RFC 5321 2.3.8), the size limit answers
+  (the SMTP smuggling defence, RFC 5321 2.3.8), as is a NUL, the size limit answers
   ``552 5.3.4``, long lines are accepted rather than bounced, memory is
   accounted for, and the idle timer does not fire while the pipeline works.
+- A NUL in a command line is refused before the command runs.
 - XFORWARD (Postfix's extension) from trusted hosts only.
 - AUTH PLAIN and LOGIN checked against Argon2id hashes off the event loop,
   with lockout after repeated failures.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import functools
 import logging
 import re
 import secrets
@@ -59,6 +61,10 @@ BARE_NEWLINE = (
     "554 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF "
     "(RFC 5321 2.3.8)"
 )
+NUL_IN_DATA = (
+    "554 5.6.0 Message refused: NUL character in the data; mail may not contain NUL octets"
+)
+NUL_IN_COMMAND = "501 5.5.2 Syntax error: NUL character in the command line"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down; please try again later"
 
 
@@ -147,11 +153,30 @@ class SealgateSMTP(SMTP):
             auth_exclude_mechanism=[] if limits.credentials.enabled else ["PLAIN", "LOGIN"],
             command_call_limit={"AUTH": limits.settings.auth.max_failures, "*": 1 << 30},
         )
+        self._smtp_methods = {
+            name: self._refusing_nul(method) for name, method in self._smtp_methods.items()
+        }
         self.limits = limits
         self.reserved = 0
         self.processing = False
         self.closing = False
         self._greeting_reply = False
+
+    def _refusing_nul(self, method: Any) -> Any:
+        """``method`` (an ``smtp_*`` command) behind a check that its argument has no NUL.
+
+        aiosmtpd passes NUL octets in command lines on; no SMTP command may carry
+        one, and an address holding one would fail only later, at the upstream.
+        """
+
+        @functools.wraps(method)
+        async def command(arg: str | None) -> None:
+            if arg is not None and "\0" in arg:
+                await self.push(NUL_IN_COMMAND)
+                return
+            await method(arg)
+
+        return command
 
     # -- connection life -------------------------------------------------
 
@@ -412,6 +437,8 @@ class SealgateSMTP(SMTP):
         del raw
         if _BARE_LINE_END.search(content):
             return b"", BARE_NEWLINE
+        if b"\0" in content:
+            return b"", NUL_IN_DATA
         # RFC 5321 4.5.2: a line starting with a period loses that period.
         if content.startswith(b"."):
             content = content[1:]
