@@ -11,6 +11,7 @@ import smtplib
 import socket
 import ssl
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -20,6 +21,7 @@ from gateway import config
 from gateway.intake.access import hash_password
 from gateway.intake.capacity import client_key
 from tests.support.gateway import wait_for
+from tests.support.postfix import postfix_instance
 from tests.support.smtpraw import RawSMTP
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: t\r\n\r\nbody\r\n"
@@ -88,6 +90,27 @@ def test_other_clients_cannot_crowd_out_the_mta(make_gateway, sink, connections)
     # max_connections still bounds the whole.
     code, text = open_from(connections, gateway.port, "127.0.0.1").greeting
     assert text == "421 4.7.0 Too many connections; please try again later"
+
+
+def test_real_postfix_delivers_while_220_idle_connections_are_held(make_gateway, sink, connections):
+    """The attack as reported, with the default limits and a real Postfix in front."""
+    gateway = make_gateway(smtp={"allow_networks": MTA_ONLY})
+    greetings = Counter(
+        open_from(connections, gateway.port, f"127.0.0.{2 + n // 10}").greeting[0]
+        for n in range(220)
+    )
+    assert greetings == {220: 100, 421: 120}
+    with postfix_instance() as postfix:
+        postfix.start_relayhost(gateway.port)
+        postfix.submit("alice@example.org", ["bob@example.net"], MESSAGE)
+
+        def delivered() -> bool:
+            postfix.flush()
+            return len(sink.messages) == 1 and not postfix.queue()
+
+        postfix.wait_for(delivered, timeout=30, what="the message delivered", interval=0.5)
+        log = postfix.maillog()
+        assert "status=sent" in log and "421" not in log, postfix.maillog_tail()
 
 
 def test_the_mta_has_no_per_address_limit(make_gateway, sink, connections):
