@@ -254,6 +254,33 @@ class SMTP(Section):
         le=100_000,
         description="Concurrent SMTP connections per process; more get 421 4.7.0.",
     )
+    reserved_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of `max_connections` kept for clients in `allow_networks` (the MTA "
+        "in front): all other clients together get at most the rest, so that they cannot "
+        "crowd the MTA out. Nothing is kept when `allow_networks` is empty.",
+    )
+    max_connections_per_client: int = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="Concurrent connections from one address outside `allow_networks` (an "
+        "IPv6 client counts by its /64); more get 421 4.7.0. Clients in `allow_networks` "
+        "have no such limit.",
+    )
+    auth_timeout: Seconds = Field(
+        30,
+        description="Seconds a client outside `allow_networks` has, from connecting, to "
+        "authenticate (STARTTLS and AUTH); then it gets 421 4.7.0 and its connection is closed.",
+    )
+    mail_timeout: Seconds = Field(
+        60,
+        description="Seconds any connection may go without starting a transaction (MAIL), "
+        "counted from connecting and from the end of each transaction; then it gets "
+        "421 4.4.2 and is closed. Commands such as NOOP or RSET do not extend it.",
+    )
     memory_budget: int = Field(
         268_435_456,
         ge=1 << 20,
@@ -274,7 +301,21 @@ class SMTP(Section):
                 "smtp.auth.users are set but AUTH is offered only after STARTTLS: "
                 "set smtp.tls.certificate and smtp.tls.key"
             )
+        if self.auth.users and self.allow_networks and self.connections_for_others < 1:
+            raise _invalid(
+                "reserved_share = {share} leaves no connection for the smtp.auth.users, "
+                "who connect from outside smtp.allow_networks: lower smtp.reserved_share "
+                "or raise smtp.max_connections",
+                share=f"{self.reserved_share:g}",
+            )
         return self
+
+    @property
+    def connections_for_others(self) -> int:
+        """Connections that clients outside ``allow_networks`` may hold together."""
+        if not self.allow_networks:
+            return self.max_connections
+        return self.max_connections - round(self.max_connections * self.reserved_share)
 
 
 class Upstream(Section):

@@ -264,6 +264,93 @@ def test_smuggling_and_bare_line_ends_are_refused(gateway, sink, data):
     assert sink.messages == []
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        # The attack: a line of a dot and a NUL, which some MTAs read as the end of data.
+        b"Subject: A test\r\n\r\nTesting\r\n.\0\r\nMore\r\n.\r\n",
+        b"Subject: NUL\0in a header\r\n\r\nbody\r\n.\r\n",
+        b"Subject: A test\r\n\r\n\0\r\n.\r\n",
+    ],
+    ids=["dot-nul", "nul-in-header", "nul-line"],
+)
+def test_nul_in_the_data_is_refused(gateway, sink, data):
+    code, text = send_raw(gateway.port, data)
+    assert text == (
+        "554 5.6.0 Message refused: NUL character in the data; mail may not contain NUL octets"
+    )
+    assert sink.messages == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"EHLO client\0.test", b"MAIL FROM:<a\0@example.org>", b"RCPT TO:<b\0c@example.net>"],
+    ids=["ehlo", "mail", "rcpt"],
+)
+def test_nul_in_a_command_line_is_refused(gateway, sink, line):
+    with RawSMTP(gateway.port) as smtp:
+        if not line.startswith(b"EHLO"):
+            smtp.command("EHLO client.test")
+        if line.startswith(b"RCPT"):
+            smtp.command("MAIL FROM:<a@example.org>")
+        assert smtp.command(line) == (
+            501,
+            "501 5.5.2 Syntax error: NUL character in the command line",
+        )
+        assert smtp.command("NOOP")[0] == 250
+    assert sink.messages == []
+
+
+# -- addresses that cannot be passed on --------------------------------------------------
+
+
+@pytest.mark.parametrize("smtputf8", [b"", b" SMTPUTF8"], ids=["ascii", "smtputf8"])
+@pytest.mark.parametrize(
+    "address",
+    [b"\xff\xfe@example.net", b"b\xc3@example.net", b"b\x01c@example.net"],
+    ids=["not-utf8", "truncated-utf8", "control"],
+)
+def test_bad_recipient_address_is_refused_at_rcpt_and_the_others_delivered(
+    gateway, sink, smtputf8, address
+):
+    with RawSMTP(gateway.port) as smtp:
+        smtp.command("EHLO client.test")
+        assert smtp.command(b"MAIL FROM:<a@example.org>" + smtputf8)[0] == 250
+        assert smtp.command(b"RCPT TO:<" + address + b">") == (
+            553,
+            "553 5.1.3 Recipient address refused: it is not valid UTF-8 or contains "
+            "control characters",
+        )
+        assert smtp.command("RCPT TO:<b@example.net>")[0] == 250
+        assert smtp.command("DATA")[0] == 354
+        smtp.send(MESSAGE + b".\r\n")
+        assert smtp.reply()[0] == 250
+    (arrived,) = sink.messages
+    assert arrived.rcpt_tos == ("b@example.net",)
+
+
+@pytest.mark.parametrize("smtputf8", [b"", b" SMTPUTF8"], ids=["ascii", "smtputf8"])
+def test_bad_sender_address_is_refused_at_mail(gateway, sink, smtputf8):
+    with RawSMTP(gateway.port) as smtp:
+        smtp.command("EHLO client.test")
+        code, text = smtp.command(b"MAIL FROM:<\xff\xfe@example.org>" + smtputf8)
+        assert (code, text[:18]) == (553, "553 5.1.7 Sender a")
+        assert smtp.command(b"MAIL FROM:<a@example.org>" + smtputf8)[0] == 250
+    assert sink.messages == []
+
+
+def test_valid_utf8_addresses_still_pass(gateway, sink):
+    with RawSMTP(gateway.port) as smtp:
+        smtp.command("EHLO client.test")
+        assert smtp.command("MAIL FROM:<jörg@example.org> SMTPUTF8".encode())[0] == 250
+        assert smtp.command("RCPT TO:<ünïcode@exämple.net>".encode())[0] == 250
+        smtp.command("DATA")
+        smtp.send(MESSAGE + b".\r\n")
+        assert smtp.reply()[0] == 250
+    (arrived,) = sink.messages
+    assert (arrived.mail_from, arrived.rcpt_tos) == ("jörg@example.org", ("ünïcode@exämple.net",))
+
+
 def test_oversize_message_gets_552(make_gateway, sink):
     gateway = make_gateway(smtp={"max_message_size": 4096})
     with RawSMTP(gateway.port) as smtp:

@@ -8,6 +8,7 @@ import ssl
 
 from gateway import config
 from gateway.intake.access import Credentials
+from gateway.intake.capacity import Connections
 from gateway.intake.handler import IntakeHandler
 from gateway.intake.server import Limits, MemoryBudget, SealgateSMTP
 from gateway.intake.tls import server_context
@@ -24,7 +25,7 @@ class IntakeServer:
     """
 
     def __init__(self, settings: config.SMTP, pipeline: Pipeline, source: str = "config") -> None:
-        self._connections: set[SealgateSMTP] = set()
+        self._connections: Connections[SealgateSMTP] = Connections()
         self._budget = MemoryBudget(settings.memory_budget)
         self._servers: list[asyncio.Server] = []
         self.configure(settings, pipeline, source)
@@ -71,7 +72,7 @@ class IntakeServer:
         for server in self._servers:
             server.close()
         await asyncio.gather(
-            *(conn.close_gracefully() for conn in list(self._connections)), return_exceptions=True
+            *(conn.close_gracefully() for conn in self._connections), return_exceptions=True
         )
         deadline = asyncio.get_running_loop().time() + timeout
         while self._connections and asyncio.get_running_loop().time() < deadline:
@@ -81,7 +82,7 @@ class IntakeServer:
                 "shutdown timeout: closing connections in flight",
                 extra={"fields": {"connections": len(self._connections)}},
             )
-            for conn in list(self._connections):
+            for conn in self._connections:
                 if conn.transport is not None:
                     conn.transport.close()
         for server in self._servers:

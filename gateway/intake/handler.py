@@ -9,6 +9,7 @@ what the pipeline does with the message.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -36,6 +37,13 @@ RELAY_DENIED = (
 )
 TLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+BAD_SENDER = (
+    "553 5.1.7 Sender address refused: it is not valid UTF-8 or contains control characters"
+)
+BAD_RECIPIENT = (
+    "553 5.1.3 Recipient address refused: it is not valid UTF-8 or contains control characters"
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class IntakeHandler:
@@ -75,6 +83,8 @@ class IntakeHandler:
             return RELAY_DENIED
         if settings.require_tls and session.ssl is None:
             return TLS_REQUIRED
+        if not passable(address):
+            return BAD_SENDER
         # aiosmtpd has already refused a SIZE above the limit (552 5.3.4).
         if not server.reserve(_declared_size(mail_options)):
             return NO_MEMORY
@@ -91,6 +101,8 @@ class IntakeHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if not passable(address):
+            return BAD_RECIPIENT
         if len(envelope.rcpt_tos) >= server.limits.settings.max_recipients:
             return TOO_MANY_RECIPIENTS
         envelope.rcpt_tos.append(address)
@@ -116,6 +128,22 @@ class IntakeHandler:
         result = await self.pipeline.handle(tx)
         _log_transaction(tx, result, time.monotonic() - started)
         return str(result.reply)
+
+
+def passable(address: str) -> bool:
+    """Whether ``address`` can be stored, sealed for and passed on as it is.
+
+    aiosmtpd keeps octets that are not UTF-8 as lone surrogates; such an
+    address, or one with a control character (which RFC 5321 4.1.2 allows in
+    no address), would fail only after DATA, in the store or at the upstream,
+    as a 451 the client retries for days. Refused at MAIL or RCPT, the 553 is
+    permanent and concerns that address alone.
+    """
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not _CONTROL.search(address)
 
 
 def _declared_size(mail_options: list[str]) -> int:

@@ -3,15 +3,19 @@
 What this adds to aiosmtpd's ``SMTP``:
 
 - DATA is read here, so that a bare CR or LF anywhere in the data is refused
-  (the SMTP smuggling defence, RFC 5321 2.3.8), the size limit answers
+  (the SMTP smuggling defence, RFC 5321 2.3.8), as is a NUL, the size limit answers
   ``552 5.3.4``, long lines are accepted rather than bounced, memory is
   accounted for, and the idle timer does not fire while the pipeline works.
+- A NUL in a command line is refused before the command runs.
 - XFORWARD (Postfix's extension) from trusted hosts only.
 - AUTH PLAIN and LOGIN checked against Argon2id hashes off the event loop,
   with lockout after repeated failures.
 - An unexpected error answers ``451 4.3.0``, never aiosmtpd's ``500`` with
   the exception text, and every reply carries an enhanced status code.
-- A connection limit and a graceful close for shutdown.
+- Connection slots kept for the MTA in front, a limit per other client, and
+  deadlines: to authenticate (clients outside ``smtp.allow_networks``) and to
+  start a transaction (everyone); see :mod:`gateway.intake.capacity`.
+- A graceful close for shutdown.
 
 This relies on aiosmtpd internals (``_reader``, ``_reset_timeout``,
 ``_handle_client``), which is why pyproject.toml pins aiosmtpd to 1.4.x.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import functools
 import logging
 import re
 import secrets
@@ -34,6 +39,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
 from gateway import config
 from gateway.errors import INTERNAL_ERROR
 from gateway.intake.access import Credentials, in_networks
+from gateway.intake.capacity import Connections
 
 log = logging.getLogger("sealgate.intake")
 
@@ -59,7 +65,13 @@ BARE_NEWLINE = (
     "554 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF "
     "(RFC 5321 2.3.8)"
 )
+NUL_IN_DATA = (
+    "554 5.6.0 Message refused: NUL character in the data; mail may not contain NUL octets"
+)
+NUL_IN_COMMAND = "501 5.5.2 Syntax error: NUL character in the command line"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down; please try again later"
+AUTH_TOO_LATE = "421 4.7.0 Not authenticated in time; closing the connection"
+MAIL_TOO_LATE = "421 4.4.2 No mail transaction started in time; closing the connection"
 
 
 class MemoryBudget:
@@ -122,7 +134,7 @@ class Limits:
     settings: config.SMTP
     credentials: Credentials
     budget: MemoryBudget
-    connections: set[SealgateSMTP]
+    connections: Connections[SealgateSMTP]
 
 
 class SealgateSMTP(SMTP):
@@ -147,11 +159,32 @@ class SealgateSMTP(SMTP):
             auth_exclude_mechanism=[] if limits.credentials.enabled else ["PLAIN", "LOGIN"],
             command_call_limit={"AUTH": limits.settings.auth.max_failures, "*": 1 << 30},
         )
+        self._smtp_methods = {
+            name: self._refusing_nul(method) for name, method in self._smtp_methods.items()
+        }
         self.limits = limits
         self.reserved = 0
         self.processing = False
         self.closing = False
         self._greeting_reply = False
+        self._auth_deadline: asyncio.TimerHandle | None = None
+        self._mail_deadline: asyncio.TimerHandle | None = None
+
+    def _refusing_nul(self, method: Any) -> Any:
+        """``method`` (an ``smtp_*`` command) behind a check that its argument has no NUL.
+
+        aiosmtpd passes NUL octets in command lines on; no SMTP command may carry
+        one, and an address holding one would fail only later, at the upstream.
+        """
+
+        @functools.wraps(method)
+        async def command(arg: str | None) -> None:
+            if arg is not None and "\0" in arg:
+                await self.push(NUL_IN_COMMAND)
+                return
+            await method(arg)
+
+        return command
 
     # -- connection life -------------------------------------------------
 
@@ -162,19 +195,68 @@ class SealgateSMTP(SMTP):
         return SealgateEnvelope()
 
     async def _handle_client(self) -> None:
+        settings = self.limits.settings
         connections = self.limits.connections
-        if len(connections) >= self.limits.settings.max_connections:
-            log.warning("connection refused: too many connections", extra={"fields": self._who()})
-            await self.push("421 4.7.0 Too many connections; please try again later")
+        host = peer_of(self.session)[0] if self.session else ""
+        allowed = in_networks(host, settings.allow_networks)
+        refusal = connections.admit(self, host, allowed, settings)
+        if refusal is not None:
+            log.warning(
+                "connection refused: too many connections",
+                extra={"fields": {**self._who(), "reply": refusal}},
+            )
+            await self.push(refusal)
             self._close()
             return
-        connections.add(self)
+        if not allowed:
+            self._auth_deadline = self.loop.call_later(
+                settings.auth_timeout, self._auth_deadline_passed
+            )
+        self._start_mail_deadline()
         try:
             await super()._handle_client()
         finally:
             connections.discard(self)
 
+    # -- deadlines -----------------------------------------------------------
+    #
+    # The idle timer (smtp.command_timeout) does not stop a client that keeps
+    # a slot with a NOOP now and then; these do. Each writes its 421 itself,
+    # as the client is not waiting for a reply, and closes the connection.
+
+    def _start_mail_deadline(self) -> None:
+        self._cancel(self._mail_deadline)
+        if self.transport is None:  # the connection is gone already
+            return
+        self._mail_deadline = self.loop.call_later(
+            self.limits.settings.mail_timeout, self._mail_deadline_passed
+        )
+
+    @staticmethod
+    def _cancel(handle: asyncio.TimerHandle | None) -> None:
+        if handle is not None:
+            handle.cancel()
+
+    def _auth_deadline_passed(self) -> None:
+        if self.session is not None and not self.session.authenticated:
+            self._take_back(AUTH_TOO_LATE)
+
+    def _mail_deadline_passed(self) -> None:
+        if not self.in_transaction():
+            self._take_back(MAIL_TOO_LATE)
+
+    def _take_back(self, reply: str) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        log.info(
+            "connection closed: deadline passed", extra={"fields": {**self._who(), "reply": reply}}
+        )
+        self._writer.write(reply.encode() + b"\r\n")
+        self._close()
+
     def connection_lost(self, error: Exception | None) -> None:
+        self._cancel(self._auth_deadline)
+        self._cancel(self._mail_deadline)
         if self.in_transaction():
             # No reply was given: the client keeps the message and retries.
             queue_id = getattr(self.envelope, "queue_id", "")
@@ -211,6 +293,8 @@ class SealgateSMTP(SMTP):
             self._close()
             return
         await super().smtp_MAIL(arg)
+        if self.envelope is not None and self.envelope.mail_from:
+            self._cancel(self._mail_deadline)
 
     # -- replies -----------------------------------------------------------
 
@@ -247,6 +331,10 @@ class SealgateSMTP(SMTP):
         super()._set_rset_state()  # type: ignore[no-untyped-call]
 
     def _set_post_data_state(self) -> None:
+        # The end of a transaction (DATA answered, RSET, HELO, EHLO): the
+        # client has mail_timeout again to start the next one.
+        if self.envelope is not None and self.envelope.mail_from:
+            self._start_mail_deadline()
         self._release_budget()
         super()._set_post_data_state()  # type: ignore[no-untyped-call]
 
@@ -412,6 +500,8 @@ class SealgateSMTP(SMTP):
         del raw
         if _BARE_LINE_END.search(content):
             return b"", BARE_NEWLINE
+        if b"\0" in content:
+            return b"", NUL_IN_DATA
         # RFC 5321 4.5.2: a line starting with a period loses that period.
         if content.startswith(b"."):
             content = content[1:]

@@ -6,8 +6,12 @@ import socket
 
 
 class RawSMTP:
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 15) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", timeout: float = 15, source: str | None = None
+    ) -> None:
+        """``source``: the local address to connect from (127.0.0.2 is a second loopback)."""
+        address = (source, 0) if source else None
+        self.sock = socket.create_connection((host, port), timeout=timeout, source_address=address)
         self.buffer = b""
         self.greeting = self.reply()
 
