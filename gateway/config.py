@@ -375,8 +375,10 @@ class Loop(Section):
     secret_file: OptionalPath = Field(
         "var/loop.key",
         validate_default=True,
-        description="File holding the HMAC secret; created with a random secret when missing. "
-        "Nodes that share an upstream must share it.",
+        description="File holding the installation's secret, which keys the loop marker, "
+        "access codes and the sender's revoke and release links; created with a random secret "
+        "when missing. Nodes that share an upstream must share it. A new secret makes those "
+        "made with the old one stop verifying.",
     )
     max_age: float = Field(
         432_000,
@@ -412,7 +414,12 @@ class Service(Section):
     restart_only = _names("workers shutdown_timeout")
 
     workers: int = Field(
-        1, ge=1, le=256, description="Processes sharing the listen port (SO_REUSEPORT)."
+        1,
+        ge=1,
+        le=256,
+        description="Processes serving SMTP and the portal. Above 1, a supervisor binds the "
+        "listen addresses and its workers accept from the same sockets, so a worker that "
+        "dies takes no waiting connection with it.",
     )
     shutdown_timeout: Seconds = Field(
         30, description="Seconds to finish transactions in flight after SIGTERM."
