@@ -280,6 +280,31 @@ def test_sighup_applies_notify_options_to_the_pipeline_and_the_portal_alike(serv
         browser.close()
 
 
+def test_sighup_that_cannot_build_the_new_wiring_keeps_pipeline_and_portal(serve, sink, tmp_path):
+    process, port, path = serve(
+        portal={"url": "", "backoff_seconds": 0}, notify={"from_address": "old@example.org"}
+    )
+    portal = "http://" + tomllib.loads(path.read_text())["portal"]["listen"]
+    broken = tmp_path / "broken-pack.toml"
+    broken.write_text("[[rule]]\nname = 1\n")
+    rewrite(path, notify={"from_address": "new@example.org"}, policy={"packs": [str(broken)]})
+    process.signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in process.log, what="the refused reload")
+    assert "broken-pack.toml" in process.log
+
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], protected_message())
+    notice = notifications(sink.messages)["bob@example.net"]
+    assert from_of(notice.data) == "old@example.org"
+    browser = Browser(portal)
+    try:
+        before = len(sink.messages)
+        assert browser.post(link_in(notice), "code", {"method": "email"}).status_code == 200
+        assert from_of(code_mail(sink, "bob@example.net", before).data) == "old@example.org"
+    finally:
+        browser.close()
+
+
 def test_sighup_with_a_new_secret_file_keys_links_and_codes_on_both_sides(serve, sink, tmp_path):
     process, port, path = serve(portal={"url": "", "backoff_seconds": 0}, notify={"receipt": True})
     portal = "http://" + tomllib.loads(path.read_text())["portal"]["listen"]
