@@ -386,12 +386,10 @@ class Gateway:
     ) -> None:
         self.source = source
         self._smtp_sockets = listeners.smtp if listeners is not None else []
-        if not cfg.portal.enabled:
-            self._portal_socket = None
-        elif listeners is not None and listeners.portal is not None:
+        if listeners is not None:  # a worker serves what its supervisor bound
             self._portal_socket = listeners.portal
         else:
-            self._portal_socket = _bind_portal(cfg)
+            self._portal_socket = _bind_portal(cfg) if cfg.portal.enabled else None
         self.portal_url = cfg.portal.url or _local_url(
             self._portal_socket, cfg.portal.tls_certificate is not None
         )
