@@ -509,10 +509,12 @@ url = "http://localhost:{portal_port}"
         every = self.fault_every()
         hold = min(self.args.fault_hold, every * 0.6)
         kinds = list(self.args.faults)
+        deadline = began + self.args.duration * 3 + 120
         slot = 0
-        while not self.stopping.is_set() and kinds:
+        # Until the submissions' duration is over and every kind was injected once.
+        while not self.stopping.is_set() and kinds and time.time() < deadline:
             at = began + every * (slot + 0.5)
-            if at > began + self.args.duration:
+            if at > began + self.args.duration and slot >= len(kinds):
                 break
             if self.stopping.wait(max(0.0, at - time.time())):
                 break
@@ -533,16 +535,17 @@ url = "http://localhost:{portal_port}"
 
     def inject(self, kind: str, hold: float) -> str:
         assert self.sink is not None and self.sealgate is not None
+        rate = self.args.flap_rate
         if kind == "upstream-451":
-            self.sink.tempfail()
+            self.sink.tempfail(rate)
             self.stopping.wait(hold)
             self.sink.normal()
-            return f"451 for {hold:.0f}s"
+            return f"451 to {rate:.0%} of transactions for {hold:.0f}s"
         if kind == "upstream-drop":
-            self.sink.drop()
+            self.sink.drop(rate)
             self.stopping.wait(hold)
             self.sink.normal()
-            return f"dropped after DATA for {hold:.0f}s"
+            return f"{rate:.0%} of transactions dropped after DATA for {hold:.0f}s"
         if kind == "upstream-refuse":
             self.sink.refuse()
             self.stopping.wait(hold)
@@ -683,10 +686,11 @@ def sealgate_log_figures(path: Path) -> dict[str, Any]:
     for line in lines:
         if line.startswith("Traceback"):
             counts["tracebacks"] += 1
-        parts = line.split(" ", 3)
-        if len(parts) >= 2 and parts[1] in ("warning", "error", "critical"):
+        parts = line.split(" ", 4)
+        if len(parts) >= 4 and parts[1] in ("warning", "error", "critical"):
             counts[parts[1]] += 1
-            if len(first_errors) < 8:
+            # Transactions answered 4xx are counted by reply below; list everything else.
+            if parts[3] != "transaction" and len(first_errors) < 8:
                 first_errors.append(line[:300])
         if (outcome := OUTCOME.search(line)) is not None:
             counts[f"outcome {outcome.group(1)}"] += 1
@@ -719,6 +723,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                 sent = soak.sink.accepted if soak.sink else 0
                 say(f"  t+{time.time() - soak.started_at:6.1f}s submitted {done}/{args.count}, "
                     f"sink accepted {sent}")  # fmt: skip
+        faults.join(max(5.0, limit - time.time()))  # every kind once, even after the last
         soak.stopping.set()
         for thread in [*threads, faults]:
             thread.join(max(5.0, limit - time.time()))
@@ -848,6 +853,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds between fault starts (0: 30, or duration / kinds with --quick)",
     )  # fmt: skip
     parser.add_argument("--fault-hold", type=float, default=8.0, help="seconds a fault lasts")
+    parser.add_argument(
+        "--flap-rate", type=float, default=0.5,
+        help="share of upstream transactions answered 451 or dropped while that fault lasts",
+    )  # fmt: skip
     parser.add_argument(
         "--crash-window", type=float, default=10.0,
         help="a duplicate is allowed if a worker was killed within this many seconds after "

@@ -17,6 +17,10 @@ On request it misbehaves the way real upstreams do:
   reply, the moment a crash or a network cut hurts most;
 - ``normal()``: back to accepting.
 
+In the tempfail and drop modes only a share of the transactions (``rate``,
+drawn per transaction) fails: a flapping upstream, which lets some of the
+messages Sealgate owes for one original through and not others.
+
 It runs its own event loop in a thread of the calling process, so the soak
 test switches modes with plain method calls.
 """
@@ -36,7 +40,6 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 HOST = "127.0.0.1"
-MODES = ("normal", "tempfail", "drop")
 STAGES = ("mail", "rcpt", "data")
 
 
@@ -60,6 +63,7 @@ class RecordingSink:
         self.index_path = directory / "index.jsonl"
         self._index = open(self.index_path, "a", encoding="utf-8")  # noqa: SIM115 (close())
         self.mode = "normal"
+        self.rate = 1.0  # share of transactions that fail in the tempfail and drop modes
         self.port = 0
         self.accepted = 0
         self.counters: dict[str, int] = {}
@@ -85,10 +89,12 @@ class RecordingSink:
         """Stop listening and drop the open connections: the upstream is down."""
         self._call(self._close())
 
-    def tempfail(self) -> None:
+    def tempfail(self, rate: float = 1.0) -> None:
+        self.rate = rate
         self.mode = "tempfail"
 
-    def drop(self) -> None:
+    def drop(self, rate: float = 1.0) -> None:
+        self.rate = rate
         self.mode = "drop"
 
     def normal(self) -> None:
@@ -156,8 +162,11 @@ class RecordingSink:
         self.counters[what] = self.counters.get(what, 0) + 1
 
     def stage_to_fail(self) -> str | None:
-        """In tempfail mode, the stage this transaction fails at (chosen at MAIL)."""
-        return self._random.choice(STAGES) if self.mode == "tempfail" else None
+        """The stage this transaction fails at (chosen at MAIL): "mail", "rcpt" or "data"
+        in tempfail mode, "drop" in drop mode, for a share ``rate`` of transactions."""
+        if self.mode == "normal" or self._random.random() >= self.rate:
+            return None
+        return "drop" if self.mode == "drop" else self._random.choice(STAGES)
 
     def record(self, envelope: Envelope) -> int:
         self.accepted += 1
@@ -182,8 +191,8 @@ class _Handler:
 
     def _fails_at(self, envelope: Envelope, stage: str) -> bool:
         failing = getattr(envelope, "soak_fail_at", None)
-        if failing == stage and self.sink.mode == "tempfail":
-            self.sink._count(f"451 at {stage}")
+        if failing == stage:
+            self.sink._count("dropped after data" if stage == "drop" else f"451 at {stage}")
             return True
         return False
 
@@ -208,8 +217,7 @@ class _Handler:
     async def handle_DATA(  # noqa: N802
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
-        if self.sink.mode == "drop":
-            self.sink._count("dropped after data")
+        if self._fails_at(envelope, "drop"):
             assert isinstance(server.transport, asyncio.Transport)
             server.transport.abort()
             return "421 dropped"  # never sent: the connection is gone
