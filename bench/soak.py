@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import run_interruptibly
-from soakcheck import Checker, Fault, Submission, read_store
+from soakcheck import Checker, Fault, Submission, Verdict, read_store
 from soaksink import RecordingSink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,6 +261,7 @@ class Sealgate:
         script = Path(sys.executable).parent / "sealgate"
         argv = [str(script)] if script.exists() else [sys.executable, "-m", "gateway"]
         argv += ["serve", "-c", str(self.config), "--workers", str(self.workers)]
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
@@ -269,10 +270,16 @@ class Sealgate:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sealgate exited with {self.proc.returncode}: {self.tail()}")
-            if len(self.worker_pids()) >= self.workers and greets(self.port):
+            if self.listening_since(offset) >= self.workers and greets(self.port):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"sealgate not ready after {timeout:.0f}s: {self.tail()}")
+
+    def listening_since(self, offset: int) -> int:
+        """Workers that said they listen, in the log written since ``offset``."""
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            return log.read().count(b" sealgate.service listening ")
 
     def worker_pids(self) -> list[int]:
         return children_of(self.proc.pid) if self.proc is not None else []
@@ -699,6 +706,62 @@ def sealgate_log_figures(path: Path) -> dict[str, Any]:
     return {"lines": len(lines), **dict(sorted(counts.items())), "first_problems": first_errors}
 
 
+def save_run(soak: Soak, queued: dict[str, set[str]]) -> None:
+    """What the checks need besides the submissions and the sink: for --recheck too."""
+    run = {
+        "started_at": soak.started_at,
+        "queued": {queue_id: sorted(rcpts) for queue_id, rcpts in queued.items()},
+        "faults": [asdict(f) for f in soak.faults],
+    }
+    (soak.workdir / "run.json").write_text(json.dumps(run, indent=1))
+
+
+def run_checks(
+    workdir: Path, database: Path, state_dir: Path | None, crash_window: float
+) -> Verdict:
+    """The invariants, over what a run left in ``workdir`` (and the state directory)."""
+    run = json.loads((workdir / "run.json").read_text())
+    submissions = [
+        Submission(**{**item, "recipients": tuple(item["recipients"])})
+        for item in map(json.loads, (workdir / "submissions.jsonl").read_text().splitlines())
+    ]
+    checker = Checker(
+        submissions,
+        [Fault(**f) for f in run["faults"]],
+        workdir / "sink",
+        {queue_id: set(rcpts) for queue_id, rcpts in run["queued"].items()},
+        run["started_at"],
+        crash_window,
+    )
+    checker.read_arrivals()
+    checker.account()
+    checker.protected(read_store(database))
+    if state_dir is not None:
+        checker.at_rest(state_dir)
+    checker.logs([workdir / "sealgate.log", workdir / "maillog"])
+    return checker.verdict
+
+
+def recheck(args: argparse.Namespace) -> int:
+    """The checks again, over a work directory kept with --keep (no state directory:
+    the plaintext-at-rest check needs the mounted image and is skipped)."""
+    workdir = Path(args.recheck)
+    verdict = run_checks(workdir, workdir / "sealgate.db", None, args.crash_window)
+    run = json.loads((workdir / "run.json").read_text())
+    faults = [Fault(**f) for f in run["faults"]]
+    report = {
+        "figures": verdict.figures,
+        "faults": dict(Counter(f.kind for f in faults)),
+        "duplicates": verdict.duplicates,
+        "failures": verdict.failures,
+        "notes": ["rechecked from " + str(workdir) + "; plaintext at rest not checked"],
+        "sink": {},
+        "sealgate_log": sealgate_log_figures(workdir / "sealgate.log"),
+    }
+    print_report(report)
+    return 1 if verdict.failures else 0
+
+
 def orchestrate(args: argparse.Namespace) -> int:
     soak = Soak(args)
     try:
@@ -734,26 +797,17 @@ def orchestrate(args: argparse.Namespace) -> int:
         queued = soak.drain()
         assert soak.sealgate is not None and soak.sink is not None
         orphans = soak.sealgate.orphans()
+        assert soak.postfix is not None
+        shutil.copy2(soak.postfix.maillog_path, soak.workdir / "maillog")
         soak.sealgate.stop(timeout=args.shutdown_timeout + 15)
         if args.keep:
             for name in ("sealgate.db", "sealgate.db-wal"):
                 with contextlib.suppress(OSError):
                     shutil.copy2(soak.state / name, soak.workdir / name)
-        checker = Checker(
-            soak.submissions,
-            soak.faults,
-            soak.workdir / "sink",
-            {qid: rcpts for qid, rcpts in queued.items()},
-            soak.started_at,
-            args.crash_window,
+        save_run(soak, queued)
+        verdict = run_checks(
+            soak.workdir, soak.state / "sealgate.db", soak.state, args.crash_window
         )
-        checker.read_arrivals()
-        checker.account()
-        checker.protected(read_store(soak.state / "sealgate.db"))
-        checker.at_rest(soak.state)
-        assert soak.postfix is not None
-        checker.logs([soak.sealgate.log_path, soak.postfix.maillog_path])
-        verdict = checker.verdict
         for what, n in soak.submit_failures.items():
             if not what.startswith("retried"):
                 verdict.fail(f"SUBMISSION: {n} x {what}")
@@ -875,6 +929,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="seed of messages and faults")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--recheck", metavar="DIR",
+        help="run only the checks again, over a work directory a --keep run left",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     given = set(argv if argv is not None else sys.argv[1:])
     if args.quick:
@@ -892,6 +950,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--count, --duration, --submitters and --workers must be positive")
     if not 0 <= args.protected_share <= 1:
         parser.error("--protected-share is a fraction between 0 and 1")
+    if args.recheck:
+        return args
     if os.geteuid() != 0:
         parser.error("needs root: a throwaway Postfix instance and a loop-mounted file system")
     if not Path("/usr/sbin/postfix").exists():
@@ -901,6 +961,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.recheck:
+        return recheck(args)
     return run_interruptibly(
         lambda: orchestrate(args), "every process started was stopped, the image unmounted"
     )

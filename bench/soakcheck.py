@@ -290,13 +290,13 @@ class Checker:
 
     # -- exactly once, or queued
 
-    def crash_before(self, first: float) -> list[Fault]:
-        """Crashes within the crash window after ``first`` arrived."""
-        return [
-            f
-            for f in self.faults
-            if f.kind in CRASHES and first - 1.0 <= f.start <= first + self.crash_window
-        ]
+    def crash_between(self, got: list[Arrival]) -> list[Fault]:
+        """Crashes that explain a second copy: after the first copy arrived (within the
+        crash window: the upstream had accepted, Sealgate had not yet committed and
+        answered) and before the next one arrived (the retry came after the crash)."""
+        first = got[0].at
+        until = min(first + self.crash_window, got[1].at if len(got) > 1 else first + 1e9)
+        return [f for f in self.faults if f.kind in CRASHES and first - 1.0 <= f.start <= until]
 
     def active(self, start: float, end: float) -> list[str]:
         return [
@@ -368,7 +368,7 @@ class Checker:
     def duplicate(
         self, sub: Submission, rcpt: str, got: list[Arrival], *, still_queued: bool = False
     ) -> None:
-        crashes = self.crash_before(got[0].at)
+        crashes = self.crash_between(got)
         record = {
             "message_id": sub.message_id,
             "recipient": rcpt,
@@ -433,7 +433,8 @@ class Checker:
                             f"NOT NOTIFIED: {sub.message_id} for {rcpt}: the live envelope "
                             f"{envelope.envelope_id}'s link never arrived"
                         )
-                explained = len(notes) > 1 and bool(self.crash_before(notes[0].at))
+                ordered = sorted(notes, key=lambda a: a.at)
+                explained = len(notes) > 1 and bool(self.crash_between(ordered))
                 for note in notes:
                     opens = by_link.get(bytes(note.link_hash or b""))
                     if opens is None or opens.state not in LIVE_STATES:
