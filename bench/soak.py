@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import run_interruptibly
-from soakcheck import Checker, Fault, Submission, Verdict, read_store
+from soakcheck import Checker, Fault, Submission, Verdict, read_answers, read_store
 from soaksink import RecordingSink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -732,6 +732,7 @@ def run_checks(
         {queue_id: set(rcpts) for queue_id, rcpts in run["queued"].items()},
         run["started_at"],
         crash_window,
+        read_answers(workdir / "sealgate.log"),
     )
     checker.read_arrivals()
     checker.account()

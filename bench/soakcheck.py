@@ -31,6 +31,7 @@ import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from pathlib import Path
@@ -118,6 +119,42 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 # -- reading what arrived ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One transaction Sealgate logged: when it answered, and what."""
+
+    at: float
+    outcome: str
+    reply: str  # the three digits
+
+
+_TRANSACTION = re.compile(
+    r"^(\S+Z) \w+ sealgate\.intake transaction .*? message_id=\"?<([^>\s]+)>.*?"
+    r" outcome=(\S+) reply=\"?(\d{3})"
+)
+
+
+def read_answers(log: Path) -> dict[str, list[Answer]]:
+    """Sealgate's answers per Message-ID, from its transaction log lines (text format).
+
+    A worker killed in the middle of a transaction logs nothing for it: that is how
+    the crash window is told apart from a 4xx given after the upstream accepted.
+    """
+    answers: dict[str, list[Answer]] = defaultdict(list)
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return answers
+    for line in lines:
+        match = _TRANSACTION.match(line)
+        if match is None:
+            continue
+        stamp, message_id, outcome, reply = match.groups()
+        at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+        answers[message_id].append(Answer(at, outcome, reply))
+    return answers
 
 
 def read_index(sink_dir: Path) -> list[dict[str, Any]]:
@@ -238,6 +275,7 @@ class Checker:
         queued: dict[str, set[str]],  # Postfix queue id -> recipients still queued
         started_at: float,
         crash_window: float,
+        answers: dict[str, list[Answer]],
     ) -> None:
         self.submissions = submissions
         self.by_id = {s.message_id: s for s in submissions}
@@ -246,6 +284,8 @@ class Checker:
         self.queued = queued
         self.started_at = started_at
         self.crash_window = crash_window
+        self.answers = answers
+        self.excused: set[tuple[str, str]] = set()  # duplicates in the crash window
         self.verdict = Verdict()
         self.arrivals: list[Arrival] = []
         self.deliveries: dict[tuple[str, str], list[Arrival]] = defaultdict(list)
@@ -368,7 +408,25 @@ class Checker:
     def duplicate(
         self, sub: Submission, rcpt: str, got: list[Arrival], *, still_queued: bool = False
     ) -> None:
-        crashes = self.crash_between(got)
+        """A second copy (or a copy and still queued): excused only by the crash window.
+
+        That is: the attempt that delivered the first copy never answered (nothing
+        logged for the message between the first copy and the next), and a worker
+        died in between, within ``crash_window`` seconds of the first copy.
+        """
+        first = got[0].at
+        until = got[1].at if len(got) > 1 else float("inf")
+        answered = [a for a in self.answers.get(sub.message_id, []) if first - 0.5 <= a.at < until]
+        crashes = [] if answered else self.crash_between(got)
+        if crashes:
+            why = f"crash window: {crashes[0].kind}@{self.at(crashes[0].start)}, no answer logged"
+        elif answered:
+            why = (
+                f"Sealgate answered {answered[0].reply} ({answered[0].outcome}) at "
+                f"{self.at(answered[0].at)}, after the first copy was accepted upstream"
+            )
+        else:
+            why = "no crash and no answer logged in between"
         record = {
             "message_id": sub.message_id,
             "recipient": rcpt,
@@ -376,17 +434,15 @@ class Checker:
             "arrivals": [self.at(a.at) for a in got] + (["(queued again)"] if still_queued else []),
             "faults_around": self.active(got[0].at, got[-1].at),
             "explained": bool(crashes),
-            "why": (
-                f"crash window: {crashes[0].kind}@{self.at(crashes[0].start)}"
-                if crashes
-                else "no crash in the window: outside what DESIGN allows"
-            ),
+            "why": why,
         }
         self.verdict.duplicates.append(record)
-        if not crashes:
+        if crashes:
+            self.excused.add((sub.message_id, rcpt))
+        else:
             self.verdict.fail(
                 f"DUPLICATE: {sub.message_id} -> {rcpt} {record['kind']} arrived "
-                f"{record['arrivals']}; faults around: {record['faults_around']}"
+                f"{record['arrivals']}: {why}; faults around: {record['faults_around']}"
             )
 
     # -- protected: one live envelope, its notification, links that open
@@ -433,8 +489,7 @@ class Checker:
                             f"NOT NOTIFIED: {sub.message_id} for {rcpt}: the live envelope "
                             f"{envelope.envelope_id}'s link never arrived"
                         )
-                ordered = sorted(notes, key=lambda a: a.at)
-                explained = len(notes) > 1 and bool(self.crash_between(ordered))
+                explained = (sub.message_id, rcpt) in self.excused
                 for note in notes:
                     opens = by_link.get(bytes(note.link_hash or b""))
                     if opens is None or opens.state not in LIVE_STATES:
