@@ -125,7 +125,7 @@ class Messages:
 
     def __init__(self, seed: int, protected_share: float, run: str) -> None:
         self.seed = seed
-        self.random = random.Random(seed)
+        self.random = random.Random(seed)  # reseeded per message by make()
         self.protected_share = protected_share
         self.run = run
 
