@@ -256,8 +256,11 @@ class Sealgate:
         self.workers = workers
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.closed = False  # stopped for good: a fault thread must not start it again
 
     def start(self, timeout: float = 90) -> None:
+        if self.closed:
+            raise RuntimeError("sealgate was stopped for good")
         script = Path(sys.executable).parent / "sealgate"
         argv = [str(script)] if script.exists() else [sys.executable, "-m", "gateway"]
         argv += ["serve", "-c", str(self.config), "--workers", str(self.workers)]
@@ -287,8 +290,9 @@ class Sealgate:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float) -> bool:
+    def stop(self, timeout: float, *, final: bool = False) -> bool:
         """SIGTERM, wait; SIGKILL what is left of the group. True if it had to be killed."""
+        self.closed = self.closed or final
         if self.proc is None:
             return False
         proc, self.proc = self.proc, None
@@ -354,6 +358,7 @@ class Soak:
         self.faults: list[Fault] = []
         self.fault_errors: list[str] = []
         self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []  # submitters and the fault injector
         self.lock = threading.Lock()
         self.started_at = time.time()
         self.messages = Messages(args.seed, args.protected_share, f"{os.getpid()}{args.seed}")
@@ -659,11 +664,13 @@ url = "http://localhost:{portal_port}"
 
     def stop_all(self) -> None:
         self.stopping.set()
+        for thread in self.threads:  # a fault in progress ends within its own bounds
+            thread.join(120)
         if self.postfix is not None:
             with contextlib.suppress(Exception):
                 self.postfix.close()
         if self.sealgate is not None:
-            self.sealgate.stop(timeout=self.args.shutdown_timeout + 15)
+            self.sealgate.stop(timeout=self.args.shutdown_timeout + 15, final=True)
         for locker in self.lockers:
             if locker.poll() is None:
                 locker.kill()
@@ -777,6 +784,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             for n in range(args.submitters)
         ]
         faults = threading.Thread(target=soak.run_faults, args=(began,), name="faults")
+        soak.threads = [*threads, faults]
         for thread in [*threads, faults]:
             thread.start()
         limit = began + args.duration * 3 + 180
@@ -800,7 +808,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         orphans = soak.sealgate.orphans()
         assert soak.postfix is not None
         shutil.copy2(soak.postfix.maillog_path, soak.workdir / "maillog")
-        soak.sealgate.stop(timeout=args.shutdown_timeout + 15)
+        soak.sealgate.stop(timeout=args.shutdown_timeout + 15, final=True)
         if args.keep:
             for name in ("sealgate.db", "sealgate.db-wal"):
                 with contextlib.suppress(OSError):
