@@ -761,7 +761,7 @@ def profile(policies: Policies, what: str, calls: int) -> None:
 
 def profile_helper(raw: bytes) -> None:
     """What the helper process does with each attachment, profiled here."""
-    from gateway.envelope.content import extract as extract_content
+    from gateway.mail.content import extract as extract_content
 
     limits = Limits()
 

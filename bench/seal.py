@@ -67,9 +67,9 @@ from benchlib import loop_gaps, median, percentile, run_interruptibly
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.envelope import keys, stream
-from gateway.envelope.content import extract
 from gateway.envelope.keypool import KeyPool
 from gateway.envelope.seal import Sealer, SealRequest
+from gateway.mail.content import extract
 from gateway.store import EnvelopeRecord, FileBlobStore, Store
 
 HERE = Path(__file__).resolve()

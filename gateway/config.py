@@ -2,7 +2,7 @@
 
 Every option lives here with its type, default and description; the example
 configuration and the reference in docs/ are generated from this module
-(:mod:`gateway.configdoc`), so the three cannot drift. Unknown keys, wrong types
+(:mod:`gateway.cli.configdoc`), so the three cannot drift. Unknown keys, wrong types
 and impossible values are errors that name the key path and the problem, and
 all of them are reported at once.
 

@@ -14,7 +14,7 @@ import hmac
 from pathlib import Path
 
 from gateway import config
-from gateway.loopmarker import load_or_create_secret
+from gateway.outbound.loopmarker import load_or_create_secret
 
 # Changing a label changes its key: every code, link or idempotency key made before
 # stops verifying. They are part of the installation's stored state: never edit them.

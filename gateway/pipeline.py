@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from gateway import dsn, message, outgoing, secondfactor
 from gateway.envelope.keypool import KeyPoolError
 from gateway.envelope.keys import Link
 from gateway.envelope.reply import seal_link
@@ -49,19 +48,21 @@ from gateway.envelope.seal import (
 )
 from gateway.envelope.vault import Vault
 from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPReply, TemporaryError
+from gateway.identity import secondfactor
 from gateway.logsetup import event
-from gateway.loopmarker import RECEIVED_TAG, Kind, LoopMarker
-from gateway.mailauth.dkimsign import Signer, SigningError
+from gateway.mail import message, outgoing
 from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier, strip_forged_results
-from gateway.notify import Notifier, Original
+from gateway.notify import Notifier, Original, dsn
+from gateway.outbound.loopmarker import RECEIVED_TAG, Kind
+from gateway.outbound.ownmail import OwnMail
+from gateway.outbound.upstream import UpstreamTransaction
 from gateway.policy.engine import Policy
 from gateway.policy.facts import Extractor, Lookups, gather
 from gateway.policy.types import Decision
 from gateway.store import EnvelopeRecord, StoreError
 from gateway.store.access import Access, Hold
 from gateway.store.pending import PendingLinks
-from gateway.upstream import UpstreamPool, UpstreamTransaction
 
 log = logging.getLogger("sealgate.pipeline")
 
@@ -193,24 +194,22 @@ class Holding:
 class Pipeline:
     def __init__(
         self,
-        upstream: UpstreamPool,
-        marker: LoopMarker,
+        own: OwnMail,
         hostname: str,
         max_hops: int,
         protecting: Protecting,
-        signer: Signer,
         verifier: Verifier | None = None,
         *,
         sign_relayed: bool = False,
         posture: PostureChecker | None = None,
         authserv_id: str | None = None,
     ) -> None:
-        self.upstream = upstream
-        self.marker = marker
+        self.own = own  # signs, marks and sends what Sealgate writes itself
+        self.upstream = own.upstream
+        self.marker = own.marker
         self.hostname = hostname
         self.max_hops = max_hops
         self.protecting = protecting
-        self.signer = signer
         self.verifier = verifier
         self.sign_relayed = sign_relayed
         self.posture = posture  # recipient-domain transport posture, for recipient_tls
@@ -373,23 +372,10 @@ class Pipeline:
     def _outgoing(self, tx: Transaction, data: bytes, kind: Kind) -> bytes:
         """A relayed message: signed after every change of ours (if configured), then our
         trace fields, which no signature covers. ``kind`` says whether it is a copy of a
-        message protected for others (gateway.loopmarker)."""
+        message protected for others (gateway.outbound.loopmarker)."""
         if self.sign_relayed:
-            data = self._signed(data)
+            data = self.own.signed(data)
         return self._received(tx) + self.marker.header(data, kind) + data
-
-    def _signed(self, data: bytes) -> bytes:
-        try:
-            return self.signer.sign(data) + data
-        except SigningError as error:
-            event(log, logging.WARNING, "not DKIM-signed", error=str(error))
-            return data
-
-    def _originated(self, data: bytes) -> bytes:
-        """What Sealgate sends in its own name: DKIM-signed when it holds a key for the
-        From domain (so it passes DMARC at the recipient), then loop-marked."""
-        signed = self._signed(data)
-        return self.marker.header(signed, Kind.ORIGINATED) + signed
 
     async def _protect(self, tx: Transaction, plan: Plan) -> Result:
         """Seal for the protected recipients, notify them, relay to the rest, then 250.
@@ -581,7 +567,7 @@ class Pipeline:
                 refused[grant.address] = _BAD_ADDRESS
                 continue
             try:
-                await self.send_own(tx.mail_from, [grant.address], data)
+                await self.own.send(tx.mail_from, [grant.address], data)
             except PermanentError as error:
                 refused[grant.address] = error.reply
                 continue
@@ -639,7 +625,7 @@ class Pipeline:
                 holding.release_url(sealed.envelope_id),
                 notifier.language(original, tx.mail_from),
             )
-            await self.send_own("", [tx.mail_from], data)
+            await self.own.send("", [tx.mail_from], data)
         except (PermanentError, ValueError) as error:  # nobody to ask: they expire unreleased
             event(log, logging.WARNING, "held notice refused", envelope=sealed.envelope_id,
                   error=str(error))  # fmt: skip
@@ -668,17 +654,10 @@ class Pipeline:
                 sealed.record.expires_at,
                 weak_access_code=weak_code,
             )
-            await self.send_own("", [tx.mail_from], data)
+            await self.own.send("", [tx.mail_from], data)
         except (ValueError, GatewayError) as error:
             event(log, logging.WARNING, "receipt not sent", envelope=sealed.envelope_id,
                   error=str(error))  # fmt: skip
-
-    async def send_own(self, sender: str, recipients: list[str], data: bytes) -> None:
-        """Mail Sealgate writes itself (notifications, codes, receipts, secure replies):
-        DKIM-signed and loop-marked, through the upstream; raises like UpstreamPool.send."""
-        outgoing = self._originated(data)
-        utf8 = not (data.isascii() and sender.isascii() and all(r.isascii() for r in recipients))
-        await self.upstream.send(sender, recipients, outgoing, smtputf8=utf8)
 
     @staticmethod
     async def _vault(awaitable: Awaitable[T]) -> T:
@@ -773,8 +752,7 @@ class Pipeline:
             arrival=tx.received_at,
             by_policy=by_policy,
         )
-        bounce = self._originated(bounce)
-        await self.upstream.send("", [tx.mail_from], bounce, smtputf8=not tx.mail_from.isascii())
+        await self.own.send("", [tx.mail_from], bounce)
 
     def _received(self, tx: Transaction) -> bytes:
         """Our Received trace field (RFC 5321 4.4), prepended to what we relay."""

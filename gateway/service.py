@@ -44,13 +44,15 @@ from gateway.envelope.vault import Vault
 from gateway.installsecret import Secrets
 from gateway.intake import IntakeServer
 from gateway.logsetup import event
-from gateway.loopmarker import LoopMarker
 from gateway.mailauth.dkimsign import DKIMKeyError, Signer, SigningKey
 from gateway.mailauth.dns import Resolver
 from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier
 from gateway.notify import Branding, Notifier
 from gateway.notify import Settings as NotifySettings
+from gateway.outbound.loopmarker import LoopMarker
+from gateway.outbound.ownmail import OwnMail
+from gateway.outbound.upstream import UpstreamPool
 from gateway.pipeline import Holding, Pipeline, Protecting
 from gateway.policy.engine import Policy
 from gateway.policy.packs import PolicyError
@@ -64,7 +66,6 @@ from gateway.portal.replies import ReplyDesk
 from gateway.store import FileBlobStore, Store, StoreError
 from gateway.store.access import Access
 from gateway.store.pending import PendingLinks
-from gateway.upstream import UpstreamPool
 
 log = logging.getLogger("sealgate.service")
 
@@ -202,13 +203,16 @@ def build_pipeline(
         else None,
         holding=holding,
     )
-    return Pipeline(
+    own = OwnMail(
         UpstreamPool(cfg.upstream, cfg.smtp.hostname),
+        build_signer(cfg),
         LoopMarker(secrets.loop_marker, cfg.loop.max_age),
+    )
+    return Pipeline(
+        own,
         cfg.smtp.hostname,
         cfg.loop.max_hops,
         protecting,
-        build_signer(cfg),
         build_verifier(cfg, resolver),
         sign_relayed=cfg.dkim.sign_relayed,
         posture=build_posture(cfg, resolver),
@@ -223,7 +227,8 @@ def build_portal(
     secrets: Secrets,
     pipeline: Pipeline,
 ) -> PortalDeps:
-    """The portal's dependencies: the same notifier, secrets and sending path as ``pipeline``."""
+    """The portal's dependencies: the same notifier, secrets and way out for our own mail
+    (``pipeline.own``) as the pipeline."""
     store = lasting.vault.store
     access = Access(store)
     notifier = pipeline.protecting.notifier
@@ -232,13 +237,13 @@ def build_portal(
         access,
         reply_key,
         lambda: notifier,
-        pipeline.send_own,
+        pipeline.own.send,
         from_address=from_address(cfg),
         hostname=cfg.smtp.hostname,
         max_plaintext=cfg.portal.max_reply_size,
     )
     releaser = Releaser(
-        store, access, reply_key, lambda: notifier, pipeline.send_own, lambda: lasting.portal_url
+        store, access, reply_key, lambda: notifier, pipeline.own.send, lambda: lasting.portal_url
     )
     return PortalDeps(
         settings=cfg.portal,
@@ -248,7 +253,7 @@ def build_portal(
         desk=desk,
         releaser=releaser,
         notifier=lambda: notifier,
-        send=pipeline.send_own,
+        send=pipeline.own.send,
         sms=sms.provider(cfg),
         reply_key=reply_key,
         secret=secrets.sender_links,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config, configdoc
+from gateway import config
+from gateway.cli import configdoc
 
 ROOT = Path(__file__).resolve().parent.parent
 

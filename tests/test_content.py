@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.envelope import mimewalk
-from gateway.envelope.content import AttachmentSource, Content, extract
-from gateway.envelope.sanitize import sanitise_html
+from gateway.mail import mimewalk
+from gateway.mail.content import AttachmentSource, Content, extract
+from gateway.mail.sanitize import sanitise_html
 from tests.support.mimegen import Generated, generated_messages
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"

@@ -12,7 +12,7 @@ from gateway.errors import (
     reply_for,
     safe_text,
 )
-from gateway.upstream import reply_of
+from gateway.outbound.upstream import reply_of
 
 
 def test_errors_carry_their_reply():

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from gateway import message
-from gateway.loopmarker import HEADER, Kind, LoopCheck, LoopMarker, load_or_create_secret
+from gateway.mail import message
+from gateway.outbound.loopmarker import HEADER, Kind, LoopCheck, LoopMarker, load_or_create_secret
 from tests.support.smtpraw import RawSMTP
 
 SECRET = b"0123456789abcdef0123456789abcdef"

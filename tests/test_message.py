@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import message
+from gateway.mail import message
 
 RAW = (
     b"Received: from a\r\n\tby b; Sat, 28 Nov 2026 10:00:00 +0000\r\n"

@@ -15,7 +15,7 @@ import logging
 import pytest
 from sqlalchemy import delete
 
-from gateway.secondfactor import factors, weak_access_code
+from gateway.identity.secondfactor import factors, weak_access_code
 from gateway.store.schema import throttles
 from tests.support.gateway import POLICIES
 from tests.support.portal import Browser, code_in, code_mail, portal_url, send_protected

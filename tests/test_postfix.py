@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import pytest
 
-from gateway import message
+from gateway.mail import message
 from tests.support.gateway import RunningGateway
 from tests.support.loopthread import LoopThread
 from tests.support.postfix import (

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from gateway import message
+from gateway.mail import message
 from tests.support.gateway import RunningGateway
 from tests.support.postfix import Postfix, postfix_instance
 from tests.support.protected import link_in, notifications, open_with_link, protected_message

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import message
+from gateway.mail import message
 from tests.support.smtpraw import RawSMTP
 
 ORIGINAL = (

@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 
 from gateway.envelope import keys, opener, stream
 from gateway.envelope.account import create_account
-from gateway.envelope.content import extract
 from gateway.envelope.keypool import KeyPool
 from gateway.envelope.seal import SealedEnvelope
+from gateway.mail.content import extract
 from gateway.store import AccountRecord, FileBlobStore, Store
 from tests.support.mimegen import Generated, generated_messages
 from tests.support.sealing import blob_path, mail, read, scratch_left, seal, sha256

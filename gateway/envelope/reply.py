@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.envelope import keys, stream
-from gateway.envelope.content import clean_filename
+from gateway.mail.content import clean_filename
 
 MAGIC = b"SGREPLY1"
 FORMAT = 1

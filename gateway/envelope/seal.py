@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from gateway.envelope import keys, stream
-from gateway.envelope.content import Content, extract
 from gateway.envelope.keypool import KeyPool
+from gateway.mail.content import Content, extract
 from gateway.store import AccountRecord, BlobStore, EnvelopeRecord, PartRecord, ReaderRecord
 
 MANIFEST_PART = 0

@@ -15,7 +15,6 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway import message
 from gateway.intake.access import in_networks
 from gateway.intake.server import (
     NO_MEMORY,
@@ -27,6 +26,7 @@ from gateway.intake.server import (
     peer_of,
 )
 from gateway.logsetup import event
+from gateway.mail import message
 from gateway.pipeline import Client, Pipeline, Result, Transaction, XForward
 
 log = logging.getLogger("sealgate.intake")

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 from jinja2 import Template
 
-from gateway.message import MESSAGE_ID
+from gateway.identity.secondfactor import MIN_ACCESS_CODE_LENGTH
+from gateway.mail.message import MESSAGE_ID
 from gateway.notify import templates
 from gateway.notify.original import (
     Original,
@@ -24,7 +25,6 @@ from gateway.notify.original import (
     parse_address,
 )
 from gateway.notify.settings import LANGUAGES, Settings, check_url
-from gateway.secondfactor import MIN_ACCESS_CODE_LENGTH
 
 _CODE = re.compile(r"[0-9A-Za-z]{4,32}")
 _ENVELOPE_ID = re.compile(r"[0-9a-f]{1,64}")

@@ -19,8 +19,8 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 
-from gateway import message
-from gateway.message import MESSAGE_ID
+from gateway.mail import message
+from gateway.mail.message import MESSAGE_ID
 
 MAX_REFERENCES = 20
 _MAX_NAME = 78

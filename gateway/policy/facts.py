@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any, Protocol
 
-from gateway import message
+from gateway.mail import message
 from gateway.mailauth.posture import PostureChecker
 from gateway.policy.types import Extracted
 
@@ -49,7 +49,7 @@ class MessageFacts:
     extra: Mapping[str, Any] = field(default_factory=dict)  # mail-authentication verdicts
     lookups: Lookups = field(default_factory=Lookups)
     # A copy Sealgate relayed in the clear of a message it protected for other
-    # recipients, come back (gateway.loopmarker): part of a protected conversation.
+    # recipients, come back (gateway.outbound.loopmarker): part of a protected conversation.
     protected_copy: bool = False
 
     def header_values(self, name: str) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gateway.message import MESSAGE_ID
+from gateway.mail.message import MESSAGE_ID
 from gateway.policy.conditions import (
     UNKNOWN,
     Condition,

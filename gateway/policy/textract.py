@@ -47,8 +47,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
 
-from gateway.envelope.content import AttachmentSource, Content
-from gateway.envelope.content import extract as extract_content
+from gateway.mail.content import AttachmentSource, Content
+from gateway.mail.content import extract as extract_content
 from gateway.policy.formats import (
     CHUNK,
     Budget,

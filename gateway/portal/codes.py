@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway.config import Portal
-from gateway.secondfactor import access_code_hash
+from gateway.identity.secondfactor import access_code_hash
 from gateway.store.access import Access, Counted
 from gateway.store.records import ReaderRecord
 

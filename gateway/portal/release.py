@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 from gateway.envelope.reply import ReplyError, ReplyKey
 from gateway.errors import GatewayError
+from gateway.identity.secondfactor import MIN_ACCESS_CODE_LENGTH, normal_phone
 from gateway.logsetup import event
 from gateway.notify import Notifier, Original
 from gateway.portal.replies import Send
-from gateway.secondfactor import MIN_ACCESS_CODE_LENGTH, normal_phone
 from gateway.store import EnvelopeRecord, Store
 from gateway.store.access import Access, Hold
 

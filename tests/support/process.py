@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.configdoc import toml_value
+from gateway.cli.configdoc import toml_value
 
 
 def free_port() -> int:

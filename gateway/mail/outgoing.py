@@ -13,7 +13,7 @@ import email.header
 import re
 from collections.abc import Sequence
 
-from gateway import message
+from gateway.mail import message
 
 
 def without_headers(data: bytes, names: Sequence[str]) -> bytes:

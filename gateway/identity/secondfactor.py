@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway import message
+from gateway.mail import message
 
 ACCESS_CODE_FIELD = "X-Sealgate-Access-Code"
 PHONE_FIELD = "X-Sealgate-Phone"

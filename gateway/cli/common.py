@@ -9,9 +9,9 @@ import click
 
 from gateway import config
 from gateway.intake.tls import server_context
+from gateway.outbound.upstream import client_tls_context
 from gateway.policy.engine import Policy
 from gateway.policy.packs import PolicyError
-from gateway.upstream import client_tls_context
 
 CONFIG_OPTION = click.option(
     "-c",

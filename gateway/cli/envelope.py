@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from gateway import config, service
-from gateway.clicommon import CONFIG_OPTION, load_or_exit
+from gateway.cli.common import CONFIG_OPTION, load_or_exit
 from gateway.envelope import keys, opener, stream
 from gateway.envelope.account import create_account
 from gateway.store import EnvelopeRecord, Store, StoreError

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import click
 
-from gateway import __version__, config, configdoc, devoutbox, logsetup, service
-from gateway.clicommon import CONFIG_OPTION, load_or_exit
-from gateway.envelope_commands import account, envelope, expire, revoke
+from gateway import __version__, config, devoutbox, logsetup, service
+from gateway.cli import configdoc
+from gateway.cli.common import CONFIG_OPTION, load_or_exit
+from gateway.cli.envelope import account, envelope, expire, revoke
+from gateway.cli.policy import policy
 from gateway.intake.access import hash_password
 from gateway.mailauth.dkimsign import DKIMKeyError, SigningKey, generate_key
-from gateway.policy_commands import policy
 
 
 @click.group()

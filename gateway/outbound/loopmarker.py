@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway import message
+from gateway.mail import message
 
 HEADER = "X-Sealgate-Loop"
 _NAME = HEADER.lower()

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from gateway import config, service
-from gateway.clicommon import CONFIG_OPTION
+from gateway.cli.common import CONFIG_OPTION
 from gateway.policy.engine import Policy
 from gateway.policy.facts import gather
 from gateway.policy.packs import PolicyError

@@ -7,7 +7,7 @@ perfect, only honest: whatever cannot be interpreted is described in
 ``Content.problems`` (never with body text) instead of being dropped silently,
 and malformed input never raises.
 
-Structure comes from :mod:`gateway.envelope.mimewalk` (RFC 2045/2046, without
+Structure comes from :mod:`gateway.mail.mimewalk` (RFC 2045/2046, without
 holding decoded copies of the bodies). This module interprets it:
 
 - the body: the first text/plain and text/html that are not attachments,
@@ -38,8 +38,8 @@ from email.message import Message
 from email.utils import getaddresses
 from functools import cache
 
-from gateway.envelope import mimewalk
-from gateway.envelope.sanitize import sanitise_html
+from gateway.mail import mimewalk
+from gateway.mail.sanitize import sanitise_html
 
 MAX_PROBLEMS = 100
 MAX_FILENAME = 200
