@@ -344,10 +344,10 @@ class Bench:
         self.codes = CodeBook(self.store_access(), secret, self.cfg.portal)
 
     def store_access(self) -> Any:
-        from gateway.store.access import Access
+        from gateway.store.portalstate import PortalState
 
         assert self.store is not None
-        return Access(self.store)
+        return PortalState(self.store)
 
     def send(self, recipients: list[str], attachment: tuple[str, bytes] | None,
              tag: str) -> list[Reader]:  # fmt: skip
@@ -767,17 +767,17 @@ def store_calls(bench: Bench, load: Load, rounds: int = 7, calls: int = 20) -> d
     """
     from datetime import UTC, datetime, timedelta
 
-    from gateway.store.access import Access
+    from gateway.store.portalstate import PortalState
 
     store = bench.store
     assert store is not None
-    access = Access(store)
+    access = PortalState(store)
     records = [bench.reader_record(r) for r in load.verify_readers]
     many = load.verify_readers[0]
     fetch = load.fetch
     now = datetime.now(UTC)
     token = keys.b64url(keys.random_bytes(32))
-    access.add_session(token, kind="session", now=now, expires_at=now + timedelta(hours=1),
+    access.sessions.add_session(token, kind="session", now=now, expires_at=now + timedelta(hours=1),
                        reader_id=bench.reader_record(fetch).reader_id)  # fmt: skip
     turn = [0]
 
@@ -809,7 +809,7 @@ def store_calls(bench: Bench, load: Load, rounds: int = 7, calls: int = 20) -> d
             "code-failed", envelope_id=many.envelope_id, reader_id=records[0].reader_id,
             address=many.address, detail="method=email client=192.0.2.1"),
         "Access.session (the session check of /open, /part)":
-            lambda: access.session(token, datetime.now(UTC)),
+            lambda: access.sessions.session(token, datetime.now(UTC)),
         "Access.record_first, reader opened before (every later /open)": reopen,
         f"Access.record_first, no earlier match, envelope with {trail:,} events": first_open,
     }  # fmt: skip

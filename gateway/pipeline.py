@@ -61,8 +61,9 @@ from gateway.policy.engine import Policy
 from gateway.policy.facts import Extractor, Lookups, gather
 from gateway.policy.types import Decision
 from gateway.store import EnvelopeRecord, StoreError
-from gateway.store.access import Access, Hold
+from gateway.store.holds import Hold
 from gateway.store.pending import PendingLinks
+from gateway.store.portalstate import PortalState
 
 log = logging.getLogger("sealgate.pipeline")
 
@@ -169,7 +170,7 @@ class Protecting:
     policy: Policy
     extractor: Extractor
     vault: Vault
-    access: Access  # protected conversations, for the protected_thread condition
+    access: PortalState  # protected conversations, for the protected_thread condition
     pending: PendingLinks  # links owed to readers until the message is settled
     notifier: Notifier
     portal_url: str
@@ -271,7 +272,7 @@ class Pipeline:
         a message it protected for others, come back for new recipients."""
         policy = self.protecting.policy
         extractor = self.protecting.extractor if policy.reads_content else None
-        lookups = Lookups(threads=self.protecting.access, posture=self.posture)
+        lookups = Lookups(threads=self.protecting.access.threads, posture=self.posture)
 
         def evaluate() -> tuple[dict[str, Decision], bytes]:
             # DNS lookups and detectors scanning MBs of text: on threads of their own,
@@ -489,7 +490,7 @@ class Pipeline:
         if original.message_id:  # answers to this message stay protected (protected_thread)
             await self._vault(
                 asyncio.to_thread(
-                    self.protecting.access.add_thread,
+                    self.protecting.access.threads.add_thread,
                     [original.message_id],
                     sealed.envelope_id,
                     sealed.record.created_at,
@@ -615,8 +616,8 @@ class Pipeline:
             )
             for grant in grants
         ]
-        access = self.protecting.access
-        await self._vault(asyncio.to_thread(access.add_holds, items, sealed.record.created_at))
+        holds = self.protecting.access.holds
+        await self._vault(asyncio.to_thread(holds.add_holds, items, sealed.record.created_at))
         notifier = self.protecting.notifier
         try:
             data = notifier.held_notice(

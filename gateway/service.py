@@ -64,8 +64,8 @@ from gateway.portal.deadlines import Deadlines, protocol_with
 from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk
 from gateway.store import FileBlobStore, Store, StoreError
-from gateway.store.access import Access
 from gateway.store.pending import PendingLinks
+from gateway.store.portalstate import PortalState
 
 log = logging.getLogger("sealgate.service")
 
@@ -189,7 +189,7 @@ def build_pipeline(
         policy=load_policy(cfg),
         extractor=lasting.extractor,
         vault=lasting.vault,
-        access=Access(lasting.vault.store),
+        access=PortalState(lasting.vault.store),
         pending=PendingLinks(lasting.vault.store),
         notifier=notifier,
         portal_url=portal_url,
@@ -230,7 +230,7 @@ def build_portal(
     """The portal's dependencies: the same notifier, secrets and way out for our own mail
     (``pipeline.own``) as the pipeline."""
     store = lasting.vault.store
-    access = Access(store)
+    access = PortalState(store)
     notifier = pipeline.protecting.notifier
     desk = ReplyDesk(
         store,

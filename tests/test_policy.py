@@ -13,7 +13,7 @@ from gateway.policy.facts import Lookups, gather
 from gateway.policy.packs import PolicyError
 from gateway.policy.types import Extracted, TextSource
 from gateway.store import FileBlobStore, Store
-from gateway.store.access import Access
+from gateway.store.threads import Threads
 from tests.support.gateway import POLICIES
 
 BASELINE = POLICIES / "baseline.toml"
@@ -344,7 +344,7 @@ def test_verdict_conditions_refuse_unknown_results(tmp_path):
         Policy.load([rules])
 
 
-class CountingThreads(Access):
+class CountingThreads(Threads):
     """The store's real thread lookup, counting how often the policy asks it."""
 
     asked = 0
@@ -372,7 +372,7 @@ def test_protected_thread_falls_back_to_protect_when_the_store_is_down(tmp_path)
     down = Store(f"sqlite:///{tmp_path / 'missing' / 'sealgate.db'}", FileBlobStore(tmp_path))
     policy = Policy.load([POLICIES / "baseline.toml"])
     raw = message(headers="References: <old@example.org>\r\n")
-    facts = gather(raw, "alice@example.org", None, lookups=Lookups(threads=Access(down)))
+    facts = gather(raw, "alice@example.org", None, lookups=Lookups(threads=Threads(down)))
     decision = policy.decide(facts, ["bob@example.net"])["bob@example.net"]
     assert decision.action == "protect"
     assert "fallback" in decision.reasons[0].why

@@ -26,7 +26,7 @@ from gateway.policy.types import Extracted
 
 
 class Threads(Protocol):
-    """What remembers protected conversations (gateway.store.access.Access)."""
+    """What remembers protected conversations (gateway.store.threads.Threads)."""
 
     def in_protected_thread(self, message_ids: list[str]) -> bool: ...
 

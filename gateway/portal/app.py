@@ -67,7 +67,7 @@ from gateway.store import (
     Store,
     StoreError,
 )
-from gateway.store.access import Access
+from gateway.store.portalstate import PortalState
 
 log = logging.getLogger("sealgate.portal")
 
@@ -86,7 +86,7 @@ class PortalDeps:
 
     settings: config.Portal
     store: Store
-    access: Access
+    access: PortalState
     codes: CodeBook
     desk: ReplyDesk
     releaser: Releaser
@@ -464,7 +464,7 @@ class _Portal:
         except _Problem as problem:
             return _json_error(problem)
         await asyncio.to_thread(
-            self.deps.access.queue_reply,
+            self.deps.access.replies.queue_reply,
             identifier,
             link.envelope.envelope_id,
             link.reader.reader_id,
@@ -479,10 +479,10 @@ class _Portal:
         """At most _REPLIES_PER_HOUR new replies per reader (each is stored and mailed);
         a retried upload of a reply already taken is not counted again."""
         access = self.deps.access
-        if await asyncio.to_thread(access.reply_known, identifier):
+        if await asyncio.to_thread(access.replies.reply_known, identifier):
             return
         counted = await asyncio.to_thread(
-            access.count,
+            access.throttles.count,
             f"reply:{link.reader.reader_id}",
             datetime.now(UTC),
             limit=_REPLIES_PER_HOUR + 1,
@@ -507,7 +507,7 @@ class _Portal:
             response.delete_cookie(_DEVICE, path="/m/")
         for token in tokens:
             if token:
-                await asyncio.to_thread(self.deps.access.end_session, token)
+                await asyncio.to_thread(self.deps.access.sessions.end_session, token)
         return response
 
     # the sender's revoke link
@@ -689,12 +689,12 @@ class _Portal:
         now = datetime.now(UTC)
         token = request.cookies.get(_SESSION)
         if token:
-            session = self.deps.access.session(token, now)
+            session = self.deps.access.sessions.session(token, now)
             if session and session.kind == "session" and session.reader_id == reader.reader_id:
                 return "session"
         token = request.cookies.get(_DEVICE)
         if token and self.deps.settings.remember_days:
-            device = self.deps.access.session(token, now)
+            device = self.deps.access.sessions.session(token, now)
             # A device stands in only for the factor it proved, and only where the
             # reader's rule allows that factor: an SMS-only message still wants SMS.
             if (
@@ -731,7 +731,7 @@ class _Portal:
         token = secrets.token_urlsafe(32)
         now = datetime.now(UTC)
         await asyncio.to_thread(
-            self.deps.access.add_session,
+            self.deps.access.sessions.add_session,
             token,
             kind=kind,
             now=now,

@@ -32,8 +32,9 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.config import Portal
 from gateway.identity.secondfactor import access_code_hash
-from gateway.store.access import Access, Counted
+from gateway.store.portalstate import PortalState
 from gateway.store.records import ReaderRecord
+from gateway.store.throttles import Counted
 
 _WINDOW = timedelta(hours=1)
 _CODE_LABEL = b"sealgate one-time code\x00"
@@ -61,7 +62,7 @@ def _seconds(until: datetime) -> int:
 
 
 class CodeBook:
-    def __init__(self, access: Access, secret: bytes, settings: Portal) -> None:
+    def __init__(self, access: PortalState, secret: bytes, settings: Portal) -> None:
         self.access = access
         self.secret = secret
         self.settings = settings
@@ -72,7 +73,7 @@ class CodeBook:
         recipient, is how the owner gets in after someone else guessed."""
         now = datetime.now(UTC)
         self._refuse_if_locked(f"send:{reader.reader_id}", now)
-        sent = self.access.count(
+        sent = self.access.throttles.count(
             f"send:{reader.reader_id}",
             now,
             limit=self.settings.codes_per_hour + 1,  # locked only when one more is asked
@@ -83,7 +84,7 @@ class CodeBook:
             raise Locked(sent.until)
         code = "".join(secrets.choice("0123456789") for _ in range(self.settings.code_length))
         ttl = timedelta(minutes=self.settings.code_minutes)
-        self.access.issue_code(reader.reader_id, method, self._hash(reader, code), now, ttl)
+        self.access.codes.issue_code(reader.reader_id, method, self._hash(reader, code), now, ttl)
         return code
 
     def access_code_closed(self, reader: ReaderRecord) -> bool:
@@ -109,7 +110,7 @@ class CodeBook:
         if method == "access-code":
             limits[f"access-code:{reader.reader_id}"] = settings.link_attempts
         for key in limits:
-            until = self.access.locked_until(key, now)
+            until = self.access.throttles.locked_until(key, now)
             if until is not None:
                 return Outcome(False, "locked", retry_after=_seconds(until))
         counts = {
@@ -131,8 +132,8 @@ class CodeBook:
         if right:
             for key in limits:
                 if key != client_key:
-                    self.access.clear(key)
-            self.access.uncount(client_key, settings.client_attempts)
+                    self.access.throttles.clear(key)
+            self.access.throttles.uncount(client_key, settings.client_attempts)
             return Outcome(True)
         return self._wrong(list(counts.values()), max(0, left))
 
@@ -140,14 +141,14 @@ class CodeBook:
         """Whether it is the sender's access code, paid for from the link's lifetime budget
         (a right one gives its try back); the tries left, or None once the budget is spent."""
         budget = self.settings.access_code_attempts
-        left = self.access.reserve_access_guess(reader.reader_id, budget)
+        left = self.access.codes.reserve_access_guess(reader.reader_id, budget)
         if left is None:
             return None
         right = reader.access_code_hash is not None and hmac.compare_digest(
             access_code_hash(self.secret, entered), reader.access_code_hash
         )
         if right:
-            self.access.return_access_guess(reader.reader_id)
+            self.access.codes.return_access_guess(reader.reader_id)
         elif left == 0:
             return None
         return right, left
@@ -157,22 +158,22 @@ class CodeBook:
     ) -> tuple[bool, int]:
         """Whether it is the reader's current code, spending one of its attempts (and the
         code, if right); the attempts it has left."""
-        active = self.access.active_code(reader.reader_id, method, now)
+        active = self.access.codes.active_code(reader.reader_id, method, now)
         if active is None:
             return False, 0
-        left = self.access.reserve_attempt(active.code_id, self.settings.code_attempts)
+        left = self.access.codes.reserve_attempt(active.code_id, self.settings.code_attempts)
         if left is None:
             return False, 0
         right = hmac.compare_digest(self._hash(reader, entered), active.code_hash)
         if right:
-            self.access.code_used(active.code_id)
+            self.access.codes.code_used(active.code_id)
         return right, left
 
     def _count(self, key: str, limit: int, now: datetime, *, backoff: bool) -> Counted:
         """One try under ``key``. Backoff only for a link's access code: per client it would
         let a few strangers' typos behind one address make everyone there wait, and a
         one-time code has its own few attempts."""
-        return self.access.count(
+        return self.access.throttles.count(
             key,
             now,
             limit=limit,
@@ -190,7 +191,7 @@ class CodeBook:
         return Outcome(False, "wrong-code", attempts_left=attempts_left, retry_after=retry)
 
     def _refuse_if_locked(self, key: str, now: datetime) -> None:
-        until = self.access.locked_until(key, now)
+        until = self.access.throttles.locked_until(key, now)
         if until is not None:
             raise Locked(until)
 

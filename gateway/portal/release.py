@@ -21,7 +21,8 @@ from gateway.logsetup import event
 from gateway.notify import Notifier, Original
 from gateway.portal.replies import Send
 from gateway.store import EnvelopeRecord, Store
-from gateway.store.access import Access, Hold
+from gateway.store.holds import Hold
+from gateway.store.portalstate import PortalState
 
 log = logging.getLogger("sealgate.portal")
 
@@ -30,7 +31,7 @@ class Releaser:
     def __init__(
         self,
         store: Store,
-        access: Access,
+        access: PortalState,
         reply_key: Callable[[], ReplyKey],
         notifier: Callable[[], Notifier],
         send: Send,
@@ -44,7 +45,7 @@ class Releaser:
         self.portal_url = portal_url
 
     async def held(self, envelope_id: str) -> list[Hold]:
-        return await asyncio.to_thread(self.access.held, envelope_id)
+        return await asyncio.to_thread(self.access.holds.held, envelope_id)
 
     async def release(self, envelope: EnvelopeRecord, phones: dict[str, str]) -> list[str]:
         """Notify every held recipient whose missing pieces are now supplied; the problems
@@ -77,7 +78,11 @@ class Releaser:
                 problems.append(f"{hold.address}: could not be notified now; try again later")
                 continue
             await asyncio.to_thread(
-                self.access.decide_hold, hold, "released", phone=phone, methods=",".join(methods)
+                self.access.holds.decide_hold,
+                hold,
+                "released",
+                phone=phone,
+                methods=",".join(methods),
             )
         return problems
 
@@ -85,7 +90,7 @@ class Releaser:
         """Forget the held links; shred the envelope if no other reader was notified."""
         held = await self.held(envelope.envelope_id)
         for hold in held:
-            await asyncio.to_thread(self.access.decide_hold, hold, "cancelled")
+            await asyncio.to_thread(self.access.holds.decide_hold, hold, "cancelled")
         guests = {r.reader_id for r in envelope.readers if r.kind == "guest"}
         if guests <= {hold.reader_id for hold in held}:
             await asyncio.to_thread(

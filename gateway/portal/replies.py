@@ -22,7 +22,8 @@ from gateway.errors import PermanentError, TemporaryError
 from gateway.logsetup import event
 from gateway.notify import Notifier
 from gateway.store import Store, StoreError
-from gateway.store.access import Access, QueuedReply
+from gateway.store.portalstate import PortalState
+from gateway.store.replies import QueuedReply
 
 log = logging.getLogger("sealgate.portal")
 
@@ -44,7 +45,7 @@ class ReplyDesk:
     def __init__(
         self,
         store: Store,
-        access: Access,
+        access: PortalState,
         key: Callable[[], ReplyKey],
         notifier: Callable[[], Notifier],
         send: Send,
@@ -68,7 +69,9 @@ class ReplyDesk:
         async with self._lock:
             delivered = 0
             while True:
-                reply = await asyncio.to_thread(self.access.claim_reply, datetime.now(UTC), _LEASE)
+                reply = await asyncio.to_thread(
+                    self.access.replies.claim_reply, datetime.now(UTC), _LEASE
+                )
                 if reply is None:
                     return delivered
                 delivered += await self._deliver(reply)
@@ -80,7 +83,9 @@ class ReplyDesk:
         except (ReplyError, PermanentError, ValueError) as error:
             # ValueError: the notifier cannot write it (an address that cannot be written).
             reason = str(error.reply) if isinstance(error, PermanentError) else str(error)
-            await asyncio.to_thread(self.access.reply_done, reply.reply_id, "failed", reason)
+            await asyncio.to_thread(
+                self.access.replies.reply_done, reply.reply_id, "failed", reason
+            )
             event(log, logging.WARNING, "secure reply refused", reply=reply.reply_id, error=reason)
             return 0
         except (TemporaryError, StoreError, OSError) as error:
@@ -129,15 +134,19 @@ class ReplyDesk:
 
     def _delivered(self, reply: QueuedReply, message_id: str) -> None:
         # Answering this reply keeps the conversation protected (policy: protected_thread).
-        self.access.add_thread([message_id], reply.envelope_id, datetime.now(UTC))
-        self.access.reply_done(reply.reply_id, "delivered")
+        self.access.threads.add_thread([message_id], reply.envelope_id, datetime.now(UTC))
+        self.access.replies.reply_done(reply.reply_id, "delivered")
 
     async def _retry(self, reply: QueuedReply, reason: str) -> None:
         if reply.attempts + 1 >= _MAX_ATTEMPTS:
-            await asyncio.to_thread(self.access.reply_done, reply.reply_id, "failed", "gave up")
+            await asyncio.to_thread(
+                self.access.replies.reply_done, reply.reply_id, "failed", "gave up"
+            )
             event(log, logging.ERROR, "secure reply undeliverable", reply=reply.reply_id)
             return
         wait = timedelta(minutes=2**reply.attempts)
-        await asyncio.to_thread(self.access.reply_retry, reply.reply_id, datetime.now(UTC) + wait)
+        await asyncio.to_thread(
+            self.access.replies.reply_retry, reply.reply_id, datetime.now(UTC) + wait
+        )
         event(log, logging.WARNING, "secure reply deferred", reply=reply.reply_id,
               error=reason, retry_in=int(wait.total_seconds()))  # fmt: skip

@@ -438,7 +438,7 @@ class Store:
 
     def transaction(self, action: str, *, write: bool) -> AbstractContextManager[Connection]:
         """One transaction, errors translated: for the store's companion modules
-        (gateway.store.access). ``action`` names ids, never values."""
+        (gateway.store.portalstate). ``action`` names ids, never values."""
         return self._transaction(action, write=write)
 
     @contextmanager
