@@ -296,7 +296,11 @@ def existing_columns(store: Store) -> dict[str, set[str]]:
 
 
 def insert_samples(store: Store, present: dict[str, set[str]]) -> None:
-    """SAMPLE's rows, into the tables and columns that exist (written with the live types)."""
+    """SAMPLE's rows, into the tables and columns that exist at this revision.
+
+    They are written through the live column types, which store values as every revision
+    so far did; a revision that changes how a value is stored must write the old form here.
+    """
     with store.transaction("inserting sample rows", write=True) as conn:
         for table in metadata.sorted_tables:
             if table.name in present and SAMPLE.get(table.name):
