@@ -18,11 +18,13 @@ from tests.support.process import ServeProcess, free_port, write_toml
 from tests.support.sink import Sink
 from tests.support.unbound import TestDNS, start_test_dns
 
-# The `peers` tier: tests that start a real peer (PostgreSQL, unbound and the test DNS, a
-# `sealgate serve` process, chromium, Perl's Mail::DKIM, Postfix, swaks). `pytest -m "not
-# peers"` leaves them out and runs in seconds. A test is marked when it uses one of these
-# fixtures, directly or through another fixture; modules and tests that start such a peer
-# themselves carry the mark in their own file (`pytestmark = pytest.mark.peers`).
+# The `peers` tier: tests that start a real peer (PostgreSQL, unbound and the test DNS,
+# chromium, Perl's Mail::DKIM, Postfix, swaks) or Sealgate itself as a process (`sealgate
+# serve`, its command line). `pytest -m "not peers"` leaves them out. A test is marked when
+# it uses one of these fixtures, directly or through another fixture; modules and tests that
+# start such a process themselves carry the mark in their own file (`pytest.mark.peers`).
+# Not peers: the in-process gateway, sink and DNS server, and the helper processes a
+# component under test starts for itself (the key pool, text extraction).
 PEER_FIXTURES = frozenset(
     {
         "postgres_cluster",  # PostgreSQL, and the store fixtures' "postgresql" parameter
