@@ -1,10 +1,11 @@
-# Sealgate: `make run` starts it locally, `make test` runs the whole suite.
+# Sealgate: `make run` starts it locally, `make test` runs the whole suite, `make test-fast`
+# the tests that start no real peer.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test bench soak docs lint clean system-packages
+.PHONY: run test test-fast bench soak docs lint clean system-packages
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import ensurepip" 2>/dev/null || scripts/debian-packages python3-venv
@@ -23,6 +24,10 @@ system-packages:
 
 test: $(STAMP) system-packages
 	$(BIN)/pytest
+
+# Without the tests that start real peers (PostgreSQL, unbound, Postfix, chromium, ...).
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not peers"
 
 bench: $(STAMP)
 	$(BIN)/python bench/relay.py

@@ -18,6 +18,39 @@ from tests.support.process import ServeProcess, free_port, write_toml
 from tests.support.sink import Sink
 from tests.support.unbound import TestDNS, start_test_dns
 
+# The `peers` tier: tests that start a real peer (PostgreSQL, unbound and the test DNS,
+# chromium, Perl's Mail::DKIM, Postfix, swaks) or Sealgate itself as a process (`sealgate
+# serve`, its command line). `pytest -m "not peers"` leaves them out. A test is marked when
+# it uses one of these fixtures, directly or through another fixture; modules and tests that
+# start such a process themselves carry the mark in their own file (`pytest.mark.peers`).
+# Not peers: the in-process gateway, sink and DNS server, and the helper processes a
+# component under test starts for itself (the key pool, text extraction).
+PEER_FIXTURES = frozenset(
+    {
+        "postgres_cluster",  # PostgreSQL, and the store fixtures' "postgresql" parameter
+        "test_dns",  # unbound in front of the test zones' authoritative server
+        "serve",  # `sealgate serve` as a process
+        "browser",  # chromium (tests/test_portal_pages.py, tests/test_portal_browser.py)
+        "perl_verify",  # Mail::DKIM, the independent DKIM verifier (tests/test_dkimsign.py)
+    }
+)
+# Parametrized fixtures whose "postgresql" case asks for postgres_cluster while the test runs.
+POSTGRESQL_PARAMETERS = frozenset({"store_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if uses_a_peer(item):
+            item.add_marker(pytest.mark.peers)
+
+
+def uses_a_peer(item: pytest.Item) -> bool:
+    if PEER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    return any(params.get(name) == "postgresql" for name in POSTGRESQL_PARAMETERS)
+
 
 @pytest.fixture
 def loop_thread() -> Iterator[LoopThread]:

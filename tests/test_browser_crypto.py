@@ -32,6 +32,8 @@ from gateway.envelope.reply import ReplyContent, ReplyError, ReplyKey
 from tests.support import browser
 from tests.vectors import generate
 
+pytestmark = pytest.mark.peers  # every test runs in chromium (the autouse `page`)
+
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "gateway" / "portal" / "static"
 VECTORS = ROOT / "tests" / "vectors"

@@ -212,6 +212,7 @@ def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
     )
 
 
+@pytest.mark.peers  # Sealgate as a process
 def test_check_config_prints_every_problem_and_fails(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[smtp]\nlisten = "10.0.0.1:99999"\nlisen = 2\n[upstream]\ntls = "ssl"\n')
@@ -224,12 +225,14 @@ def test_check_config_prints_every_problem_and_fails(tmp_path):
     ]
 
 
+@pytest.mark.peers  # Sealgate as a process
 def test_check_config_accepts_the_example():
     result = run_cli("check-config", "config.example.toml")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "config.example.toml: ok"
 
 
+@pytest.mark.peers  # Sealgate as a process
 def test_check_config_opens_tls_files(tmp_path):
     cert = tmp_path / "cert.pem"
     cert.write_text("not a certificate\n")
@@ -240,6 +243,7 @@ def test_check_config_opens_tls_files(tmp_path):
     assert "smtp.tls.certificate/smtp.tls.key: cannot be used" in result.stderr
 
 
+@pytest.mark.peers  # Sealgate as a process
 def test_serve_refuses_to_start_on_a_bad_config(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[smtp]\nmax_connections = 0\n")
@@ -248,6 +252,7 @@ def test_serve_refuses_to_start_on_a_bad_config(tmp_path):
     assert "smtp.max_connections: must be at least 1, got 0" in result.stderr
 
 
+@pytest.mark.peers  # Sealgate as a process
 def test_hash_password_makes_a_hash_the_config_accepts(tmp_path):
     result = run_cli("hash-password", stdin="s3cret password\n")
     assert result.returncode == 0, result.stderr
@@ -259,6 +264,7 @@ def test_hash_password_makes_a_hash_the_config_accepts(tmp_path):
     assert PasswordHasher().verify(hashed, "s3cret password")
 
 
+@pytest.mark.peers  # Sealgate as a process
 def test_serve_names_the_key_when_the_loop_secret_cannot_be_created(tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
@@ -272,6 +278,7 @@ def test_serve_names_the_key_when_the_loop_secret_cannot_be_created(tmp_path):
     )
 
 
+@pytest.mark.peers  # Sealgate as a process
 def test_dev_outbox_rejects_a_bad_listen_address(tmp_path):
     result = run_cli(
         "dev-outbox", "-c", str(tmp_path / "absent.toml"), "--listen", "127.0.0.1:99999"

@@ -490,6 +490,7 @@ def test_text_log_escapes_what_clients_send():
     assert 'message_id="<x@y>\\r\\n2026-01-01 info forged=line"' in line
 
 
+@pytest.mark.peers  # swaks, a real client
 def test_swaks_over_starttls_with_auth(auth_gateway, sink):
     result = subprocess.run(
         [

@@ -41,6 +41,8 @@ from tests.support.postfix import (
 )
 from tests.support.sink import Behaviour, Sink
 
+pytestmark = pytest.mark.peers  # every test runs a real Postfix
+
 SENDER = "alice@example.org"
 RECIPIENTS = ("bob@example.net", "carol@example.com")
 

@@ -30,6 +30,8 @@ from tests.support.protected import link_in, notifications, protected_message
 from tests.support.sink import Received
 from tests.support.smtpraw import RawSMTP
 
+pytestmark = pytest.mark.peers  # `sealgate serve` as a process, started here or by `serve`
+
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGE = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: s\r\n\r\nbody\r\n"
 

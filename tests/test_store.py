@@ -493,6 +493,7 @@ store.close()
 """
 
 
+@pytest.mark.peers  # Sealgate processes
 def test_concurrent_migrations_in_processes(store_url: str, tmp_path: Path) -> None:
     """Several gateways starting at once on one fresh database: all migrate, none breaks."""
     start = time.time() + 1.0  # after every interpreter has imported the store

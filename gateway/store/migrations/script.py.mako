@@ -3,6 +3,10 @@
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
+
+Frozen once merged: never edit this file afterwards (add a new migration), add its SHA-256
+to tests/data/migration-digests.txt, and import no live schema type: frozen copies are in
+gateway/store/migrations/types.py.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.store.schema import UTCDateTime
+# A frozen copy of the timestamp type, not gateway.store.schema's live one: this
+# migration must create the same tables whatever the application later becomes.
+from gateway.store.migrations.types import UTCDateTime
 
 revision: str = "0001"
 down_revision: str | None = None
