@@ -45,8 +45,13 @@ from gateway.store import (
     Store,
     records,
 )
-from gateway.store.access import Access, ActiveCode, Hold, QueuedReply, Session, message_id_hash
+from gateway.store.codes import ActiveCode
+from gateway.store.holds import Hold
+from gateway.store.portalstate import PortalState
+from gateway.store.replies import QueuedReply
 from gateway.store.schema import metadata
+from gateway.store.sessions import Session
+from gateway.store.threads import message_id_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = Path(gateway.store.migrations.__file__).resolve().parent
@@ -96,6 +101,7 @@ def _reader(reader_id: str, position: int, address: str, **values: Any) -> dict[
         "methods": "email",
         "access_code_hash": None,
         "phone": None,
+        "access_code_failures": 0,
     }
     return row | values
 
@@ -246,10 +252,14 @@ SAMPLE: dict[str, list[dict[str, Any]]] = {
             "reader_id": HELD,
             "address": "carol@example.net",
             "missing": "phone",
+            "reason": "",
             "sealed_link": os.urandom(300),
             "state": "held",
             "created_at": NOW,
         },
+    ],
+    "pending_links": [
+        {"envelope_id": ENVELOPE, "reader_id": GUEST, "sealed_link": os.urandom(384)},
     ],
 }
 
@@ -386,7 +396,7 @@ def assert_the_store_reads(store: Store, present: dict[str, set[str]]) -> None:
     assert store.get_account("Alice@example.org") == AccountRecord(**rows("accounts")[0])
 
     if "codes" in present:  # the portal's state, since 0002
-        assert_the_portal_state_reads(Access(store))
+        assert_the_portal_state_reads(PortalState(store))
 
     assert store.shred(ENVELOPE, "revoked", detail="by the sender")
     shredded = store.get(ENVELOPE)
@@ -394,24 +404,41 @@ def assert_the_store_reads(store: Store, present: dict[str, set[str]]) -> None:
     assert all(reader.wrapped_key is None for reader in shredded.readers)
 
 
-def assert_the_portal_state_reads(access: Access) -> None:
+def assert_the_portal_state_reads(state: PortalState) -> None:
     (code,) = SAMPLE["codes"]
-    assert access.active_code(GUEST, "email", NOW) == ActiveCode(1, code["code_hash"])
-    assert access.locked_until(f"link:{GUEST}", NOW) == NOW + timedelta(minutes=5)
-    assert access.locked_until("client:192.0.2.7", NOW) is None
-    assert access.session("session-token", NOW) == Session("session", GUEST, None, None)
-    assert access.session("device-token", NOW) == Session(
+    assert state.codes.active_code(GUEST, "email", NOW) == ActiveCode(1, code["code_hash"])
+    assert state.throttles.locked_until(f"link:{GUEST}", NOW) == NOW + timedelta(minutes=5)
+    assert state.throttles.locked_until("client:192.0.2.7", NOW) is None
+    assert state.sessions.session("session-token", NOW) == Session("session", GUEST, None, None)
+    assert state.sessions.session("device-token", NOW) == Session(
         "device", None, "bob@example.net", "email"
     )
     (reply,) = SAMPLE["replies"]
-    assert access.claim_reply(NOW, timedelta(minutes=5)) == QueuedReply(
+    assert state.replies.claim_reply(NOW, timedelta(minutes=5)) == QueuedReply(
         REPLY, ENVELOPE, GUEST, 0, reply["blob"]
     )
-    assert access.in_protected_thread([MESSAGE_ID])
+    assert state.threads.in_protected_thread([MESSAGE_ID])
     (hold,) = SAMPLE["holds"]
-    assert access.held(ENVELOPE) == [
-        Hold(ENVELOPE, HELD, "carol@example.net", "phone", hold["sealed_link"])
+    assert state.holds.held(ENVELOPE) == [
+        Hold(ENVELOPE, HELD, "carol@example.net", ("phone",), "", hold["sealed_link"])
     ]
+
+
+def test_a_rule_s_words_move_out_of_holds_missing(fresh: Store) -> None:
+    """0005: holds.missing held either factors or a rule's words; the words move to reason."""
+    upgrade_to(fresh, "0004")
+    insert_samples(fresh, existing_columns(fresh))
+    words = "Held by the finance rule: a manager must approve"
+    with fresh.transaction("holding by a rule", write=True) as conn:
+        conn.execute(
+            insert(metadata.tables["holds"]),
+            {"envelope_id": ENVELOPE, "reader_id": GUEST, "address": "bob@example.net",
+             "missing": words, "sealed_link": b"x" * 300, "state": "held", "created_at": NOW},
+        )  # fmt: skip
+    fresh.migrate()
+    held = {hold.reader_id: hold for hold in PortalState(fresh).holds.held(ENVELOPE)}
+    assert (held[GUEST].missing, held[GUEST].reason) == ((), words)
+    assert (held[HELD].missing, held[HELD].reason) == (("phone",), "")
 
 
 def expected_envelope(
