@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test bench docs lint messages clean system-packages
+.PHONY: run test bench soak docs lint messages clean system-packages
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import ensurepip" 2>/dev/null || scripts/debian-packages python3-venv
@@ -26,6 +26,10 @@ test: $(STAMP) system-packages
 
 bench: $(STAMP)
 	$(BIN)/python bench/relay.py
+
+# Soak test (root, Postfix, a loop mount; ten minutes): `make soak SOAK=--quick` tries it.
+soak: $(STAMP) system-packages
+	$(BIN)/python bench/soak.py $(SOAK)
 
 docs: $(STAMP)
 	$(BIN)/sealgate config-reference --format markdown > docs/configuration.md

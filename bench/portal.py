@@ -100,8 +100,9 @@ from benchlib import median, percentile, run_interruptibly, stop_process_group
 
 from gateway import config, logsetup
 from gateway.envelope import keys
+from gateway.installsecret import Secrets
 from gateway.portal.codes import CodeBook
-from gateway.service import Gateway, derived, load_secret
+from gateway.service import Gateway
 from gateway.store import FileBlobStore, Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.support
@@ -339,7 +340,7 @@ class Bench:
         self.plain = Child("plain", ["--serve-plain", str(self.cfg.store.blob_root)], self.workdir)
         self.plain_url = str(self.plain.info["url"])
         self.store = Store(self.cfg.store.database_url, FileBlobStore(self.cfg.store.blob_root))
-        secret = derived(load_secret(self.cfg), "sealgate portal codes")
+        secret = Secrets.load(self.cfg.loop.secret_file).access_codes
         self.codes = CodeBook(self.store_access(), secret, self.cfg.portal)
 
     def store_access(self) -> Any:

@@ -1,7 +1,7 @@
 """Relay benchmark: Sealgate against a minimal aiosmtpd relay, through the same sink.
 
     .venv/bin/python bench/relay.py                  # default run (make bench), about 1 minute
-    .venv/bin/python bench/relay.py --workers 2      # Sealgate with 2 SO_REUSEPORT workers
+    .venv/bin/python bench/relay.py --workers 2      # Sealgate with 2 workers
     .venv/bin/python bench/relay.py --scaling        # Sealgate workers 1 vs 2, and the ratio
     .venv/bin/python bench/relay.py --json           # machine-readable result on stdout
     .venv/bin/python bench/relay.py --verify         # own sink that checks every message's bytes
@@ -371,7 +371,7 @@ def free_port() -> int:
 
 
 def listening_sockets(port: int) -> int:
-    """How many sockets listen on 127.0.0.1:port (one per SO_REUSEPORT worker)."""
+    """How many sockets listen on 127.0.0.1:port (Sealgate's workers share one)."""
     wanted = f"0100007F:{port:04X}"
     count = 0
     with open("/proc/net/tcp") as table:
@@ -380,6 +380,34 @@ def listening_sockets(port: int) -> int:
             if parts[1] == wanted and parts[3] == "0A":
                 count += 1
     return count
+
+
+def serving_workers(supervisor: int, port: int) -> int:
+    """Workers of ``supervisor`` accepting on 127.0.0.1:port. They all inherit the one
+    listening socket at start; one serves once its event loop watches it (the socket's
+    descriptor is in the loop's epoll set, /proc/PID/fdinfo)."""
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    inodes = {f"socket:[{row[9]}]" for row in rows if row[1] == wanted and row[3] == "0A"}
+    serving = 0
+    for pid in process_tree_cpu(supervisor):
+        if pid == supervisor:
+            continue
+        try:
+            fds = {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+            listening = {fd for fd, target in fds.items() if target in inodes}
+            watched = {
+                line.split()[1]
+                for fd, target in fds.items()
+                if target == "anon_inode:[eventpoll]"
+                for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines()
+                if line.startswith("tfd:")
+            }
+        except OSError:  # gone meanwhile
+            continue
+        serving += bool(listening & watched)
+    return serving
 
 
 def process_tree_cpu(pid: int) -> dict[int, float]:
@@ -453,12 +481,16 @@ class Managed:
         self._log.close()
 
 
-def wait_ready(proc: Managed, port: int, listeners: int = 1, timeout: float = 30) -> None:
+def wait_ready(proc: Managed, port: int, workers: int = 0, timeout: float = 30) -> None:
+    """Wait for a greeting on ``port`` and, with ``workers``, for that many Sealgate workers
+    to accept from the supervisor's listening socket."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited early:\n{proc.log_tail()}")
-        if listening_sockets(port) >= listeners:
+        if listening_sockets(port) and (
+            not workers or serving_workers(proc.proc.pid, port) >= workers
+        ):
             try:
                 with socket.create_connection((HOST, port), timeout=2) as sock:
                     if sock.recv(512).startswith(b"220"):
@@ -600,7 +632,7 @@ class Bench:
         if workers > 1:
             argv += ["--workers", str(workers)]
         proc = self.start(name, argv)
-        wait_ready(proc, port, listeners=workers)
+        wait_ready(proc, port, workers=workers)
         return Target(name, port, proc)
 
     # -- one measurement
@@ -641,7 +673,7 @@ class Bench:
             result["server_cpu_s"] * 1000 / result["attempted"] if result["attempted"] else 0
         )
         if len(spent) > 1:
-            # Supervisor first, then each worker: shows how SO_REUSEPORT spread the load.
+            # Supervisor first, then each worker: shows how the load spread over them.
             root = target.proc.proc.pid
             result["server_cpu_s_per_process"] = [round(spent.get(root, 0.0), 2)] + [
                 round(spent[p], 2) for p in sorted(spent) if p != root

@@ -38,15 +38,24 @@ def check_config(path: Path) -> None:
     "--workers", type=click.IntRange(1, 256), help="Processes (default: service.workers)."
 )
 @click.option("--worker", is_flag=True, hidden=True, help="Run as one of several workers.")
-def serve(config_path: Path, workers: int | None, worker: bool) -> None:
+@click.option("--smtp-fd", type=int, multiple=True, hidden=True, help="Inherited SMTP socket.")
+@click.option("--portal-fd", type=int, hidden=True, help="Inherited portal socket.")
+def serve(
+    config_path: Path,
+    workers: int | None,
+    worker: bool,
+    smtp_fd: tuple[int, ...],
+    portal_fd: int | None,
+) -> None:
     """Run the gateway until SIGTERM; SIGHUP reloads the configuration."""
     cfg = load_or_exit(config_path)
     logsetup.configure(cfg.log.level, cfg.log.format)
     count = workers or cfg.service.workers
     try:
         if worker:
+            listeners = service.Listeners.inherit(smtp_fd, portal_fd)
             code = asyncio.run(
-                service.run_process(cfg, config_path, reuse_port=True, with_outbox=False)
+                service.run_process(cfg, config_path, listeners=listeners, with_outbox=False)
             )
         elif count > 1:
             _banner(cfg, count, config_path)

@@ -19,7 +19,7 @@ import socket
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -152,8 +152,23 @@ LOOPBACK = ["127.0.0.0/8", "::1/128"]
 SHIPPED_PACKS = Path(__file__).resolve().parent / "policy" / "packs"
 
 
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 class Section(BaseModel):
+    """A table of the configuration.
+
+    Every option says whether a reload (SIGHUP) applies it to the running process
+    or only a restart does: its name is in ``reloadable`` or in ``restart_only`` of
+    its table (a test checks that each option is in exactly one). A table within a
+    table (``smtp.tls``) classifies its own options; a list of tables
+    (``dkim.keys``) is one option of the table that holds it.
+    """
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    reloadable: ClassVar[frozenset[str]] = frozenset()
+    restart_only: ClassVar[frozenset[str]] = frozenset()
 
 
 def _section() -> Any:
@@ -165,6 +180,8 @@ def _section() -> Any:
 class TLSServer(Section):
     """TLS for the SMTP listener (STARTTLS). Without a certificate, STARTTLS and AUTH
     are not offered."""
+
+    reloadable = _names("certificate key min_version")
 
     certificate: ExistingFile = Field(
         None, description="PEM certificate chain for STARTTLS. Empty: no STARTTLS."
@@ -202,6 +219,8 @@ class Auth(Section):
     """SMTP AUTH (PLAIN, LOGIN) for clients outside `smtp.allow_networks`. Offered only
     after STARTTLS, so it needs `smtp.tls`."""
 
+    reloadable = _names("users max_failures lockout")
+
     users: list[AuthUser] = Field([], description="Accounts allowed to submit mail.")
     max_failures: int = Field(
         5,
@@ -217,6 +236,13 @@ class Auth(Section):
 
 class SMTP(Section):
     """The SMTP listener that the MTA in front (Postfix, Exchange) relays to."""
+
+    reloadable = _names(
+        "hostname allow_networks xforward_hosts require_tls max_message_size "
+        "max_recipients max_connections memory_budget command_timeout data_timeout "
+        "reserved_share max_connections_per_client auth_timeout mail_timeout"
+    )
+    restart_only = _names("listen")
 
     listen: ListenList = Field(
         [HostPort("127.0.0.1", 10025)],
@@ -321,6 +347,12 @@ class SMTP(Section):
 class Upstream(Section):
     """The MTA that Sealgate relays to (Postfix's re-injection port, or the smart host)."""
 
+    reloadable = _names(
+        "host port tls verify_certificate ca_file server_name username password "
+        "password_file helo_name connect_timeout command_timeout data_timeout "
+        "max_idle_connections idle_timeout"
+    )
+
     host: str = Field("127.0.0.1", min_length=1, description="Host name or address.")
     port: int = Field(10026, ge=1, le=65535, description="Port.")
     tls: Literal["none", "starttls", "implicit"] = Field(
@@ -381,11 +413,15 @@ class Loop(Section):
     which comes back is recognised: what Sealgate wrote itself is never processed twice,
     what it only relayed is decided again for its new recipients."""
 
+    reloadable = _names("secret_file max_age max_hops")
+
     secret_file: OptionalPath = Field(
         "var/loop.key",
         validate_default=True,
-        description="File holding the HMAC secret; created with a random secret when missing. "
-        "Nodes that share an upstream must share it.",
+        description="File holding the installation's secret, which keys the loop marker, "
+        "access codes and the sender's revoke and release links; created with a random secret "
+        "when missing. Nodes that share an upstream must share it. A new secret makes those "
+        "made with the old one stop verifying.",
     )
     max_age: float = Field(
         432_000,
@@ -405,6 +441,8 @@ class Loop(Section):
 class Log(Section):
     """Logging to standard error: one line per SMTP transaction."""
 
+    reloadable = _names("level format")
+
     level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Least severe level logged."
     )
@@ -416,8 +454,15 @@ class Log(Section):
 class Service(Section):
     """The running service."""
 
+    restart_only = _names("workers shutdown_timeout")
+
     workers: int = Field(
-        1, ge=1, le=256, description="Processes sharing the listen port (SO_REUSEPORT)."
+        1,
+        ge=1,
+        le=256,
+        description="Processes serving SMTP and the portal. Above 1, a supervisor binds the "
+        "listen addresses and its workers accept from the same sockets, so a worker that "
+        "dies takes no waiting connection with it.",
     )
     shutdown_timeout: Seconds = Field(
         30, description="Seconds to finish transactions in flight after SIGTERM."
@@ -427,6 +472,8 @@ class Service(Section):
 class DevOutbox(Section):
     """A local SMTP sink for development: it stores every message it receives as an
     .eml file. Never enable it in production."""
+
+    restart_only = _names("enabled listen directory")
 
     enabled: bool = Field(False, description="Start the outbox together with `sealgate serve`.")
     listen: Address = Field(HostPort("127.0.0.1", 10026), description="Address it listens on.")
@@ -470,6 +517,8 @@ class Store(Section):
     """Where sealed envelopes live: metadata in a database, encrypted parts as files.
     Neither ever holds plaintext or a key that opens it."""
 
+    restart_only = _names("directory database blob_directory busy_timeout")
+
     directory: OptionalPath = Field(
         "var", validate_default=True, description="State directory (database and blobs)."
     )
@@ -498,6 +547,9 @@ class Store(Section):
 
 class Envelope(Section):
     """Sealing: key sizes, the pool of pre-generated reader keys, retention."""
+
+    reloadable = _names("retention_days expire_interval")
+    restart_only = _names("rsa_bits key_pool_size key_processes orphan_age")
 
     rsa_bits: Literal[2048, 3072, 4096] = Field(
         2048, description="Size of reader RSA keys (2048, 3072 or 4096 bits)."
@@ -531,6 +583,9 @@ class Envelope(Section):
 class Policy(Section):
     """Policy packs decide, per recipient, what is relayed, protected, held or refused."""
 
+    reloadable = _names("packs")
+    restart_only = _names("max_attachment_size max_depth time_budget processes")
+
     @property
     def pack_files(self) -> list[Path]:
         return [path for path in self.packs if path is not None] or [
@@ -562,6 +617,11 @@ class Policy(Section):
 class MailAuth(Section):
     """Verifying who sent a message: SPF, DKIM and DMARC, with DNSSEC status, recorded in an
     Authentication-Results header and offered to policies as facts."""
+
+    reloadable = _names(
+        "verify authserv_id nameservers port timeout attempts public_suffix_list "
+        "trusted_validators mta_sts_port mta_sts_ca_file"
+    )
 
     verify: bool = Field(
         False,
@@ -616,6 +676,8 @@ class DKIMKey(Section):
 class DKIM(Section):
     """DKIM signatures on everything Sealgate sends itself: notifications and bounces."""
 
+    reloadable = _names("keys sign_relayed")
+
     keys: list[DKIMKey] = Field(
         [],
         description="Signing keys. Two keys for one domain (RSA and Ed25519) give two "
@@ -632,6 +694,16 @@ class Portal(Section):
     """The recipient portal: where protected recipients verify, read, download and reply.
     Served by `sealgate serve` itself; put TLS here or on a reverse proxy in front
     (docs/portal.md)."""
+
+    reloadable = _names(
+        "trusted_proxies session_minutes remember_days code_length code_minutes "
+        "code_attempts codes_per_hour link_attempts client_attempts lockout_minutes "
+        "backoff_seconds max_reply_size max_request_size access_code_attempts"
+    )
+    restart_only = _names(
+        "url enabled listen tls_certificate tls_key reply_key_file "
+        "header_timeout body_timeout body_min_rate max_connections"
+    )
 
     url: PortalURL = Field(
         "http://localhost:8080",
@@ -748,6 +820,8 @@ class Portal(Section):
 class SMS(Section):
     """Text-message codes. The policy decides who may receive them (verify = [..., "sms"])."""
 
+    reloadable = _names("provider webhook_url webhook_token_file sender_id timeout")
+
     provider: Literal["none", "webhook", "outbox"] = Field(
         "none",
         description='"webhook": POST JSON {to, text, sender} to webhook_url; "outbox": write '
@@ -780,6 +854,11 @@ Language = Literal["en", "nl"]
 
 class Notify(Section):
     """Notifications to protected recipients, and messages to their senders."""
+
+    reloadable = _names(
+        "from_address reply_to organisation logo_file colour language default_language "
+        "domain_languages subject_en subject_nl receipt read_notice"
+    )
 
     from_address: str = Field(
         "",
@@ -867,6 +946,30 @@ class Config(Section):
         if self.sms.provider == "webhook" and not self.sms.webhook_url:
             raise _invalid('sms.webhook_url: required when sms.provider is "webhook"')
         return self
+
+
+def reloaded(running: Config, new: Config) -> tuple[Config, list[str]]:
+    """What a reload applies: ``new`` with every restart-only option kept at its running
+    value (none is applied in part), and the restart-only options whose value changed,
+    by name. An option its table does not classify counts as restart-only."""
+    merged, changed = _keep_restart_only(running, new, "")
+    assert isinstance(merged, Config)
+    return merged, changed
+
+
+def _keep_restart_only(running: Section, new: Section, prefix: str) -> tuple[Section, list[str]]:
+    update: dict[str, Any] = {}
+    changed: list[str] = []
+    for name in type(new).model_fields:
+        old_value, new_value = getattr(running, name), getattr(new, name)
+        path = f"{prefix}{name}"
+        if isinstance(new_value, Section):
+            update[name], below = _keep_restart_only(old_value, new_value, f"{path}.")
+            changed += below
+        elif name not in type(new).reloadable and old_value != new_value:
+            update[name] = old_value
+            changed.append(path)
+    return new.model_copy(update=update), changed
 
 
 def load(path: str | Path) -> Config:

@@ -108,6 +108,17 @@ def _doc(model: type[BaseModel]) -> str:
     return " ".join((model.__doc__ or "").split())
 
 
+_RESTART = "Restart to change."
+
+
+def _description(model: type[BaseModel], option: str, field: FieldInfo) -> str:
+    """The option's description, and whether a reload (SIGHUP) leaves it as it was."""
+    text = field.description or ""
+    if option in getattr(model, "restart_only", ()):
+        return f"{text} {_RESTART}".strip()
+    return text
+
+
 def markdown() -> str:
     lines = [
         "# Configuration reference",
@@ -116,6 +127,8 @@ def markdown() -> str:
         "(`make docs` regenerates it). Sealgate reads one TOML file (`sealgate serve -c FILE`);",
         "`sealgate check-config FILE` reports every problem in it at once. Unknown keys are",
         "errors. Relative paths are resolved against the directory of the configuration file.",
+        "SIGHUP (`systemctl reload sealgate`) applies every option except those marked",
+        f"*{_RESTART}* A changed one of those is logged by name and keeps its running value.",
         "",
     ]
     for name, model, many in _sections(config.Config):
@@ -125,7 +138,8 @@ def markdown() -> str:
         lines += ["| Option | Type | Default | Description |", "|---|---|---|---|"]
         for option, field in _options(model):
             default = "required" if field.is_required() else f"`{toml_value(field.default)}`"
-            description = (field.description or "").replace("|", "\\|")
+            description = _description(model, option, field).replace("|", "\\|")
+            description = description.replace(_RESTART, f"*{_RESTART}*")
             lines.append(f"| `{option}` | {_type_name(field)} | {default} | {description} |")
         lines.append("")
     return "\n".join(lines)
@@ -138,6 +152,7 @@ def example_toml() -> str:
         "# reference as tables. As it is, this file runs Sealgate on loopback with a",
         "# development outbox standing in for the upstream MTA (`make run`).",
         "# Relative paths are resolved against the directory of this file.",
+        f'# SIGHUP applies every option but those marked "{_RESTART}"',
     ]
     for name, model, many in _sections(config.Config):
         if not name:
@@ -147,7 +162,7 @@ def example_toml() -> str:
         lines.append(f"{prefix}[[{name}]]" if many else f"[{name}]")
         for option, field in _options(model):
             key = f"{name}.{option}"
-            lines += _comment(field.description or "")
+            lines += _comment(_description(model, option, field))
             if many:
                 lines.append(f"# {option} = {_placeholder(option)}")
                 continue

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import enum
 import errno
 import ipaddress
 import json
@@ -107,18 +108,43 @@ class Transaction:
     body_8bit: bool = False
 
 
+class Outcome(enum.Enum):
+    """What happened to a message, as the transaction log says it (docs/relay.md)."""
+
+    RELAYED = "relayed"
+    RELAYED_OWN = "relayed-loop"  # mail Sealgate wrote itself, come back: relayed as it is
+    PROTECTED = "protected"
+    DUPLICATE = "duplicate"  # a retry of a message wholly delivered before: nothing sent
+    DEFERRED = "deferred"
+    REJECTED = "rejected"
+
+
 @dataclass
 class Result:
     """The reply owed to the client, and what happened, for the transaction log."""
 
     reply: SMTPReply
-    outcome: str
+    outcome: Outcome
     upstream_reply: SMTPReply | None = None
     refused: dict[str, SMTPReply] = field(default_factory=dict)
     detail: str = ""
     envelope_id: str | None = None
     protected: int = 0
     decisions: dict[str, Decision] = field(default_factory=dict)
+
+    @property
+    def logged(self) -> str:
+        """The outcome as the log says it: ``-partly`` when some recipients were refused."""
+        delivered = self.outcome in (Outcome.RELAYED, Outcome.RELAYED_OWN, Outcome.PROTECTED)
+        return self.outcome.value + ("-partly" if delivered and self.refused else "")
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a held recipient waits for: second factors the sender must supply, and why."""
+
+    missing: tuple[str, ...]  # "phone", "access-code"; empty when a rule holds them
+    reason: str  # the rule's words, or the text naming what is missing
 
 
 @dataclass(frozen=True)
@@ -132,7 +158,7 @@ class Plan:
     relayed_bytes: bytes = field(repr=False)  # instructions to Sealgate removed
     factors: dict[str, secondfactor.Factors] = field(default_factory=dict)  # protected, held
     hold: tuple[str, ...] = ()  # sealed now, notified when the sender releases them
-    held_for: dict[str, str] = field(default_factory=dict)  # what is missing, per held address
+    held_for: dict[str, Waiting] = field(default_factory=dict)  # per held address
 
 
 @dataclass(frozen=True)
@@ -205,11 +231,11 @@ class Pipeline:
         try:
             return await self._handle(tx)
         except GatewayError as error:
-            outcome = "deferred" if error.is_temporary else "rejected"
+            outcome = Outcome.DEFERRED if error.is_temporary else Outcome.REJECTED
             return Result(error.reply, outcome, detail=error.detail)
         except Exception:
             log.exception("unexpected error", extra={"fields": {"queue_id": tx.queue_id}})
-            return Result(INTERNAL_ERROR, "deferred", detail="internal error")
+            return Result(INTERNAL_ERROR, Outcome.DEFERRED, detail="internal error")
 
     async def _handle(self, tx: Transaction) -> Result:
         loop = self.marker.check(tx.data)
@@ -221,7 +247,8 @@ class Pipeline:
             # Sealgate wrote this itself (a notification, a bounce): relay exactly as it is.
             # Mail Sealgate only relayed earns nothing: it is decided again for the
             # recipients it comes back with (DESIGN, "no way around the policy").
-            return await self._relay(tx, self._received(tx) + tx.data, outcome="relayed-loop")
+            own = self._received(tx) + tx.data
+            return await self._relay(tx, own, outcome=Outcome.RELAYED_OWN)
 
         # authenticate (SPF, DKIM, DMARC: gateway.mailauth) and decide, in _plan.
         plan = await self._plan(tx, protected_copy=loop.protected_copy)
@@ -230,7 +257,7 @@ class Pipeline:
         elif plan.relay:
             outgoing = self._outgoing(tx, plan.relayed_bytes, Kind.RELAYED)
             result = await self._relay(
-                tx, outgoing, outcome="relayed", recipients=plan.relay, refused=plan.refused
+                tx, outgoing, outcome=Outcome.RELAYED, recipients=plan.relay, refused=plan.refused
             )
         else:  # every recipient refused by a rule: the first rule's words
             address, reply = next(iter(plan.refused.items()))
@@ -384,7 +411,7 @@ class Pipeline:
         existing = await self._vault(vault.find_live(key))
         if existing is not None and existing.state == "delivered":
             reply = SMTPReply(250, "2.0.0", f"Ok: already delivered as {existing.envelope_id}")
-            return Result(reply, "duplicate", envelope_id=existing.envelope_id)
+            return Result(reply, Outcome.DUPLICATE, envelope_id=existing.envelope_id)
         original = Original.of(tx.mail_from, tx.data)
         sealed = await self._resumed(existing) if existing is not None else None
         if sealed is None:
@@ -423,11 +450,10 @@ class Pipeline:
         if notified and self.protecting.receipt is not None and tx.mail_from:
             weak_code = any(f.weak_access_code and not f.missing for f in plan.factors.values())
             await self._receipt(tx, sealed, original, {*refused, *plan.hold}, weak_code)
-        outcome = "protected-partly" if refused else "protected"
         reply = SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
         return Result(
             reply,
-            outcome,
+            Outcome.PROTECTED,
             upstream_reply=upstream_reply,
             refused=refused,
             envelope_id=sealed.envelope_id,
@@ -582,7 +608,7 @@ class Pipeline:
         sealed: SealedEnvelope,
         grants: list[Grant],
         original: Original,
-        held_for: dict[str, str],
+        held_for: dict[str, Waiting],
     ) -> None:
         """Keep held recipients' links under the reply key and ask the sender to decide.
 
@@ -597,7 +623,8 @@ class Pipeline:
                 envelope_id=sealed.envelope_id,
                 reader_id=grant.reader_id,
                 address=grant.address,
-                missing=held_for[grant.address],
+                missing=held_for[grant.address].missing,
+                reason=held_for[grant.address].reason,
                 sealed_link=seal_link(public, grant.link),
             )
             for grant in grants
@@ -608,7 +635,7 @@ class Pipeline:
         try:
             data = notifier.held_notice(
                 original,
-                [(item.address, item.missing) for item in items],
+                [(item.address, item.missing, item.reason) for item in items],
                 holding.release_url(sealed.envelope_id),
                 notifier.language(original, tx.mail_from),
             )
@@ -682,7 +709,7 @@ class Pipeline:
         tx: Transaction,
         outgoing: bytes,
         *,
-        outcome: str,
+        outcome: Outcome,
         recipients: tuple[str, ...] | None = None,
         refused: dict[str, SMTPReply] | None = None,
     ) -> Result:
@@ -699,7 +726,6 @@ class Pipeline:
         async with transaction:
             if refused:
                 await self._bounce(tx, refused, by_policy)
-                outcome += "-partly"
             upstream_reply = await transaction.send_data(outgoing)
         reply = SMTPReply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
         return Result(reply, outcome, upstream_reply=upstream_reply, refused=refused)
@@ -780,11 +806,10 @@ def _missing(decision: Decision, missing: tuple[str, ...]) -> Decision:
     return Decision("hold", decision.reasons, text, decision.verify, releasable=decision.releasable)
 
 
-def _held_for(decision: Decision, factors: secondfactor.Factors | None) -> str:
-    """What a held recipient waits for: a missing second factor, or the rule's words."""
-    if factors is not None and factors.missing:
-        return ",".join(factors.missing)
-    return decision.refusal_text()
+def _held_for(decision: Decision, factors: secondfactor.Factors | None) -> Waiting:
+    """What a held recipient waits for: a missing second factor, or the rule's decision."""
+    missing = factors.missing if factors is not None else ()
+    return Waiting(missing, decision.refusal_text())
 
 
 def _refusal(decision: Decision) -> SMTPReply:

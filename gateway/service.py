@@ -1,24 +1,26 @@
 """Running Sealgate: build the parts from the configuration, serve, reload, stop.
 
-One process runs the SMTP intake, the pipeline and its upstream pool (and the
-development outbox when configured). With ``service.workers`` above one, a
-supervisor process starts that many worker processes that share the listen
-ports with SO_REUSEPORT, forwards SIGTERM and SIGHUP to them and restarts a
-worker that dies.
+One process runs the SMTP intake, the pipeline and its upstream pool, the portal
+(and the development outbox when configured). With ``service.workers`` above one,
+a supervisor process binds the listening sockets, starts that many worker
+processes that inherit them (one accept queue per address, shared: a worker that
+dies takes no waiting connection with it), forwards SIGTERM and SIGHUP to them and
+restarts a worker that dies.
 
 Signals: SIGTERM or SIGINT stop accepting connections, let transactions in
 flight finish (at most ``service.shutdown_timeout`` seconds) and exit 0.
-SIGHUP re-reads the configuration file and applies it to new connections:
-TLS certificates, access lists, AUTH accounts, limits, the upstream, the
-loop marker and the policy packs (a pack with a problem is refused and the
-running packs kept). Listen addresses, workers, the outbox, the store and
-the helper processes' settings need a restart.
+SIGHUP re-reads the configuration file. Which options a reload applies is said
+in the schema (:mod:`gateway.config`: ``reloadable`` and ``restart_only`` of each
+table). The pipeline and the portal's dependencies are built together from the
+new configuration, as one :class:`Wiring`, and replace the running ones at once
+for new connections and requests; if anything in it fails to build, the running
+wiring is kept and the reason logged. A restart-only option that changed is
+logged by name and keeps its running value until a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import signal
@@ -26,20 +28,23 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import uvicorn
 from publicsuffixlist import PublicSuffixList
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import config, devoutbox, logsetup
 from gateway.envelope.keypool import KeyPool
 from gateway.envelope.reply import ReplyKey
 from gateway.envelope.vault import Vault
+from gateway.installsecret import Secrets
 from gateway.intake import IntakeServer
 from gateway.logsetup import event
-from gateway.loopmarker import LoopMarker, load_or_create_secret
+from gateway.loopmarker import LoopMarker
 from gateway.mailauth.dkimsign import DKIMKeyError, Signer, SigningKey
 from gateway.mailauth.dns import Resolver
 from gateway.mailauth.posture import PostureChecker
@@ -62,30 +67,6 @@ from gateway.store.pending import PendingLinks
 from gateway.upstream import UpstreamPool
 
 log = logging.getLogger("sealgate.service")
-
-# Options a reload cannot apply to a running process.
-_RESTART_NEEDED: dict[str, Callable[[config.Config], object]] = {
-    "smtp.listen": lambda cfg: cfg.smtp.listen,
-    "service.workers": lambda cfg: cfg.service.workers,
-    "dev_outbox": lambda cfg: cfg.dev_outbox,
-    "store": lambda cfg: cfg.store,
-    "envelope.rsa_bits": lambda cfg: cfg.envelope.rsa_bits,
-    "envelope.key_pool_size": lambda cfg: cfg.envelope.key_pool_size,
-    "envelope.key_processes": lambda cfg: cfg.envelope.key_processes,
-    "policy.max_attachment_size": lambda cfg: cfg.policy.max_attachment_size,
-    "policy.max_depth": lambda cfg: cfg.policy.max_depth,
-    "policy.time_budget": lambda cfg: cfg.policy.time_budget,
-    "policy.processes": lambda cfg: cfg.policy.processes,
-    "portal": lambda cfg: cfg.portal,
-    "loop.secret_file": lambda cfg: cfg.loop.secret_file,  # keys codes and sender links
-    "notify (portal pages)": lambda cfg: (
-        cfg.notify.organisation,
-        cfg.notify.colour,
-        cfg.notify.logo_file,
-        cfg.notify.read_notice,
-    ),
-    "sms": lambda cfg: cfg.sms,
-}
 
 
 def open_store(cfg: config.Config) -> Store:
@@ -130,23 +111,6 @@ def open_vault(cfg: config.Config) -> Vault:
     return Vault(open_store(cfg), pool, orphan_age=cfg.envelope.orphan_age)
 
 
-def load_secret(cfg: config.Config) -> bytes:
-    """The installation's secret (loop.secret_file): keys the loop marker and, through
-    labelled HMACs, the idempotency keys, the portal's codes and the revoke links."""
-    path = cfg.loop.secret_file
-    if path is None:
-        raise config.ConfigError("config", ["loop.secret_file: must be set"])
-    try:
-        return load_or_create_secret(path)
-    except OSError as error:
-        reason = f"cannot read or create {path}: {error.strerror}"
-        raise config.ConfigError("config", [f"loop.secret_file: {reason}"]) from None
-
-
-def derived(secret: bytes, label: str) -> bytes:
-    return hmac.new(secret, label.encode(), "sha256").digest()
-
-
 def from_address(cfg: config.Config) -> str:
     return cfg.notify.from_address or f"sealgate@{cfg.smtp.hostname}"
 
@@ -173,48 +137,74 @@ def build_notifier(cfg: config.Config, portal_url: str) -> Notifier:
         raise config.ConfigError("config", [f"notify: {error}"]) from None
 
 
+@dataclass(frozen=True)
+class Lasting:
+    """The parts that live as long as the process (their options are restart-only)."""
+
+    vault: Vault
+    extractor: TextExtractor
+    portal_url: str
+    reply_key: Callable[[], ReplyKey] | None  # None without the portal
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """The pipeline and the portal's dependencies, built from one configuration with one
+    set of secrets: a reload replaces both or neither."""
+
+    cfg: config.Config
+    pipeline: Pipeline
+    portal: PortalDeps | None
+    app: ASGIApp | None  # the portal's web application over ``portal``
+
+
+def build_wiring(cfg: config.Config, lasting: Lasting) -> Wiring:
+    """Everything a reload replaces, built fully (or a ConfigError, OSError or ValueError)."""
+    secrets = Secrets.load(cfg.loop.secret_file)
+    notifier = build_notifier(cfg, lasting.portal_url)
+    pipeline = build_pipeline(cfg, lasting, secrets, notifier)
+    if lasting.reply_key is None:
+        return Wiring(cfg, pipeline, None, None)
+    portal = build_portal(cfg, lasting, lasting.reply_key, secrets, pipeline)
+    return Wiring(cfg, pipeline, portal, create_app(portal))
+
+
 def build_pipeline(
-    cfg: config.Config,
-    vault: Vault,
-    extractor: TextExtractor,
-    portal_url: str,
-    reply_key: Callable[[], ReplyKey] | None = None,
+    cfg: config.Config, lasting: Lasting, secrets: Secrets, notifier: Notifier
 ) -> Pipeline:
-    """The pipeline; ``reply_key`` (the portal's) lets held recipients wait for release."""
-    secret = load_secret(cfg)
-    marker = LoopMarker(secret, cfg.loop.max_age)
-    policy = load_policy(cfg)
-    upstream = UpstreamPool(cfg.upstream, cfg.smtp.hostname)
+    """The pipeline; with the portal (its reply key), held recipients wait for release."""
+    portal_url = lasting.portal_url
+    sender_links = secrets.sender_links
     resolver = build_resolver(cfg)
-    sender_secret = derived(secret, "sealgate sender links")
     holding = None
-    if reply_key is not None:
+    if lasting.reply_key is not None:
+        reply_key = lasting.reply_key
         holding = Holding(
             public_key=lambda: reply_key().public_der,
-            release_url=lambda envelope_id: release_url(portal_url, sender_secret, envelope_id),
+            release_url=lambda envelope_id: release_url(portal_url, sender_links, envelope_id),
             open_link=lambda sealed: reply_key().open_link(sealed),
         )
     protecting = Protecting(
-        policy=policy,
-        extractor=extractor,
-        vault=vault,
-        access=Access(vault.store),
-        pending=PendingLinks(vault.store),
-        notifier=build_notifier(cfg, portal_url),
+        policy=load_policy(cfg),
+        extractor=lasting.extractor,
+        vault=lasting.vault,
+        access=Access(lasting.vault.store),
+        pending=PendingLinks(lasting.vault.store),
+        notifier=notifier,
         portal_url=portal_url,
         from_address=from_address(cfg),
         retention=timedelta(days=cfg.envelope.retention_days),
-        idempotency_secret=derived(secret, "sealgate idempotency key"),
-        code_secret=derived(secret, "sealgate portal codes"),
+        idempotency_secret=secrets.idempotency,
+        code_secret=secrets.access_codes,
         sms=cfg.sms.provider != "none",
-        receipt=(lambda envelope_id: revoke_url(portal_url, sender_secret, envelope_id))
+        receipt=(lambda envelope_id: revoke_url(portal_url, sender_links, envelope_id))
         if cfg.notify.receipt
         else None,
         holding=holding,
     )
     return Pipeline(
-        upstream,
-        marker,
+        UpstreamPool(cfg.upstream, cfg.smtp.hostname),
+        LoopMarker(secrets.loop_marker, cfg.loop.max_age),
         cfg.smtp.hostname,
         cfg.loop.max_hops,
         protecting,
@@ -223,6 +213,52 @@ def build_pipeline(
         sign_relayed=cfg.dkim.sign_relayed,
         posture=build_posture(cfg, resolver),
         authserv_id=cfg.mailauth.authserv_id or cfg.smtp.hostname,
+    )
+
+
+def build_portal(
+    cfg: config.Config,
+    lasting: Lasting,
+    reply_key: Callable[[], ReplyKey],
+    secrets: Secrets,
+    pipeline: Pipeline,
+) -> PortalDeps:
+    """The portal's dependencies: the same notifier, secrets and sending path as ``pipeline``."""
+    store = lasting.vault.store
+    access = Access(store)
+    notifier = pipeline.protecting.notifier
+    desk = ReplyDesk(
+        store,
+        access,
+        reply_key,
+        lambda: notifier,
+        pipeline.send_own,
+        from_address=from_address(cfg),
+        hostname=cfg.smtp.hostname,
+        max_plaintext=cfg.portal.max_reply_size,
+    )
+    releaser = Releaser(
+        store, access, reply_key, lambda: notifier, pipeline.send_own, lambda: lasting.portal_url
+    )
+    return PortalDeps(
+        settings=cfg.portal,
+        store=store,
+        access=access,
+        codes=CodeBook(access, secrets.access_codes, cfg.portal),
+        desk=desk,
+        releaser=releaser,
+        notifier=lambda: notifier,
+        send=pipeline.send_own,
+        sms=sms.provider(cfg),
+        reply_key=reply_key,
+        secret=secrets.sender_links,
+        url=lasting.portal_url,
+        organisation=cfg.notify.organisation,
+        colour=cfg.notify.colour,
+        from_address=from_address(cfg),
+        default_language=cfg.notify.default_language,
+        logo_file=cfg.notify.logo_file,
+        read_notice=cfg.notify.read_notice,
     )
 
 
@@ -302,6 +338,46 @@ def build_signer(cfg: config.Config) -> Signer:
     return signer
 
 
+@dataclass
+class Listeners:
+    """Listening sockets made before the gateway: a supervisor's, inherited by its workers.
+    Every worker accepts from the same sockets, so a connection waits in one queue that
+    no worker's death resets."""
+
+    smtp: list[socket.socket] = field(default_factory=list)
+    portal: socket.socket | None = None
+
+    @classmethod
+    def bind(cls, cfg: config.Config) -> Listeners:
+        """Sockets for ``smtp.listen`` and (when enabled) ``portal.listen``."""
+        smtp = _bind_smtp(cfg.smtp.listen)
+        try:
+            portal = _bind_portal(cfg) if cfg.portal.enabled else None
+        except BaseException:
+            for sock in smtp:
+                sock.close()
+            raise
+        return cls(smtp, portal)
+
+    @classmethod
+    def inherit(cls, smtp: Sequence[int], portal: int | None) -> Listeners:
+        """The sockets behind file descriptors passed down by the supervisor."""
+        adopted = cls([socket.socket(fileno=fd) for fd in smtp])
+        if portal is not None:
+            adopted.portal = socket.socket(fileno=portal)
+        for sock in adopted.sockets:
+            sock.setblocking(False)
+        return adopted
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return self.smtp + ([self.portal] if self.portal is not None else [])
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+
 class Gateway:
     """The parts of one Sealgate process, with start, reload and stop."""
 
@@ -311,29 +387,29 @@ class Gateway:
         source: Path | None = None,
         *,
         with_outbox: bool = True,
-        reuse_port: bool = False,
+        listeners: Listeners | None = None,
     ) -> None:
-        self.cfg = cfg
         self.source = source
-        self._portal_socket = _bind_portal(cfg, reuse_port) if cfg.portal.enabled else None
+        self._smtp_sockets = listeners.smtp if listeners is not None else []
+        if listeners is not None:  # a worker serves what its supervisor bound
+            self._portal_socket = listeners.portal
+        else:
+            self._portal_socket = _bind_portal(cfg) if cfg.portal.enabled else None
         self.portal_url = cfg.portal.url or _local_url(
             self._portal_socket, cfg.portal.tls_certificate is not None
         )
         try:
-            self._reply_key = _reply_key(cfg) if self._portal_socket is not None else None
-            self.vault = open_vault(cfg)
+            reply_key = _reply_key(cfg) if self._portal_socket is not None else None
+            vault = open_vault(cfg)
         except BaseException:
             if self._portal_socket is not None:
                 self._portal_socket.close()
             raise
-        self.extractor = text_extractor(cfg)
+        self._lasting = Lasting(vault, text_extractor(cfg), self.portal_url, reply_key)
         try:
-            self.pipeline = build_pipeline(
-                cfg, self.vault, self.extractor, self.portal_url, self._reply_key
-            )
-            self.portal = self._portal_deps() if self._portal_socket is not None else None
+            self._wiring = build_wiring(cfg, self._lasting)
         except BaseException:
-            self.vault.close()
+            vault.close()
             if self._portal_socket is not None:
                 self._portal_socket.close()
             raise
@@ -344,57 +420,34 @@ class Gateway:
         self._web: uvicorn.Server | None = None
         self._web_task: asyncio.Task[None] | None = None
 
-    def _portal_deps(self) -> PortalDeps:
-        cfg = self.cfg
-        secret = load_secret(cfg)
-        store = self.vault.store
-        access = Access(store)
-        assert self._reply_key is not None
-        reply_key = self._reply_key
-        hostname = cfg.smtp.hostname
-        notifier = self._notifier
-        desk = ReplyDesk(
-            store,
-            access,
-            reply_key,
-            notifier,
-            self._send_own,
-            from_address=from_address(cfg),
-            hostname=hostname,
-            max_plaintext=cfg.portal.max_reply_size,
-        )
-        releaser = Releaser(
-            store, access, reply_key, notifier, self._send_own, lambda: self.portal_url
-        )
-        return PortalDeps(
-            settings=cfg.portal,
-            store=store,
-            access=access,
-            codes=CodeBook(access, derived(secret, "sealgate portal codes"), cfg.portal),
-            desk=desk,
-            releaser=releaser,
-            notifier=notifier,
-            send=self._send_own,
-            sms=sms.provider(cfg),
-            reply_key=reply_key,
-            secret=derived(secret, "sealgate sender links"),
-            url=self.portal_url,
-            organisation=cfg.notify.organisation,
-            colour=cfg.notify.colour,
-            from_address=from_address(cfg),
-            default_language=cfg.notify.default_language,
-            logo_file=cfg.notify.logo_file,
-            read_notice=cfg.notify.read_notice,
-        )
+    @property
+    def cfg(self) -> config.Config:
+        """The configuration running now (restart-only options as at the start)."""
+        return self._wiring.cfg
 
-    def _notifier(self) -> Notifier:
-        """The current notifier (a reload replaces the pipeline, and it with it)."""
-        return self.pipeline.protecting.notifier
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._wiring.pipeline
 
-    async def _send_own(self, sender: str, recipients: list[str], data: bytes) -> None:
-        await self.pipeline.send_own(sender, recipients, data)
+    @property
+    def portal(self) -> PortalDeps | None:
+        return self._wiring.portal
 
-    async def start(self, *, reuse_port: bool = False) -> None:
+    @property
+    def vault(self) -> Vault:
+        return self._lasting.vault
+
+    @property
+    def extractor(self) -> TextExtractor:
+        return self._lasting.extractor
+
+    async def _portal_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The portal of the current wiring; a request keeps the one it started with."""
+        app = self._wiring.app
+        assert app is not None
+        await app(scope, receive, send)
+
+    async def start(self) -> None:
         """Start everything, or (on any failure) release what was started and raise."""
         try:
             self.vault.pool.start()
@@ -406,7 +459,7 @@ class Gateway:
                 assert outbox.directory is not None
                 self._outbox = await devoutbox.start(outbox.listen, outbox.directory)
             await self._start_portal()
-            await self.intake.start(reuse_port=reuse_port)
+            await self.intake.start(self._smtp_sockets)
         except BaseException:
             await self._release()
             raise
@@ -426,7 +479,8 @@ class Gateway:
             return
         settings = self.cfg.portal
         web = uvicorn.Config(
-            create_app(self.portal),
+            self._portal_app,
+            interface="asgi3",
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -476,24 +530,29 @@ class Gateway:
         return host, port
 
     async def reload(self) -> bool:
-        """Re-read the configuration file; keep the running one if the new one is bad."""
+        """Re-read the configuration file and apply it, pipeline and portal together; keep
+        the running wiring if anything in the new one cannot be built."""
         if self.source is None:
             return False
+        running = self._wiring
         try:
-            new = config.load(self.source)
-            new_pipeline = build_pipeline(
-                new, self.vault, self.extractor, self.portal_url, self._reply_key
-            )
-            self.intake.configure(new.smtp, new_pipeline, str(self.source))
+            new, needs_restart = config.reloaded(running.cfg, config.load(self.source))
+            wiring = build_wiring(new, self._lasting)
         except (config.ConfigError, OSError, ValueError) as error:
-            problems = error.problems if isinstance(error, config.ConfigError) else [str(error)]
-            event(log, logging.ERROR, "reload refused, configuration kept", problems=problems)
+            _refused(error)
             return False
-        for key in _changed(self.cfg, new):
-            event(log, logging.WARNING, "change needs a restart", option=key)
-        old, self.pipeline, self.cfg = self.pipeline, new_pipeline, new
+        try:
+            self.intake.configure(new.smtp, wiring.pipeline, str(self.source))
+        except (config.ConfigError, OSError, ValueError) as error:
+            await wiring.pipeline.close()
+            _refused(error)
+            return False
+        self._wiring = wiring
+        for option in needs_restart:
+            event(log, logging.WARNING, "change needs a restart, running value kept", option=option)
         logsetup.configure(new.log.level, new.log.format)
-        await old.upstream.close()  # its policy threads end with it (garbage collection)
+        # Transactions in flight finish on the old pipeline; its policy threads end with it.
+        await running.pipeline.upstream.close()
         event(log, logging.INFO, "configuration reloaded", source=str(self.source))
         return True
 
@@ -534,6 +593,11 @@ class Gateway:
             await asyncio.sleep(self.cfg.envelope.expire_interval)
 
 
+def _refused(error: Exception) -> None:
+    problems = error.problems if isinstance(error, config.ConfigError) else [str(error)]
+    event(log, logging.ERROR, "reload refused, configuration kept", problems=problems)
+
+
 def _reply_key(cfg: config.Config) -> Callable[[], ReplyKey]:
     """The secure-reply key, loaded now if its file exists (so a bad file stops the start),
     else made on first use: generating RSA-3072 takes a while, and most starts never need it."""
@@ -559,7 +623,35 @@ def _reply_key(cfg: config.Config) -> Callable[[], ReplyKey]:
     return load
 
 
-def _bind_portal(cfg: config.Config, reuse_port: bool) -> socket.socket:
+def _bind_smtp(addresses: Sequence[config.HostPort]) -> list[socket.socket]:
+    """Listening sockets for ``smtp.listen`` (every address a host name resolves to), as
+    asyncio's ``create_server`` binds them."""
+    bound: list[socket.socket] = []
+    for address in addresses:
+        try:
+            infos = socket.getaddrinfo(
+                address.host or None, address.port, type=socket.SOCK_STREAM,
+                flags=socket.AI_PASSIVE,
+            )  # fmt: skip
+            for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                bound.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(sockaddr)
+                sock.listen(128)
+                sock.setblocking(False)
+        except OSError as error:
+            for sock in bound:
+                sock.close()
+            raise config.ConfigError(
+                "config", [f"smtp.listen: cannot listen on {address}: {error.strerror}"]
+            ) from None
+    return bound
+
+
+def _bind_portal(cfg: config.Config) -> socket.socket:
     """The portal's listening socket, bound now so that its URL is known (port 0: tests)."""
     address = cfg.portal.listen
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
@@ -568,8 +660,6 @@ def _bind_portal(cfg: config.Config, reuse_port: bool) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((address.host, address.port))
         sock.listen(128)
         sock.setblocking(False)
@@ -591,21 +681,18 @@ def _local_url(sock: socket.socket | None, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
-def _changed(old: config.Config, new: config.Config) -> list[str]:
-    return [key for key, value in _RESTART_NEEDED.items() if value(old) != value(new)]
-
-
 async def run_process(
     cfg: config.Config,
     source: Path | None,
     *,
-    reuse_port: bool = False,
+    listeners: Listeners | None = None,
     with_outbox: bool = True,
     on_ready: Callable[[Gateway], None] | None = None,
 ) -> int:
-    """Serve until SIGTERM or SIGINT; SIGHUP reloads."""
-    gateway = Gateway(cfg, source, with_outbox=with_outbox, reuse_port=reuse_port)
-    await gateway.start(reuse_port=reuse_port)
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads. A worker serves on ``listeners``,
+    its supervisor's sockets."""
+    gateway = Gateway(cfg, source, with_outbox=with_outbox, listeners=listeners)
+    await gateway.start()
     if on_ready is not None:
         on_ready(gateway)
     loop = asyncio.get_running_loop()
@@ -627,7 +714,8 @@ async def run_process(
 
 
 async def supervise(cfg: config.Config, source: Path, workers: int) -> int:
-    """Run ``workers`` worker processes sharing the listen ports; restart any that die."""
+    """Run ``workers`` worker processes on listening sockets bound here and inherited by
+    each of them; restart any that die."""
     if any(address.port == 0 for address in cfg.smtp.listen):
         raise config.ConfigError(
             str(source), ["smtp.listen: several workers need a fixed port, not 0"]
@@ -637,12 +725,25 @@ async def supervise(cfg: config.Config, source: Path, workers: int) -> int:
             str(source), ["portal.listen: several workers need a fixed port, not 0"]
         )
     open_store(cfg).close()  # migrate once, before the workers start
+    listeners = Listeners.bind(cfg)
+    try:
+        return await _supervise(cfg, source, workers, listeners)
+    finally:
+        listeners.close()
+
+
+async def _supervise(cfg: config.Config, source: Path, workers: int, listeners: Listeners) -> int:
     outbox = None
     if cfg.dev_outbox.enabled and cfg.dev_outbox.directory is not None:
         outbox = await devoutbox.start(cfg.dev_outbox.listen, cfg.dev_outbox.directory)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     processes: list[asyncio.subprocess.Process] = []
+    command = [sys.executable, "-m", "gateway", "serve", "-c", str(source), "--worker"]
+    for sock in listeners.smtp:
+        command += ["--smtp-fd", str(sock.fileno())]
+    if listeners.portal is not None:
+        command += ["--portal-fd", str(listeners.portal.fileno())]
 
     def forward(signum: int) -> None:
         for process in processes:
@@ -656,9 +757,10 @@ async def supervise(cfg: config.Config, source: Path, workers: int) -> int:
     async def worker(slot: int) -> None:
         while not stopping.is_set():
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway", "serve", "-c", str(source), "--worker",
+                *command,
                 stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+                pass_fds=[sock.fileno() for sock in listeners.sockets],
+            )
             processes.append(process)
             code = await process.wait()
             processes.remove(process)
@@ -670,6 +772,7 @@ async def supervise(cfg: config.Config, source: Path, workers: int) -> int:
     event(log, logging.INFO, "supervising", workers=workers, pid=os.getpid())
     await stopping.wait()
     forward(signal.SIGTERM)
+    listeners.close()  # once the workers close theirs, new connections are refused
     await asyncio.wait(tasks, timeout=cfg.service.shutdown_timeout + 10)
     forward(signal.SIGKILL)
     if outbox is not None:

@@ -57,7 +57,10 @@ def test_the_sweep_forgets_what_is_spent_and_keeps_what_is_pending(store, pool):
                        reader_id=bob.reader_id)  # fmt: skip
     access.add_session("s2", kind="session", now=now, expires_at=now - timedelta(seconds=1),
                        reader_id=bob.reader_id)  # fmt: skip
-    holds = [Hold(sealed.envelope_id, g.reader_id, g.address, "phone", b"x") for g in (bob, eve)]
+    holds = [
+        Hold(sealed.envelope_id, g.reader_id, g.address, ("phone",), "needs a phone", b"x")
+        for g in (bob, eve)
+    ]
     access.add_holds(holds, now)
     access.decide_hold(holds[1], "cancelled")
     access.sweep(now)

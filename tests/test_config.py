@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,57 @@ def test_example_documents_every_option():
             assert f"{option} = " in text, f"{name}.{option} missing from config.example.toml"
             assert (field.description or "") != "", f"{name}.{option} has no description"
             assert f"`{option}`" in (ROOT / "docs" / "configuration.md").read_text()
+
+
+def tables(
+    model: type[config.Section] = config.Config, prefix: str = ""
+) -> Iterator[tuple[str, type[config.Section]]]:
+    """Every table of the schema by dotted name (a list of tables is an option of its own)."""
+    yield prefix or "(top level)", model
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, config.Section):
+            yield from tables(field.annotation, f"{prefix}.{name}" if prefix else name)
+
+
+def test_every_option_is_reloadable_or_restart_only():
+    for name, model in tables():
+        options = {
+            option
+            for option, field in model.model_fields.items()
+            if not (
+                isinstance(field.annotation, type) and issubclass(field.annotation, config.Section)
+            )
+        }
+        assert not model.reloadable & model.restart_only, f"{name}: in both sets"
+        assert model.reloadable | model.restart_only == options, (
+            f"{name}: put every option in reloadable or restart_only, and nothing else"
+        )
+
+
+def test_a_reload_keeps_restart_only_options_and_names_those_that_changed():
+    running = config.parse({})
+    new = config.parse(
+        {
+            "smtp": {
+                "listen": "127.0.0.1:2525",
+                "max_recipients": 5,
+                "tls": {"min_version": "TLSv1.3"},
+            },
+            "store": {"busy_timeout": 3},
+            "portal": {"url": "https://portal.example.org", "code_minutes": 5},
+            "notify": {"from_address": "sealgate@example.org"},
+        }
+    )
+    applied, changed = config.reloaded(running, new)
+    assert changed == ["smtp.listen", "store.busy_timeout", "portal.url"]
+    assert applied.smtp.listen == running.smtp.listen
+    assert applied.store.busy_timeout == running.store.busy_timeout
+    assert applied.portal.url == running.portal.url
+    assert applied.smtp.max_recipients == 5
+    assert applied.smtp.tls.min_version == "TLSv1.3"
+    assert applied.portal.code_minutes == 5
+    assert applied.notify.from_address == "sealgate@example.org"
+    assert config.reloaded(running, running) == (running, [])
 
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

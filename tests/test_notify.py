@@ -386,7 +386,10 @@ def test_read_notice():
 
 
 def test_held_notice_says_what_is_missing():
-    held = [("bob@example.net", "phone"), ("carol@example.net", "a <b>fax</b> number")]
+    held = [
+        ("bob@example.net", ("phone",), "Held: needs a phone"),
+        ("carol@example.net", (), "a <b>fax</b> number"),  # a rule holds carol: its words
+    ]
     raw = notifier().held_notice(original(), held, RELEASE, "en")
     check_wire_format(raw)
     msg = parse(raw)

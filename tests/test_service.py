@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import json
+import os
 import re
 import shlex
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import threading
@@ -20,8 +24,9 @@ import pytest
 
 from tests.support.certs import make_certificates
 from tests.support.gateway import wait_for
-from tests.support.process import ServeProcess, children_of, free_port
-from tests.support.protected import link_in
+from tests.support.portal import Browser, code_in, code_mail
+from tests.support.process import ServeProcess, children_of, free_port, write_toml
+from tests.support.protected import link_in, notifications, protected_message
 from tests.support.sink import Received
 from tests.support.smtpraw import RawSMTP
 
@@ -142,6 +147,200 @@ def test_a_dead_worker_is_restarted(serve, sink):
         what="a replacement worker",
     )
     assert send(port) == 250
+
+
+class Dialler(threading.Thread):
+    """Opens one connection after another until stopped, and keeps what each one got first:
+    (client port, the first bytes or the error)."""
+
+    def __init__(self, port: int, request: bytes = b"") -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.request = request
+        self.outcomes: list[tuple[int, bytes | str]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set() and len(self.outcomes) < 3000:
+            client_port = 0
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+                    client_port = sock.getsockname()[1]
+                    sock.sendall(self.request)
+                    self.outcomes.append((client_port, sock.recv(12)))
+            except OSError as error:
+                self.outcomes.append((client_port, repr(error)))
+            time.sleep(0.005)
+
+
+def accepted_by(pid: int) -> set[int]:
+    """Client ports of the TCP connections that process ``pid`` holds (Linux /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[2].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_no_connection_is_refused_or_lost_while_workers_are_killed(serve):
+    """A worker that hangs and is killed takes with it only the sessions it had accepted:
+    connections waiting to be accepted, and new ones, are served by the other worker."""
+    process, port, path = serve("--workers", "2")
+    supervisor = process.process.pid
+    wait_for(lambda: len(children_of(supervisor)) == 2, what="two workers")
+    portal_port = int(tomllib.loads(path.read_text())["portal"]["listen"].rsplit(":", 1)[1])
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: portal\r\nConnection: close\r\n\r\n"
+    smtp = [Dialler(port), Dialler(port)]
+    portal = [Dialler(portal_port, healthz)]
+    excused: set[int] = set()  # sessions a killed worker had already accepted
+    for dialler in smtp + portal:
+        dialler.start()
+    try:
+        for _ in range(2):
+            victim = children_of(supervisor)[0]
+            os.kill(victim, signal.SIGSTOP)  # hangs: connections keep coming meanwhile
+            time.sleep(0.5)
+            excused |= accepted_by(victim)
+            os.kill(victim, signal.SIGKILL)
+            wait_for(
+                lambda: (
+                    len(serving := children_of(supervisor)) == 2
+                    and victim not in serving
+                    and all(f"pid={pid}" in process.log for pid in serving)
+                ),
+                timeout=20,
+                what="a replacement worker listening",
+            )
+    finally:
+        for dialler in smtp + portal:
+            dialler.stopping.set()
+        for dialler in smtp + portal:
+            dialler.join(40)
+
+    def failures(diallers: list[Dialler], greeting: bytes) -> list[tuple[int, bytes | str]]:
+        return [
+            (client, got)
+            for dialler in diallers
+            for client, got in dialler.outcomes
+            if not (isinstance(got, bytes) and got.startswith(greeting)) and client not in excused
+        ]
+
+    assert sum(len(d.outcomes) for d in smtp) > 100
+    assert sum(len(d.outcomes) for d in portal) > 50
+    assert failures(smtp, b"220") == []
+    assert failures(portal, b"HTTP/1.1 200") == []
+
+
+def rewrite(path: Path, **changes: dict[str, object]) -> None:
+    """Change options in a running gateway's configuration file."""
+    data = tomllib.loads(path.read_text())
+    for table, values in changes.items():
+        data.setdefault(table, {}).update(values)
+    write_toml(path, data)
+
+
+def test_sighup_applies_notify_options_to_the_pipeline_and_the_portal_alike(serve, sink):
+    process, port, path = serve(
+        portal={"url": "", "backoff_seconds": 0}, notify={"from_address": "old@example.org"}
+    )
+    portal = "http://" + tomllib.loads(path.read_text())["portal"]["listen"]
+    rewrite(
+        path,
+        notify={"from_address": "new@example.org"},
+        portal={"url": "https://portal.example.org"},  # restart-only
+    )
+    process.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in process.log, what="the reload")
+    assert "change needs a restart, running value kept option=portal.url" in process.log
+
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], protected_message())
+    notice = notifications(sink.messages)["bob@example.net"]
+    assert from_of(notice.data) == "new@example.org"
+    link = link_in(notice)
+    assert f"{portal}/m/" in text_of(notice.data)  # the URL in use, not half the new one
+
+    browser = Browser(portal)
+    try:
+        before = len(sink.messages)
+        assert browser.post(link, "code", {"method": "email"}).status_code == 200
+        code = code_mail(sink, "bob@example.net", before)
+        assert from_of(code.data) == "new@example.org"
+        assert code.mail_from == "new@example.org"
+        verified = browser.post(link, "verify", {"method": "email", "code": code_in(code)})
+        assert verified.status_code == 200
+    finally:
+        browser.close()
+
+
+def test_sighup_that_cannot_build_the_new_wiring_keeps_pipeline_and_portal(serve, sink, tmp_path):
+    process, port, path = serve(
+        portal={"url": "", "backoff_seconds": 0}, notify={"from_address": "old@example.org"}
+    )
+    portal = "http://" + tomllib.loads(path.read_text())["portal"]["listen"]
+    broken = tmp_path / "broken-pack.toml"
+    broken.write_text("[[rule]]\nname = 1\n")
+    rewrite(path, notify={"from_address": "new@example.org"}, policy={"packs": [str(broken)]})
+    process.signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in process.log, what="the refused reload")
+    assert "broken-pack.toml" in process.log
+
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], protected_message())
+    notice = notifications(sink.messages)["bob@example.net"]
+    assert from_of(notice.data) == "old@example.org"
+    browser = Browser(portal)
+    try:
+        before = len(sink.messages)
+        assert browser.post(link_in(notice), "code", {"method": "email"}).status_code == 200
+        assert from_of(code_mail(sink, "bob@example.net", before).data) == "old@example.org"
+    finally:
+        browser.close()
+
+
+def test_sighup_with_a_new_secret_file_keys_links_and_codes_on_both_sides(serve, sink, tmp_path):
+    process, port, path = serve(portal={"url": "", "backoff_seconds": 0}, notify={"receipt": True})
+    portal = "http://" + tomllib.loads(path.read_text())["portal"]["listen"]
+    rewrite(path, loop={"secret_file": str(tmp_path / "rotated.key")})
+    process.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in process.log, what="the reload")
+
+    message = protected_message(extra_headers={"X-Sealgate-Access-Code": "correct-horse-42"})
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], message)
+    link = link_in(notifications(sink.messages)["bob@example.net"])
+    (receipt,) = [m for m in sink.messages if m.rcpt_tos == ("alice@example.org",)]
+    revoke = re.search(r"http://\S+/s/[0-9a-f]{32}/\S+", text_of(receipt.data))
+    assert revoke is not None
+
+    browser = Browser(portal)
+    try:
+        assert browser.http.get(revoke.group(0).removeprefix(portal)).status_code == 200
+        verified = browser.post(
+            link, "verify", {"method": "access-code", "code": "correct-horse-42"}
+        )
+        assert verified.status_code == 200, verified.text
+    finally:
+        browser.close()
+
+
+def text_of(data: bytes) -> str:
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    body = parsed.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def from_of(data: bytes) -> str:
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    return str(parsed["From"].addresses[0].addr_spec)
 
 
 def test_serve_with_dev_outbox_stores_eml_files(tmp_path, serve, sink):

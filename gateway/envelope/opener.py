@@ -89,6 +89,8 @@ def unlock_with_password(store: Store, envelope_id: str, address: str, password:
 def _require_live(envelope: EnvelopeRecord) -> None:
     if envelope.state not in LIVE_STATES:
         raise OpenError(f"the envelope was {envelope.state}; its keys are deleted")
+    if not envelope.is_live():
+        raise OpenError("the envelope expired; its keys are deleted at the next sweep")
 
 
 def read_part(store: Store, unlocked: Unlocked, part_id: int) -> Iterator[bytes]:

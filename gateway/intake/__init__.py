@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
+from collections.abc import Sequence
 
 from gateway import config
 from gateway.intake.access import Credentials
@@ -41,16 +43,17 @@ class IntakeServer:
     def _protocol(self) -> SealgateSMTP:
         return SealgateSMTP(self._handler, self._limits, self._tls)
 
-    async def start(self, *, reuse_port: bool = False) -> list[config.HostPort]:
-        """Bind every listen address; the addresses actually bound (port 0 resolved)."""
+    async def start(self, sockets: Sequence[socket.socket] = ()) -> list[config.HostPort]:
+        """Serve on ``sockets`` (listening already: a supervisor's, shared by its workers),
+        else bind every listen address; the addresses served (port 0 resolved)."""
         loop = asyncio.get_running_loop()
+        if sockets:
+            for sock in sockets:
+                self._servers.append(await loop.create_server(self._protocol, sock=sock))
+            return self.addresses
         for address in self.settings.listen:
             server = await loop.create_server(
-                self._protocol,
-                host=address.host,
-                port=address.port,
-                reuse_address=True,
-                reuse_port=reuse_port,
+                self._protocol, host=address.host, port=address.port, reuse_address=True
             )
             self._servers.append(server)
         return self.addresses

@@ -188,7 +188,7 @@ def _log_transaction(tx: Transaction, result: Result, elapsed: float) -> None:
         sender=tx.mail_from,
         nrcpt=len(tx.rcpt_tos),
         size=len(tx.data),
-        outcome=result.outcome,
+        outcome=result.logged,
         reply=str(result.reply),
     )
     if result.upstream_reply is not None:

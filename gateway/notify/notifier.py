@@ -33,6 +33,13 @@ _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$
 _MAX_FILENAME = 200
 
 
+def _missing_text(missing: tuple[str, ...], reason: str, lang: str) -> str:
+    """What a held recipient waits for, in ``lang``: the factors, else the rule's words."""
+    if missing:
+        return " / ".join(_missing(m, lang) or m for m in missing)
+    return clean_text(reason, 200) or "?"
+
+
 class Notifier:
     """Writes every message Sealgate sends in its own name, as bytes ready for SMTP (CRLF)."""
 
@@ -169,14 +176,15 @@ class Notifier:
     def held_notice(
         self,
         original: Original,
-        recipients: Sequence[tuple[str, str]],
+        recipients: Sequence[tuple[str, tuple[str, ...], str]],
         release_url: str,
         language: str,
     ) -> bytes:
         """To the sender: what is missing per held recipient, and where to release or cancel.
 
-        What is missing is a key ("phone", "access-code") said in the message's
-        language, or a phrase shown as given.
+        ``recipients``: (address, missing factors, reason). Missing factors
+        ("phone", "access-code") are said in the message's language; a recipient
+        a rule holds is shown with the rule's words.
         """
         to = parse_address(original.sender, "sender")
         check_url(release_url, "release_url")
@@ -186,9 +194,9 @@ class Notifier:
         held = [
             {
                 "address": clean_text(address, 320) or "?",
-                "missing": _missing(missing, lang) or clean_text(missing, 200) or "?",
+                "missing": _missing_text(missing, reason, lang),
             }
-            for address, missing in recipients
+            for address, missing, reason in recipients
         ]
         context = self._context(lang, recipients=held, release_url=release_url)
         rendered = templates.render("held", lang, context)

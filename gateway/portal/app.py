@@ -61,7 +61,6 @@ from gateway.portal.security import (
 )
 from gateway.portal.sms import SMSError, SMSProvider
 from gateway.store import (
-    LIVE_STATES,
     BlobMissing,
     EnvelopeRecord,
     ReaderRecord,
@@ -509,7 +508,7 @@ class _Portal:
         envelope = await self._sender_envelope(request, "revoke")
         envelope_id = envelope.envelope_id
         csrf = request.cookies.get(self._csrf_name) or new_token()
-        state = "confirm" if envelope.state in LIVE_STATES else "gone"
+        state = "confirm" if envelope.is_live() else "gone"
         if request.method == "POST" and state == "confirm":
             form = await request.form(max_files=0, max_fields=4)
             submitted = form.get("csrf")
@@ -537,8 +536,7 @@ class _Portal:
     async def release(self, request: Request) -> Response:
         envelope = await self._sender_envelope(request, "release")
         releaser = self.deps.releaser
-        live = envelope.state in LIVE_STATES and envelope.expires_at > datetime.now(UTC)
-        held = await releaser.held(envelope.envelope_id) if live else []
+        held = await releaser.held(envelope.envelope_id) if envelope.is_live() else []
         state = "confirm" if held else "gone"
         csrf = request.cookies.get(self._csrf_name) or new_token()
         problems: list[str] = []
@@ -568,8 +566,8 @@ class _Portal:
                 {
                     "address": h.address,
                     "reader_id": h.reader_id,
-                    "missing": [m for m in h.missing.split(",") if m in ("phone", "access-code")],
-                    "reason": h.missing if "," not in h.missing and " " in h.missing else "",
+                    "missing": list(h.missing),
+                    "reason": "" if h.missing else h.reason,
                 }
                 for h in held
             ],
@@ -630,7 +628,7 @@ class _Portal:
         if found is None:
             return None
         envelope, reader = found
-        if envelope.state in LIVE_STATES and envelope.expires_at > datetime.now(UTC):
+        if envelope.is_live():
             state = "live"
         elif envelope.state in ("revoked", "superseded"):
             state = "revoked"

@@ -57,13 +57,13 @@ class Releaser:
                 continue
             methods = [m for m in reader.methods.split(",") if m]
             phone = None
-            if "phone" in hold.missing.split(","):
+            if "phone" in hold.missing:
                 phone = normal_phone(phones.get(hold.address, ""))
                 if phone is None:
                     problems.append(f"{hold.address}: a mobile number like +31612345678")
                     continue
                 methods = [*methods, "sms"] if "sms" not in methods else methods
-            elif "access-code" in hold.missing.split(","):
+            elif "access-code" in hold.missing:
                 problems.append(
                     f"{hold.address}: send the message again with an access code of at least "
                     f"{MIN_ACCESS_CODE_LENGTH} characters"

@@ -66,10 +66,13 @@ class QueuedReply:
 
 @dataclass(frozen=True)
 class Hold:
+    """A held recipient: their link sealed to the reply key, waiting for the sender."""
+
     envelope_id: str
     reader_id: str
     address: str
-    missing: str
+    missing: tuple[str, ...]  # second factors the sender must supply: "phone", "access-code"
+    reason: str  # why they are held, for the sender: the rule's words
     sealed_link: bytes | None = field(repr=False)
 
 
@@ -448,7 +451,8 @@ class Access:
                         "envelope_id": h.envelope_id,
                         "reader_id": h.reader_id,
                         "address": h.address,
-                        "missing": h.missing,
+                        "missing": ",".join(h.missing),
+                        "reason": h.reason,
                         "sealed_link": h.sealed_link,
                         "state": "held",
                         "created_at": now,
@@ -465,7 +469,7 @@ class Access:
                     envelope_id=h.envelope_id,
                     reader_id=h.reader_id,
                     address=h.address,
-                    detail=f"missing={h.missing[:80]}",
+                    detail=f"missing={','.join(h.missing) or 'release'}",
                 )
 
     def held(self, envelope_id: str) -> list[Hold]:
@@ -478,7 +482,8 @@ class Access:
                 r.envelope_id,
                 r.reader_id,
                 r.address,
-                r.missing,
+                tuple(m for m in r.missing.split(",") if m),
+                r.reason,
                 r.sealed_link,
             )
             for r in rows

@@ -9,7 +9,7 @@ keys). Message content (subject, body, file names) never appears in a record.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 LIVE_STATES = ("sealed", "delivered")  # a reader can reach these
 ENDED_STATES = ("revoked", "expired", "superseded")  # crypto-shredded
@@ -84,6 +84,12 @@ class EnvelopeRecord:
     sender_name: str | None = None  # the From display name, cleaned: pages name the sender
     parts: tuple[PartRecord, ...] = ()
     readers: tuple[ReaderRecord, ...] = ()
+
+    def is_live(self, now: datetime | None = None) -> bool:
+        """Whether a reader may still reach it: sealed or delivered, and not past its expiry
+        (the sweep shreds expired envelopes a while later; until then they only look live)."""
+        moment = now if now is not None else datetime.now(UTC)
+        return self.state in LIVE_STATES and self.expires_at > moment
 
 
 @dataclass(frozen=True)

@@ -272,7 +272,8 @@ holds = Table(
     Column("envelope_id", String(32), nullable=False),
     Column("reader_id", String(32), nullable=False),
     Column("address", Text(), nullable=False),
-    Column("missing", Text(), nullable=False),  # "phone", "access-code" or the rule's words
+    Column("missing", Text(), nullable=False),  # comma list of factors: "phone,access-code"
+    Column("reason", Text(), nullable=False, server_default=""),  # the rule's words
     Column("sealed_link", LargeBinary(), nullable=True),
     Column("state", String(16), nullable=False),  # held | released | cancelled
     Column("created_at", UTCDateTime(), nullable=False),

@@ -1,0 +1,70 @@
+"""The installation's secret (``loop.secret_file``) and every key derived from it.
+
+One secret file keys everything that must verify across processes, nodes and
+restarts: the loop marker, the idempotency keys, the access codes and the
+sender's revoke and release links. Each use has a key of its own, an HMAC of the
+secret under a label; the labels are written here and nowhere else, so the
+pipeline that makes a code or a link and the portal that checks it cannot
+disagree on how its key is made.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+from gateway import config
+from gateway.loopmarker import load_or_create_secret
+
+# Changing a label changes its key: every code, link or idempotency key made before
+# stops verifying. They are part of the installation's stored state: never edit them.
+_IDEMPOTENCY = "sealgate idempotency key"
+_ACCESS_CODES = "sealgate portal codes"
+_SENDER_LINKS = "sealgate sender links"
+
+
+class Secrets:
+    """The keys derived from one installation secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    @classmethod
+    def load(cls, path: Path | None) -> Secrets:
+        """The secret in ``path`` (created with a random secret when missing); problems as
+        configuration errors naming ``loop.secret_file``."""
+        if path is None:
+            raise config.ConfigError("config", ["loop.secret_file: must be set"])
+        try:
+            return cls(load_or_create_secret(path))
+        except OSError as error:
+            reason = f"cannot read or create {path}: {error.strerror}"
+            raise config.ConfigError("config", [f"loop.secret_file: {reason}"]) from None
+        except ValueError as error:
+            raise config.ConfigError("config", [f"loop.secret_file: {error}"]) from None
+
+    def __repr__(self) -> str:
+        return "Secrets(...)"  # never the secret, in a log or a traceback
+
+    @property
+    def loop_marker(self) -> bytes:
+        """The loop marker's key: the secret itself (the marker's HMAC has its own context)."""
+        return self._secret
+
+    @property
+    def idempotency(self) -> bytes:
+        """Keys the idempotency HMAC over a message's sender, recipients and body."""
+        return self._derive(_IDEMPOTENCY)
+
+    @property
+    def access_codes(self) -> bytes:
+        """Keys the HMAC of access codes and one-time codes (sealing and the portal)."""
+        return self._derive(_ACCESS_CODES)
+
+    @property
+    def sender_links(self) -> bytes:
+        """Keys the tokens of the sender's revoke and release links."""
+        return self._derive(_SENDER_LINKS)
+
+    def _derive(self, label: str) -> bytes:
+        return hmac.new(self._secret, label.encode(), "sha256").digest()
