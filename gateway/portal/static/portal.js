@@ -209,18 +209,28 @@ async function postJson(url, body) {
 }
 
 function describe(error) {
-  if (error instanceof NetworkError) return gettext("There is no connection to the server. Check your internet connection and try again.");
+  if (error instanceof NetworkError) {
+    return gettext("There is no connection to the server. Check your internet connection and try again.");
+  }
   if (!(error instanceof ApiError)) return gettext("Something went wrong on our side. Try again later.");
   switch (error.code) {
     case "wrong-code": {
       const left = Number(error.data.attempts_left);
-      if (Number.isFinite(left) && left <= 0) return gettext("That code is not correct, and there are no attempts left. Ask for a new code.");
-      return gettext("That code is not correct. Attempts left: %(attempts)s.", { attempts: Number.isFinite(left) ? left : "?" });
+      if (Number.isFinite(left) && left <= 0) {
+        return gettext("That code is not correct, and there are no attempts left. Ask for a new code.");
+      }
+      return gettext("That code is not correct. Attempts left: %(attempts)s.", {
+        attempts: Number.isFinite(left) ? left : "?",
+      });
     }
     case "locked":
-      return gettext("Too many attempts. Wait %(time)s and try again.", { time: formatDuration(Number(error.data.retry_after) || 60) });
+      return gettext("Too many attempts. Wait %(time)s and try again.", {
+        time: formatDuration(Number(error.data.retry_after) || 60),
+      });
     case "closed":
-      return gettext("Too many wrong access codes were entered for this message, so the access code no longer works here. Confirm another way, such as a code by email.");
+      return gettext(
+        "Too many wrong access codes were entered for this message, so the access code no longer works here. Confirm another way, such as a code by email.",
+      );
     case "too-large":
       return gettext("This is too large to send.");
     case "method":
@@ -235,8 +245,12 @@ function describe(error) {
       break;
   }
   if (error.status === 413) return gettext("This is too large to send.");
-  if (error.status === 429) return gettext("Too many attempts. Wait %(time)s and try again.", { time: formatDuration(60) });
-  if (error.status === 400) return gettext("Something in the request was not accepted. Reload the page and try again.");
+  if (error.status === 429) {
+    return gettext("Too many attempts. Wait %(time)s and try again.", { time: formatDuration(60) });
+  }
+  if (error.status === 400) {
+    return gettext("Something in the request was not accepted. Reload the page and try again.");
+  }
   if (typeof error.data.message === "string" && error.data.message) return error.data.message;
   return gettext("Something went wrong on our side. Try again later.");
 }
@@ -308,14 +322,22 @@ function describeSent(method, sent) {
   setText(
     "sg-code-hint",
     method === "sms"
-      ? gettext("Enter the %(length)s-digit code we sent by text message to %(masked)s.", { length: state.page.code_length, masked })
-      : gettext("Enter the %(length)s-digit code we sent to %(masked)s.", { length: state.page.code_length, masked }),
+      ? gettext("Enter the %(length)s-digit code we sent by text message to %(masked)s.", {
+          length: state.page.code_length,
+          masked,
+        })
+      : gettext("Enter the %(length)s-digit code we sent to %(masked)s.", {
+          length: state.page.code_length,
+          masked,
+        }),
   );
   const seconds = Number(sent?.expires_in);
   setText(
     "sg-code-valid",
     Number.isFinite(seconds) && seconds > 0
-      ? gettext("The code is valid for %(minutes)s minutes.", { minutes: Math.max(1, Math.round(seconds / 60)) })
+      ? gettext("The code is valid for %(minutes)s minutes.", {
+          minutes: Math.max(1, Math.round(seconds / 60)),
+        })
       : "",
   );
 }
@@ -407,6 +429,12 @@ function setProgress(text, fraction) {
   else bar.value = Math.min(1, Math.max(0, fraction));
 }
 
+function cannotOpen() {
+  return gettext(
+    "This message could not be opened with this link. Open the link from the email again. If that does not help, ask the sender to send the message again.",
+  );
+}
+
 function fatal(message) {
   forgetMessage();
   setText("sg-fatal-text", message);
@@ -435,7 +463,7 @@ async function openMessage() {
       wrappedKey: b64urlDecode(info.wrapped_key),
     });
   } catch {
-    fatal(gettext("This message could not be opened with this link. Open the link from the email again. If that does not help, ask the sender to send the message again."));
+    fatal(cannotOpen());
     return;
   }
   let sealed;
@@ -450,7 +478,7 @@ async function openMessage() {
   try {
     manifest = await readManifest(K, info.envelope_id, sealed);
   } catch {
-    fatal(gettext("This message could not be opened with this link. Open the link from the email again. If that does not help, ask the sender to send the message again."));
+    fatal(cannotOpen());
     return;
   }
   state.session = { K, info, manifest };
@@ -506,7 +534,10 @@ function render(session) {
   $("sg-cc-row").hidden = !cc;
   setText("sg-date", headers.date ? formatDate(headers.date) : "");
   $("sg-date-row").hidden = !headers.date;
-  setText("sg-available", gettext("Available until %(date)s", { date: formatDate(info.expires_at || state.page.expires_at) }));
+  setText(
+    "sg-available",
+    gettext("Available until %(date)s", { date: formatDate(info.expires_at || state.page.expires_at) }),
+  );
   $("sg-problems").hidden = !(Array.isArray(manifest.problems) && manifest.problems.length);
 
   const text = typeof manifest.text === "string" ? manifest.text : "";
@@ -541,7 +572,10 @@ function render(session) {
   $("sg-reply").hidden = !reply;
   if (reply) {
     const limit = Number(reply.max_size) || Number(state.page.reply_max_size) || 0;
-    setText("sg-reply-limit", limit ? gettext("Text and files together may be at most %(size)s.", { size: formatSize(limit) }) : "");
+    setText(
+      "sg-reply-limit",
+      limit ? gettext("Text and files together may be at most %(size)s.", { size: formatSize(limit) }) : "",
+    );
   }
 
   showStep("message");
@@ -662,7 +696,10 @@ async function download(item, entry) {
     if (error instanceof ApiError || error instanceof NetworkError) {
       if (!handleCommon(error)) problem.textContent = describe(error);
     } else {
-      problem.textContent = gettext("%(name)s could not be opened safely. Try again, or ask the sender to send it again.", { name });
+      problem.textContent = gettext(
+        "%(name)s could not be opened safely. Try again, or ask the sender to send it again.",
+        { name },
+      );
     }
   } finally {
     button.disabled = false;
@@ -735,7 +772,10 @@ async function sendReply(event) {
     return;
   }
   const limit = Number(reply.max_size) || Number(state.page.reply_max_size) || 0;
-  const tooLarge = () => setText("sg-reply-error", gettext("Your reply is too large. The limit is %(size)s.", { size: formatSize(limit) }));
+  const tooLarge = () => {
+    const size = formatSize(limit);
+    setText("sg-reply-error", gettext("Your reply is too large. The limit is %(size)s.", { size }));
+  };
   // base64 makes files 4/3 larger: refuse early what cannot fit, before reading it
   const estimate = files.reduce((sum, file) => sum + Math.ceil(file.size / 3) * 4, 0) + text.length;
   if (limit && estimate > limit) {
@@ -844,7 +884,10 @@ function main() {
   setText("sg-expiry", gettext("Available until %(date)s", { date: formatDate(state.page.expires_at) }));
 
   if (!window.isSecureContext || !window.crypto?.subtle || typeof TransformStream !== "function") {
-    setText("sg-fatal-text", gettext("Your browser cannot open secure messages. Use a recent version of Firefox, Chrome, Edge or Safari."));
+    setText(
+      "sg-fatal-text",
+      gettext("Your browser cannot open secure messages. Use a recent version of Firefox, Chrome, Edge or Safari."),
+    );
     showStep("fatal");
     return;
   }
