@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test test-fast bench soak docs lint clean system-packages
+.PHONY: run test test-fast bench soak docs lint messages clean system-packages
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import ensurepip" 2>/dev/null || scripts/debian-packages python3-venv
@@ -39,6 +39,19 @@ soak: $(STAMP) system-packages
 docs: $(STAMP)
 	$(BIN)/sealgate config-reference --format markdown > docs/configuration.md
 	$(BIN)/sealgate config-reference --format toml > config.example.toml
+
+# The words: extract the msgids into gateway/locale/sealgate.pot and update every catalogue
+# (docs/translating.md). A new language: `make messages NEW=de`.
+LOCALE := gateway/locale
+messages: $(STAMP)
+	$(BIN)/pybabel extract --mapping-file=babel.cfg --add-comments=Translators: \
+		--sort-by-file --width=100 --project=Sealgate --version=0 \
+		--header-comment="# The words of Sealgate; the msgids are the English text (docs/translating.md)." \
+		--output-file=$(LOCALE)/sealgate.pot .
+	$(if $(NEW),$(BIN)/pybabel init --input-file=$(LOCALE)/sealgate.pot --output-dir=$(LOCALE) \
+		--domain=sealgate --width=100 --locale=$(NEW))
+	$(BIN)/pybabel update --input-file=$(LOCALE)/sealgate.pot --output-dir=$(LOCALE) \
+		--domain=sealgate --width=100 --ignore-obsolete --update-header-comment
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, StrictUndefined
 
 from gateway.portal import i18n
 from gateway.portal.security import CSP
@@ -38,16 +38,14 @@ HOSTILE = "</script><script>alert(1)</script><img src=x onerror=alert(2)>\"'&"
 CSRF = "csrf-token-for-tests"
 
 
-def environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
-    )
+def environment(lang: str) -> Environment:
+    """The portal's own environment in ``lang``, strict about undefined names."""
+    return i18n.environment(TEMPLATES, lang).overlay(undefined=StrictUndefined)
 
 
 def common(lang: str, path: str = "/m/aMSAskdfE7Q4W8bjIQo8Aw", **org: Any) -> dict[str, Any]:
     return {
         "lang": lang,
-        "t": i18n.strings(lang),
         "org": {"name": "Example Org", "logo_url": None, "theme_url": "/assets/theme.css"} | org,
         "other_lang": "nl" if lang == "en" else "en",
         "path": path,
@@ -220,7 +218,7 @@ class Parsed(HTMLParser):
 
 
 def render(template: str, context: dict[str, Any]) -> str:
-    return environment().get_template(template).render(**context)
+    return environment(context["lang"]).get_template(template).render(**context)
 
 
 ALL = [(lang, *page) for lang in i18n.LANGUAGES for page in all_pages(lang)]
@@ -310,7 +308,7 @@ def test_pages_keep_the_csp_and_label_every_control(lang, label, template, conte
 @pytest.mark.parametrize("lang", i18n.LANGUAGES)
 def test_a_hostile_sender_is_escaped_everywhere(lang):
     context = message_context(lang, sender_name=HOSTILE, sender=f"x{HOSTILE}@example.org")
-    context["page"]["strings"]["no_subject"] = "</script><script>alert(3)</script>"
+    context["page"]["strings"]["(no subject)"] = "</script><script>alert(3)</script>"
     html = render("message.html", context)
     assert "<script>alert" not in html and "<img src=x" not in html
     assert "&lt;/script&gt;&lt;script&gt;alert(1)" in html  # shown, as text
@@ -348,43 +346,37 @@ def test_a_hostile_sender_is_escaped_everywhere(lang):
 
 
 def test_unknown_reasons_fall_back():
-    assert "gone_unknown_heading" in i18n.strings("en")
     html = render("gone.html", common("en") | {"reason": "surprise", "sender": None})
-    assert i18n.strings("en")["gone_unknown_heading"] in html
+    assert "This message is not available" in html
     html = render("error.html", common("nl", path="/") | {"status": 502, "reason": "surprise"})
-    assert i18n.strings("nl")["error_server_heading"] in html and "502" in html
+    assert "Er ging iets mis" in html and "Fout 502" in html
 
 
-# --- words -----------------------------------------------------------------------------------
+# --- words (tests/test_catalogues.py checks the catalogues against every msgid) ---------------
 
 
-def placeholders(text: str) -> set[str]:
-    return set(re.findall(r"\{(\w+)\}", text))
-
-
-def test_both_languages_have_every_string():
-    english, dutch = i18n.strings("en"), i18n.strings("nl")
-    assert set(english) == set(dutch)
-    for lang in i18n.LANGUAGES:
-        for key, value in i18n.strings(lang).items():
-            assert isinstance(value, str) and value.strip(), f"{lang}:{key} is empty"
-            assert value == value.strip()
-    for key in english:
-        assert placeholders(english[key]) == placeholders(dutch[key]), key
-    assert english["switch_language"] != dutch["switch_language"]
-    assert i18n.strings("de") == english
-    assert i18n.strings("en") is not i18n.strings("en")  # a copy: callers may not change ours
+def test_the_language_link_speaks_the_other_language():
+    english = Parsed(render("gone.html", common("en") | {"reason": "expired", "sender": None}))
+    dutch = Parsed(render("gone.html", common("nl") | {"reason": "expired", "sender": None}))
+    assert english.find(
+        "a", id="sg-lang", lang="nl", **{"aria-label": "Lees deze pagina in het Nederlands"}
+    )
+    assert dutch.find("a", id="sg-lang", lang="en", **{"aria-label": "Read this page in English"})
+    assert "Nederlands" in english.text and "English" in dutch.text
 
 
 def test_page_strings_are_what_portal_js_uses():
-    for lang in i18n.LANGUAGES:
-        assert list(i18n.page_strings(lang)) == list(i18n.JS_KEYS)
     script = (STATIC / "portal.js").read_text()
-    used = set(re.findall(r"\bstr\(\s*\"(\w+)\"", script))
-    used |= set(re.findall(r"\bstr\(\s*\w+ === \"\w+\" \? \"(\w+)\" : \"(\w+)\"", script)[0])
-    assert used == set(i18n.JS_KEYS)
-    for key in i18n.JS_KEYS:  # the placeholders portal.js fills
-        assert placeholders(i18n.strings("en")[key]) <= {
+    asked = set(re.findall(r'\bgettext\(\s*"([^"]+)"', script))
+    assert len(asked) > 30
+    assert not re.search(r"\bstr\(", script), "every string goes through gettext()"
+    assert not re.search(r"\bgettext\(\s*[^\s\"]", script.replace("function gettext(msgid", ""))
+    english, dutch = i18n.page_strings("en"), i18n.page_strings("nl")
+    assert set(english) == set(dutch) == asked
+    assert all(english[msgid] == msgid for msgid in asked)
+    assert dutch["Checking the code…"] == "De code wordt gecontroleerd…"
+    for msgid in asked:  # the placeholders portal.js fills
+        assert set(re.findall(r"%\((\w+)\)s", msgid)) <= {
             "attempts",
             "date",
             "length",
@@ -394,7 +386,7 @@ def test_page_strings_are_what_portal_js_uses():
             "percent",
             "size",
             "time",
-        }, key
+        }, msgid
 
 
 def test_portal_js_finds_every_element_it_uses():
@@ -871,7 +863,9 @@ def test_an_incomplete_link_says_so(tab, portal):
     portal.reset()
     tab.page.goto(f"{portal.base}/m/{portal.envelope.link_id}")
     visible(tab, "#sg-step-link")
-    assert i18n.strings("en")["error_link"] in tab.page.inner_text("#sg-step-link")
+    assert "This link is incomplete — open it from the email again." in tab.page.inner_text(
+        "#sg-step-link"
+    )
     assert focused_id(tab) == "sg-link-heading"
     tab.page.goto(f"{portal.base}/m/{portal.envelope.link_id}#{portal.envelope.secret[:-1]}")
     tab.page.reload()
@@ -882,7 +876,6 @@ def test_an_incomplete_link_says_so(tab, portal):
 def test_the_whole_way_from_link_to_reply(tab, portal, tmp_path):
     portal.reset()
     envelope = portal.envelope
-    en = i18n.strings("en")
     page = tab.page
     page.goto(portal.link)
     visible(tab, "#sg-step-method")
@@ -932,13 +925,13 @@ def test_the_whole_way_from_link_to_reply(tab, portal, tmp_path):
     assert page.is_visible("#sg-reply")
     assert "1 MB" in page.inner_text("#sg-reply-limit")
     page.click("#sg-reply-send")
-    assert page.inner_text("#sg-reply-error") == en["reply_empty"]
+    assert page.inner_text("#sg-reply-error") == "Write a message or add a file first."
     page.fill("#sg-reply-text", "Dank je, Alice.\nGroet, Bob")
     attachment = tmp_path / "antwoord.csv"
     attachment.write_bytes(b"a,b\n1,2\n" + bytes(range(256)))
     page.set_input_files("#sg-reply-files", [str(attachment)])
     page.click("#sg-reply-send")
-    expect(page.locator("#sg-reply-status")).to_have_text(en["reply_sent"])
+    expect(page.locator("#sg-reply-status")).to_have_text("Your reply has been sent securely.")
     assert page.input_value("#sg-reply-text") == ""
     assert len(portal.replies) == 1
     reply = envelope.reply_key.open(portal.replies[0], max_plaintext=1_000_000)
@@ -984,7 +977,7 @@ def test_a_remembered_session_opens_directly_and_access_codes_need_no_request(ta
     tab.page.goto(portal.link)
     tab.page.reload()
     visible(tab, "#sg-step-code")
-    assert tab.page.inner_text("#sg-code-label") == i18n.strings("en")["access_code_label"]
+    assert tab.page.inner_text("#sg-code-label") == "Access code"
     assert tab.page.get_attribute("#sg-code", "inputmode") == "text"
     assert tab.page.is_hidden("#sg-resend") and tab.page.is_hidden("#sg-other-method")
     assert [r for r in portal.requests if r["method"] == "POST"] == []
@@ -1016,7 +1009,7 @@ def test_a_gone_message_reloads_into_the_gone_page(tab, portal):
     visible(tab, "#sg-step-message")
     portal.options["gone"] = True
     page.click("#sg-attachment-list .sg-download")
-    page.wait_for_selector("text=" + i18n.strings("en")["gone_expired_heading"], timeout=10_000)
+    page.wait_for_selector("text=" + "This message has expired", timeout=10_000)
     assert "alice@example.org" in page.inner_text("main")
 
 
@@ -1025,7 +1018,10 @@ def test_a_wrong_secret_is_final(tab, portal):
     wrong = hashlib.sha256(b"not the secret").digest()
     tab.page.goto(f"{portal.base}/m/{portal.envelope.link_id}#{_b64url(wrong)}")
     visible(tab, "#sg-step-fatal")
-    assert tab.page.inner_text("#sg-fatal-text") == i18n.strings("en")["error_cannot_open"]
+    assert (
+        tab.page.inner_text("#sg-fatal-text")
+        == "This message could not be opened with this link. Open the link from the email again. If that does not help, ask the sender to send the message again."
+    )
     assert focused_id(tab) == "sg-fatal-heading"
 
 
@@ -1078,7 +1074,7 @@ def test_a_damaged_attachment_is_not_offered(tab, portal, damage):
     page.on("download", lambda download: downloads.append(download))
     page.click("#sg-attachment-list .sg-download")
     expect(page.locator("#sg-attachment-list .sg-file-error")).to_have_text(
-        i18n.strings("en")["download_failed"].replace("{name}", "big.bin")
+        "big.bin could not be opened safely. Try again, or ask the sender to send it again."
     )
     expect(page.locator("#sg-attachment-list .sg-download")).to_be_enabled()
     assert downloads == []
@@ -1092,14 +1088,13 @@ def test_an_expired_session_goes_back_to_verifying(tab, portal):
     portal.options["session"] = False
     page.click("#sg-attachment-list .sg-download")
     visible(tab, "#sg-step-method")
-    expect(page.locator("#sg-error")).to_have_text(i18n.strings("en")["error_verify"])
+    expect(page.locator("#sg-error")).to_have_text("Please confirm again that it is you.")
     assert page.inner_text("#sg-subject") == ""  # nothing decrypted stays in the page
     assert focused_id(tab) == "sg-method-heading"
 
 
 def test_replies_that_are_too_large_are_refused(tab, portal, tmp_path):
     portal.reset(session=True, reply_status=413)
-    en = i18n.strings("en")
     page = tab.page
     page.goto(portal.link)
     visible(tab, "#sg-step-message")
@@ -1108,13 +1103,13 @@ def test_replies_that_are_too_large_are_refused(tab, portal, tmp_path):
     page.set_input_files("#sg-reply-files", [str(big)])
     page.click("#sg-reply-send")
     expect(page.locator("#sg-reply-error")).to_have_text(
-        en["reply_too_large"].replace("{size}", "1 MB")
+        "Your reply is too large. The limit is 1 MB."
     )
     assert [r for r in portal.requests if r["path"].endswith("/reply")] == []
     page.set_input_files("#sg-reply-files", [])
     page.fill("#sg-reply-text", "short")
     page.click("#sg-reply-send")
-    expect(page.locator("#sg-reply-error")).to_have_text(en["error_too_large"])
+    expect(page.locator("#sg-reply-error")).to_have_text("This is too large to send.")
     assert page.input_value("#sg-reply-text") == "short"  # kept, to shorten it
 
 

@@ -11,8 +11,10 @@
 - :meth:`Notifier.secure_reply`: a reader's reply from the portal, as a normal
   message into the sender's mailbox.
 
-Text and HTML come from Jinja2 templates in ``templates/`` (English and
-Dutch), branded with the organisation's name, logo and colour. What the
+Text and HTML come from Jinja2 templates in ``templates/``, one per message,
+with their words from the gettext catalogues in ``gateway/locale`` (English
+and Dutch; docs/translating.md), branded with the organisation's name, logo
+and colour. What the
 messages take from the original (:class:`Original`) is cleaned first: a
 control character in a display name must not make a notification impossible
 to write, or the message would be deferred for ever.

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from jinja2 import Template
 
 from gateway.identity.secondfactor import MIN_ACCESS_CODE_LENGTH
+from gateway.locale import translations
 from gateway.mail.message import MESSAGE_ID
 from gateway.notify import templates
 from gateway.notify.original import (
@@ -30,21 +31,12 @@ _CODE = re.compile(r"[0-9A-Za-z]{4,32}")
 _ENVELOPE_ID = re.compile(r"[0-9a-f]{1,64}")
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 _MAX_FILENAME = 200
-_MISSING = {
-    "phone": {"en": "a mobile phone number", "nl": "een mobiel telefoonnummer"},
-    "access-code": {
-        "en": f"an access code of at least {MIN_ACCESS_CODE_LENGTH} characters "
-        "(not a run like 12345678)",
-        "nl": f"een toegangscode van minstens {MIN_ACCESS_CODE_LENGTH} tekens "
-        "(geen reeks als 12345678)",
-    },
-}
 
 
 def _missing_text(missing: tuple[str, ...], reason: str, lang: str) -> str:
     """What a held recipient waits for, in ``lang``: the factors, else the rule's words."""
     if missing:
-        return " / ".join(_MISSING.get(m, {}).get(lang, m) for m in missing)
+        return " / ".join(_missing(m, lang) or m for m in missing)
     return clean_text(reason, 200) or "?"
 
 
@@ -233,7 +225,7 @@ class Notifier:
         title = clean_text(subject, templates.MAX_SUBJECT - 4) or ""
         if not title.lower().startswith("re:"):
             title = f"Re: {title}" if title else "Re:"
-        footer = templates.environment().get_template(f"{lang}/reply.txt")
+        footer = templates.environment(lang).get_template("reply.txt")
         body = _plain(text) + "\n" + footer.render(self._context(lang, reader=author.addr_spec))
         name = f"{author.addr_spec} (secure reply)"
         policy = _policy(self._from, recipient, author)
@@ -341,6 +333,18 @@ def _policy(*addresses: Address | None) -> Any:
 
 def _language(language: str) -> str:
     return language if language in LANGUAGES else "en"
+
+
+def _missing(key: str, lang: str) -> str | None:
+    """What a held recipient lacks, in words, for the keys the policy uses; else None."""
+    words = translations(lang)
+    if key == "phone":
+        return words.gettext("a mobile phone number")
+    if key == "access-code":
+        return words.gettext(
+            "an access code of at least %(length)s characters (not a run like 12345678)"
+        ) % {"length": MIN_ACCESS_CODE_LENGTH}
+    return None
 
 
 def _envelope_id(value: str) -> str:

@@ -1,6 +1,9 @@
-"""Rendering the notification templates: Jinja2, Dutch and English, text and HTML.
+"""Rendering the notification templates: Jinja2 with gettext, text and HTML.
 
-Templates live beside this module in ``templates/<lang>/<kind>.{subject.txt,txt,html}``.
+Templates live beside this module in ``templates/<kind>.{subject.txt,txt,html}``,
+one per message for every language: their words are msgids, translated from
+the catalogues in ``gateway/locale`` (Jinja2's i18n extension, new-style
+gettext: ``_("... %(name)s", name=value)`` escapes ``value`` in HTML).
 Text templates are rendered without escaping, HTML ones with autoescape on;
 undefined variables are errors. An administrator's subject template is
 rendered in the same sandboxed environment and checked when the notifier is
@@ -19,6 +22,7 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
+from gateway.locale import N_, SOURCE, translations
 from gateway.logsetup import event
 from gateway.notify.original import clean_text
 
@@ -27,16 +31,12 @@ log = logging.getLogger("sealgate.notify")
 DIRECTORY = Path(__file__).parent / "templates"
 MAX_SUBJECT = 250
 
-_MONTHS = {
-    "en": (
-        "January", "February", "March", "April", "May", "June",
-        "July", "August", "September", "October", "November", "December",
-    ),
-    "nl": (
-        "januari", "februari", "maart", "april", "mei", "juni",
-        "juli", "augustus", "september", "oktober", "november", "december",
-    ),
-}  # fmt: skip
+_MONTHS = (
+    # Translators: month names, as in "28 December 2026 at 14:00 UTC".
+    N_("January"), N_("February"), N_("March"), N_("April"), N_("May"), N_("June"),
+    # Translators: month names, as in "28 December 2026 at 14:00 UTC".
+    N_("July"), N_("August"), N_("September"), N_("October"), N_("November"), N_("December"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,23 +47,27 @@ class Rendered:
 
 
 @functools.cache
-def environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+def environment(lang: str = SOURCE) -> SandboxedEnvironment:
+    """The templates, speaking ``lang`` (one environment per language, made once)."""
+    env = SandboxedEnvironment(
         loader=FileSystemLoader(DIRECTORY),
         autoescape=select_autoescape(("html",), default_for_string=False, default=False),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    return env
 
 
 def render(
     kind: str, lang: str, context: dict[str, Any], subject: Template | None = None
 ) -> Rendered:
     """The subject, text and HTML of one message; ``subject`` overrides the default one."""
-    env = environment()
-    default = env.get_template(f"{lang}/{kind}.subject.txt")
+    env = environment(lang)
+    default = env.get_template(f"{kind}.subject.txt")
     title = None
     if subject is not None:
         try:
@@ -74,8 +78,8 @@ def render(
             title = None
     title = title or clean_text(default.render(context), MAX_SUBJECT) or kind
     page = {**context, "title": title}
-    text = env.get_template(f"{lang}/{kind}.txt").render(page)
-    html = env.get_template(f"{lang}/{kind}.html").render(page)
+    text = env.get_template(f"{kind}.txt").render(page)
+    html = env.get_template(f"{kind}.html").render(page)
     return Rendered(title, _lines(text), _lines(html))
 
 
@@ -99,10 +103,13 @@ def when(moment: datetime, lang: str) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     moment = moment.astimezone(UTC)
-    month = _MONTHS[lang][moment.month - 1]
-    if lang == "nl":
-        return f"{moment.day} {month} {moment.year} om {moment:%H:%M} uur (UTC)"
-    return f"{moment.day} {month} {moment.year} at {moment:%H:%M} UTC"
+    words = translations(lang)
+    return words.gettext("%(day)s %(month)s %(year)s at %(time)s UTC") % {
+        "day": moment.day,
+        "month": words.gettext(_MONTHS[moment.month - 1]),
+        "year": moment.year,
+        "time": f"{moment:%H:%M}",
+    }
 
 
 def ink(colour: str) -> str:

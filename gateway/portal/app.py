@@ -206,20 +206,14 @@ _MESSAGES = {
 }
 
 
-# Short, no link (a link in a text message is what phishing looks like).
-_SMS = {
-    "en": "{code} is your {organisation} code to read a protected message. "
-    "Valid for {minutes} minutes. Did not ask for it? Ignore this text.",
-    "nl": "{code} is uw {organisation}-code om een beveiligd bericht te lezen. "
-    "{minutes} minuten geldig. Niet aangevraagd? Negeer dit bericht.",
-}
-
-
 class _Portal:
     def __init__(self, deps: PortalDeps) -> None:
         self.deps = deps
         self._csrf_name = csrf_cookie(deps.https)
-        self.templates = Jinja2Templates(directory=str(_HERE / "templates"))
+        self.templates = {
+            lang: Jinja2Templates(env=i18n.environment(_HERE / "templates", lang))
+            for lang in i18n.LANGUAGES
+        }
 
     # pages
 
@@ -312,9 +306,7 @@ class _Portal:
         try:
             if method == "sms":
                 assert self.deps.sms is not None and reader.phone
-                text = _SMS[lang].format(
-                    code=code, minutes=minutes, organisation=self.deps.organisation
-                )
+                text = i18n.sms_code(lang, code, minutes, self.deps.organisation)
                 await self.deps.sms.send(reader.phone, text)
                 return mask_phone(reader.phone)
             notifier = self.deps.notifier()
@@ -771,13 +763,12 @@ class _Portal:
     ) -> Response:
         lang = self._lang(request)
         logo = "/assets/logo" if self.deps.logo_file is not None else None
-        response = self.templates.TemplateResponse(
+        response = self.templates[lang].TemplateResponse(
             request,
             name,
             {
                 "lang": lang,
                 "other_lang": "nl" if lang == "en" else "en",
-                "t": i18n.strings(lang),
                 "org": {
                     "name": self.deps.organisation,
                     "logo_url": logo,

@@ -51,14 +51,17 @@ const $ = (id) => document.getElementById(id);
 
 // --- words, numbers, dates ----------------------------------------------------------------
 
+// The words come from the gettext catalogues (page.strings: msgid -> translation); the
+// msgid is the English text. Placeholders are Python's: %(name)s, and %% for a percent sign.
 function fill(template, values) {
-  return String(template).replace(/\{(\w+)\}/g, (match, key) =>
-    Object.prototype.hasOwnProperty.call(values, key) ? String(values[key]) : match,
-  );
+  return String(template).replace(/%\((\w+)\)s|%%/g, (match, key) => {
+    if (match === "%%") return "%";
+    return Object.prototype.hasOwnProperty.call(values, key) ? String(values[key]) : match;
+  });
 }
 
-function str(key, values = {}) {
-  const template = typeof state.strings[key] === "string" ? state.strings[key] : key;
+function gettext(msgid, values = {}) {
+  const template = typeof state.strings[msgid] === "string" ? state.strings[msgid] : msgid;
   return fill(template, values);
 }
 
@@ -151,7 +154,7 @@ function startLock(seconds) {
       state.lockTimer = null;
       setText("sg-wait", "");
     } else {
-      setText("sg-wait", str("locked_wait", { time: formatDuration(left) }));
+      setText("sg-wait", gettext("You can try again in %(time)s.", { time: formatDuration(left) }));
     }
     updateControls();
   };
@@ -206,36 +209,50 @@ async function postJson(url, body) {
 }
 
 function describe(error) {
-  if (error instanceof NetworkError) return str("error_network");
-  if (!(error instanceof ApiError)) return str("error_server");
+  if (error instanceof NetworkError) {
+    return gettext("There is no connection to the server. Check your internet connection and try again.");
+  }
+  if (!(error instanceof ApiError)) return gettext("Something went wrong on our side. Try again later.");
   switch (error.code) {
     case "wrong-code": {
       const left = Number(error.data.attempts_left);
-      if (Number.isFinite(left) && left <= 0) return str("error_no_attempts");
-      return str("error_wrong_code", { attempts: Number.isFinite(left) ? left : "?" });
+      if (Number.isFinite(left) && left <= 0) {
+        return gettext("That code is not correct, and there are no attempts left. Ask for a new code.");
+      }
+      return gettext("That code is not correct. Attempts left: %(attempts)s.", {
+        attempts: Number.isFinite(left) ? left : "?",
+      });
     }
     case "locked":
-      return str("error_locked", { time: formatDuration(Number(error.data.retry_after) || 60) });
+      return gettext("Too many attempts. Wait %(time)s and try again.", {
+        time: formatDuration(Number(error.data.retry_after) || 60),
+      });
     case "closed":
-      return str("error_closed");
+      return gettext(
+        "Too many wrong access codes were entered for this message, so the access code no longer works here. Confirm another way, such as a code by email.",
+      );
     case "too-large":
-      return str("error_too_large");
+      return gettext("This is too large to send.");
     case "method":
-      return str("error_method");
+      return gettext("This way of confirming is not available to you. Choose another way.");
     case "csrf":
-      return str("error_csrf");
+      return gettext("This page has expired. Reload the page and try again.");
     case "verify":
-      return str("error_verify");
+      return gettext("Please confirm again that it is you.");
     case "bad-request":
-      return str("error_bad_request");
+      return gettext("Something in the request was not accepted. Reload the page and try again.");
     default:
       break;
   }
-  if (error.status === 413) return str("error_too_large");
-  if (error.status === 429) return str("error_locked", { time: formatDuration(60) });
-  if (error.status === 400) return str("error_bad_request");
+  if (error.status === 413) return gettext("This is too large to send.");
+  if (error.status === 429) {
+    return gettext("Too many attempts. Wait %(time)s and try again.", { time: formatDuration(60) });
+  }
+  if (error.status === 400) {
+    return gettext("Something in the request was not accepted. Reload the page and try again.");
+  }
   if (typeof error.data.message === "string" && error.data.message) return error.data.message;
-  return str("error_server");
+  return gettext("Something went wrong on our side. Try again later.");
 }
 
 // Handle the errors every request can meet; returns true when the page moved on.
@@ -248,7 +265,7 @@ function handleCommon(error) {
   }
   if (error.status === 401 && error.code !== "wrong-code") {
     forgetMessage();
-    startVerify(str("error_verify"));
+    startVerify(gettext("Please confirm again that it is you."));
     return true;
   }
   if (error.status === 429) startLock(Number(error.data.retry_after) || 60);
@@ -268,7 +285,7 @@ function methodButtons() {
 function startVerify(message = "") {
   const methods = methodButtons().map((button) => button.dataset.method);
   if (methods.length === 0) {
-    fatal(str("error_method"));
+    fatal(gettext("This way of confirming is not available to you. Choose another way."));
     return;
   }
   if (methods.length === 1 && methods[0] === "access-code") {
@@ -286,7 +303,7 @@ async function chooseMethod(method) {
     return;
   }
   setError("");
-  setText("sg-method-status", str("sending_code"));
+  setText("sg-method-status", gettext("Sending the code…"));
   setBusy(true);
   try {
     const sent = await postJson(state.page.api.code, { method });
@@ -304,16 +321,23 @@ function describeSent(method, sent) {
   const masked = (sent && typeof sent.sent_to === "string" && sent.sent_to) || fallback || "";
   setText(
     "sg-code-hint",
-    str(method === "sms" ? "code_sent_sms" : "code_sent_email", {
-      length: state.page.code_length,
-      masked,
-    }),
+    method === "sms"
+      ? gettext("Enter the %(length)s-digit code we sent by text message to %(masked)s.", {
+          length: state.page.code_length,
+          masked,
+        })
+      : gettext("Enter the %(length)s-digit code we sent to %(masked)s.", {
+          length: state.page.code_length,
+          masked,
+        }),
   );
   const seconds = Number(sent?.expires_in);
   setText(
     "sg-code-valid",
     Number.isFinite(seconds) && seconds > 0
-      ? str("code_valid", { minutes: Math.max(1, Math.round(seconds / 60)) })
+      ? gettext("The code is valid for %(minutes)s minutes.", {
+          minutes: Math.max(1, Math.round(seconds / 60)),
+        })
       : "",
   );
 }
@@ -323,13 +347,13 @@ function showCodeStep(method, sent) {
   const input = $("sg-code");
   input.value = "";
   if (method === "access-code") {
-    setText("sg-code-label", str("access_code_label"));
+    setText("sg-code-label", gettext("Access code"));
     input.inputMode = "text";
     input.autocomplete = "off";
-    setText("sg-code-hint", str("access_code_hint"));
+    setText("sg-code-hint", gettext("Enter the access code that the sender gave you."));
     setText("sg-code-valid", "");
   } else {
-    setText("sg-code-label", str("code_label"));
+    setText("sg-code-label", gettext("Code"));
     input.inputMode = "numeric";
     input.autocomplete = "one-time-code";
     describeSent(method, sent);
@@ -343,12 +367,12 @@ function showCodeStep(method, sent) {
 async function resendCode() {
   if (state.busy || locked() || !state.method || state.method === "access-code") return;
   setError("");
-  setText("sg-code-status", str("sending_code"));
+  setText("sg-code-status", gettext("Sending the code…"));
   setBusy(true);
   try {
     const sent = await postJson(state.page.api.code, { method: state.method });
     describeSent(state.method, sent);
-    setText("sg-code-status", str("code_resent"));
+    setText("sg-code-status", gettext("We sent a new code."));
   } catch (error) {
     setText("sg-code-status", "");
     if (!handleCommon(error)) setError(describe(error));
@@ -364,12 +388,12 @@ async function submitCode(event) {
   const code =
     state.method === "access-code" ? input.value.trim() : input.value.replace(/[\s-]+/g, "");
   if (!code) {
-    setError(str("code_missing"));
+    setError(gettext("Enter the code first."));
     input.focus();
     return;
   }
   setError("");
-  setText("sg-code-status", str("verifying"));
+  setText("sg-code-status", gettext("Checking the code…"));
   setBusy(true);
   let verified = false;
   try {
@@ -405,6 +429,12 @@ function setProgress(text, fraction) {
   else bar.value = Math.min(1, Math.max(0, fraction));
 }
 
+function cannotOpen() {
+  return gettext(
+    "This message could not be opened with this link. Open the link from the email again. If that does not help, ask the sender to send the message again.",
+  );
+}
+
 function fatal(message) {
   forgetMessage();
   setText("sg-fatal-text", message);
@@ -414,7 +444,7 @@ function fatal(message) {
 async function openMessage() {
   showStep("loading");
   $("sg-retry").hidden = true;
-  setProgress(str("opening"), null);
+  setProgress(gettext("Opening the message…"), null);
   let info;
   try {
     info = await postJson(state.page.api.open, {});
@@ -424,7 +454,7 @@ async function openMessage() {
   }
   let K;
   try {
-    setProgress(str("decrypting"), null);
+    setProgress(gettext("Decrypting the message…"), null);
     K = await unlockGuest({
       linkId: state.link.linkId,
       secret: state.link.secret,
@@ -433,7 +463,7 @@ async function openMessage() {
       wrappedKey: b64urlDecode(info.wrapped_key),
     });
   } catch {
-    fatal(str("error_cannot_open"));
+    fatal(cannotOpen());
     return;
   }
   let sealed;
@@ -448,7 +478,7 @@ async function openMessage() {
   try {
     manifest = await readManifest(K, info.envelope_id, sealed);
   } catch {
-    fatal(str("error_cannot_open"));
+    fatal(cannotOpen());
     return;
   }
   state.session = { K, info, manifest };
@@ -496,7 +526,7 @@ function joined(list) {
 function render(session) {
   const { info, manifest } = session;
   const headers = manifest.headers && typeof manifest.headers === "object" ? manifest.headers : {};
-  setText("sg-subject", headers.subject || str("no_subject"));
+  setText("sg-subject", headers.subject || gettext("(no subject)"));
   setText("sg-from", joined(headers.from) || info.sender || state.page.sender);
   setText("sg-to", joined(headers.to));
   const cc = joined(headers.cc);
@@ -504,7 +534,10 @@ function render(session) {
   $("sg-cc-row").hidden = !cc;
   setText("sg-date", headers.date ? formatDate(headers.date) : "");
   $("sg-date-row").hidden = !headers.date;
-  setText("sg-available", str("available_until", { date: formatDate(info.expires_at || state.page.expires_at) }));
+  setText(
+    "sg-available",
+    gettext("Available until %(date)s", { date: formatDate(info.expires_at || state.page.expires_at) }),
+  );
   $("sg-problems").hidden = !(Array.isArray(manifest.problems) && manifest.problems.length);
 
   const text = typeof manifest.text === "string" ? manifest.text : "";
@@ -522,7 +555,7 @@ function render(session) {
   for (const entry of attachments) {
     if ([...shownInline.values()].includes(entry)) continue;
     const item = $("sg-attachment-template").content.firstElementChild.cloneNode(true);
-    wireFile(item, entry, str("download_named", { name: entry.filename }));
+    wireFile(item, entry, gettext("Download %(name)s", { name: entry.filename }));
     list.append(item);
   }
   $("sg-attachments").hidden = list.children.length === 0;
@@ -539,7 +572,10 @@ function render(session) {
   $("sg-reply").hidden = !reply;
   if (reply) {
     const limit = Number(reply.max_size) || Number(state.page.reply_max_size) || 0;
-    setText("sg-reply-limit", limit ? str("reply_limit", { size: formatSize(limit) }) : "");
+    setText(
+      "sg-reply-limit",
+      limit ? gettext("Text and files together may be at most %(size)s.", { size: formatSize(limit) }) : "",
+    );
   }
 
   showStep("message");
@@ -642,7 +678,7 @@ async function download(item, entry) {
     const percent = Math.floor(fraction * 4) * 25; // announce in quarters, not every chunk
     if (percent !== shown) {
       shown = percent;
-      status.textContent = str("download_progress", { name, percent });
+      status.textContent = gettext("Downloading %(name)s: %(percent)s%%", { name, percent });
     }
   };
   button.disabled = true;
@@ -654,13 +690,16 @@ async function download(item, entry) {
     const chunks = await fetchPart(session, entry.part, progress);
     await checkEntry(entry, chunks);
     save(chunks, name, entry.content_type);
-    status.textContent = str("download_ready", { name });
+    status.textContent = gettext("%(name)s has been downloaded.", { name });
   } catch (error) {
     status.textContent = "";
     if (error instanceof ApiError || error instanceof NetworkError) {
       if (!handleCommon(error)) problem.textContent = describe(error);
     } else {
-      problem.textContent = str("download_failed", { name });
+      problem.textContent = gettext(
+        "%(name)s could not be opened safely. Try again, or ask the sender to send it again.",
+        { name },
+      );
     }
   } finally {
     button.disabled = false;
@@ -728,12 +767,15 @@ async function sendReply(event) {
   setText("sg-reply-error", "");
   setText("sg-reply-status", "");
   if (!text.trim() && files.length === 0) {
-    setText("sg-reply-error", str("reply_empty"));
+    setText("sg-reply-error", gettext("Write a message or add a file first."));
     $("sg-reply-text").focus();
     return;
   }
   const limit = Number(reply.max_size) || Number(state.page.reply_max_size) || 0;
-  const tooLarge = () => setText("sg-reply-error", str("reply_too_large", { size: formatSize(limit) }));
+  const tooLarge = () => {
+    const size = formatSize(limit);
+    setText("sg-reply-error", gettext("Your reply is too large. The limit is %(size)s.", { size }));
+  };
   // base64 makes files 4/3 larger: refuse early what cannot fit, before reading it
   const estimate = files.reduce((sum, file) => sum + Math.ceil(file.size / 3) * 4, 0) + text.length;
   if (limit && estimate > limit) {
@@ -743,7 +785,7 @@ async function sendReply(event) {
   const button = $("sg-reply-send");
   button.disabled = true;
   state.busy = true;
-  setText("sg-reply-status", str("reply_sending"));
+  setText("sg-reply-status", gettext("Encrypting and sending your reply…"));
   // A retry after a lost answer sends the same sealed reply (same reply id), which the
   // server takes once; only a changed reply is sealed afresh.
   const fingerprint = JSON.stringify([text, files.map((f) => [f.name, f.size, f.lastModified])]);
@@ -761,13 +803,13 @@ async function sendReply(event) {
     await post(state.page.api.reply, blob);
     state.pendingReply = null;
     form.reset();
-    setText("sg-reply-status", str("reply_sent"));
+    setText("sg-reply-status", gettext("Your reply has been sent securely."));
   } catch (error) {
     setText("sg-reply-status", "");
     if (error instanceof ApiError || error instanceof NetworkError) {
       if (!handleCommon(error)) setText("sg-reply-error", describe(error));
     } else {
-      setText("sg-reply-error", str("error_server"));
+      setText("sg-reply-error", gettext("Something went wrong on our side. Try again later."));
     }
   } finally {
     state.busy = false;
@@ -839,10 +881,13 @@ function main() {
   state.lang = document.documentElement.lang || "en";
   state.csrf = document.querySelector('meta[name="csrf-token"]')?.getAttribute("content") || "";
   keepFragmentOnLanguageLink();
-  setText("sg-expiry", str("available_until", { date: formatDate(state.page.expires_at) }));
+  setText("sg-expiry", gettext("Available until %(date)s", { date: formatDate(state.page.expires_at) }));
 
   if (!window.isSecureContext || !window.crypto?.subtle || typeof TransformStream !== "function") {
-    setText("sg-fatal-text", str("error_unsupported"));
+    setText(
+      "sg-fatal-text",
+      gettext("Your browser cannot open secure messages. Use a recent version of Firefox, Chrome, Edge or Safari."),
+    );
     showStep("fatal");
     return;
   }
