@@ -58,9 +58,11 @@ from gateway.policy.engine import Policy
 from gateway.policy.packs import PolicyError
 from gateway.policy.textract import Limits, TextExtractor
 from gateway.portal import sms
-from gateway.portal.app import PortalDeps, create_app, release_url, revoke_url
+from gateway.portal.app import create_app
 from gateway.portal.codes import CodeBook
 from gateway.portal.deadlines import Deadlines, protocol_with
+from gateway.portal.deps import PortalDeps
+from gateway.portal.links import release_url, revoke_url
 from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk
 from gateway.store import FileBlobStore, Store, StoreError

@@ -1,4 +1,8 @@
-"""The portal's routes: the link page, the second factor, the sealed data, replies, revoke.
+"""The portal's routes: the link page, the second factor, the sealed data, replies.
+
+The sender's pages (revoke, release) are in gateway.portal.senderpages, the
+links to them in gateway.portal.links, what every page shares (templates in
+the reader's language, cookies) in gateway.portal.rendering.
 
 Rules every route keeps:
 
@@ -16,17 +20,14 @@ Rules every route keeps:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import filetype
 from starlette.applications import Starlette
@@ -36,38 +37,33 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
-from gateway import config
 from gateway.envelope import keys
-from gateway.envelope.reply import ReplyKey
 from gateway.errors import PermanentError, TemporaryError
 from gateway.logsetup import event
-from gateway.notify import Notifier
 from gateway.portal import i18n
-from gateway.portal.codes import CodeBook, Locked, mask_address, mask_phone
-from gateway.portal.release import Releaser
-from gateway.portal.replies import ReplyDesk, Send, reply_id
+from gateway.portal.codes import Locked, mask_address, mask_phone
+from gateway.portal.deps import PortalDeps
+from gateway.portal.rendering import Pages
+from gateway.portal.replies import reply_id
 from gateway.portal.security import (
     CSRF_HEADER,
     SecurityHeaders,
     TooLarge,
     client_address,
-    csrf_cookie,
     csrf_ok,
     new_token,
     read_body,
 )
-from gateway.portal.sms import SMSError, SMSProvider
+from gateway.portal.senderpages import SenderPages
+from gateway.portal.sms import SMSError
 from gateway.store import (
     BlobMissing,
     EnvelopeRecord,
     ReaderRecord,
-    Store,
     StoreError,
 )
-from gateway.store.portalstate import PortalState
 
 log = logging.getLogger("sealgate.portal")
 
@@ -80,64 +76,9 @@ _MAX_LOGO = 256 * 1024
 _REPLIES_PER_HOUR = 20  # per reader: each one is stored and mailed to the sender
 
 
-@dataclass
-class PortalDeps:
-    """What the portal works with; built by gateway.service from the configuration."""
-
-    settings: config.Portal
-    store: Store
-    access: PortalState
-    codes: CodeBook
-    desk: ReplyDesk
-    releaser: Releaser
-    notifier: Callable[[], Notifier]  # the current one (a reload may replace it)
-    send: Send  # Sealgate's own mail: DKIM-signed, through the upstream
-    sms: SMSProvider | None
-    reply_key: Callable[[], ReplyKey]  # loaded or made on first use (blocking: a thread)
-    secret: bytes  # keys the sender's revoke links
-    url: str  # public base URL (fixed after binding when configured empty)
-    organisation: str
-    colour: str
-    from_address: str
-    default_language: str = "en"
-    logo_file: Path | None = None
-    read_notice: bool = False
-    _background: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    @property
-    def https(self) -> bool:
-        return self.url.startswith("https://")
-
-    @property
-    def origin(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}"
-
-    def spawn(self, work: Awaitable[Any]) -> None:
-        """Run ``work`` after the response; keep a reference until it is done."""
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-
-def sender_token(secret: bytes, purpose: str, envelope_id: str) -> str:
-    """The capability in a sender's link: an HMAC of the purpose and the envelope id."""
-    message = f"sealgate {purpose}\x00{envelope_id}".encode()
-    return keys.b64url(hmac.new(secret, message, hashlib.sha256).digest()[:24])
-
-
-def revoke_url(base: str, secret: bytes, envelope_id: str) -> str:
-    """The sender's revoke link for an envelope (in the "sent securely" receipt)."""
-    return f"{base}/s/{envelope_id}/{sender_token(secret, 'revoke', envelope_id)}"
-
-
-def release_url(base: str, secret: bytes, envelope_id: str) -> str:
-    """The sender's page for held recipients: supply what is missing, release or cancel."""
-    return f"{base}/h/{envelope_id}/{sender_token(secret, 'release', envelope_id)}"
-
-
 def create_app(deps: PortalDeps) -> ASGIApp:
     portal = _Portal(deps)
+    sender = SenderPages(deps)
     routes = [
         Route("/m/{link}", portal.page, methods=["GET"]),
         Route("/m/{link}/code", portal.send_code, methods=["POST"]),
@@ -146,8 +87,8 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Route("/m/{link}/part/{part:int}", portal.part, methods=["POST"]),
         Route("/m/{link}/reply", portal.reply, methods=["POST"]),
         Route("/m/{link}/logout", portal.logout, methods=["POST"]),
-        Route("/s/{envelope_id}/{token}", portal.revoke, methods=["GET", "POST"]),
-        Route("/h/{envelope_id}/{token}", portal.release, methods=["GET", "POST"]),
+        Route("/s/{envelope_id}/{token}", sender.revoke, methods=["GET", "POST"]),
+        Route("/h/{envelope_id}/{token}", sender.release, methods=["GET", "POST"]),
         Route("/assets/theme.css", portal.theme, methods=["GET"]),
         Route("/assets/logo", portal.logo, methods=["GET"]),
         Route("/healthz", portal.health, methods=["GET"]),
@@ -206,14 +147,8 @@ _MESSAGES = {
 }
 
 
-class _Portal:
-    def __init__(self, deps: PortalDeps) -> None:
-        self.deps = deps
-        self._csrf_name = csrf_cookie(deps.https)
-        self.templates = {
-            lang: Jinja2Templates(env=i18n.environment(_HERE / "templates", lang))
-            for lang in i18n.LANGUAGES
-        }
+class _Portal(Pages):
+    """The recipient's side: the link page, second factors, the sealed data, replies."""
 
     # pages
 
@@ -502,93 +437,6 @@ class _Portal:
                 await asyncio.to_thread(self.deps.access.sessions.end_session, token)
         return response
 
-    # the sender's revoke link
-
-    async def revoke(self, request: Request) -> Response:
-        envelope = await self._sender_envelope(request, "revoke")
-        envelope_id = envelope.envelope_id
-        csrf = request.cookies.get(self._csrf_name) or new_token()
-        state = "confirm" if envelope.is_live() else "gone"
-        if request.method == "POST" and state == "confirm":
-            form = await request.form(max_files=0, max_fields=4)
-            submitted = form.get("csrf")
-            if not csrf_ok(request, submitted if isinstance(submitted, str) else None,
-                           self.deps.origin):  # fmt: skip
-                raise HTTPException(403)
-            await asyncio.to_thread(
-                self.deps.store.shred, envelope_id, "revoked", detail="revoked by the sender"
-            )
-            event(log, logging.INFO, "revoked by the sender", envelope=envelope_id)
-            state = "done"
-        context = {
-            "csrf_token": csrf,
-            "state": state,
-            "envelope_id": envelope_id,
-            "recipients": [r.address for r in envelope.readers if r.kind == "guest"],
-            "action": request.url.path,
-        }
-        response = self._render(request, "revoke.html", context)
-        self._csrf_cookie(response, csrf, request)
-        return response
-
-    # the sender's page for held recipients
-
-    async def release(self, request: Request) -> Response:
-        envelope = await self._sender_envelope(request, "release")
-        releaser = self.deps.releaser
-        held = await releaser.held(envelope.envelope_id) if envelope.is_live() else []
-        state = "confirm" if held else "gone"
-        csrf = request.cookies.get(self._csrf_name) or new_token()
-        problems: list[str] = []
-        if request.method == "POST" and held:
-            form = await request.form(max_files=0, max_fields=4 + len(held))
-            submitted = form.get("csrf")
-            if not csrf_ok(request, submitted if isinstance(submitted, str) else None,
-                           self.deps.origin):  # fmt: skip
-                raise HTTPException(403)
-            decision = form.get("decision")
-            if decision == "cancel":
-                await releaser.cancel(envelope)
-                state = "done"
-            elif decision == "release":
-                # Named by reader id, not position: a stale form cannot give one
-                # recipient's number to another.
-                phones = {h.address: str(form.get(f"phone_{h.reader_id}") or "") for h in held}
-                problems = await releaser.release(envelope, phones)
-                held = await releaser.held(envelope.envelope_id)
-                state = "confirm" if held else "done"
-            else:
-                raise HTTPException(400)
-        context = {
-            "csrf_token": csrf,
-            "state": state,
-            "recipients": [
-                {
-                    "address": h.address,
-                    "reader_id": h.reader_id,
-                    "missing": list(h.missing),
-                    "reason": "" if h.missing else h.reason,
-                }
-                for h in held
-            ],
-            "problems": problems,
-            "action": request.url.path,
-        }
-        response = self._render(request, "release.html", context)
-        self._csrf_cookie(response, csrf, request)
-        return response
-
-    async def _sender_envelope(self, request: Request, purpose: str) -> EnvelopeRecord:
-        """The envelope of a sender's link (revoke, release), after checking its token."""
-        envelope_id = request.path_params["envelope_id"]
-        expected = sender_token(self.deps.secret, purpose, envelope_id)
-        if not hmac.compare_digest(expected, request.path_params["token"]):
-            raise HTTPException(404)
-        envelope = await asyncio.to_thread(self.deps.store.get, envelope_id)
-        if envelope is None:
-            raise HTTPException(404)
-        return envelope
-
     # assets
 
     async def theme(self, request: Request) -> Response:
@@ -732,59 +580,8 @@ class _Portal:
         )
         return token
 
-    def _cookie(self, response: Response, name: str, value: str, max_age: int, path: str) -> None:
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            path=path,
-            secure=self.deps.https,
-            httponly=True,
-            samesite="strict",
-        )
-
-    def _csrf_cookie(self, response: Response, token: str, request: Request) -> None:
-        if request.cookies.get(self._csrf_name) != token:
-            self._cookie(response, self._csrf_name, token, 86400, "/")
-
     def _client(self, request: Request) -> str:
         return client_address(request, self.deps.settings.trusted_proxies)
-
-    def _lang(self, request: Request) -> str:
-        return i18n.choose(
-            request.query_params.get("lang"),
-            request.cookies.get(_LANG),
-            request.headers.get("accept-language"),
-            self.deps.default_language,
-        )
-
-    def _render(
-        self, request: Request, name: str, context: dict[str, Any], status: int = 200
-    ) -> Response:
-        lang = self._lang(request)
-        logo = "/assets/logo" if self.deps.logo_file is not None else None
-        response = self.templates[lang].TemplateResponse(
-            request,
-            name,
-            {
-                "lang": lang,
-                "other_lang": "nl" if lang == "en" else "en",
-                "org": {
-                    "name": self.deps.organisation,
-                    "logo_url": logo,
-                    "theme_url": "/assets/theme.css",
-                },
-                "path": request.url.path,
-                **context,
-            },
-            status_code=status,
-        )
-        if request.query_params.get("lang") == lang:
-            response.set_cookie(
-                _LANG, lang, max_age=365 * 86400, path="/", secure=self.deps.https,
-                httponly=True, samesite="strict",
-            )  # fmt: skip
-        return response
 
     async def _event(self, link: _Link, kind: str, detail: str) -> None:
         envelope_id, reader = link.envelope.envelope_id, link.reader

@@ -1,0 +1,60 @@
+"""What the portal works with, built by gateway.service from the configuration."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway import config
+from gateway.envelope.reply import ReplyKey
+from gateway.notify import Notifier
+from gateway.portal.codes import CodeBook
+from gateway.portal.release import Releaser
+from gateway.portal.replies import ReplyDesk, Send
+from gateway.portal.sms import SMSProvider
+from gateway.store import Store
+from gateway.store.portalstate import PortalState
+
+
+@dataclass
+class PortalDeps:
+    """What the portal works with; built by gateway.service from the configuration."""
+
+    settings: config.Portal
+    store: Store
+    access: PortalState
+    codes: CodeBook
+    desk: ReplyDesk
+    releaser: Releaser
+    notifier: Callable[[], Notifier]  # the current one (a reload may replace it)
+    send: Send  # Sealgate's own mail: DKIM-signed, through the upstream
+    sms: SMSProvider | None
+    reply_key: Callable[[], ReplyKey]  # loaded or made on first use (blocking: a thread)
+    secret: bytes  # keys the sender's revoke links
+    url: str  # public base URL (fixed after binding when configured empty)
+    organisation: str
+    colour: str
+    from_address: str
+    default_language: str = "en"
+    logo_file: Path | None = None
+    read_notice: bool = False
+    _background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def https(self) -> bool:
+        return self.url.startswith("https://")
+
+    @property
+    def origin(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def spawn(self, work: Awaitable[Any]) -> None:
+        """Run ``work`` after the response; keep a reference until it is done."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
