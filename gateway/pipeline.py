@@ -32,7 +32,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -62,7 +62,7 @@ from gateway.policy.facts import Extractor, Lookups, gather
 from gateway.policy.types import Decision
 from gateway.store import EnvelopeRecord, StoreError
 from gateway.store.holds import Hold
-from gateway.store.pending import PendingLinks
+from gateway.store.pending import PendingLinks, Progress
 from gateway.store.portalstate import PortalState
 
 log = logging.getLogger("sealgate.pipeline")
@@ -383,13 +383,16 @@ class Pipeline:
 
         A retry finishes what is missing (DESIGN): until the message is settled,
         each guest reader's link is kept sealed to the organisation's reply key
-        (gateway.store.pending), so a retry after a 4xx resumes the envelope and
+        (gateway.store.pending), and the audit trail says who was notified,
+        refused, held and bounced. A retry after a 4xx resumes the envelope and
         sends only what is still owed: the same link to each reader not yet
-        notified, the bounce if it did not go, the relayed copy. Without kept
-        links (no reply key, or a crash right after sealing) nobody holds the
-        unfinished envelope's links, and the retry supersedes (shreds) it and
-        seals afresh. A retry of a message that was wholly delivered is answered
-        250 without sending anything.
+        notified, the held notice and the bounce if they did not go, the relayed
+        copy. It finishes what the first attempt decided for the readers sealed
+        then (:func:`_as_sealed`). Without kept links (no reply key), or when
+        nothing went out yet and the policy now decides otherwise, the retry
+        supersedes (shreds) the unfinished envelope and seals afresh. A retry of
+        a message that was wholly delivered is answered 250 without sending
+        anything.
         """
         vault = self.protecting.vault
         key = idempotency_key(
@@ -400,26 +403,24 @@ class Pipeline:
             reply = SMTPReply(250, "2.0.0", f"Ok: already delivered as {existing.envelope_id}")
             return Result(reply, Outcome.DUPLICATE, envelope_id=existing.envelope_id)
         original = Original.of(tx.mail_from, tx.data)
-        sealed = await self._resumed(existing) if existing is not None else None
-        if sealed is None:
+        resumed = await self._resumed(existing, plan) if existing is not None else None
+        if resumed is not None:
+            sealed, progress, plan = resumed
+        else:
             supersede = existing.envelope_id if existing is not None else None
             sealed = await self._seal(tx, plan, key, original, supersede)
+            progress = Progress()
         async with contextlib.AsyncExitStack() as stack:
             relayed = self._outgoing(tx, plan.relayed_bytes, Kind.RELAYED_PROTECTED)
             relay, refused = await self._open_relay(tx, plan.relay, len(relayed))
             if relay is not None:
                 await stack.enter_async_context(relay)
             # Held ones first: a failure there defers the message before anyone was told.
-            held = [g for g in sealed.grants if g.address in plan.hold]
-            if held:
-                await self._hold(tx, sealed, held, original, plan.held_for)
-            grants = [g for g in sealed.grants if g.address not in plan.hold]
-            refused = {
-                **plan.refused,
-                **refused,
-                **await self._notify(tx, grants, sealed, original),
-            }
-            notified = len(held) + sum(1 for a in plan.protect if a not in refused)
+            held = await self._hold(tx, sealed, progress, plan, original)
+            grants = [g for g in sealed.grants if g.address in plan.protect]
+            sent, refused_now = await self._notify(tx, grants, sealed, original)
+            refused = {**plan.refused, **_refusals(progress), **refused, **refused_now}
+            notified = held + len(progress.notified) + sent
             if not notified:
                 # No guest can ever reach this envelope: shred it now.
                 await self._vault(vault.discard(sealed.envelope_id, "every reader refused"))
@@ -429,7 +430,7 @@ class Pipeline:
                     reply.code, reply.enhanced, f"Recipient {address}: {reply.text}"
                 )
             if refused:
-                await self._bounce_once(tx, sealed.envelope_id, refused, plan.refused.keys())
+                await self._bounce_once(tx, sealed.envelope_id, refused, plan, progress)
             upstream_reply = None
             if relay is not None:
                 upstream_reply = await relay.send_data(relayed)
@@ -498,26 +499,30 @@ class Pipeline:
             )
         return sealed
 
-    async def _resumed(self, existing: EnvelopeRecord) -> SealedEnvelope | None:
-        """An unsettled envelope of an earlier attempt, with the links it still owes;
-        None when it cannot be resumed (nothing kept: seal afresh)."""
+    async def _resumed(
+        self, existing: EnvelopeRecord, plan: Plan
+    ) -> tuple[SealedEnvelope, Progress, Plan] | None:
+        """An unsettled envelope of an earlier attempt: the links it still owes, what went
+        out already, and the plan as the first attempt sealed it; None to seal afresh."""
         holding = self.protecting.holding
         if holding is None:
             return None
         pending = self.protecting.pending
-        owed = await self._vault(asyncio.to_thread(pending.owed, existing.envelope_id))
-        events = await self._vault(
-            asyncio.to_thread(self.protecting.vault.store.events, existing.envelope_id)
-        )
-        if not owed and not any(e.kind in ("reader-notified", "held") for e in events):
+        progress = await self._vault(asyncio.to_thread(pending.progress, existing.envelope_id))
+        if not progress.owed and not progress.started and not progress.held:
             return None  # sealed without a reply key to keep its links under
+        sealed_for = {r.address for r in existing.readers if r.kind == "guest"}
+        unchanged = sealed_for == {*plan.protect, *plan.hold}
+        if not unchanged and not progress.started and not progress.held:
+            return None  # nobody was told anything, and the policy now decides otherwise
         grants = []
         for reader in existing.readers:  # in the order they were sealed
-            if reader.reader_id in owed:
-                link = await asyncio.to_thread(holding.open_link, owed[reader.reader_id])
+            if reader.reader_id in progress.owed:
+                link = await asyncio.to_thread(holding.open_link, progress.owed[reader.reader_id])
                 grants.append(Grant(reader.address, reader.reader_id, link))
         event(log, logging.INFO, "resuming", envelope=existing.envelope_id, owed=len(grants))
-        return SealedEnvelope(existing, tuple(grants))
+        held = {r.address for r in existing.readers if r.reader_id in progress.held}
+        return SealedEnvelope(existing, tuple(grants)), progress, _as_sealed(plan, sealed_for, held)
 
     async def _open_relay(
         self, tx: Transaction, recipients: tuple[str, ...], size: int
@@ -555,9 +560,10 @@ class Pipeline:
 
     async def _notify(
         self, tx: Transaction, grants: list[Grant], sealed: SealedEnvelope, original: Original
-    ) -> dict[str, SMTPReply]:
-        """Send these guest readers their link; the recipients the upstream refused."""
-        refused: dict[str, SMTPReply] = {}
+    ) -> tuple[int, dict[str, SMTPReply]]:
+        """Send these guest readers their link: how many were accepted, and the recipients
+        the upstream refused. Each outcome is recorded, so that a retry does not repeat it."""
+        sent, refused = 0, {}
         notifier, portal = self.protecting.notifier, self.protecting.portal_url
         for grant in grants:
             try:
@@ -566,25 +572,34 @@ class Pipeline:
                 )
             except ValueError:
                 refused[grant.address] = _BAD_ADDRESS
-                continue
-            try:
-                await self.own.send(tx.mail_from, [grant.address], data)
-            except PermanentError as error:
-                refused[grant.address] = error.reply
-                continue
-            await self._notified(sealed.envelope_id, grant)
-        return refused
+            else:
+                try:
+                    await self.own.send(tx.mail_from, [grant.address], data)
+                except PermanentError as error:
+                    refused[grant.address] = error.reply
+                else:
+                    sent += 1
+            await self._record_reader(sealed.envelope_id, grant, refused.get(grant.address))
+        return sent, refused
 
-    async def _notified(self, envelope_id: str, grant: Grant) -> None:
-        """Record that a reader has their link, so that a retry does not send it again.
+    async def _record_reader(
+        self, envelope_id: str, grant: Grant, refusal: SMTPReply | None
+    ) -> None:
+        """Record that a reader has their link (or was refused for good): its kept link goes.
 
         The notification is out: a failure to record it is logged, not deferred.
         A retry would then send the same link once more, never a new one.
         """
+        pending = self.protecting.pending
         try:
-            await asyncio.to_thread(
-                self.protecting.pending.notified, envelope_id, grant.reader_id, grant.address
-            )
+            if refusal is None:
+                await asyncio.to_thread(
+                    pending.notified, envelope_id, grant.reader_id, grant.address
+                )
+            else:
+                await asyncio.to_thread(
+                    pending.refused, envelope_id, grant.reader_id, grant.address, str(refusal)
+                )
         except StoreError as error:
             event(log, logging.WARNING, "could not record a notification", envelope=envelope_id,
                   error=str(error))  # fmt: skip
@@ -593,36 +608,44 @@ class Pipeline:
         self,
         tx: Transaction,
         sealed: SealedEnvelope,
-        grants: list[Grant],
+        progress: Progress,
+        plan: Plan,
         original: Original,
-        held_for: dict[str, Waiting],
-    ) -> None:
-        """Keep held recipients' links under the reply key and ask the sender to decide.
+    ) -> int:
+        """Keep held recipients' links under the reply key and ask the sender, once, to
+        decide; how many recipients are held.
 
         The sender's notice is owed like a bounce: if it cannot be sent now, the
-        whole message is deferred (and its envelope superseded on the retry).
+        whole message is deferred, and the retry sends it (the holds stay).
         """
+        if not plan.hold:
+            return 0
         holding = self.protecting.holding
         assert holding is not None
-        public = await asyncio.to_thread(holding.public_key)
-        items = [
-            Hold(
-                envelope_id=sealed.envelope_id,
-                reader_id=grant.reader_id,
-                address=grant.address,
-                missing=held_for[grant.address].missing,
-                reason=held_for[grant.address].reason,
-                sealed_link=seal_link(public, grant.link),
-            )
-            for grant in grants
-        ]
         holds = self.protecting.access.holds
-        await self._vault(asyncio.to_thread(holds.add_holds, items, sealed.record.created_at))
+        owed = [g for g in sealed.grants if g.address in plan.hold]
+        if owed:
+            public = await asyncio.to_thread(holding.public_key)
+            items = [
+                Hold(
+                    envelope_id=sealed.envelope_id,
+                    reader_id=grant.reader_id,
+                    address=grant.address,
+                    missing=plan.held_for[grant.address].missing,
+                    reason=plan.held_for[grant.address].reason,
+                    sealed_link=seal_link(public, grant.link),
+                )
+                for grant in owed
+            ]
+            await self._vault(asyncio.to_thread(holds.add_holds, items, sealed.record.created_at))
+        if progress.held_notice:
+            return len(plan.hold)
+        waiting = await self._vault(asyncio.to_thread(holds.held, sealed.envelope_id))
         notifier = self.protecting.notifier
         try:
             data = notifier.held_notice(
                 original,
-                [(item.address, item.missing, item.reason) for item in items],
+                [(hold.address, hold.missing, hold.reason) for hold in waiting],
                 holding.release_url(sealed.envelope_id),
                 notifier.language(original, tx.mail_from),
             )
@@ -630,6 +653,12 @@ class Pipeline:
         except (PermanentError, ValueError) as error:  # nobody to ask: they expire unreleased
             event(log, logging.WARNING, "held notice refused", envelope=sealed.envelope_id,
                   error=str(error))  # fmt: skip
+        try:
+            await asyncio.to_thread(self.protecting.pending.held_notice_sent, sealed.envelope_id)
+        except StoreError as error:  # sent: at worst a retry sends it once more
+            event(log, logging.WARNING, "could not record the held notice",
+                  envelope=sealed.envelope_id, error=str(error))  # fmt: skip
+        return len(plan.hold)
 
     async def _receipt(
         self,
@@ -645,7 +674,8 @@ class Pipeline:
         Everything owed went out already: a failure here is logged, never turned
         into a retry of the whole message."""
         assert self.protecting.receipt is not None
-        readers = [g.address for g in sealed.grants if g.address not in unsent]
+        guests = [r.address for r in sealed.record.readers if r.kind == "guest"]
+        readers = [address for address in guests if address not in unsent]
         try:
             data = self.protecting.notifier.receipt(
                 original,
@@ -715,15 +745,24 @@ class Pipeline:
         tx: Transaction,
         envelope_id: str,
         refused: dict[str, SMTPReply],
-        by_policy: Collection[str],
+        plan: Plan,
+        progress: Progress,
     ) -> None:
-        """The bounce for a protected message, unless an earlier attempt sent it already."""
-        pending = self.protecting.pending
-        if await self._vault(asyncio.to_thread(pending.bounced, envelope_id)):
+        """Tell the sender about the refused recipients no earlier attempt told them about.
+
+        Links may be out already: a bounce the sender's own address refuses for
+        good (nobody to tell) is logged and the rest is delivered, not refused.
+        """
+        new = {a: r for a, r in refused.items() if a not in progress.bounced}
+        if not new:
             return
-        await self._bounce(tx, refused, by_policy)
         try:
-            await asyncio.to_thread(pending.record_bounce, envelope_id)
+            await self._bounce(tx, new, plan.refused.keys())
+        except PermanentError as error:
+            event(log, logging.WARNING, "bounce refused", envelope=envelope_id,
+                  error=str(error))  # fmt: skip
+        try:
+            await asyncio.to_thread(self.protecting.pending.bounced, envelope_id, list(new))
         except StoreError as error:  # sent: at worst a retry sends it once more
             event(log, logging.WARNING, "could not record a bounce", envelope=envelope_id,
                   error=str(error))  # fmt: skip
@@ -733,8 +772,8 @@ class Pipeline:
     ) -> None:
         """Tell the sender about recipients the upstream (or the policy) refused for good.
 
-        Sent before the message itself: if the bounce cannot be sent, the
-        whole transaction is deferred and nothing was delivered twice.
+        Sent before the relayed copy's DATA: if the bounce cannot be sent, the
+        whole transaction is deferred and the copy was not delivered twice.
         A null sender gets no bounce (RFC 5321 6.1 and 4.5.5).
         """
         if not tx.mail_from:
@@ -789,6 +828,47 @@ def _held_for(decision: Decision, factors: secondfactor.Factors | None) -> Waiti
     """What a held recipient waits for: a missing second factor, or the rule's decision."""
     missing = factors.missing if factors is not None else ()
     return Waiting(missing, decision.refusal_text())
+
+
+_LATE_PROTECTION = SMTPReply(
+    550,
+    "5.7.1",
+    "The policy protects this recipient only since the message was retried, and it was "
+    "sealed without them; send the message again",
+)
+
+
+def _as_sealed(plan: Plan, sealed_for: set[str], held: set[str]) -> Plan:
+    """The plan of a retry, as the first attempt sealed the message.
+
+    Whoever the envelope was sealed for stays protected (or held): their link
+    may be out already. The other recipients follow the policy's decision now,
+    except that nobody the policy now protects gets the message in the clear:
+    not sealed for, they are refused (the sender is told to send it again).
+    """
+    order = list(plan.decisions)
+    hold = tuple(a for a in order if a in sealed_for and (a in held or a in plan.hold))
+    late = {a: _LATE_PROTECTION for a in (*plan.protect, *plan.hold) if a not in sealed_for}
+    return replace(
+        plan,
+        relay=tuple(a for a in plan.relay if a not in sealed_for),
+        protect=tuple(a for a in order if a in sealed_for and a not in hold),
+        hold=hold,
+        refused={**{a: r for a, r in plan.refused.items() if a not in sealed_for}, **late},
+    )
+
+
+def _refusals(progress: Progress) -> dict[str, SMTPReply]:
+    """The readers an earlier attempt's notification was refused for, with the reply."""
+    return {address: _parsed_reply(text) for address, text in progress.refused.items()}
+
+
+def _parsed_reply(text: str) -> SMTPReply:
+    code, enhanced, words = (text.split(" ", 2) + ["", ""])[:3]
+    try:
+        return SMTPReply(int(code), enhanced, words)
+    except ValueError:
+        return SMTPReply(550, "5.0.0", "Recipient refused")
 
 
 def _refusal(decision: Decision) -> SMTPReply:

@@ -16,45 +16,90 @@ link exists only in the recipient's mailbox.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
 from gateway.store.database import Store, append_event
-from gateway.store.schema import pending_links
+from gateway.store.schema import events, pending_links
+
+# The audit trail's kinds that say how far the delivery of an envelope got.
+_PROGRESS = ("reader-notified", "reader-refused", "bounced", "held", "held-notice")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the attempts so far did for one unsettled envelope (from its audit trail)."""
+
+    owed: dict[str, bytes] = field(default_factory=dict, repr=False)  # reader id -> kept link
+    notified: frozenset[str] = frozenset()  # reader ids whose notification was accepted
+    refused: dict[str, str] = field(default_factory=dict)  # address -> the upstream's reply
+    bounced: frozenset[str] = frozenset()  # addresses the sender was told about
+    held: frozenset[str] = frozenset()  # reader ids held for the sender's release
+    held_notice: bool = False  # the sender's notice about held recipients went out
+
+    @property
+    def started(self) -> bool:
+        """Whether anything of this envelope reached anyone."""
+        return bool(self.notified or self.bounced or self.held_notice)
 
 
 class PendingLinks:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def owed(self, envelope_id: str) -> dict[str, bytes]:
-        """Reader id -> sealed link, for the readers still owed their notification."""
-        query = select(pending_links.c.reader_id, pending_links.c.sealed_link).where(
+    def progress(self, envelope_id: str) -> Progress:
+        """The kept links and what earlier attempts sent, in one read."""
+        links = select(pending_links.c.reader_id, pending_links.c.sealed_link).where(
             pending_links.c.envelope_id == envelope_id
         )
-        with self.store.transaction(f"reading the links of {envelope_id}", write=False) as conn:
-            return {row.reader_id: row.sealed_link for row in conn.execute(query)}
+        trail = select(events.c.kind, events.c.reader_id, events.c.address, events.c.detail).where(
+            events.c.envelope_id == envelope_id, events.c.kind.in_(_PROGRESS)
+        )
+        with self.store.transaction(f"reading the progress of {envelope_id}", write=False) as conn:
+            owed = {row.reader_id: row.sealed_link for row in conn.execute(links)}
+            rows = conn.execute(trail).all()
+        return Progress(
+            owed=owed,
+            notified=frozenset(r.reader_id for r in rows if r.kind == "reader-notified"),
+            refused={r.address: r.detail for r in rows if r.kind == "reader-refused"},
+            bounced=frozenset(r.address for r in rows if r.kind == "bounced"),
+            held=frozenset(r.reader_id for r in rows if r.kind == "held"),
+            held_notice=any(r.kind == "held-notice" for r in rows),
+        )
 
     def notified(self, envelope_id: str, reader_id: str, address: str) -> None:
         """The reader's notification was accepted upstream: its kept link goes."""
-        action = f"recording a notification of {envelope_id}"
-        with self.store.transaction(action, write=True) as conn:
+        self._settle_reader(envelope_id, reader_id, address, "reader-notified", "")
+
+    def refused(self, envelope_id: str, reader_id: str, address: str, reply: str) -> None:
+        """The upstream refused the reader's notification for good: its kept link goes
+        (the sender is told in the bounce; no retry notifies them)."""
+        self._settle_reader(envelope_id, reader_id, address, "reader-refused", reply[:300])
+
+    def bounced(self, envelope_id: str, addresses: Iterable[str]) -> None:
+        """The sender was told about these refused recipients."""
+        with self.store.transaction(f"recording a bounce of {envelope_id}", write=True) as conn:
+            for address in addresses:
+                append_event(conn, "bounced", envelope_id=envelope_id, address=address)
+
+    def held_notice_sent(self, envelope_id: str) -> None:
+        self.store.record_event("held-notice", envelope_id=envelope_id)
+
+    def _settle_reader(
+        self, envelope_id: str, reader_id: str, address: str, kind: str, detail: str
+    ) -> None:
+        with self.store.transaction(f"recording a {kind} of {envelope_id}", write=True) as conn:
             forget(conn, envelope_id, [reader_id])
             append_event(
                 conn,
-                "reader-notified",
+                kind,
                 envelope_id=envelope_id,
                 reader_id=reader_id,
                 address=address,
+                detail=detail,
             )
-
-    def bounced(self, envelope_id: str) -> bool:
-        """Whether the bounce for this envelope's message was accepted already."""
-        return any(e.kind == "bounced" for e in self.store.events(envelope_id))
-
-    def record_bounce(self, envelope_id: str) -> None:
-        self.store.record_event("bounced", envelope_id=envelope_id)
 
 
 def forget(conn: Connection, envelope_id: str, reader_ids: Iterable[str] | None = None) -> None:
