@@ -247,7 +247,8 @@ class Pipeline:
             # Sealgate wrote this itself (a notification, a bounce): relay exactly as it is.
             # Mail Sealgate only relayed earns nothing: it is decided again for the
             # recipients it comes back with (DESIGN, "no way around the policy").
-            own = self._received(tx) + tx.data
+            # Fields above the marker are MTAs' trace fields; ours of those nobody may forge.
+            own = self._received(tx) + strip_forged_results(tx.data, self.authserv_id)
             return await self._relay(tx, own, outcome=Outcome.RELAYED_OWN)
 
         # authenticate (SPF, DKIM, DMARC: gateway.mailauth) and decide, in _plan.

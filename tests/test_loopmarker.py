@@ -197,3 +197,29 @@ def test_real_loop_is_stopped_after_max_hops(make_gateway, sink):
     code, text = send(gateway.port, data)
     assert text == "554 5.4.6 Routing loop detected: message passed Sealgate too often"
     assert len(sink.messages) == 3
+
+
+@pytest.mark.parametrize(
+    "added",
+    [b"Subject: card 4111 1111 1111 1111\r\n", b"X-Data: 4111111111111111\r\n"],
+)
+def test_content_added_above_our_own_mail_makes_it_a_new_submission(added):
+    """Review finding: an allowed client prepends fields to a bounce Sealgate sent it and
+    sends it anywhere; the marker below must not carry them past the policy."""
+    marker = LoopMarker(SECRET, 3600)
+    data = marked(marker)
+    assert marker.check(b"Received: from mx.example.org\r\n" + added + data).kind is None
+    assert marker.check(added + b"Received: from mx.example.org\r\n" + data).kind is None
+    trace = b"Delivered-To: b@example.net\r\nARC-Seal: i=1; cv=none\r\n"
+    assert marker.check(trace + data).originated, "what MTAs add stays fine"
+
+
+def test_a_forged_result_of_ours_above_our_own_mail_is_removed(gateway, sink):
+    assert send(gateway.port, SECURE)[0] == 250
+    notification = next(m.data for m in sink.messages if b"/m/" in m.data)
+    sink.reset()
+    forged = b"Authentication-Results: sealgate.test; dmarc=pass header.from=evil.example\r\n"
+    assert send(gateway.port, forged + notification)[0] == 250
+    [again] = sink.messages
+    assert b"evil.example" not in again.data
+    assert again.data.endswith(notification)

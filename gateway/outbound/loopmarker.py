@@ -25,8 +25,11 @@ around the policy"):
 Loops stay bounded by counting our Received fields (``hops``), whatever the kind.
 
 A forged marker, or a real one copied onto other content, does not verify and
-earns nothing. A real marker on the same bytes that a person re-sends
-(``Resent-*`` fields above the marker, RFC 5322 3.6.6) does not count either:
+earns nothing. Nor does an originated marker below anything but trace fields: a
+field added above our own mail (a second Subject, an X-Data full of card
+numbers) makes it a new submission that the policy decides on. A real marker on
+the same bytes that a person re-sends (``Resent-*`` fields above the marker,
+RFC 5322 3.6.6) does not count either:
 that is a new submission, and policy applies to it. Markers expire after
 ``loop.max_age``.
 """
@@ -109,6 +112,7 @@ class LoopMarker:
             return LoopCheck(kind=None, hops=0)
         hops = 0
         resent_above = False
+        content_above = False
         kind: Kind | None = None
         for name, value, offset in message.fields(header):
             if name == "received" and RECEIVED_TAG in value:
@@ -117,6 +121,10 @@ class LoopMarker:
                 resent_above = True
             elif name == _NAME and kind is None and not resent_above:
                 kind = self._verified_kind(value, data, offset)
+                if kind is Kind.ORIGINATED and content_above:
+                    kind = None  # something was added to our mail: a new submission
+            elif kind is None and not _is_trace(name):
+                content_above = True
         return LoopCheck(kind=kind, hops=hops)
 
     def _verified_kind(self, value: bytes, data: bytes, offset: int) -> Kind | None:
@@ -138,6 +146,20 @@ class LoopMarker:
         digest = hashlib.sha256(following).digest()
         signed = _CONTEXT + kind.value.encode("ascii") + b"\0" + str(stamp).encode() + b"\0"
         return hmac.new(self._secret, signed + digest, "sha256").digest()
+
+
+# What MTAs add above a message they route (RFC 5321 4.4, RFC 8601, RFC 8617, DKIM), and
+# what Exchange adds and keeps to itself (its header firewall removes client-supplied ones).
+_TRACE = frozenset({
+    "received", "return-path", "delivered-to", "x-original-to", "authentication-results",
+    "arc-seal", "arc-message-signature", "arc-authentication-results", "dkim-signature",
+    _NAME,
+})  # fmt: skip
+_TRACE_PREFIXES = ("x-ms-exchange-organization-",)
+
+
+def _is_trace(name: str) -> bool:
+    return name in _TRACE or name.startswith(_TRACE_PREFIXES)
 
 
 def _b64(raw: bytes) -> str:
