@@ -413,7 +413,11 @@ class Loop(Section):
     which comes back is recognised: what Sealgate wrote itself is never processed twice,
     what it only relayed is decided again for its new recipients."""
 
-    reloadable = _names("secret_file max_age max_hops")
+    reloadable = _names("max_age max_hops")
+    # The secret keys idempotency, stored access codes and links in flight: changing it
+    # on a running gateway would seal retried messages twice and count right access codes
+    # as wrong. It changes with a restart only (and rotation needs versioned secrets).
+    restart_only = _names("secret_file")
 
     secret_file: OptionalPath = Field(
         "var/loop.key",

@@ -4,16 +4,17 @@
 
 The SMTP front door (gateway.intake) hands over a :class:`Transaction` and
 sends back whatever :class:`Result` comes out. This module is the only place
-that orchestrates a message; the services it calls (upstream, loop marker,
-and later mailauth, policy, envelope, store, notify) know nothing of SMTP
-sessions or of each other.
+that orchestrates a message; the services it calls (gateway.outbound, mailauth,
+policy, envelope, store, notify) know nothing of SMTP sessions or of each other.
 
-The policy packs decide per recipient (gateway.policy): relayed recipients
+Mail authentication (SPF, DKIM, DMARC) runs first, in :meth:`Pipeline._authenticate`;
+then the policy packs decide per recipient (gateway.policy): relayed recipients
 get the message as it is, protected ones a sealed envelope
 (gateway.envelope.vault) and a notification with their personal link
-(gateway.notify), and rejected or held ones a bounce carrying the rule's text;
-the client gets one reply for all of it. The place where mail authentication
-plugs in is marked below.
+(gateway.notify), held ones wait for the sender's release, and rejected ones
+get a bounce carrying the rule's text; the client gets one reply for all of it.
+A retry of a protected message finishes what an earlier attempt left owed
+(:meth:`Pipeline._protect`).
 
 The rule that binds every step: 250 only when everything owed for the message
 is accepted by the upstream; a transient fault anywhere answers 451 so that the

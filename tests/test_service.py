@@ -307,12 +307,20 @@ def test_sighup_that_cannot_build_the_new_wiring_keeps_pipeline_and_portal(serve
         browser.close()
 
 
-def test_sighup_with_a_new_secret_file_keys_links_and_codes_on_both_sides(serve, sink, tmp_path):
+def test_sighup_with_a_new_secret_file_keeps_the_running_secret_on_both_sides(
+    serve, sink, tmp_path
+):
+    """The installation secret keys idempotency, access codes and sender links: a reload
+    names a changed secret_file as restart-only, creates nothing, and both the pipeline and
+    the portal keep verifying with the running secret."""
     process, port, path = serve(portal={"url": "", "backoff_seconds": 0}, notify={"receipt": True})
     portal = "http://" + tomllib.loads(path.read_text())["portal"]["listen"]
-    rewrite(path, loop={"secret_file": str(tmp_path / "rotated.key")})
+    rotated = tmp_path / "rotated.key"
+    rewrite(path, loop={"secret_file": str(rotated)})
     process.signal(signal.SIGHUP)
     wait_for(lambda: "configuration reloaded" in process.log, what="the reload")
+    assert "option=loop.secret_file" in process.log
+    assert not rotated.exists(), "no secret is created by a reload"
 
     message = protected_message(extra_headers={"X-Sealgate-Access-Code": "correct-horse-42"})
     with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
