@@ -158,7 +158,8 @@ class CodeBook:
         self, reader: ReaderRecord, method: str, entered: str, now: datetime
     ) -> tuple[bool, int]:
         """Whether it is one of the reader's live codes, paid for with one try of each of
-        them (the one it matches is spent); the most tries any of them has left.
+        them (a match spends that code and gives the others their try back); the most
+        tries any of them has left.
 
         Every live code is compared, each in constant time and without stopping at a
         match, so the time taken does not tell which code it was."""
@@ -171,7 +172,8 @@ class CodeBook:
             if hmac.compare_digest(entered_hash, code.code_hash):
                 matched = code.code_id
         if matched is not None:
-            self.access.codes.code_used(matched)
+            others = [c.code_id for c in tried if c.code_id != matched]
+            self.access.codes.code_used(matched, others)
         return matched is not None, max((c.tries_left for c in tried), default=0)
 
     def _count(self, key: str, limit: int, now: datetime, *, backoff: bool) -> Counted:

@@ -102,10 +102,18 @@ class Codes:
             rows = conn.execute(take).all()
         return [TriedCode(r.code_id, r.code_hash, max_tries - r.failures) for r in rows]
 
-    def code_used(self, code_id: int) -> None:
-        """Spend the code: a right entry works once."""
+    def code_used(self, code_id: int, others: list[int]) -> None:
+        """Spend the code a right entry matched (it works once), and give ``others``, the
+        codes that entry was also paid with, their try back: the owner's right code is no
+        guess at the others, which stay valid for another device."""
         with self.store.transaction("spending a code", write=True) as conn:
             conn.execute(update(codes).where(codes.c.code_id == code_id).values(used=1))
+            if others:
+                conn.execute(
+                    update(codes)
+                    .where(codes.c.code_id.in_(others), codes.c.failures > 0)
+                    .values(failures=codes.c.failures - 1)
+                )
 
     def reserve_access_guess(self, reader_id: str, budget: int) -> int | None:
         """Take one of the reader's lifetime access-code tries before comparing; the tries
