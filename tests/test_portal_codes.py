@@ -222,9 +222,7 @@ def ask_for_codes(browser: Browser, link, sink, headers: dict[str, str]) -> tupl
     raise AssertionError("no send limit")
 
 
-def test_a_link_holder_who_makes_us_send_every_code_does_not_lock_the_owner_out(
-    make_gateway, sink
-):
+def test_a_link_holder_who_makes_us_send_every_code_does_not_lock_the_owner_out(make_gateway, sink):
     """Whoever holds only the link asks for codes until the hour's limit and enters wrong
     ones; every code went to the owner, who opens the message with any of them."""
     running = make_gateway(portal={**FAST, "trusted_proxies": ["127.0.0.1/32"]})
@@ -282,9 +280,7 @@ def test_live_codes_share_their_tries(make_gateway, sink):
         owner.close()
 
 
-def test_the_send_limit_says_when_a_new_code_can_be_sent_and_the_hour_rolls(
-    make_gateway, sink
-):
+def test_the_send_limit_says_when_a_new_code_can_be_sent_and_the_hour_rolls(make_gateway, sink):
     running = make_gateway(portal={**FAST, "codes_per_hour": 2})
     link = send_protected(running, sink)
     store = running.gateway.vault.store
