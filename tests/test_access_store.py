@@ -15,17 +15,45 @@ from tests.support.sealing import seal
 
 
 def test_parallel_guesses_share_no_code_attempt(store, pool):
+    """Two live codes, 40 guesses at once: every guess is paid with one try of each code,
+    so the codes together allow 3 guesses, not 3 each."""
     sealed = seal(store, pool, b"Subject: x\r\n\r\nhello\r\n")
     reader_id = sealed.grants[0].reader_id
     access = PortalState(store)
     now = datetime.now(UTC)
-    access.codes.issue_code(reader_id, "email", b"\x01" * 32, now, timedelta(minutes=5))
-    active = access.codes.active_code(reader_id, "email", now)
-    assert active is not None
+    for n in (1, 2):
+        issued = access.codes.issue_code(reader_id, "email", bytes([n]) * 32, now,
+                                         timedelta(minutes=5), per_hour=5)  # fmt: skip
+        assert issued is None
     with ThreadPoolExecutor(max_workers=8) as threads:
-        taken = list(threads.map(lambda _: access.codes.reserve_attempt(active.code_id, 3), range(40)))
-    assert sorted(t for t in taken if t is not None) == [0, 1, 2]
-    assert access.codes.active_code(reader_id, "email", now) is None  # spent by its attempts
+        taken = list(
+            threads.map(lambda _: access.codes.reserve_tries(reader_id, "email", now, 3), range(40))
+        )
+    paid = [t for t in taken if t]
+    assert len(paid) == 3 and all(len(t) == 2 for t in paid)  # each guess met both codes
+    assert sorted(c.tries_left for t in paid for c in t) == [0, 0, 1, 1, 2, 2]
+    assert access.codes.reserve_tries(reader_id, "email", now, 3) == []  # both spent
+
+
+def test_parallel_requests_send_no_more_codes_than_the_hour_allows(store, pool):
+    sealed = seal(store, pool, b"Subject: x\r\n\r\nhello\r\n")
+    reader_id = sealed.grants[0].reader_id
+    access = PortalState(store)
+    now = datetime.now(UTC)
+
+    def issue(n: int) -> datetime | None:
+        return access.codes.issue_code(reader_id, "email", bytes([n]) * 32, now,
+                                       timedelta(minutes=5), per_hour=4)  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=8) as threads:
+        answers = list(threads.map(issue, range(20)))
+    assert answers.count(None) == 4
+    assert {a for a in answers if a is not None} == {now + timedelta(hours=1)}
+    access.sweep(now + timedelta(minutes=30))  # spent or expired, still in the window
+    assert issue(99) == now + timedelta(hours=1)
+    later = now + timedelta(hours=1, seconds=1)
+    assert access.codes.issue_code(reader_id, "email", b"\x07" * 32, later,
+                                   timedelta(minutes=5), per_hour=4) is None  # fmt: skip
 
 
 def test_parallel_failures_are_all_counted(store):
@@ -52,7 +80,8 @@ def test_the_sweep_forgets_what_is_spent_and_keeps_what_is_pending(store, pool):
     bob, eve = sealed.grants
     access = PortalState(store)
     now = datetime.now(UTC)
-    access.codes.issue_code(bob.reader_id, "email", b"\x02" * 32, now, timedelta(minutes=5))
+    access.codes.issue_code(bob.reader_id, "email", b"\x02" * 32, now, timedelta(minutes=5),
+                            per_hour=5)  # fmt: skip
     access.sessions.add_session("s1", kind="session", now=now, expires_at=now + timedelta(minutes=1),
                        reader_id=bob.reader_id)  # fmt: skip
     access.sessions.add_session("s2", kind="session", now=now, expires_at=now - timedelta(seconds=1),
@@ -65,7 +94,7 @@ def test_the_sweep_forgets_what_is_spent_and_keeps_what_is_pending(store, pool):
     access.holds.decide_hold(holds[1], "cancelled")
     access.sweep(now)
     assert access.sessions.session("s1", now) is not None and access.sessions.session("s2", now) is None
-    assert access.codes.active_code(bob.reader_id, "email", now) is not None
+    assert len(access.codes.reserve_tries(bob.reader_id, "email", now, 5)) == 1
     assert [h.address for h in access.holds.held(sealed.envelope_id)] == ["bob@example.net"]
     cancelled = next(
         r for r in store.get(sealed.envelope_id).readers if r.address == "eve@example.net"

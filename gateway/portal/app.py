@@ -43,7 +43,7 @@ from gateway.envelope import keys
 from gateway.errors import PermanentError, TemporaryError
 from gateway.logsetup import event
 from gateway.portal import i18n
-from gateway.portal.codes import Locked, mask_address, mask_phone
+from gateway.portal.codes import SendLimit, mask_address, mask_phone
 from gateway.portal.deps import PortalDeps
 from gateway.portal.rendering import Pages
 from gateway.portal.replies import reply_id
@@ -138,6 +138,7 @@ _MESSAGES = {
     "verify": "Please verify again.",
     "wrong-code": "That code is not right.",
     "locked": "Too many attempts; wait and try again.",
+    "send-limit": "No more codes can be sent for now; a code already sent still works.",
     "closed": "Too many wrong access codes for this message; confirm another way.",
     "expired": "This message has expired.",
     "revoked": "The sender withdrew this message.",
@@ -225,8 +226,8 @@ class _Portal(Pages):
                 raise _Problem(403, "method")
             try:
                 code = await asyncio.to_thread(self.deps.codes.issue, link.reader, method)
-            except Locked as locked:
-                raise _Problem(429, "locked", retry_after=locked.retry_after) from None
+            except SendLimit as limit:
+                raise _Problem(429, "send-limit", retry_after=limit.retry_after) from None
             sent_to = await self._deliver_code(request, link, method, code)
         except _Problem as problem:
             return _json_error(problem)
