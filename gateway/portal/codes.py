@@ -68,8 +68,8 @@ def _seconds(until: datetime) -> int:
 
 
 class CodeBook:
-    def __init__(self, access: PortalState, secret: bytes, settings: Portal) -> None:
-        self.access = access
+    def __init__(self, state: PortalState, secret: bytes, settings: Portal) -> None:
+        self.state = state
         self.secret = secret
         self.settings = settings
 
@@ -80,7 +80,7 @@ class CodeBook:
         now = datetime.now(UTC)
         code = "".join(secrets.choice("0123456789") for _ in range(self.settings.code_length))
         ttl = timedelta(minutes=self.settings.code_minutes)
-        refused_until = self.access.codes.issue_code(
+        refused_until = self.state.codes.issue_code(
             reader.reader_id, method, self._hash(reader, code), now, ttl,
             per_hour=self.settings.codes_per_hour,
         )  # fmt: skip
@@ -111,7 +111,7 @@ class CodeBook:
         if method == "access-code":
             limits[f"access-code:{reader.reader_id}"] = settings.link_attempts
         for key in limits:
-            until = self.access.throttles.locked_until(key, now)
+            until = self.state.throttles.locked_until(key, now)
             if until is not None:
                 return Outcome(False, "locked", retry_after=_seconds(until))
         counts = {
@@ -133,8 +133,8 @@ class CodeBook:
         if right:
             for key in limits:
                 if key != client_key:
-                    self.access.throttles.clear(key)
-            self.access.throttles.uncount(client_key, settings.client_attempts)
+                    self.state.throttles.clear(key)
+            self.state.throttles.uncount(client_key, settings.client_attempts)
             return Outcome(True)
         return self._wrong(list(counts.values()), max(0, left))
 
@@ -142,14 +142,14 @@ class CodeBook:
         """Whether it is the sender's access code, paid for from the link's lifetime budget
         (a right one gives its try back); the tries left, or None once the budget is spent."""
         budget = self.settings.access_code_attempts
-        left = self.access.codes.reserve_access_guess(reader.reader_id, budget)
+        left = self.state.codes.reserve_access_guess(reader.reader_id, budget)
         if left is None:
             return None
         right = reader.access_code_hash is not None and hmac.compare_digest(
             access_code_hash(self.secret, entered), reader.access_code_hash
         )
         if right:
-            self.access.codes.return_access_guess(reader.reader_id)
+            self.state.codes.return_access_guess(reader.reader_id)
         elif left == 0:
             return None
         return right, left
@@ -163,7 +163,7 @@ class CodeBook:
 
         Every live code is compared, each in constant time and without stopping at a
         match, so the time taken does not tell which code it was."""
-        tried = self.access.codes.reserve_tries(
+        tried = self.state.codes.reserve_tries(
             reader.reader_id, method, now, self.settings.code_attempts
         )
         entered_hash = self._hash(reader, entered)
@@ -173,14 +173,14 @@ class CodeBook:
                 matched = code.code_id
         if matched is not None:
             others = [c.code_id for c in tried if c.code_id != matched]
-            self.access.codes.code_used(matched, others)
+            self.state.codes.code_used(matched, others)
         return matched is not None, max((c.tries_left for c in tried), default=0)
 
     def _count(self, key: str, limit: int, now: datetime, *, backoff: bool) -> Counted:
         """One try under ``key``. Backoff only for a link's access code: per client it would
         let a few strangers' typos behind one address make everyone there wait, and a
         one-time code has its own few attempts."""
-        return self.access.throttles.count(
+        return self.state.throttles.count(
             key,
             now,
             limit=limit,
