@@ -771,13 +771,13 @@ def store_calls(bench: Bench, load: Load, rounds: int = 7, calls: int = 20) -> d
 
     store = bench.store
     assert store is not None
-    access = PortalState(store)
+    state = PortalState(store)
     records = [bench.reader_record(r) for r in load.verify_readers]
     many = load.verify_readers[0]
     fetch = load.fetch
     now = datetime.now(UTC)
     token = keys.b64url(keys.random_bytes(32))
-    access.sessions.add_session(token, kind="session", now=now, expires_at=now + timedelta(hours=1),
+    state.sessions.add_session(token, kind="session", now=now, expires_at=now + timedelta(hours=1),
                        reader_id=bench.reader_record(fetch).reader_id)  # fmt: skip
     turn = [0]
 
@@ -793,11 +793,11 @@ def store_calls(bench: Bench, load: Load, rounds: int = 7, calls: int = 20) -> d
     probes = iter(range(1_000_000))
 
     def reopen() -> None:  # what every /open after a reader's first one records
-        access.record_first("opened", fetch.envelope_id, opened.reader_id, fetch.address, "")
+        state.record_first("opened", fetch.envelope_id, opened.reader_id, fetch.address, "")
 
     def first_open() -> None:
         # A kind never recorded before: no earlier match, as on a reader's first /open.
-        access.record_first(f"bench-probe-{next(probes)}", many.envelope_id,
+        state.record_first(f"bench-probe-{next(probes)}", many.envelope_id,
                             records[0].reader_id, many.address, "")  # fmt: skip
 
     work: dict[str, Callable[[], Any]] = {
@@ -808,8 +808,8 @@ def store_calls(bench: Bench, load: Load, rounds: int = 7, calls: int = 20) -> d
         "record_event (one write)": lambda: store.record_event(
             "code-failed", envelope_id=many.envelope_id, reader_id=records[0].reader_id,
             address=many.address, detail="method=email client=192.0.2.1"),
-        "Access.session (the session check of /open, /part)":
-            lambda: access.sessions.session(token, datetime.now(UTC)),
+        "PortalState.sessions.session (the session check of /open, /part)":
+            lambda: state.sessions.session(token, datetime.now(UTC)),
         "Access.record_first, reader opened before (every later /open)": reopen,
         f"Access.record_first, no earlier match, envelope with {trail:,} events": first_open,
     }  # fmt: skip

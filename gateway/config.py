@@ -746,10 +746,18 @@ class Portal(Section):
     code_length: int = Field(6, ge=6, le=10, description="Digits in a one-time code.")
     code_minutes: int = Field(10, ge=1, le=60, description="Minutes a one-time code is valid.")
     code_attempts: int = Field(
-        5, ge=1, le=20, description="Wrong entries that spend a code (a new one must be sent)."
+        5,
+        ge=1,
+        le=20,
+        description="Tries that spend a one-time code; an entry is a try at every code of "
+        "the link that is still valid.",
     )
     codes_per_hour: int = Field(
-        5, ge=1, le=100, description="Codes one link may have sent per hour."
+        5,
+        ge=1,
+        le=100,
+        description="Codes one link may have sent within any hour (a rolling hour); the codes "
+        "sent keep working until they expire.",
     )
     link_attempts: int = Field(
         10,

@@ -171,7 +171,7 @@ class Protecting:
     policy: Policy
     extractor: Extractor
     vault: Vault
-    access: PortalState  # protected conversations, for the protected_thread condition
+    state: PortalState  # protected conversations, for the protected_thread condition
     pending: PendingLinks  # links owed to readers until the message is settled
     notifier: Notifier
     portal_url: str
@@ -274,7 +274,7 @@ class Pipeline:
         a message it protected for others, come back for new recipients."""
         policy = self.protecting.policy
         extractor = self.protecting.extractor if policy.reads_content else None
-        lookups = Lookups(threads=self.protecting.access.threads, posture=self.posture)
+        lookups = Lookups(threads=self.protecting.state.threads, posture=self.posture)
 
         def evaluate() -> tuple[dict[str, Decision], bytes]:
             # DNS lookups and detectors scanning MBs of text: on threads of their own,
@@ -493,7 +493,7 @@ class Pipeline:
         if original.message_id:  # answers to this message stay protected (protected_thread)
             await self._vault(
                 asyncio.to_thread(
-                    self.protecting.access.threads.add_thread,
+                    self.protecting.state.threads.add_thread,
                     [original.message_id],
                     sealed.envelope_id,
                     sealed.record.created_at,
@@ -624,7 +624,7 @@ class Pipeline:
             return 0
         holding = self.protecting.holding
         assert holding is not None
-        holds = self.protecting.access.holds
+        holds = self.protecting.state.holds
         owed = [g for g in sealed.grants if g.address in plan.hold]
         if owed:
             public = await asyncio.to_thread(holding.public_key)

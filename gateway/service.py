@@ -191,7 +191,7 @@ def build_pipeline(
         policy=load_policy(cfg),
         extractor=lasting.extractor,
         vault=lasting.vault,
-        access=PortalState(lasting.vault.store),
+        state=PortalState(lasting.vault.store),
         pending=PendingLinks(lasting.vault.store),
         notifier=notifier,
         portal_url=portal_url,
@@ -232,11 +232,11 @@ def build_portal(
     """The portal's dependencies: the same notifier, secrets and way out for our own mail
     (``pipeline.own``) as the pipeline."""
     store = lasting.vault.store
-    access = PortalState(store)
+    state = PortalState(store)
     notifier = pipeline.protecting.notifier
     desk = ReplyDesk(
         store,
-        access,
+        state,
         reply_key,
         lambda: notifier,
         pipeline.own.send,
@@ -245,13 +245,13 @@ def build_portal(
         max_plaintext=cfg.portal.max_reply_size,
     )
     releaser = Releaser(
-        store, access, reply_key, lambda: notifier, pipeline.own.send, lambda: lasting.portal_url
+        store, state, reply_key, lambda: notifier, pipeline.own.send, lambda: lasting.portal_url
     )
     return PortalDeps(
         settings=cfg.portal,
         store=store,
-        access=access,
-        codes=CodeBook(access, secrets.access_codes, cfg.portal),
+        state=state,
+        codes=CodeBook(state, secrets.access_codes, cfg.portal),
         desk=desk,
         releaser=releaser,
         notifier=lambda: notifier,
@@ -589,7 +589,7 @@ class Gateway:
             try:
                 await self.vault.sweep()
                 if self.portal is not None:
-                    await asyncio.to_thread(self.portal.access.sweep, datetime.now(UTC))
+                    await asyncio.to_thread(self.portal.state.sweep, datetime.now(UTC))
                     await self.portal.desk.deliver_due()
             except StoreError as error:
                 event(log, logging.WARNING, "sweep failed, will retry", error=str(error))

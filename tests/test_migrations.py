@@ -45,7 +45,7 @@ from gateway.store import (
     Store,
     records,
 )
-from gateway.store.codes import ActiveCode
+from gateway.store.codes import TriedCode
 from gateway.store.holds import Hold
 from gateway.store.portalstate import PortalState
 from gateway.store.replies import QueuedReply
@@ -406,7 +406,11 @@ def assert_the_store_reads(store: Store, present: dict[str, set[str]]) -> None:
 
 def assert_the_portal_state_reads(state: PortalState) -> None:
     (code,) = SAMPLE["codes"]
-    assert state.codes.active_code(GUEST, "email", NOW) == ActiveCode(1, code["code_hash"])
+    tried = state.codes.reserve_tries(GUEST, "email", NOW, 5)
+    assert tried == [TriedCode(1, code["code_hash"], 3)]  # one try taken before, one now
+    sent_again = state.codes.issue_code(GUEST, "email", b"\x00" * 32, NOW, timedelta(minutes=10),
+                                        per_hour=1)  # fmt: skip
+    assert sent_again == NOW + timedelta(hours=1)  # the code sent at NOW fills the hour
     assert state.throttles.locked_until(f"link:{GUEST}", NOW) == NOW + timedelta(minutes=5)
     assert state.throttles.locked_until("client:192.0.2.7", NOW) is None
     assert state.sessions.session("session-token", NOW) == Session("session", GUEST, None, None)

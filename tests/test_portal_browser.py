@@ -25,7 +25,7 @@ from gateway.envelope.reply import ReplyError, ReplyKey
 from gateway.mailauth.dkimsign import SigningKey, generate_key
 from tests.support.browser import chromium
 from tests.support.gateway import wait_for
-from tests.support.portal import code_in, code_mail, portal_url
+from tests.support.portal import Browser, code_in, code_mail, portal_url
 from tests.support.protected import link_in, notifications
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
@@ -284,3 +284,46 @@ def test_revoked_message_page_names_the_sender(portal, sink, browser):
     watch.console = [m for m in watch.console if "410" not in m]  # the page's own status
     watch.assert_clean()
     context.close()
+
+
+def test_after_a_flood_of_code_requests_the_page_takes_a_code_already_sent(
+    portal, sink, browser
+):
+    """A link holder made the portal send the hour's codes (all to Bob). Bob's page says
+    when a new code can be sent, keeps asking for one disabled, and opens the message with
+    the first code in his mailbox."""
+    with portal.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], rich_message({}))
+    link = link_in(notifications(sink.messages)["bob@example.net"])
+    stranger = Browser(portal_url(portal))
+    try:
+        before = len(sink.messages)
+        asked = [stranger.post(link, "code", {"method": "email"}) for _ in range(6)]
+        assert [a.status_code for a in asked] == [200] * 5 + [429]
+        wait_for(lambda: len(code_mails(sink, before)) == 5, what="five code mails")
+        first = code_in(code_mails(sink, before)[0])
+    finally:
+        stranger.close()
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(link.url(portal_url(portal)))
+    page.click('button[data-method="email"]')
+    page.wait_for_selector("#sg-step-code:not([hidden])")
+    said = page.text_content("#sg-error") or ""
+    assert "still works" in said and "ask for a new code in 60 minutes" in said, said
+    assert page.is_disabled("#sg-resend") and page.is_enabled("#sg-code-submit")
+    page.fill("#sg-code", first)
+    page.click("#sg-code-submit")
+    page.wait_for_selector("#sg-step-message:not([hidden])", timeout=20_000)
+    assert "your results are attached" in page.text_content("#sg-text-alt")
+    assert not watch.errors, watch.errors
+    context.close()
+
+
+def code_mails(sink, after: int) -> list:
+    return [
+        m
+        for m in sink.messages[after:]
+        if m.rcpt_tos == ("bob@example.net",) and b"/m/" not in m.data
+    ]

@@ -11,12 +11,14 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
 
 from gateway.identity.secondfactor import factors, weak_access_code
-from gateway.store.schema import throttles
+from gateway.store.schema import codes, throttles
 from tests.support.gateway import POLICIES
 from tests.support.portal import Browser, code_in, code_mail, portal_url, send_protected
 from tests.support.protected import notifications, protected_message
@@ -206,3 +208,107 @@ def test_a_flood_of_wrong_guesses_does_not_lock_the_owner_out(make_gateway, sink
     finally:
         attacker.close()
         owner.close()
+
+
+def ask_for_codes(browser: Browser, link, sink, headers: dict[str, str]) -> tuple[list[str], Any]:
+    """Ask for email codes until the portal refuses; the codes mailed, and the refusal."""
+    mailed = []
+    for _ in range(20):
+        before = len(sink.messages)
+        asked = browser.post(link, "code", {"method": "email"}, headers=headers)
+        if asked.status_code != 200:
+            return mailed, asked
+        mailed.append(code_in(code_mail(sink, "bob@example.net", before)))
+    raise AssertionError("no send limit")
+
+
+def test_a_link_holder_who_makes_us_send_every_code_does_not_lock_the_owner_out(make_gateway, sink):
+    """Whoever holds only the link asks for codes until the hour's limit and enters wrong
+    ones; every code went to the owner, who opens the message with any of them."""
+    running = make_gateway(portal={**FAST, "trusted_proxies": ["127.0.0.1/32"]})
+    link = send_protected(running, sink)
+    attacker = Browser(portal_url(running))
+    try:
+        mailed, refused = ask_for_codes(attacker, link, sink, ATTACKER)
+        assert len(mailed) == 5  # codes_per_hour
+        assert refused.status_code == 429 and refused.json()["error"] == "send-limit"
+        for n in range(4):  # one try short of spending the codes
+            wrong = attacker.post(link, "verify", {"method": "email", "code": f"00000{n}"},
+                                  headers=ATTACKER)  # fmt: skip
+            assert wrong.status_code == 401, wrong.text
+    finally:
+        attacker.close()
+    for code in (mailed[0], mailed[2]):  # the first, and another on a second device
+        owner = Browser(portal_url(running))
+        try:
+            right = owner.post(link, "verify", {"method": "email", "code": code}, headers=OWNER)
+            assert right.status_code == 200, right.text
+            assert owner.post(link, "open", headers=OWNER).status_code == 200
+        finally:
+            owner.close()
+
+
+def test_live_codes_share_their_tries(make_gateway, sink):
+    """Five codes live at once give a guesser no more tries than one: each wrong entry is
+    compared with all of them and costs each one try, so an hour allows at most
+    codes_per_hour x code_attempts comparisons, however the requests are spread."""
+    running = make_gateway(portal={**FAST, "code_attempts": 3})
+    link = send_protected(running, sink)
+    attacker, owner = Browser(portal_url(running)), Browser(portal_url(running))
+
+    def guess() -> int:
+        wrong = attacker.post(link, "verify", {"method": "email", "code": "000000"})
+        assert wrong.status_code == 401
+        return int(wrong.json()["attempts_left"])
+
+    try:
+        mailed, _ = ask_for_codes(attacker, link, sink, {})
+        assert [guess(), guess()] == [2, 1]  # across all five, not 3 tries each
+        # The owner's right code costs the others nothing ...
+        right = owner.post(link, "verify", {"method": "email", "code": mailed[0]})
+        assert right.status_code == 200, right.text
+        # ... and the third wrong entry spends all four that are left.
+        assert [guess(), guess()] == [0, 0]
+        for code in mailed[1:]:
+            spent = attacker.post(link, "verify", {"method": "email", "code": code})
+            assert spent.status_code == 401 and spent.json()["attempts_left"] == 0
+        # And the hour's limit stops new ones: 5 codes x 3 tries is all this hour gives.
+        refused = attacker.post(link, "code", {"method": "email"})
+        assert refused.status_code == 429 and refused.json()["error"] == "send-limit"
+    finally:
+        attacker.close()
+        owner.close()
+
+
+def test_the_send_limit_says_when_a_new_code_can_be_sent_and_the_hour_rolls(make_gateway, sink):
+    running = make_gateway(portal={**FAST, "codes_per_hour": 2})
+    link = send_protected(running, sink)
+    store = running.gateway.vault.store
+    browser = Browser(portal_url(running))
+
+    def age_code(n: int, minutes: int) -> None:
+        """The n-th code (in sending order) was sent ``minutes`` ago."""
+        with store.engine.begin() as conn:
+            ids = conn.execute(select(codes.c.code_id).order_by(codes.c.code_id)).scalars().all()
+            sent = datetime.now(UTC) - timedelta(minutes=minutes)
+            conn.execute(update(codes).where(codes.c.code_id == ids[n]).values(created_at=sent))
+
+    try:
+        mailed, refused = ask_for_codes(browser, link, sink, {})
+        assert len(mailed) == 2
+        assert refused.json()["error"] == "send-limit"
+        assert 3590 <= refused.json()["retry_after"] <= 3600
+        assert refused.headers["retry-after"] == str(refused.json()["retry_after"])
+        age_code(0, 50)  # the window rolls: the first code leaves it in ten minutes
+        again = browser.post(link, "code", {"method": "email"})
+        assert again.status_code == 429 and 590 <= again.json()["retry_after"] <= 600
+        age_code(0, 61)  # ... and has left it: one code can be sent, not a new hour's worth
+        assert browser.post(link, "code", {"method": "email"}).status_code == 200
+        age_code(1, 20)
+        full = browser.post(link, "code", {"method": "email"})
+        assert full.status_code == 429 and 2390 <= full.json()["retry_after"] <= 2400
+        # Refused sends take nothing away: the codes mailed still open the message.
+        right = browser.post(link, "verify", {"method": "email", "code": mailed[1]})
+        assert right.status_code == 200, right.text
+    finally:
+        browser.close()

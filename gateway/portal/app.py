@@ -43,7 +43,7 @@ from gateway.envelope import keys
 from gateway.errors import PermanentError, TemporaryError
 from gateway.logsetup import event
 from gateway.portal import i18n
-from gateway.portal.codes import Locked, mask_address, mask_phone
+from gateway.portal.codes import SendLimit, mask_address, mask_phone
 from gateway.portal.deps import PortalDeps
 from gateway.portal.rendering import Pages
 from gateway.portal.replies import reply_id
@@ -138,6 +138,7 @@ _MESSAGES = {
     "verify": "Please verify again.",
     "wrong-code": "That code is not right.",
     "locked": "Too many attempts; wait and try again.",
+    "send-limit": "No more codes can be sent for now; a code already sent still works.",
     "closed": "Too many wrong access codes for this message; confirm another way.",
     "expired": "This message has expired.",
     "revoked": "The sender withdrew this message.",
@@ -225,8 +226,8 @@ class _Portal(Pages):
                 raise _Problem(403, "method")
             try:
                 code = await asyncio.to_thread(self.deps.codes.issue, link.reader, method)
-            except Locked as locked:
-                raise _Problem(429, "locked", retry_after=locked.retry_after) from None
+            except SendLimit as limit:
+                raise _Problem(429, "send-limit", retry_after=limit.retry_after) from None
             sent_to = await self._deliver_code(request, link, method, code)
         except _Problem as problem:
             return _json_error(problem)
@@ -330,7 +331,7 @@ class _Portal(Pages):
             await self._start_session(request, response, link)
         reader = link.reader
         first = await asyncio.to_thread(
-            self.deps.access.record_first,
+            self.deps.state.record_first,
             "opened",
             envelope.envelope_id,
             reader.reader_id,
@@ -391,7 +392,7 @@ class _Portal(Pages):
         except _Problem as problem:
             return _json_error(problem)
         await asyncio.to_thread(
-            self.deps.access.replies.queue_reply,
+            self.deps.state.replies.queue_reply,
             identifier,
             link.envelope.envelope_id,
             link.reader.reader_id,
@@ -405,11 +406,11 @@ class _Portal(Pages):
     async def _limit_replies(self, link: _Link, identifier: str) -> None:
         """At most _REPLIES_PER_HOUR new replies per reader (each is stored and mailed);
         a retried upload of a reply already taken is not counted again."""
-        access = self.deps.access
-        if await asyncio.to_thread(access.replies.reply_known, identifier):
+        state = self.deps.state
+        if await asyncio.to_thread(state.replies.reply_known, identifier):
             return
         counted = await asyncio.to_thread(
-            access.throttles.count,
+            state.throttles.count,
             f"reply:{link.reader.reader_id}",
             datetime.now(UTC),
             limit=_REPLIES_PER_HOUR + 1,
@@ -434,7 +435,7 @@ class _Portal(Pages):
             response.delete_cookie(_DEVICE, path="/m/")
         for token in tokens:
             if token:
-                await asyncio.to_thread(self.deps.access.sessions.end_session, token)
+                await asyncio.to_thread(self.deps.state.sessions.end_session, token)
         return response
 
     # assets
@@ -529,12 +530,12 @@ class _Portal(Pages):
         now = datetime.now(UTC)
         token = request.cookies.get(_SESSION)
         if token:
-            session = self.deps.access.sessions.session(token, now)
+            session = self.deps.state.sessions.session(token, now)
             if session and session.kind == "session" and session.reader_id == reader.reader_id:
                 return "session"
         token = request.cookies.get(_DEVICE)
         if token and self.deps.settings.remember_days:
-            device = self.deps.access.sessions.session(token, now)
+            device = self.deps.state.sessions.session(token, now)
             # A device stands in only for the factor it proved, and only where the
             # reader's rule allows that factor: an SMS-only message still wants SMS.
             if (
@@ -571,7 +572,7 @@ class _Portal(Pages):
         token = secrets.token_urlsafe(32)
         now = datetime.now(UTC)
         await asyncio.to_thread(
-            self.deps.access.sessions.add_session,
+            self.deps.state.sessions.add_session,
             token,
             kind=kind,
             now=now,

@@ -6,10 +6,13 @@ right entry or by too many wrong ones.
 
 Guessing is bounded without letting a link holder lock the mailbox owner out:
 
-- A one-time code (email, SMS) goes only to the recipient's mailbox or phone.
-  Wrong entries spend it after ``code_attempts``; a new one must be sent,
-  at most ``codes_per_hour`` an hour. Nothing else locks it: after any flood
-  of wrong guesses the owner asks for a fresh code and gets in.
+- A one-time code (email, SMS) goes only to the recipient's mailbox or phone,
+  so whoever makes the portal send one gives it to the owner. A new code does
+  not cancel the earlier ones: each stays valid until it expires, is used, or
+  has had ``code_attempts`` tries. An entry is compared with every live code
+  and costs each of them a try, so several codes give no extra guesses. At most
+  ``codes_per_hour`` are sent in any hour (a rolling window, not a lock): a
+  flood of requests stops new codes for a while, never the ones the owner has.
 - The sender's access code can be guessed at by anyone holding a forwarded
   link. Its wrong entries count per link per hour (each waiting a little
   longer than the one before, locked at the limit) and against the link's
@@ -50,9 +53,12 @@ class Outcome:
     retry_after: int = 0  # seconds, for "locked"
 
 
-class Locked(Exception):
+class SendLimit(Exception):
+    """The hour's codes were sent; a new one can be sent in ``retry_after`` seconds. The
+    codes sent already keep working."""
+
     def __init__(self, until: datetime) -> None:
-        super().__init__("locked")
+        super().__init__("send-limit")
         self.retry_after = _seconds(until)
 
 
@@ -62,29 +68,24 @@ def _seconds(until: datetime) -> int:
 
 
 class CodeBook:
-    def __init__(self, access: PortalState, secret: bytes, settings: Portal) -> None:
-        self.access = access
+    def __init__(self, state: PortalState, secret: bytes, settings: Portal) -> None:
+        self.state = state
         self.secret = secret
         self.settings = settings
 
     def issue(self, reader: ReaderRecord, method: str) -> str:
-        """A new code for the reader (earlier ones stop working); Locked when too many
-        were sent this hour. Wrong guesses never stop it: a fresh code, sent only to the
-        recipient, is how the owner gets in after someone else guessed."""
+        """A new code for the reader (earlier ones keep working); SendLimit when
+        ``codes_per_hour`` were sent within the last hour. Wrong guesses never stop it,
+        and nothing sent is withdrawn: each code goes only to the recipient."""
         now = datetime.now(UTC)
-        self._refuse_if_locked(f"send:{reader.reader_id}", now)
-        sent = self.access.throttles.count(
-            f"send:{reader.reader_id}",
-            now,
-            limit=self.settings.codes_per_hour + 1,  # locked only when one more is asked
-            window=_WINDOW,
-            lockout=_WINDOW,
-        )
-        if sent.until is not None:
-            raise Locked(sent.until)
         code = "".join(secrets.choice("0123456789") for _ in range(self.settings.code_length))
         ttl = timedelta(minutes=self.settings.code_minutes)
-        self.access.codes.issue_code(reader.reader_id, method, self._hash(reader, code), now, ttl)
+        refused_until = self.state.codes.issue_code(
+            reader.reader_id, method, self._hash(reader, code), now, ttl,
+            per_hour=self.settings.codes_per_hour,
+        )  # fmt: skip
+        if refused_until is not None:
+            raise SendLimit(refused_until)
         return code
 
     def access_code_closed(self, reader: ReaderRecord) -> bool:
@@ -95,7 +96,7 @@ class CodeBook:
         """Compare an entered code; what the page should say.
 
         Every comparison is paid for before it is made, atomically: one try on the
-        client and, for a one-time code, one of its attempts; for the access code, one
+        client and, for one-time codes, one try of each live code; for the access code, one
         try on the link this hour and one of its lifetime budget. So parallel guesses
         (several requests, several workers) get no more tries than the limits. A right
         code gives the client its try back: many recipients behind one address (an
@@ -110,7 +111,7 @@ class CodeBook:
         if method == "access-code":
             limits[f"access-code:{reader.reader_id}"] = settings.link_attempts
         for key in limits:
-            until = self.access.throttles.locked_until(key, now)
+            until = self.state.throttles.locked_until(key, now)
             if until is not None:
                 return Outcome(False, "locked", retry_after=_seconds(until))
         counts = {
@@ -132,8 +133,8 @@ class CodeBook:
         if right:
             for key in limits:
                 if key != client_key:
-                    self.access.throttles.clear(key)
-            self.access.throttles.uncount(client_key, settings.client_attempts)
+                    self.state.throttles.clear(key)
+            self.state.throttles.uncount(client_key, settings.client_attempts)
             return Outcome(True)
         return self._wrong(list(counts.values()), max(0, left))
 
@@ -141,14 +142,14 @@ class CodeBook:
         """Whether it is the sender's access code, paid for from the link's lifetime budget
         (a right one gives its try back); the tries left, or None once the budget is spent."""
         budget = self.settings.access_code_attempts
-        left = self.access.codes.reserve_access_guess(reader.reader_id, budget)
+        left = self.state.codes.reserve_access_guess(reader.reader_id, budget)
         if left is None:
             return None
         right = reader.access_code_hash is not None and hmac.compare_digest(
             access_code_hash(self.secret, entered), reader.access_code_hash
         )
         if right:
-            self.access.codes.return_access_guess(reader.reader_id)
+            self.state.codes.return_access_guess(reader.reader_id)
         elif left == 0:
             return None
         return right, left
@@ -156,24 +157,30 @@ class CodeBook:
     def _try_one_time_code(
         self, reader: ReaderRecord, method: str, entered: str, now: datetime
     ) -> tuple[bool, int]:
-        """Whether it is the reader's current code, spending one of its attempts (and the
-        code, if right); the attempts it has left."""
-        active = self.access.codes.active_code(reader.reader_id, method, now)
-        if active is None:
-            return False, 0
-        left = self.access.codes.reserve_attempt(active.code_id, self.settings.code_attempts)
-        if left is None:
-            return False, 0
-        right = hmac.compare_digest(self._hash(reader, entered), active.code_hash)
-        if right:
-            self.access.codes.code_used(active.code_id)
-        return right, left
+        """Whether it is one of the reader's live codes, paid for with one try of each of
+        them (a match spends that code and gives the others their try back); the most
+        tries any of them has left.
+
+        Every live code is compared, each in constant time and without stopping at a
+        match, so the time taken does not tell which code it was."""
+        tried = self.state.codes.reserve_tries(
+            reader.reader_id, method, now, self.settings.code_attempts
+        )
+        entered_hash = self._hash(reader, entered)
+        matched: int | None = None
+        for code in tried:
+            if hmac.compare_digest(entered_hash, code.code_hash):
+                matched = code.code_id
+        if matched is not None:
+            others = [c.code_id for c in tried if c.code_id != matched]
+            self.state.codes.code_used(matched, others)
+        return matched is not None, max((c.tries_left for c in tried), default=0)
 
     def _count(self, key: str, limit: int, now: datetime, *, backoff: bool) -> Counted:
         """One try under ``key``. Backoff only for a link's access code: per client it would
         let a few strangers' typos behind one address make everyone there wait, and a
         one-time code has its own few attempts."""
-        return self.access.throttles.count(
+        return self.state.throttles.count(
             key,
             now,
             limit=limit,
@@ -189,11 +196,6 @@ class CodeBook:
             return Outcome(False, "locked", retry_after=_seconds(until))
         retry = _seconds(until) if until is not None else 0
         return Outcome(False, "wrong-code", attempts_left=attempts_left, retry_after=retry)
-
-    def _refuse_if_locked(self, key: str, now: datetime) -> None:
-        until = self.access.throttles.locked_until(key, now)
-        if until is not None:
-            raise Locked(until)
 
     def _hash(self, reader: ReaderRecord, code: str) -> bytes:
         message = _CODE_LABEL + reader.reader_id.encode("ascii") + b"\x00" + code.encode()

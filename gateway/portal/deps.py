@@ -26,7 +26,7 @@ class PortalDeps:
 
     settings: config.Portal
     store: Store
-    access: PortalState
+    state: PortalState
     codes: CodeBook
     desk: ReplyDesk
     releaser: Releaser

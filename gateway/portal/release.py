@@ -31,21 +31,21 @@ class Releaser:
     def __init__(
         self,
         store: Store,
-        access: PortalState,
+        state: PortalState,
         reply_key: Callable[[], ReplyKey],
         notifier: Callable[[], Notifier],
         send: Send,
         portal_url: Callable[[], str],
     ) -> None:
         self.store = store
-        self.access = access
+        self.state = state
         self.reply_key = reply_key
         self.notifier = notifier
         self.send = send
         self.portal_url = portal_url
 
     async def held(self, envelope_id: str) -> list[Hold]:
-        return await asyncio.to_thread(self.access.holds.held, envelope_id)
+        return await asyncio.to_thread(self.state.holds.held, envelope_id)
 
     async def release(self, envelope: EnvelopeRecord, phones: dict[str, str]) -> list[str]:
         """Notify every held recipient whose missing pieces are now supplied; the problems
@@ -78,7 +78,7 @@ class Releaser:
                 problems.append(f"{hold.address}: could not be notified now; try again later")
                 continue
             await asyncio.to_thread(
-                self.access.holds.decide_hold,
+                self.state.holds.decide_hold,
                 hold,
                 "released",
                 phone=phone,
@@ -90,7 +90,7 @@ class Releaser:
         """Forget the held links; shred the envelope if no other reader was notified."""
         held = await self.held(envelope.envelope_id)
         for hold in held:
-            await asyncio.to_thread(self.access.holds.decide_hold, hold, "cancelled")
+            await asyncio.to_thread(self.state.holds.decide_hold, hold, "cancelled")
         guests = {r.reader_id for r in envelope.readers if r.kind == "guest"}
         if guests <= {hold.reader_id for hold in held}:
             await asyncio.to_thread(

@@ -45,7 +45,7 @@ class ReplyDesk:
     def __init__(
         self,
         store: Store,
-        access: PortalState,
+        state: PortalState,
         key: Callable[[], ReplyKey],
         notifier: Callable[[], Notifier],
         send: Send,
@@ -55,7 +55,7 @@ class ReplyDesk:
         max_plaintext: int,
     ) -> None:
         self.store = store
-        self.access = access
+        self.state = state
         self.key = key
         self.notifier = notifier
         self.send = send
@@ -70,7 +70,7 @@ class ReplyDesk:
             delivered = 0
             while True:
                 reply = await asyncio.to_thread(
-                    self.access.replies.claim_reply, datetime.now(UTC), _LEASE
+                    self.state.replies.claim_reply, datetime.now(UTC), _LEASE
                 )
                 if reply is None:
                     return delivered
@@ -84,7 +84,7 @@ class ReplyDesk:
             # ValueError: the notifier cannot write it (an address that cannot be written).
             reason = str(error.reply) if isinstance(error, PermanentError) else str(error)
             await asyncio.to_thread(
-                self.access.replies.reply_done, reply.reply_id, "failed", reason
+                self.state.replies.reply_done, reply.reply_id, "failed", reason
             )
             event(log, logging.WARNING, "secure reply refused", reply=reply.reply_id, error=reason)
             return 0
@@ -134,19 +134,19 @@ class ReplyDesk:
 
     def _delivered(self, reply: QueuedReply, message_id: str) -> None:
         # Answering this reply keeps the conversation protected (policy: protected_thread).
-        self.access.threads.add_thread([message_id], reply.envelope_id, datetime.now(UTC))
-        self.access.replies.reply_done(reply.reply_id, "delivered")
+        self.state.threads.add_thread([message_id], reply.envelope_id, datetime.now(UTC))
+        self.state.replies.reply_done(reply.reply_id, "delivered")
 
     async def _retry(self, reply: QueuedReply, reason: str) -> None:
         if reply.attempts + 1 >= _MAX_ATTEMPTS:
             await asyncio.to_thread(
-                self.access.replies.reply_done, reply.reply_id, "failed", "gave up"
+                self.state.replies.reply_done, reply.reply_id, "failed", "gave up"
             )
             event(log, logging.ERROR, "secure reply undeliverable", reply=reply.reply_id)
             return
         wait = timedelta(minutes=2**reply.attempts)
         await asyncio.to_thread(
-            self.access.replies.reply_retry, reply.reply_id, datetime.now(UTC) + wait
+            self.state.replies.reply_retry, reply.reply_id, datetime.now(UTC) + wait
         )
         event(log, logging.WARNING, "secure reply deferred", reply=reply.reply_id,
               error=reason, retry_in=int(wait.total_seconds()))  # fmt: skip

@@ -2,6 +2,13 @@
 
 A code is stored only as an HMAC keyed outside the database; every try at it is
 paid for before the comparison is made, so parallel guesses get no extra tries.
+
+A reader may hold several one-time codes at once: a new code does not cancel the
+earlier ones, so someone who makes the portal send codes (to the owner's mailbox,
+never to themselves) cannot spoil the code the owner is about to type. A try is
+charged to every live code of the reader and method, so several codes do not
+multiply the tries. The rows double as the log of codes sent, for the rolling
+hourly limit on sending: the sweep keeps them for ``SEND_WINDOW``.
 """
 
 from __future__ import annotations
@@ -14,27 +21,47 @@ from sqlalchemy import insert, select, update
 from gateway.store.database import Store
 from gateway.store.schema import codes, readers
 
+SEND_WINDOW = timedelta(hours=1)  # codes_per_hour counts the codes sent within this
+
 
 @dataclass(frozen=True)
-class ActiveCode:
+class TriedCode:
+    """A live code one try was taken from, and the tries it has left after that one."""
+
     code_id: int
     code_hash: bytes
+    tries_left: int
 
 
 class Codes:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def issue_code(
-        self, reader_id: str, method: str, code_hash: bytes, now: datetime, ttl: timedelta
-    ) -> None:
-        """A new code for the reader; earlier unused codes of the reader stop working."""
+    def issue_code(self, reader_id: str, method: str, code_hash: bytes, now: datetime,
+                   ttl: timedelta, *, per_hour: int) -> datetime | None:  # fmt: skip
+        """Store a new code for the reader (earlier ones stay valid), unless ``per_hour``
+        codes were sent to the reader within the last ``SEND_WINDOW``: then nothing is
+        stored, and the answer is when the oldest of them leaves the window (None: issued).
+
+        The reader's row is locked first, so parallel requests (several workers) cannot
+        both take the last place in the window."""
+        recent = codes.c.created_at > now - SEND_WINDOW
         with self.store.transaction(f"issuing a code for {reader_id}", write=True) as conn:
             conn.execute(
-                update(codes)
-                .where(codes.c.reader_id == reader_id, codes.c.used == 0)
-                .values(used=1)
+                select(readers.c.reader_id)
+                .where(readers.c.reader_id == reader_id)
+                .with_for_update()
             )
+            sent: list[datetime] = list(
+                conn.execute(
+                    select(codes.c.created_at)
+                    .where(codes.c.reader_id == reader_id, recent)
+                    .order_by(codes.c.created_at.desc())
+                    .limit(per_hour)
+                ).scalars()
+            )
+            if len(sent) >= per_hour:
+                return min(sent) + SEND_WINDOW
             conn.execute(
                 insert(codes),
                 {
@@ -47,49 +74,51 @@ class Codes:
                     "used": 0,
                 },
             )
+        return None
 
-    def active_code(self, reader_id: str, method: str, now: datetime) -> ActiveCode | None:
-        query = (
-            select(codes.c.code_id, codes.c.code_hash)
+    def reserve_tries(
+        self, reader_id: str, method: str, now: datetime, max_tries: int
+    ) -> list[TriedCode]:
+        """Take one try from every live code of the reader and method (unused, unexpired,
+        fewer than ``max_tries`` taken) before comparing; those codes, to compare against.
+
+        One statement, so it is atomic: on PostgreSQL a parallel try waits for the row and
+        sees its count, on SQLite write transactions are serialised. A code whose last try
+        this was is dead from now on, whatever the comparison brings."""
+        failures = codes.c.failures
+        take = (
+            update(codes)
             .where(
                 codes.c.reader_id == reader_id,
                 codes.c.method == method,
                 codes.c.used == 0,
                 codes.c.expires_at > now,
+                failures < max_tries,
             )
-            .order_by(codes.c.code_id.desc())
-            .limit(1)
+            .values(failures=failures + 1)
+            .returning(codes.c.code_id, codes.c.code_hash, failures)
         )
-        with self.store.transaction(f"reading the code of {reader_id}", write=False) as conn:
-            row = conn.execute(query).first()
-        return None if row is None else ActiveCode(row.code_id, row.code_hash)
+        with self.store.transaction("counting a try at the codes", write=True) as conn:
+            rows = conn.execute(take).all()
+        return [TriedCode(r.code_id, r.code_hash, max_tries - r.failures) for r in rows]
 
-    def reserve_attempt(self, code_id: int, max_attempts: int) -> int | None:
-        """Take one of the code's attempts before comparing; the attempts left after it, or
-        None when none was left. Atomic, so parallel guesses cannot share an attempt."""
-        this = codes.c.code_id == code_id
-        with self.store.transaction("counting an attempt at a code", write=True) as conn:
-            taken = conn.execute(
-                update(codes)
-                .where(this, codes.c.used == 0, codes.c.failures < max_attempts)
-                .values(failures=codes.c.failures + 1)
-            )
-            if taken.rowcount != 1:
-                return None
-            attempts = int(conn.scalar(select(codes.c.failures).where(this)) or 0)
-            if attempts >= max_attempts:  # the last one: spent whatever it brings
-                conn.execute(update(codes).where(this).values(used=1))
-        return max_attempts - attempts
-
-    def code_used(self, code_id: int) -> None:
-        """Spend the code (a right entry; its last attempt may have spent it already)."""
+    def code_used(self, code_id: int, others: list[int]) -> None:
+        """Spend the code a right entry matched (it works once), and give ``others``, the
+        codes that entry was also paid with, their try back: the owner's right code is no
+        guess at the others, which stay valid for another device."""
         with self.store.transaction("spending a code", write=True) as conn:
             conn.execute(update(codes).where(codes.c.code_id == code_id).values(used=1))
+            if others:
+                conn.execute(
+                    update(codes)
+                    .where(codes.c.code_id.in_(others), codes.c.failures > 0)
+                    .values(failures=codes.c.failures - 1)
+                )
 
     def reserve_access_guess(self, reader_id: str, budget: int) -> int | None:
         """Take one of the reader's lifetime access-code tries before comparing; the tries
         left after it, or None when the budget was spent already. Atomic, like
-        reserve_attempt: parallel guesses cannot share a try."""
+        reserve_tries: parallel guesses cannot share a try."""
         this = readers.c.reader_id == reader_id
         failures = readers.c.access_code_failures
         with self.store.transaction("counting an access-code try", write=True) as conn:

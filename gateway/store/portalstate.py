@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select
 
-from gateway.store.codes import Codes
+from gateway.store.codes import SEND_WINDOW, Codes
 from gateway.store.database import Store, append_event
 from gateway.store.holds import Holds
 from gateway.store.records import LIVE_STATES
@@ -37,12 +37,14 @@ class PortalState:
         self.threads = Threads(store)
 
     def sweep(self, now: datetime, *, keep: timedelta = timedelta(days=1)) -> int:
-        """Forget expired sessions, spent or expired codes, decided holds (and those of
-        ended envelopes) and stale throttles."""
+        """Forget expired sessions, expired codes sent before the send window, decided
+        holds (and those of ended envelopes) and stale throttles."""
         with self.store.transaction("sweeping portal state", write=True) as conn:
             removed = conn.execute(delete(sessions).where(sessions.c.expires_at <= now)).rowcount
+            # Spent codes stay for the send window: they are its log of codes sent.
+            sent_earlier = codes.c.created_at <= now - SEND_WINDOW
             removed += conn.execute(
-                delete(codes).where(or_(codes.c.expires_at <= now, codes.c.used == 1))
+                delete(codes).where(sent_earlier, codes.c.expires_at <= now)
             ).rowcount
             live = select(envelopes.c.envelope_id).where(envelopes.c.state.in_(LIVE_STATES))
             removed += conn.execute(

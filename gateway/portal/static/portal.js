@@ -45,6 +45,8 @@ const state = {
   pendingReply: null, // {fingerprint, blob}: a sealed reply not yet confirmed by the server
   lockUntil: 0,
   lockTimer: null,
+  resendUntil: 0, // no new code can be sent before this; the codes sent still work
+  resendTimer: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -136,6 +138,7 @@ function updateControls() {
   for (const button of document.querySelectorAll("[data-method], #sg-code-submit, #sg-resend")) {
     button.disabled = disabled;
   }
+  if (Date.now() < state.resendUntil) $("sg-resend").disabled = true;
   $("sg-other-method").disabled = state.busy;
 }
 
@@ -160,6 +163,14 @@ function startLock(seconds) {
   };
   tick();
   state.lockTimer = setInterval(tick, 1000);
+}
+
+// The hour's codes were sent: only asking for another waits; entering one does not.
+function startResendWait(seconds) {
+  state.resendUntil = Date.now() + Math.max(1, seconds) * 1000;
+  clearTimeout(state.resendTimer);
+  state.resendTimer = setTimeout(updateControls, state.resendUntil - Date.now() + 50);
+  updateControls();
 }
 
 // --- the server -------------------------------------------------------------------------
@@ -227,6 +238,11 @@ function describe(error) {
       return gettext("Too many attempts. Wait %(time)s and try again.", {
         time: formatDuration(Number(error.data.retry_after) || 60),
       });
+    case "send-limit":
+      return gettext(
+        "We cannot send another code yet. A code we already sent you still works until it expires. You can ask for a new code in %(time)s.",
+        { time: formatDuration(Number(error.data.retry_after) || 60) },
+      );
     case "closed":
       return gettext(
         "Too many wrong access codes were entered for this message, so the access code no longer works here. Confirm another way, such as a code by email.",
@@ -268,7 +284,11 @@ function handleCommon(error) {
     startVerify(gettext("Please confirm again that it is you."));
     return true;
   }
-  if (error.status === 429) startLock(Number(error.data.retry_after) || 60);
+  if (error.code === "send-limit") {
+    startResendWait(Number(error.data.retry_after) || 60);
+  } else if (error.status === 429) {
+    startLock(Number(error.data.retry_after) || 60);
+  }
   // A short wait after a wrong access code: the button counts it down, no 429 for a retry.
   if (error.code === "wrong-code" && Number(error.data.retry_after) > 0) {
     startLock(Number(error.data.retry_after));
@@ -309,6 +329,8 @@ async function chooseMethod(method) {
     const sent = await postJson(state.page.api.code, { method });
     showCodeStep(method, sent);
   } catch (error) {
+    // Over the hour's limit: the codes sent already work, so the code step opens anyway.
+    if (error instanceof ApiError && error.code === "send-limit") showCodeStep(method, null);
     if (!handleCommon(error)) setError(describe(error));
   } finally {
     setText("sg-method-status", "");
