@@ -19,12 +19,14 @@ from tests.support.sink import Sink
 from tests.support.unbound import TestDNS, start_test_dns
 
 # The `peers` tier: tests that start a real peer (PostgreSQL, unbound and the test DNS,
-# chromium, Perl's Mail::DKIM, Postfix, swaks) or Sealgate itself as a process (`sealgate
-# serve`, its command line). `pytest -m "not peers"` leaves them out. A test is marked when
-# it uses one of these fixtures, directly or through another fixture; modules and tests that
-# start such a process themselves carry the mark in their own file (`pytest.mark.peers`).
-# Not peers: the in-process gateway, sink and DNS server, and the helper processes a
-# component under test starts for itself (the key pool, text extraction).
+# chromium, Perl's Mail::DKIM, Postfix, swaks), Sealgate itself as a process (`sealgate
+# serve`, its command line), or servers on an event loop of their own (the fake upstream
+# and Sealgate in-process, on which every end-to-end test stands). `pytest -m "not peers"`
+# leaves them out and runs the unit tier in about a minute on two cores. A test is marked
+# when it uses one of these fixtures, directly or through another fixture; modules and
+# tests that start such a process themselves carry the mark in their own file
+# (`pytest.mark.peers`). Not peers: the helper processes a component under test starts
+# for itself (the key pool, text extraction).
 PEER_FIXTURES = frozenset(
     {
         "postgres_cluster",  # PostgreSQL, and the store fixtures' "postgresql" parameter
@@ -32,6 +34,7 @@ PEER_FIXTURES = frozenset(
         "serve",  # `sealgate serve` as a process
         "browser",  # chromium (tests/test_portal_pages.py, tests/test_portal_browser.py)
         "perl_verify",  # Mail::DKIM, the independent DKIM verifier (tests/test_dkimsign.py)
+        "loop_thread",  # servers on an event loop of their own: the fake upstream, Sealgate
     }
 )
 # Parametrized fixtures whose "postgresql" case asks for postgres_cluster while the test runs.
