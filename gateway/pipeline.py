@@ -162,6 +162,7 @@ class Plan:
     factors: dict[str, secondfactor.Factors] = field(default_factory=dict)  # protected, held
     hold: tuple[str, ...] = ()  # sealed now, notified when the sender releases them
     held_for: dict[str, Waiting] = field(default_factory=dict)  # per held address
+    key: str = ""  # the transaction's idempotency key (envelope sender, recipients, bytes)
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,15 @@ class Pipeline:
         a message it protected for others, come back for new recipients."""
         policy = self.protecting.policy
         extractor = self.protecting.extractor if policy.reads_content else None
-        lookups = Lookups(threads=self.protecting.state.threads, posture=self.posture)
+        key = idempotency_key(
+            self.protecting.idempotency_secret, tx.mail_from, tx.rcpt_tos, tx.data
+        )
+        threads = self.protecting.state.threads
+        lookups = Lookups(
+            threads=threads,
+            protected_before=lambda message_id: threads.protected_elsewhere(message_id, key),
+            posture=self.posture,
+        )
 
         def evaluate() -> tuple[dict[str, Decision], bytes]:
             # DNS lookups and detectors scanning MBs of text: on threads of their own,
@@ -325,6 +334,7 @@ class Pipeline:
             factors,
             held,
             why,
+            key,
         )
 
     def _factors(
@@ -397,9 +407,7 @@ class Pipeline:
         anything.
         """
         vault = self.protecting.vault
-        key = idempotency_key(
-            self.protecting.idempotency_secret, tx.mail_from, tx.rcpt_tos, tx.data
-        )
+        key = plan.key
         existing = await self._vault(vault.find_live(key))
         if existing is not None and existing.state == "delivered":
             reply = SMTPReply(250, "2.0.0", f"Ok: already delivered as {existing.envelope_id}")

@@ -75,6 +75,22 @@ def test_a_re_injected_relayed_copy_is_sealed_for_the_new_outsider(gateway, sink
     assert SECRET_LINE in manifest["text"]
 
 
+def test_a_copy_a_forwarder_rewrote_is_still_sealed_for_the_new_outsider(gateway, sink):
+    """A forwarder that re-writes the bytes (re-encodes, trims trailing white space, as
+    Exchange may) breaks the loop marker; the copy's own Message-ID still says it was
+    protected in another transaction, even when what triggered the protection (the
+    stripped X-Sealgate-Protect) is gone."""
+    raw = secure_message(subject="Lab results", extra_headers={"X-Sealgate-Protect": "yes"})
+    copy = relayed_copy(gateway, sink, raw)
+    rewritten = copy.rstrip(b"\r\n") + b"\r\n\r\n-- \r\nForwarded by mailbox.example.org\r\n"
+    assert gateway.gateway.pipeline.marker.check(rewritten).kind is None
+    sink.reset()
+    with gateway.client() as client:
+        client.sendmail(COLLEAGUE, [NEW_OUTSIDER], rewritten)
+    assert in_the_clear(sink.messages) == []
+    assert set(notifications(sink.messages)) == {NEW_OUTSIDER}
+
+
 def test_a_re_injected_copy_still_reaches_another_colleague_as_it_is(gateway, sink):
     copy = relayed_copy(gateway, sink, secure_message())
     sink.reset()

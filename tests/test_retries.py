@@ -193,3 +193,26 @@ def test_the_receipt_of_a_resumed_message_names_every_reader(make_gateway, sink)
     send(gateway, recipients, raw)
     (receipt,) = [m for m in sink.messages if m.rcpt_tos == (SENDER,)]
     assert b"bob@example.net" in receipt.data
+
+
+def test_a_retry_is_not_taken_for_a_copy_of_its_own_first_attempt(make_gateway, sink, tmp_path):
+    """The first attempt registered the message as protected; its retry (same sender,
+    recipients and bytes) must not count as a copy of it, or the recipient the policy
+    relays would flip to protected on the retry."""
+    pack = tmp_path / "partner.toml"
+    pack.write_text(
+        '[[rules]]\nname = "partner"\naction = "protect"\n'
+        'when.recipient_domain = ["partner.example"]\n'
+    )
+    gateway = make_gateway(policy={"packs": [*PACKS, str(pack)]})
+    recipients = ["bob@partner.example", "eve@other.example"]
+    raw = protected_message(subject="Plain subject", to=", ".join(recipients))
+    sink.behaviour.data_replies = {"eve@other.example": "451 4.3.0 try later"}
+    assert deferred(gateway, recipients, raw) == 451
+
+    sink.behaviour.data_replies = {}
+    assert send(gateway, recipients, raw) == {}
+    assert [m.rcpt_tos for m in sink.messages if m.data.endswith(raw)] == [("eve@other.example",)]
+    sent = [m.rcpt_tos[0] for m in sink.messages if b"/m/" in m.data]
+    assert sent == ["bob@partner.example"]
+    assert bounces(sink) == []

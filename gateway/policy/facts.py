@@ -31,12 +31,20 @@ class Threads(Protocol):
     def in_protected_thread(self, message_ids: list[str]) -> bool: ...
 
 
+class ProtectedBefore(Protocol):
+    """Whether Sealgate protected a message with this Message-ID in another SMTP
+    transaction than the one being decided (not a retry of it)."""
+
+    def __call__(self, message_id: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Lookups:
     """Services the policy may ask about a message, each asked only by the condition
     that needs it (and only when a rule uses that condition)."""
 
     threads: Threads | None = None  # protected_thread
+    protected_before: ProtectedBefore | None = None  # protected_thread: the message itself
     posture: PostureChecker | None = None  # recipient_tls
 
 

@@ -123,29 +123,36 @@ def _sensitivity_label(value: Any, env: Env, path: str) -> Condition | None:
 
 class ProtectedThread(Condition):
     """``protected_thread = true``: References or In-Reply-To name a message Sealgate
-    protected, or a secure reply it delivered, or the message is itself a copy of a
-    protected message that Sealgate relayed in the clear to a colleague and that came
-    back (a forward, an alias). Asked only when a rule uses it, once per message; when
-    the lookup fails the outcome is unknown and the rule's fallback applies."""
+    protected, or a secure reply it delivered; or the message is itself a copy of a
+    message Sealgate protected for others that came back in another transaction (a
+    colleague's forward, an alias): by its loop marker (``MessageFacts.protected_copy``),
+    or, when a forwarder re-wrote its bytes, by its own Message-ID. Asked only when a
+    rule uses it, once per message; when a lookup fails the outcome is unknown and the
+    rule's fallback applies."""
 
     def __init__(self, wanted: bool) -> None:
         self.wanted = wanted
 
     def check(self, ctx: Context, recipient: str) -> Outcome:
-        threads = ctx.facts.lookups.threads
-        fields = ctx.facts.header_values("references") + ctx.facts.header_values("in-reply-to")
-        ids = sorted(set(MESSAGE_ID.findall(" ".join(fields))))
-        if ctx.facts.protected_copy:
-            found = True
-        elif threads is None or not ids:
-            found = False
-        else:
-            try:
-                found = threads.in_protected_thread(ids)
-            except Exception:  # the store is down: do not guess "not protected"
-                return UNKNOWN
+        try:
+            found = ctx.facts.protected_copy or _in_thread(ctx) or _protected_before(ctx)
+        except Exception:  # the store is down: do not guess "not protected"
+            return UNKNOWN
         hit = found == self.wanted
         return Outcome(hit, (f"protected thread {str(found).lower()}",) if hit else ())
+
+
+def _in_thread(ctx: Context) -> bool:
+    threads = ctx.facts.lookups.threads
+    fields = ctx.facts.header_values("references") + ctx.facts.header_values("in-reply-to")
+    ids = sorted(set(MESSAGE_ID.findall(" ".join(fields))))
+    return threads is not None and bool(ids) and threads.in_protected_thread(ids)
+
+
+def _protected_before(ctx: Context) -> bool:
+    asked = ctx.facts.lookups.protected_before
+    own = MESSAGE_ID.findall(" ".join(ctx.facts.header_values("message-id")))
+    return asked is not None and len(own) == 1 and asked(own[0])
 
 
 def _protected_thread(value: Any, env: Env, path: str) -> Condition | None:

@@ -9,7 +9,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
 from gateway.store.database import Store
-from gateway.store.schema import threads
+from gateway.store.schema import envelopes, threads
 
 
 def message_id_hash(message_id: str) -> bytes:
@@ -34,6 +34,27 @@ class Threads:
             ]
             if new:
                 conn.execute(insert(threads), new)
+
+    def protected_elsewhere(self, message_id: str, transaction_key: str) -> bool:
+        """Whether Sealgate protected a message with this Message-ID in another transaction.
+
+        ``transaction_key`` is this transaction's idempotency key: a retry of the
+        same transaction has the same key and is not "elsewhere". A copy that a
+        colleague's forward or an alias brings back has other recipients, so another
+        key, even when a forwarder re-wrote its bytes and the loop marker no longer
+        verifies.
+        """
+        query = (
+            select(threads.c.envelope_id)
+            .join(envelopes, envelopes.c.envelope_id == threads.c.envelope_id)
+            .where(
+                threads.c.message_id_hash == message_id_hash(message_id),
+                envelopes.c.idempotency_key != transaction_key,
+            )
+            .limit(1)
+        )
+        with self.store.transaction("looking up a protected message", write=False) as conn:
+            return conn.execute(query).first() is not None
 
     def in_protected_thread(self, message_ids: list[str]) -> bool:
         """True if any of these Message-IDs belongs to a protected conversation."""
