@@ -55,7 +55,7 @@ from gateway.mail import message, outgoing
 from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier, strip_forged_results
 from gateway.notify import Notifier, Original, dsn
-from gateway.outbound.loopmarker import RECEIVED_TAG, Kind
+from gateway.outbound.loopmarker import RECEIVED_TAG, Kind, LoopCheck
 from gateway.outbound.ownmail import OwnMail
 from gateway.outbound.upstream import UpstreamTransaction
 from gateway.policy.engine import Policy
@@ -254,7 +254,7 @@ class Pipeline:
             return await self._relay(tx, own, outcome=Outcome.RELAYED_OWN)
 
         # authenticate (SPF, DKIM, DMARC: gateway.mailauth) and decide, in _plan.
-        plan = await self._plan(tx, protected_copy=loop.protected_copy)
+        plan = await self._plan(tx, loop)
         if plan.protect or plan.hold:
             result = await self._protect(tx, plan)
         elif plan.relay:
@@ -268,22 +268,30 @@ class Pipeline:
         result.decisions = plan.decisions
         return result
 
-    async def _plan(self, tx: Transaction, *, protected_copy: bool = False) -> Plan:
+    async def _plan(self, tx: Transaction, loop: LoopCheck) -> Plan:
         """Ask the policy; reading attachments blocks, so it runs in a worker thread.
 
-        ``protected_copy``: the message is a copy Sealgate relayed in the clear of
-        a message it protected for others, come back for new recipients."""
+        ``loop`` says whether the message passed Sealgate before: a copy relayed in
+        the clear of a message protected for others (its marker), or, with a
+        marker a forwarder broke, any message with our Received field, whose own
+        Message-ID is then looked up. Mail that never passed Sealgate costs no
+        such lookup."""
         policy = self.protecting.policy
         extractor = self.protecting.extractor if policy.reads_content else None
         key = idempotency_key(
             self.protecting.idempotency_secret, tx.mail_from, tx.rcpt_tos, tx.data
         )
         threads = self.protecting.state.threads
+
+        def protected_before(message_id: str) -> bool:
+            return threads.protected_elsewhere(message_id, key)
+
         lookups = Lookups(
             threads=threads,
-            protected_before=lambda message_id: threads.protected_elsewhere(message_id, key),
+            protected_before=protected_before if loop.hops else None,
             posture=self.posture,
         )
+        protected_copy = loop.protected_copy
 
         def evaluate() -> tuple[dict[str, Decision], bytes]:
             # DNS lookups and detectors scanning MBs of text: on threads of their own,
@@ -294,8 +302,8 @@ class Pipeline:
             )
             return policy.decide(facts, tx.rcpt_tos), results + data
 
-        loop = asyncio.get_running_loop()
-        decisions, data = await loop.run_in_executor(self._deciding, evaluate)
+        running = asyncio.get_running_loop()
+        decisions, data = await running.run_in_executor(self._deciding, evaluate)
         relayed_bytes = outgoing.without_headers(
             data, [*policy.strip_headers, *secondfactor.INSTRUCTION_FIELDS]
         )
