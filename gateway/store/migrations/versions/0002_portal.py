@@ -12,9 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-# A frozen copy of the timestamp type, not gateway.store.schema's live one: this
-# migration must create the same tables whatever the application later becomes.
-from gateway.store.migrations.types import UTCDateTime
+from gateway.store.schema import UTCDateTime
 
 revision: str = "0002"
 down_revision: str | None = "0001"
