@@ -162,7 +162,6 @@ class Plan:
     factors: dict[str, secondfactor.Factors] = field(default_factory=dict)  # protected, held
     hold: tuple[str, ...] = ()  # sealed now, notified when the sender releases them
     held_for: dict[str, Waiting] = field(default_factory=dict)  # per held address
-    key: str = ""  # the transaction's idempotency key (envelope sender, recipients, bytes)
 
 
 @dataclass(frozen=True)
@@ -278,13 +277,10 @@ class Pipeline:
         such lookup."""
         policy = self.protecting.policy
         extractor = self.protecting.extractor if policy.reads_content else None
-        key = idempotency_key(
-            self.protecting.idempotency_secret, tx.mail_from, tx.rcpt_tos, tx.data
-        )
         threads = self.protecting.state.threads
 
         def protected_before(message_id: str) -> bool:
-            return threads.protected_elsewhere(message_id, key)
+            return threads.protected_elsewhere(message_id, self._key(tx))
 
         lookups = Lookups(
             threads=threads,
@@ -342,7 +338,13 @@ class Pipeline:
             factors,
             held,
             why,
-            key,
+        )
+
+    def _key(self, tx: Transaction) -> str:
+        """The transaction's idempotency key (envelope sender, recipients, bytes): an HMAC
+        over the whole message, so made only where it is needed, never for plain relaying."""
+        return idempotency_key(
+            self.protecting.idempotency_secret, tx.mail_from, tx.rcpt_tos, tx.data
         )
 
     def _factors(
@@ -415,7 +417,7 @@ class Pipeline:
         anything.
         """
         vault = self.protecting.vault
-        key = plan.key
+        key = self._key(tx)
         existing = await self._vault(vault.find_live(key))
         if existing is not None and existing.state == "delivered":
             reply = SMTPReply(250, "2.0.0", f"Ok: already delivered as {existing.envelope_id}")

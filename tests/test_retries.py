@@ -117,7 +117,7 @@ def test_a_retry_finishes_what_the_first_attempt_sealed_when_the_policy_changed(
     assert not [m for m in sink.messages if m.mail_from == SENDER], "nobody in the clear"
     (bounce,) = bounces(sink)
     assert b"carol@example.org" in bounce.data and b"send the message again" in bounce.data
-    assert b"bob@example.net" not in bounce.data.split(b"\r\n\r\n", 1)[1].split(b"Content-Type: message")[0]
+    assert b"Final-Recipient: rfc822; bob@example.net" not in bounce.data
     open_with_link(gateway.gateway.vault.store, link_in(first))
 
 
