@@ -325,7 +325,6 @@ class Bench:
         state.mkdir()
         overrides = {
             "smtp": {"max_message_size": 40 * 1024 * 1024},
-            "envelope": {"key_pool_size": 0, "key_processes": 2},
             "portal": {"listen": f"{HOST}:0", "url": "", "trusted_proxies": [f"{HOST}/32"],
                        **NO_LOCKS},
             "log": {"level": "warning"},

@@ -422,9 +422,6 @@ shutdown_timeout = {self.args.shutdown_timeout}
 directory = "{self.state}"
 busy_timeout = {self.args.busy_timeout}
 
-[envelope]
-key_pool_size = 16
-
 [policy]
 packs = ["{ROOT / "policies" / "baseline.toml"}"]
 

@@ -169,6 +169,9 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     reloadable: ClassVar[frozenset[str]] = frozenset()
     restart_only: ClassVar[frozenset[str]] = frozenset()
+    # Options still accepted but no longer used, with what to do about them:
+    # kept for one release so that existing files load, with a warning.
+    deprecated: ClassVar[dict[str, str]] = {}
 
 
 def _section() -> Any:
@@ -550,25 +553,33 @@ class Store(Section):
 
 
 class Envelope(Section):
-    """Sealing: key sizes, the pool of pre-generated reader keys, retention."""
+    """Sealing: account key sizes, retention."""
 
     reloadable = _names("retention_days expire_interval")
     restart_only = _names("rsa_bits key_pool_size key_processes orphan_age")
+    deprecated = {
+        "key_pool_size": "format v2 generates no key pairs per message; remove the option",
+        "key_processes": "format v2 generates no key pairs per message; remove the option",
+    }
 
     rsa_bits: Literal[2048, 3072, 4096] = Field(
-        2048, description="Size of reader RSA keys (2048, 3072 or 4096 bits)."
+        2048,
+        description="Size of the RSA key pairs `sealgate account create` makes "
+        "(2048, 3072 or 4096 bits).",
     )
     key_pool_size: int = Field(
         32,
         ge=0,
         le=4096,
-        description="Reader key pairs generated ahead of need, in a helper process.",
+        description="Deprecated and ignored (format v1 pre-generated guest key pairs); "
+        "accepted until the next release.",
     )
     key_processes: int = Field(
         1,
         ge=1,
         le=64,
-        description="Helper processes generating reader keys (about 30 RSA-2048 keys/s each).",
+        description="Deprecated and ignored (format v1 generated guest key pairs in helper "
+        "processes); accepted until the next release.",
     )
     retention_days: int = Field(
         30, ge=1, le=3650, description="Days a sealed message stays readable, then it expires."
@@ -938,8 +949,8 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _orphans_outlive_a_sealing(self) -> Config:
-        # A sealing waits up to busy_timeout for the database, and up to a minute
-        # for a reader key; its blobs must not look orphaned meanwhile.
+        # A sealing waits up to busy_timeout for the database; its blobs must not
+        # look orphaned meanwhile.
         if self.envelope.orphan_age < self.store.busy_timeout + 120:
             raise _invalid(
                 "envelope.orphan_age: must be at least store.busy_timeout + 120 seconds, "
@@ -958,6 +969,18 @@ class Config(Section):
         if self.sms.provider == "webhook" and not self.sms.webhook_url:
             raise _invalid('sms.webhook_url: required when sms.provider is "webhook"')
         return self
+
+
+def deprecations(section: Section, prefix: str = "") -> list[str]:
+    """Warnings for every deprecated option the file sets (left out, it warns nothing)."""
+    warnings = []
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if isinstance(value, Section):
+            warnings += deprecations(value, f"{prefix}{name}.")
+        elif name in type(section).deprecated and name in section.model_fields_set:
+            warnings.append(f"{prefix}{name}: deprecated: {type(section).deprecated[name]}")
+    return warnings
 
 
 def reloaded(running: Config, new: Config) -> tuple[Config, list[str]]:

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from gateway.envelope.keypool import KeyPoolError
 from gateway.envelope.keys import Link
 from gateway.envelope.reply import seal_link
 from gateway.envelope.seal import (
@@ -720,10 +719,6 @@ class Pipeline:
             # same message won the unique index): a retry later sorts them out.
             raise TemporaryError(
                 451, "4.3.0", "Cannot store the message right now; try again later", str(error)
-            ) from error
-        except KeyPoolError as error:
-            raise TemporaryError(
-                451, "4.3.0", "Cannot seal the message right now; try again later", str(error)
             ) from error
         except OSError as error:
             if error.errno in (errno.ENOSPC, errno.EDQUOT):

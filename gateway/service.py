@@ -38,7 +38,6 @@ from publicsuffixlist import PublicSuffixList
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import config, devoutbox, logsetup
-from gateway.envelope.keypool import KeyPool
 from gateway.envelope.reply import ReplyKey
 from gateway.envelope.vault import Vault
 from gateway.installsecret import Secrets
@@ -109,9 +108,7 @@ def text_extractor(cfg: config.Config) -> TextExtractor:
 
 
 def open_vault(cfg: config.Config) -> Vault:
-    envelope = cfg.envelope
-    pool = KeyPool(envelope.rsa_bits, envelope.key_pool_size, envelope.key_processes)
-    return Vault(open_store(cfg), pool, orphan_age=cfg.envelope.orphan_age)
+    return Vault(open_store(cfg), orphan_age=cfg.envelope.orphan_age)
 
 
 def from_address(cfg: config.Config) -> str:
@@ -457,7 +454,6 @@ class Gateway:
     async def start(self) -> None:
         """Start everything, or (on any failure) release what was started and raise."""
         try:
-            self.vault.pool.start()
             if self.pipeline.protecting.policy.reads_content:
                 self.extractor.start()  # else only if a reloaded pack needs it
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -479,6 +475,8 @@ class Gateway:
             upstream=f"{self.cfg.upstream.host}:{self.cfg.upstream.port}",
             pid=os.getpid(),
         )
+        for warning in config.deprecations(self.cfg):
+            event(log, logging.WARNING, "configuration", problem=warning)
 
     async def _start_portal(self) -> None:
         """The portal on uvicorn, in this event loop, on the socket bound at construction."""

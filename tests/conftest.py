@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from gateway import config
-from gateway.envelope.keypool import KeyPool
 from gateway.store import FileBlobStore, Store
 from tests.support.certs import CertFiles, make_certificates
 from tests.support.gateway import RunningGateway, config_data
@@ -26,7 +25,7 @@ from tests.support.unbound import TestDNS, start_test_dns
 # when it uses one of these fixtures, directly or through another fixture; modules and
 # tests that start such a process themselves carry the mark in their own file
 # (`pytest.mark.peers`). Not peers: the helper processes a component under test starts
-# for itself (the key pool, text extraction).
+# for itself (text extraction).
 PEER_FIXTURES = frozenset(
     {
         "postgres_cluster",  # PostgreSQL, and the store fixtures' "postgresql" parameter
@@ -149,15 +148,6 @@ def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
     opened.migrate()
     yield opened
     opened.close()
-
-
-@pytest.fixture(scope="module")
-def pool() -> Iterator[KeyPool]:
-    """Reader key pairs for a module's sealing tests, from one helper process."""
-    keypool = KeyPool(2048, 8)
-    keypool.start()
-    yield keypool
-    keypool.close()
 
 
 @pytest.fixture(scope="session")

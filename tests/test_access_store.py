@@ -14,10 +14,10 @@ from gateway.store.portalstate import PortalState
 from tests.support.sealing import seal
 
 
-def test_parallel_guesses_share_no_code_attempt(store, pool):
+def test_parallel_guesses_share_no_code_attempt(store):
     """Two live codes, 40 guesses at once: every guess is paid with one try of each code,
     so the codes together allow 3 guesses, not 3 each."""
-    sealed = seal(store, pool, b"Subject: x\r\n\r\nhello\r\n")
+    sealed = seal(store, b"Subject: x\r\n\r\nhello\r\n")
     reader_id = sealed.grants[0].reader_id
     state = PortalState(store)
     now = datetime.now(UTC)
@@ -35,8 +35,8 @@ def test_parallel_guesses_share_no_code_attempt(store, pool):
     assert state.codes.reserve_tries(reader_id, "email", now, 3) == []  # both spent
 
 
-def test_parallel_requests_send_no_more_codes_than_the_hour_allows(store, pool):
-    sealed = seal(store, pool, b"Subject: x\r\n\r\nhello\r\n")
+def test_parallel_requests_send_no_more_codes_than_the_hour_allows(store):
+    sealed = seal(store, b"Subject: x\r\n\r\nhello\r\n")
     reader_id = sealed.grants[0].reader_id
     state = PortalState(store)
     now = datetime.now(UTC)
@@ -71,11 +71,11 @@ def test_parallel_failures_are_all_counted(store):
     assert sorted(counts) == list(range(1, 61))
 
 
-def test_the_sweep_forgets_what_is_spent_and_keeps_what_is_pending(store, pool):
+def test_the_sweep_forgets_what_is_spent_and_keeps_what_is_pending(store):
     from gateway.store.holds import Hold
 
     sealed = seal(
-        store, pool, b"Subject: x\r\n\r\nhello\r\n", ("bob@example.net", "eve@example.net")
+        store, b"Subject: x\r\n\r\nhello\r\n", ("bob@example.net", "eve@example.net")
     )
     bob, eve = sealed.grants
     state = PortalState(store)
@@ -105,8 +105,8 @@ def test_the_sweep_forgets_what_is_spent_and_keeps_what_is_pending(store, pool):
     assert state.holds.held(sealed.envelope_id) == []
 
 
-def test_only_one_first_open_however_many_at_once(store, pool):
-    sealed = seal(store, pool, b"Subject: x\r\n\r\nhello\r\n")
+def test_only_one_first_open_however_many_at_once(store):
+    sealed = seal(store, b"Subject: x\r\n\r\nhello\r\n")
     reader = sealed.grants[0]
     state = PortalState(store)
     with ThreadPoolExecutor(max_workers=8) as threads:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy.engine import make_url
 
-from gateway.envelope import keys, opener
+from gateway.envelope import opener
 from gateway.logsetup import JSONFormatter, TextFormatter
 from tests.support.protected import link_in, notifications, protected_message
 
@@ -85,15 +85,11 @@ def test_nothing_readable_in_database_blobs_or_logs(
         link = link_in(notice)
         unlocked = opener.unlock_with_link(store, link)
         assert opener.read_manifest(store, unlocked)["headers"]["subject"] == canaries["subject"]
-        reader = unlocked.reader
-        private = keys.decrypt_private_key(
-            link.kek(), reader.encrypted_private_key, bytes.fromhex(reader.reader_id)
-        )
+        assert unlocked.reader.encrypted_private_key is None  # format v2: no key pair
         secrets |= {
             f"link secret of {address}": link.secret,
             f"link id of {address}": link.link_id,
-            f"private key of {address}": private,
-            f"private key middle of {address}": private[600:640],
+            f"wrapping key of {address}": link.wrapping_key(),
             "content key": unlocked.content_key,
         }
     gateway.stop()  # checkpoints and closes the database

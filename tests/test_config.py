@@ -142,10 +142,12 @@ def test_reference_and_example_are_generated_from_the_schema():
 
 
 def test_example_documents_every_option():
+    """Every option but the deprecated ones, which a new file should not set."""
     text = (ROOT / "config.example.toml").read_text()
     for name, model, many in configdoc._sections(config.Config):
         for option, field in configdoc._options(model):
-            assert f"{option} = " in text, f"{name}.{option} missing from config.example.toml"
+            in_example = f"\n{option} = " in text or f"# {option} = " in text
+            assert in_example != (option in model.deprecated), f"{name}.{option}"
             assert (field.description or "") != "", f"{name}.{option} has no description"
             assert f"`{option}`" in (ROOT / "docs" / "configuration.md").read_text()
 
@@ -230,6 +232,30 @@ def test_check_config_accepts_the_example():
     result = run_cli("check-config", "config.example.toml")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "config.example.toml: ok"
+
+
+@pytest.mark.peers  # Sealgate as a process
+def test_check_config_warns_about_the_key_pool_options_and_still_loads_them(tmp_path):
+    """Format v2 needs no key pool; files that set its options keep loading for a release."""
+    path = tmp_path / "old.toml"
+    path.write_text("[envelope]\nkey_pool_size = 64\nkey_processes = 2\nretention_days = 7\n")
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{path}: ok"
+    assert result.stderr.splitlines() == [
+        f"{path}: warning: envelope.key_pool_size: deprecated: format v2 generates no key "
+        "pairs per message; remove the option",
+        f"{path}: warning: envelope.key_processes: deprecated: format v2 generates no key "
+        "pairs per message; remove the option",
+    ]
+
+
+def test_deprecations_name_only_what_the_file_sets():
+    assert config.deprecations(config.parse({})) == []
+    assert config.deprecations(config.parse({"envelope": {"key_processes": 1}})) == [
+        "envelope.key_processes: deprecated: format v2 generates no key pairs per message; "
+        "remove the option"
+    ]
 
 
 @pytest.mark.peers  # Sealgate as a process

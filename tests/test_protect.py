@@ -305,14 +305,6 @@ def test_a_store_fault_after_everything_went_out_still_answers_250(gateway, sink
     open_with_link(store, link_in(sink.messages[0]))
 
 
-def test_no_reader_keys_answers_451(gateway, sink):
-    gateway.gateway.vault.pool.close()
-    with gateway.client() as client, pytest.raises(smtplib.SMTPDataError) as deferred:
-        client.sendmail("alice@example.org", ["bob@example.net"], protected_message())
-    assert deferred.value.smtp_code == 451
-    assert sink.messages == []
-
-
 def test_an_odd_display_name_never_refuses_a_valid_recipient(gateway, sink):
     """Attack finding 5: From `=?utf-8?b?wPc=?= ÿ` made the notification unwritable (553)."""
     raw = protected_message().replace(

@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 
 from gateway.envelope import keys, opener, stream
 from gateway.envelope.account import create_account
-from gateway.envelope.keypool import KeyPool
 from gateway.envelope.seal import SealedEnvelope
 from gateway.mail.content import extract
 from gateway.store import AccountRecord, FileBlobStore, Store
@@ -142,9 +141,9 @@ def test_the_fixture_list_is_complete():
 
 
 @pytest.mark.parametrize("name", FIXTURES)
-def test_fixture_round_trip(name: str, store: Store, pool: KeyPool):
+def test_fixture_round_trip(name: str, store: Store):
     raw = (MAIL / name).read_bytes()
-    sealed = seal(store, pool, raw)
+    sealed = seal(store, raw)
     opened = open_and_check(store, sealed, raw)
     assert bool(opened.manifest["problems"]) == (name in MALFORMED), opened.manifest["problems"]
 
@@ -201,8 +200,8 @@ MESSAGES = generated_messages(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(MESSAGES)
-def test_generated_messages_round_trip(sqlite_store: Store, pool: KeyPool, generated: Generated):
-    sealed = seal(sqlite_store, pool, generated.raw)
+def test_generated_messages_round_trip(sqlite_store: Store, generated: Generated):
+    sealed = seal(sqlite_store, generated.raw)
     opened = open_and_check(sqlite_store, sealed, generated.raw)
     entries = opened.manifest["attachments"]
     # Against what the generator attached, not only against extract().
@@ -216,13 +215,13 @@ def test_generated_messages_round_trip(sqlite_store: Store, pool: KeyPool, gener
 
 
 def test_each_reader_opens_its_own_record_and_nothing_else(
-    store: Store, pool: KeyPool, account: AccountRecord
+    store: Store, account: AccountRecord
 ):
     store.add_account(account)
     recipients = ("bob@example.net", "carol@example.com", "dave@example.de")
     raw = mail(subject="For three", attachments=[("figures.bin", b"\x00\x01figures" * 100)])
-    sealed = seal(store, pool, raw, recipients, account=account)
-    other = seal(store, pool, mail(subject="Another one"), recipients, account=account)
+    sealed = seal(store, raw, recipients, account=account)
+    other = seal(store, mail(subject="Another one"), recipients, account=account)
 
     assert [grant.address for grant in sealed.grants] == list(recipients)
     links = [grant.link for grant in sealed.grants]
@@ -281,11 +280,11 @@ def test_each_reader_opens_its_own_record_and_nothing_else(
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-def test_a_5_mb_attachment_round_trips_and_exports(store: Store, pool: KeyPool, tmp_path: Path):
+def test_a_5_mb_attachment_round_trips_and_exports(store: Store, tmp_path: Path):
     data = seeded_bytes(5 * 1024 * 1024, 5)
     raw = mail(text="Five megabytes.\n", html="<p>Five <b>megabytes</b>.</p>",
                attachments=[("big.bin", data)])  # fmt: skip
-    sealed = seal(store, pool, raw)
+    sealed = seal(store, raw)
     opened = open_and_check(store, sealed, raw)
     assert opened.attachments == [data]
     (entry,) = opened.manifest["attachments"]
@@ -317,7 +316,7 @@ def exported_names(target: Path) -> list[str]:
 
 
 def test_export_makes_names_unique_and_keeps_hostile_names_inside(
-    sqlite_store: Store, pool: KeyPool, tmp_path: Path
+    sqlite_store: Store, tmp_path: Path
 ):
     files = [
         ("report.pdf", b"first report"),
@@ -330,7 +329,7 @@ def test_export_makes_names_unique_and_keeps_hostile_names_inside(
         ("résumé.pdf", b"cv"),
     ]
     raw = mail(text=None, html="<p>Files</p>", attachments=files)
-    sealed = seal(sqlite_store, pool, raw)
+    sealed = seal(sqlite_store, raw)
     unlocked = opener.unlock_with_link(sqlite_store, sealed.grants[0].link)
     target = tmp_path / "export"
     written = opener.export(sqlite_store, unlocked, target)
@@ -350,14 +349,14 @@ def test_export_makes_names_unique_and_keeps_hostile_names_inside(
 
 
 def test_export_keeps_names_from_a_forged_manifest_inside_the_target(
-    sqlite_store: Store, pool: KeyPool, tmp_path: Path
+    sqlite_store: Store, tmp_path: Path
 ):
     """Defence in depth: extract() already cleans file names, but export must not trust the
     manifest's names either (a manifest is whatever a holder of K sealed)."""
     hostile = ["../../etc/passwd", "..", ".", "", "/etc/shadow", "a/../../b", "..\\..\\win.ini",
                "nul\x00byte", "\u202eexe.pdf", " . ", "x" * 1000]  # fmt: skip
     files = [(f"file{number}.bin", f"content {number}".encode()) for number in range(len(hostile))]
-    sealed = seal(sqlite_store, pool, mail(attachments=files))
+    sealed = seal(sqlite_store, mail(attachments=files))
     unlocked = opener.unlock_with_link(sqlite_store, sealed.grants[0].link)
     manifest = opener.read_manifest(sqlite_store, unlocked)
     for entry, name in zip(manifest["attachments"], hostile, strict=True):
@@ -383,12 +382,12 @@ def test_export_keeps_names_from_a_forged_manifest_inside_the_target(
         assert path.name.isprintable()
 
 
-def test_export_keeps_long_non_ascii_file_names(sqlite_store: Store, pool: KeyPool, tmp_path: Path):
+def test_export_keeps_long_non_ascii_file_names(sqlite_store: Store, tmp_path: Path):
     """A 100-character Japanese file name (300 bytes of UTF-8) is a legitimate attachment:
     extract() keeps up to 200 characters, and export must write it under a name the file
     system accepts (NAME_MAX is 255 bytes), not fail the whole envelope."""
     name = "報告書" * 33 + ".pdf"
-    sealed = seal(sqlite_store, pool, mail(attachments=[(name, b"%PDF-1.4 report")]))
+    sealed = seal(sqlite_store, mail(attachments=[(name, b"%PDF-1.4 report")]))
     unlocked = opener.unlock_with_link(sqlite_store, sealed.grants[0].link)
     assert opener.read_manifest(sqlite_store, unlocked)["attachments"][0]["filename"] == name
 

@@ -31,7 +31,6 @@ from sqlalchemy import text
 
 from gateway.envelope import keys, opener, stream
 from gateway.envelope.account import create_account
-from gateway.envelope.keypool import KeyPool
 from gateway.envelope.seal import SealedEnvelope
 from gateway.store import AccountRecord, BlobMissing, FileBlobStore, ReaderRecord, Store
 from tests.support.sealing import blob_path, mail, read, scratch_left, seal
@@ -96,8 +95,8 @@ class Envelope:
         self.path(part).write_bytes(data)
 
 
-def make_envelope(store: Store, pool: KeyPool, raw: bytes = MESSAGE) -> Envelope:
-    sealed = seal(store, pool, raw, ("bob@example.net", "carol@example.com"))
+def make_envelope(store: Store, raw: bytes = MESSAGE) -> Envelope:
+    sealed = seal(store, raw, ("bob@example.net", "carol@example.com"))
     unlocked = opener.unlock_with_link(store, sealed.grants[0].link)
     ids = [part.part_id for part in sealed.record.parts]
     chunks = {part: list(opener.read_part(store, unlocked, part)) for part in ids}
@@ -106,8 +105,8 @@ def make_envelope(store: Store, pool: KeyPool, raw: bytes = MESSAGE) -> Envelope
 
 
 @pytest.fixture
-def envelope(sqlite_store: Store, pool: KeyPool) -> Envelope:
-    made = make_envelope(sqlite_store, pool)
+def envelope(sqlite_store: Store) -> Envelope:
+    made = make_envelope(sqlite_store)
     assert part_ids(made) == [0, 1, ATTACHMENT_PART]
     assert [len(c) for c in made.chunks[ATTACHMENT_PART]] == [65536] * 4 + [45056]
     assert len(made.blobs[ATTACHMENT_PART]) == ATTACHMENT_BLOB
@@ -116,9 +115,9 @@ def envelope(sqlite_store: Store, pool: KeyPool) -> Envelope:
 
 
 @pytest.fixture
-def other(sqlite_store: Store, pool: KeyPool) -> Envelope:
+def other(sqlite_store: Store) -> Envelope:
     """A second envelope of the same message: same layout, another K and envelope id."""
-    return make_envelope(sqlite_store, pool)
+    return make_envelope(sqlite_store)
 
 
 def part_ids(envelope: Envelope) -> list[int]:
@@ -210,9 +209,9 @@ def expected_for_byte(index: int) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def shared_envelope(sqlite_store: Store, pool: KeyPool) -> Envelope:
+def shared_envelope(sqlite_store: Store) -> Envelope:
     """One envelope for all examples of the property test; each example restores its blob."""
-    return make_envelope(sqlite_store, pool)
+    return make_envelope(sqlite_store)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -400,8 +399,8 @@ def update_reader(store: Store, reader_id: str, /, **values: bytes | str | None)
         assert changed.rowcount == 1
 
 
-def small_envelope(store: Store, pool: KeyPool) -> SealedEnvelope:
-    return seal(store, pool, mail(text="Short.\n"), ("bob@example.net", "carol@example.com"))
+def small_envelope(store: Store) -> SealedEnvelope:
+    return seal(store, mail(text="Short.\n"), ("bob@example.net", "carol@example.com"))
 
 
 def reader_of(store: Store, sealed: SealedEnvelope, number: int) -> ReaderRecord:
@@ -418,78 +417,66 @@ def reader_of_link(store: Store, link: keys.Link) -> ReaderRecord:
     return found[1]
 
 
-def test_a_flipped_bit_in_the_wrapped_key_fails(store: Store, pool: KeyPool):
-    sealed = small_envelope(store, pool)
+def test_a_changed_wrapped_key_fails(store: Store):
+    """A guest's wrapped K (format v2): version byte, nonce, ciphertext and tag all count."""
+    sealed = small_envelope(store)
     reader = reader_of(store, sealed, 0)
     wrapped = reader.wrapped_key
-    assert wrapped is not None and len(wrapped) == 256
-    for index in (0, 100, 255):
-        update_reader(store, reader.reader_id, wrapped_key=flip(wrapped, index))
-        with pytest.raises(
-            opener.OpenError, match="the wrapped content key does not open with this reader's key"
-        ):
+    assert wrapped is not None and len(wrapped) == keys.GUEST_WRAPPED_SIZE
+    assert reader.encrypted_private_key is None and reader.public_key is None  # no key pair
+    damaged = "the wrapped content key is damaged or of an unknown version"
+    does_not_open = "the wrapped content key does not open: wrong link or tampering"
+    cases = [
+        (flip(wrapped, 0, 0x03), damaged),  # version 1
+        (wrapped[:-1], damaged),
+        (wrapped + b"\x00", damaged),
+        (flip(wrapped, 1), does_not_open),  # the nonce
+        (flip(wrapped, 20, 0x80), does_not_open),  # K's ciphertext
+        (flip(wrapped, len(wrapped) - 1), does_not_open),  # the tag
+    ]
+    for changed, message in cases:
+        update_reader(store, reader.reader_id, wrapped_key=changed)
+        with pytest.raises(opener.OpenError, match=message):
             opener.unlock_with_link(store, sealed.grants[0].link)
     update_reader(store, reader.reader_id, wrapped_key=wrapped)
     opener.unlock_with_link(store, sealed.grants[0].link)  # restored: it opens again
 
 
-def test_a_flipped_bit_in_the_encrypted_private_key_fails(store: Store, pool: KeyPool):
-    sealed = small_envelope(store, pool)
-    reader = reader_of(store, sealed, 0)
-    blob = reader.encrypted_private_key
-    assert blob is not None
-    damaged = "the encrypted private key is damaged or of an unknown version"
-    does_not_open = "the private key does not open: wrong link, password or tampering"
-    cases = [
-        (flip(blob, 0), damaged),  # the version byte
-        (blob[:28], damaged),  # shorter than version, nonce and tag
-        (flip(blob, 1), does_not_open),  # the nonce
-        (flip(blob, 13), does_not_open),  # the ciphertext
-        (flip(blob, len(blob) // 2, 0x80), does_not_open),
-        (flip(blob, len(blob) - 1), does_not_open),  # the tag
-    ]
-    for changed, message in cases:
-        update_reader(store, reader.reader_id, encrypted_private_key=changed)
-        with pytest.raises(opener.OpenError, match=message):
-            opener.unlock_with_link(store, sealed.grants[0].link)
-    update_reader(store, reader.reader_id, encrypted_private_key=blob)
-    opener.unlock_with_link(store, sealed.grants[0].link)
-
-
-def test_wrong_and_foreign_links_fail(store: Store, pool: KeyPool):
-    sealed = small_envelope(store, pool)
-    another = small_envelope(store, pool)
+def test_wrong_and_foreign_links_fail(store: Store):
+    sealed = small_envelope(store)
+    another = small_envelope(store)
     link = sealed.grants[0].link
-    with pytest.raises(opener.OpenError, match="the private key does not open"):
+    with pytest.raises(opener.OpenError, match="the wrapped content key does not open"):
         opener.unlock_with_link(store, keys.Link(link.link_id, os.urandom(32)))
     with pytest.raises(opener.OpenError, match="no envelope for this link"):
         opener.unlock_with_link(store, keys.Link(os.urandom(16), link.secret))
     with pytest.raises(opener.OpenError, match="this link belongs to another envelope"):
         opener.unlock_with_link(store, another.grants[0].link, sealed.envelope_id)
-    with pytest.raises(opener.OpenError, match="the private key does not open"):
+    with pytest.raises(opener.OpenError, match="the wrapped content key does not open"):
         opener.unlock_with_link(store, keys.Link(another.grants[0].link.link_id, link.secret))
 
 
-def test_swapped_reader_keys_open_for_neither_reader(store: Store, pool: KeyPool):
-    """Each encrypted private key is bound to its reader (the reader id is its AAD)."""
-    sealed = small_envelope(store, pool)
+def test_wrapped_keys_are_bound_to_their_reader_and_envelope(store: Store):
+    """The envelope id and the reader id are the AAD of a guest's wrapped K."""
+    sealed = small_envelope(store)
+    another = small_envelope(store)
     bob, carol = reader_of(store, sealed, 0), reader_of(store, sealed, 1)
     links = [grant.link for grant in sealed.grants]
 
-    def neither_opens(message: str) -> None:
+    def neither_opens() -> None:
         for link in links:
-            with pytest.raises(opener.OpenError, match=message):
+            with pytest.raises(opener.OpenError, match="the wrapped content key does not open"):
                 opener.unlock_with_link(store, link)
 
-    # The encrypted private keys swapped: each is under the other link's KEK.
-    update_reader(store, bob.reader_id, encrypted_private_key=carol.encrypted_private_key)
-    update_reader(store, carol.reader_id, encrypted_private_key=bob.encrypted_private_key)
-    neither_opens("the private key does not open")
-    update_reader(store, bob.reader_id, encrypted_private_key=bob.encrypted_private_key)
-    update_reader(store, carol.reader_id, encrypted_private_key=carol.encrypted_private_key)
+    # The wrapped keys swapped: each is under the other link's wrapping key.
+    update_reader(store, bob.reader_id, wrapped_key=carol.wrapped_key)
+    update_reader(store, carol.reader_id, wrapped_key=bob.wrapped_key)
+    neither_opens()
+    update_reader(store, bob.reader_id, wrapped_key=bob.wrapped_key)
+    update_reader(store, carol.reader_id, wrapped_key=carol.wrapped_key)
 
-    # The reader ids swapped: each row keeps its link and its right KEK, only the owner in the
-    # AAD is wrong, and that alone makes it fail.
+    # The reader ids swapped: each row keeps its link and its wrapped K, only the reader
+    # id in the AAD is wrong, and that alone makes it fail.
     def swap_ids() -> None:  # through a spare id: reader_id is the primary key
         spare = "f" * 32
         update_reader(store, bob.reader_id, reader_id=spare)
@@ -498,15 +485,14 @@ def test_swapped_reader_keys_open_for_neither_reader(store: Store, pool: KeyPool
 
     swap_ids()
     assert reader_of_link(store, links[0]).reader_id == carol.reader_id
-    neither_opens("the private key does not open")
+    neither_opens()
     swap_ids()
 
-    # The wrapped keys swapped: each private key opens, but K was wrapped for the other one.
-    update_reader(store, bob.reader_id, wrapped_key=carol.wrapped_key)
-    update_reader(store, carol.reader_id, wrapped_key=bob.wrapped_key)
-    neither_opens("the wrapped content key does not open")
-    update_reader(store, bob.reader_id, wrapped_key=bob.wrapped_key)
-    update_reader(store, carol.reader_id, wrapped_key=carol.wrapped_key)
+    # Bob's reader moved into another envelope: the envelope id in the AAD differs.
+    update_reader(store, bob.reader_id, envelope_id=another.envelope_id)
+    with pytest.raises(opener.OpenError, match="the wrapped content key does not open"):
+        opener.unlock_with_link(store, links[0])
+    update_reader(store, bob.reader_id, envelope_id=sealed.envelope_id)
 
     for link in links:  # and everything restored opens again
         opener.unlock_with_link(store, link)
@@ -518,9 +504,9 @@ def account() -> AccountRecord:
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-def test_tampered_account_keys_fail(store: Store, pool: KeyPool, account: AccountRecord):
+def test_tampered_account_keys_fail(store: Store, account: AccountRecord):
     store.add_account(account)
-    sealed = seal(store, pool, mail(), ("bob@example.net",), account=account)
+    sealed = seal(store, mail(), ("bob@example.net",), account=account)
     (guest, own) = store.get(sealed.envelope_id).readers
     assert own.kind == "account" and own.wrapped_key is not None
 
@@ -544,10 +530,8 @@ def test_tampered_account_keys_fail(store: Store, pool: KeyPool, account: Accoun
 # --- revocation -----------------------------------------------------------------------------
 
 
-def test_a_revoked_envelope_does_not_open_and_its_blobs_are_gone(
-    store: Store, pool: KeyPool, tmp_path: Path
-):
-    revoked = make_envelope(store, pool)
+def test_a_revoked_envelope_does_not_open_and_its_blobs_are_gone(store: Store, tmp_path: Path):
+    revoked = make_envelope(store)
     held = revoked.unlock()  # a reader who opened it before: holds K
     directory = revoked.path(0).parent
     assert store.shred(revoked.envelope_id, "revoked", detail="test")

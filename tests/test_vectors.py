@@ -1,4 +1,4 @@
-"""gateway.envelope against the format v1 test vectors in tests/vectors/.
+"""gateway.envelope against the format v1 and v2 test vectors in tests/vectors/.
 
 The vectors come from tests/vectors/generate.py, an implementation of
 docs/envelope-format.md independent of gateway.envelope. Here the gateway code
@@ -24,7 +24,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.envelope import keys, stream
-from gateway.envelope.keypool import KeyPool
 from gateway.envelope.seal import Sealer, SealRequest
 from gateway.store import BlobStore
 from tests.vectors import generate
@@ -73,6 +72,8 @@ PARTS = load("parts.json")
 GUEST = load("guest-kek.json")
 ACCOUNT = load("account.json")
 ENVELOPE = load("envelope.json")
+GUEST_WRAP = load("guest-wrap-v2.json")
+ENVELOPE_V2 = load("envelope-v2.json")
 INVALID = load("invalid.json")
 
 
@@ -176,27 +177,51 @@ def test_account_private_key() -> None:
     assert keys.decrypt_private_key(kek, blob, owner) == pkcs8
 
 
+@pytest.mark.parametrize("case", GUEST_WRAP["cases"], ids=lambda case: case["url"][-8:])
+def test_guest_wrap_v2(case: dict[str, Any]) -> None:
+    link = keys.Link.parse(case["url"])
+    assert (link.link_id.hex(), link.secret.hex()) == (case["link_id"], case["secret"])
+    assert link.wrapping_key().hex() == case["wrapping_key"]
+    envelope_id, reader_id = h(case["envelope_id"]), h(case["reader_id"])
+    wrapped = keys.wrap_for_link(
+        link, h(case["content_key"]), envelope_id, reader_id, nonce=h(case["nonce"])
+    )
+    assert wrapped.hex() == case["wrapped_content_key"]
+    assert len(wrapped) == keys.GUEST_WRAPPED_SIZE
+    assert keys.unwrap_for_link(link, wrapped, envelope_id, reader_id).hex() == case["content_key"]
+
+
 def unlock(link_url: str, server: dict[str, Any]) -> bytes:
-    """What the browser does with a link and the reader record the portal serves: K."""
+    """What the browser does with a link and the reader record the portal serves: K.
+
+    A v2 guest's record has no encrypted private key; a v1 guest's has one.
+    """
     link = keys.Link.parse(link_url)
+    wrapped = h(server["wrapped_content_key"])
+    if "encrypted_private_key" not in server:
+        return keys.unwrap_for_link(link, wrapped, h(server["envelope_id"]), h(server["reader_id"]))
     private_der = keys.decrypt_private_key(
         link.kek(), h(server["encrypted_private_key"]), h(server["reader_id"])
     )
-    return keys.unwrap_content_key(private_der, h(server["wrapped_content_key"]))
+    return keys.unwrap_content_key(private_der, wrapped)
 
 
-def test_whole_envelope_opens_from_the_link_alone() -> None:
-    server, expected = ENVELOPE["server"], ENVELOPE["expected"]
-    link = keys.Link.parse(ENVELOPE["link_url"])
+@pytest.mark.parametrize("vector", [ENVELOPE, ENVELOPE_V2], ids=["v1", "v2"])
+def test_whole_envelope_opens_from_the_link_alone(vector: dict[str, Any]) -> None:
+    server, expected = vector["server"], vector["expected"]
+    link = keys.Link.parse(vector["link_url"])
     assert link.id_hash.hex() == server["link_id_hash"]
-    assert link.kek().hex() == expected["kek"]
-    content_key = unlock(ENVELOPE["link_url"], server)
+    if "kek" in expected:
+        assert link.kek().hex() == expected["kek"]
+    else:
+        assert link.wrapping_key().hex() == expected["wrapping_key"]
+    content_key = unlock(vector["link_url"], server)
     assert content_key.hex() == expected["content_key"]
 
     envelope_id = h(server["envelope_id"])
     opened = {
         part["part_id"]: open_part(content_key, h(part["sealed"]), envelope_id, part["part_id"])
-        for part in ENVELOPE["parts"]
+        for part in vector["parts"]
     }
     manifest = json.loads(opened[0])
     assert manifest == expected["manifest"]
@@ -204,7 +229,7 @@ def test_whole_envelope_opens_from_the_link_alone() -> None:
     for entry in [manifest["original"], *manifest["attachments"]]:
         assert len(opened[entry["part"]]) == entry["size"]
         assert sha256(opened[entry["part"]]) == entry["sha256"]
-    for part, sealed in zip(expected["parts"], ENVELOPE["parts"], strict=True):
+    for part, sealed in zip(expected["parts"], vector["parts"], strict=True):
         assert opened[part["part_id"]].hex() == part["plaintext"]
         resealed = seal(content_key, envelope_id, part["part_id"], [h(part["plaintext"])])
         assert resealed.hex() == sealed["sealed"]
@@ -226,28 +251,21 @@ class _MemoryBlobs:
         """Nothing to make durable in memory."""
 
 
-class _TestKeyPool:
-    """Hands out the 2048-bit test key pair instead of generating one."""
-
-    def take(self) -> keys.KeyPair:
-        entry = RSA["keys"][0]
-        return keys.KeyPair(h(entry["private_key_pkcs8"]), h(entry["public_key_spki"]))
-
-
 def test_sealer_makes_the_envelope_the_vector_describes() -> None:
     """seal.py assembles parts, ids and manifest as the specification and the vector say."""
     expected = ENVELOPE["expected"]
     original = h(expected["parts"][1]["plaintext"])
     blobs = _MemoryBlobs()
-    sealer = Sealer(cast(BlobStore, blobs), cast(KeyPool, _TestKeyPool()))
+    sealer = Sealer(cast(BlobStore, blobs))
     request = SealRequest(original, "alice@example.org", "Q1", ("bob@example.net",), "key")
     sealed = sealer.seal(request)
 
     (reader,), (grant,) = sealed.record.readers, sealed.grants
     assert reader.link_id_hash == grant.link.id_hash
+    assert reader.encrypted_private_key is None and reader.public_key is None  # format v2
     server = {
+        "envelope_id": sealed.envelope_id,
         "reader_id": reader.reader_id,
-        "encrypted_private_key": (reader.encrypted_private_key or b"").hex(),
         "wrapped_content_key": (reader.wrapped_key or b"").hex(),
     }
     content_key = unlock(grant.link.url(generate.PORTAL), server)
@@ -325,6 +343,14 @@ def test_invalid_unlocking_is_refused_at_its_stage(case: dict[str, Any]) -> None
         private_der = keys.decrypt_private_key(link.kek(), blob, owner)
         with pytest.raises(keys.UnlockError):
             keys.unwrap_content_key(private_der, h(inputs["wrapped_content_key"]))
+
+
+@pytest.mark.parametrize("case", INVALID["unlocking_v2"], ids=names(INVALID["unlocking_v2"]))
+def test_invalid_v2_unlocking_is_refused(case: dict[str, Any]) -> None:
+    inputs = {"link_url": ENVELOPE_V2["link_url"], **ENVELOPE_V2["server"], **case["change"]}
+    assert case["expected"]["stage"] == "unwrap"
+    with pytest.raises(keys.UnlockError):
+        unlock(inputs["link_url"], inputs)
 
 
 @pytest.mark.parametrize("case", INVALID["links"], ids=names(INVALID["links"]))

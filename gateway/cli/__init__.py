@@ -29,7 +29,9 @@ def main() -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def check_config(path: Path) -> None:
     """Check a configuration file and print every problem in it."""
-    load_or_exit(path)
+    cfg = load_or_exit(path)
+    for warning in config.deprecations(cfg):
+        click.echo(f"{path}: warning: {warning}", err=True)
     click.echo(f"{path}: ok")
 
 

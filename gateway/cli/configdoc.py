@@ -161,6 +161,8 @@ def example_toml() -> str:
         prefix = "# " if many else ""
         lines.append(f"{prefix}[[{name}]]" if many else f"[{name}]")
         for option, field in _options(model):
+            if option in getattr(model, "deprecated", {}):
+                continue  # accepted for one release, but a new file should not set it
             key = f"{name}.{option}"
             lines += _comment(_description(model, option, field))
             if many:

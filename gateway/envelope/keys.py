@@ -1,15 +1,22 @@
-"""The key hierarchy of format v1: content key, reader key pairs, key-encryption keys.
+"""The key hierarchy: content key, reader wrappings, key-encryption keys.
 
     content key K (random, per envelope)
-      └─ wrapped per reader with RSA-OAEP (SHA-256, MGF1-SHA-256, empty label)
-    reader private key (PKCS#8 DER)
+      ├─ guest (format v2): wrapped with AES-256-GCM under a wrapping key
+      │    W = HKDF-SHA256(link secret, info = "sealgate v2 guest wrap" || link id),
+      │    the envelope id and reader id in the AAD; no key pair at all
+      └─ account, organisation keys: wrapped with RSA-OAEP (SHA-256, MGF1-SHA-256,
+           empty label) to the key pair's public key
+    account private key (PKCS#8 DER)
       └─ encrypted with AES-256-GCM under a key-encryption key (KEK) that the
          server never stores:
-           guest:   KEK = HKDF-SHA256(link secret, info = label || link id)
-           account: master = PBKDF2-SHA256(password, salt, >= 600,000 rounds)
-                    KEK   = HKDF-SHA256(master, info = "... account kek")
-                    login = HKDF-SHA256(master, info = "... account login")
-                    the server keeps only an Argon2id hash of ``login``.
+           master = PBKDF2-SHA256(password, salt, >= 600,000 rounds)
+           KEK    = HKDF-SHA256(master, info = "... account kek")
+           login  = HKDF-SHA256(master, info = "... account login")
+           the server keeps only an Argon2id hash of ``login``.
+
+Format v1 guests, still readable until their envelopes expire, had a key pair of
+their own: K wrapped to it with RSA-OAEP, its private key encrypted under
+KEK = HKDF-SHA256(link secret, info = "sealgate v1 guest kek" || link id).
 
 Every primitive here exists in WebCrypto, so a browser can walk the same path
 (docs/envelope-format.md). The link secret travels only in the fragment of
@@ -42,7 +49,12 @@ PRIVATE_KEY_VERSION = b"\x01"
 PBKDF2_MIN_ITERATIONS = 600_000
 RSA_SIZES = (2048, 3072, 4096)
 
+GUEST_WRAP_VERSION = 2
+GUEST_WRAPPED_SIZE = 1 + NONCE_SIZE + KEY_SIZE + 16  # version, nonce, K, tag: 61 bytes
+
 _GUEST_KEK_INFO = b"sealgate v1 guest kek"
+_GUEST_WRAP_INFO = b"sealgate v2 guest wrap"
+_GUEST_WRAP_AAD = b"sealgate v2 content key "
 _ACCOUNT_KEK_INFO = b"sealgate v1 account kek"
 _ACCOUNT_LOGIN_INFO = b"sealgate v1 account login"
 _PRIVATE_KEY_AAD = b"sealgate v1 private key "
@@ -101,7 +113,7 @@ class KeyPair:
 
 
 def generate_key_pair(bits: int = 2048) -> KeyPair:
-    """Slow (30-50 ms for 2048 bits on 2 cores, holding the GIL): call it in a separate process."""
+    """Slow (30-50 ms for 2048 bits on 2 cores, holding the GIL): never on the mail path."""
     if bits not in RSA_SIZES:
         raise ValueError(f"RSA key size must be one of {RSA_SIZES}")
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
@@ -161,7 +173,12 @@ class Link:
         return link_id_hash(self.link_id)
 
     def kek(self) -> bytes:
+        """The format v1 key-encryption key of this link's reader key pair."""
         return guest_kek(self.secret, self.link_id)
+
+    def wrapping_key(self) -> bytes:
+        """The format v2 key that wraps K directly for this link's reader."""
+        return _hkdf(self.secret, _GUEST_WRAP_INFO + self.link_id)
 
     def url(self, portal: str) -> str:
         return f"{portal.rstrip('/')}/m/{b64url(self.link_id)}#{b64url(self.secret)}"
@@ -187,6 +204,37 @@ def link_id_hash(link_id: bytes) -> bytes:
 
 def guest_kek(secret: bytes, link_id: bytes) -> bytes:
     return _hkdf(secret, _GUEST_KEK_INFO + link_id)
+
+
+def wrap_for_link(
+    link: Link, content_key: bytes, envelope_id: bytes, reader_id: bytes, nonce: bytes | None = None
+) -> bytes:
+    """Format v2: ``0x02 || nonce || AES-256-GCM(W, K, aad = label || envelope id || reader id)``.
+
+    Binding both ids means a wrapped K copied to another reader record or
+    envelope does not open there. ``nonce`` is for test vectors only.
+    """
+    if len(content_key) != KEY_SIZE:
+        raise ValueError("the content key must be 32 bytes")
+    nonce = nonce if nonce is not None else random_bytes(NONCE_SIZE)
+    aad = _GUEST_WRAP_AAD + envelope_id + reader_id
+    sealed = AESGCM(link.wrapping_key()).encrypt(nonce, content_key, aad)
+    return bytes([GUEST_WRAP_VERSION]) + nonce + sealed
+
+
+def unwrap_for_link(link: Link, wrapped: bytes, envelope_id: bytes, reader_id: bytes) -> bytes:
+    """K from a format v2 guest's wrapped key; :class:`UnlockError` if it does not open."""
+    if len(wrapped) != GUEST_WRAPPED_SIZE or wrapped[0] != GUEST_WRAP_VERSION:
+        raise UnlockError("the wrapped content key is damaged or of an unknown version")
+    nonce, sealed = wrapped[1 : 1 + NONCE_SIZE], wrapped[1 + NONCE_SIZE :]
+    try:
+        return AESGCM(link.wrapping_key()).decrypt(
+            nonce, sealed, _GUEST_WRAP_AAD + envelope_id + reader_id
+        )
+    except InvalidTag:
+        raise UnlockError(
+            "the wrapped content key does not open: wrong link or tampering"
+        ) from None
 
 
 # --- accounts: password-derived keys -------------------------------------------

@@ -2,8 +2,9 @@
 
 This is the Python twin of what the recipient's browser does with WebCrypto
 (same primitives, same order): find the reader by the link id's hash, derive
-the key-encryption key from the secret in the link's fragment, decrypt the
-reader's private key, unwrap K, open the parts. ``sealgate envelope open``
+the wrapping key from the secret in the link's fragment, unwrap K, open the
+parts. A format v1 guest (a key pair of its own) goes through one more step:
+the secret's KEK opens the reader's private key, which unwraps K. ``sealgate envelope open``
 and the tests use it; the server itself never can, lacking the secret.
 """
 
@@ -48,16 +49,25 @@ def unlock_with_link(store: Store, link: keys.Link, envelope_id: str | None = No
     if envelope_id is not None and envelope.envelope_id != envelope_id:
         raise OpenError("this link belongs to another envelope")
     _require_live(envelope)
-    if reader.encrypted_private_key is None or reader.wrapped_key is None:
+    if reader.wrapped_key is None:
         raise OpenError("the reader's keys were deleted")
     try:
-        private_der = keys.decrypt_private_key(
-            link.kek(), reader.encrypted_private_key, bytes.fromhex(reader.reader_id)
-        )
-        content_key = keys.unwrap_content_key(private_der, reader.wrapped_key)
+        content_key = guest_content_key(envelope, reader, link)
     except keys.UnlockError as error:
         raise OpenError(str(error)) from None
     return Unlocked(envelope, reader, content_key)
+
+
+def guest_content_key(envelope: EnvelopeRecord, reader: ReaderRecord, link: keys.Link) -> bytes:
+    """K for a guest reader: format v2 directly, v1 through the reader's own key pair."""
+    assert reader.wrapped_key is not None
+    reader_id = bytes.fromhex(reader.reader_id)
+    if reader.encrypted_private_key is None:
+        return keys.unwrap_for_link(
+            link, reader.wrapped_key, bytes.fromhex(envelope.envelope_id), reader_id
+        )
+    private_der = keys.decrypt_private_key(link.kek(), reader.encrypted_private_key, reader_id)
+    return keys.unwrap_content_key(private_der, reader.wrapped_key)
 
 
 def unlock_with_password(store: Store, envelope_id: str, address: str, password: str) -> Unlocked:

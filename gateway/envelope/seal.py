@@ -2,7 +2,8 @@
 
     raw message -> content model (manifest + attachments + original .eml)
                 -> each part sealed under its own key from K (gateway.envelope.stream)
-                -> K wrapped for every reader (gateway.envelope.keys)
+                -> K wrapped for every reader (gateway.envelope.keys): under the
+                   link's wrapping key for a guest, RSA-OAEP for an account
                 -> blobs written durably, then returned for one database commit
 
 Part ids are fixed: 0 the manifest, 1 the original message, 2.. the
@@ -10,8 +11,10 @@ attachments in the order the manifest lists them. The manifest is sealed last
 because it carries each attachment's size and SHA-256, which are known only
 after streaming it.
 
-This module knows nothing of SMTP or the database schema beyond the records
-it hands back; it runs in a worker thread (blocking I/O and CPU work).
+Nothing here generates a key pair: a guest costs an HKDF and one AES-GCM
+call, an account one RSA-OAEP encryption. This module knows nothing of SMTP or
+the database schema beyond the records it hands back; it runs in a worker
+thread (blocking I/O and CPU work).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from gateway.envelope import keys, stream
-from gateway.envelope.keypool import KeyPool
 from gateway.mail.content import Content, extract
 from gateway.store import AccountRecord, BlobStore, EnvelopeRecord, PartRecord, ReaderRecord
 
@@ -101,16 +103,15 @@ class _Measured:
 
 
 class Sealer:
-    def __init__(self, blobs: BlobStore, pool: KeyPool) -> None:
+    def __init__(self, blobs: BlobStore) -> None:
         self.blobs = blobs
-        self.pool = pool
 
     def seal(self, request: SealRequest) -> SealedEnvelope:
         """Write every sealed part durably and return what the database must record."""
         content_key = keys.random_bytes(keys.KEY_SIZE)
         envelope_bytes = keys.random_bytes(keys.ID_SIZE)
         envelope_id = envelope_bytes.hex()
-        readers, grants = self._readers(request, content_key)
+        readers, grants = _readers(request, content_key, envelope_bytes)
         try:
             parts = self._write_parts(envelope_bytes, content_key, request.raw)
         except BaseException:
@@ -168,47 +169,46 @@ class Sealer:
         self.blobs.sync(envelope_id)  # every part's name durable, with one directory fsync
         return sorted(parts, key=lambda part: part.part_id)
 
-    def _readers(
-        self, request: SealRequest, content_key: bytes
-    ) -> tuple[list[ReaderRecord], list[Grant]]:
-        readers: list[ReaderRecord] = []
-        grants: list[Grant] = []
-        for address in request.recipients:
-            pair = self.pool.take()
-            link = keys.Link.new()
-            reader_id = keys.random_bytes(keys.ID_SIZE)
-            access = request.access.get(address, ReaderAccess())
-            readers.append(
-                ReaderRecord(
-                    reader_id=reader_id.hex(),
-                    kind="guest",
-                    address=address,
-                    wrapped_key=keys.wrap_content_key(pair.public_der, content_key),
-                    encrypted_private_key=keys.encrypt_private_key(
-                        link.kek(), pair.private_der, reader_id
-                    ),
-                    public_key=pair.public_der,
-                    link_id_hash=link.id_hash,
-                    methods=access.methods,
-                    access_code_hash=access.access_code_hash,
-                    phone=access.phone,
-                )
+
+def _readers(
+    request: SealRequest, content_key: bytes, envelope: bytes
+) -> tuple[list[ReaderRecord], list[Grant]]:
+    """A format v2 guest reader with a fresh link per recipient, and the sender's account."""
+    readers: list[ReaderRecord] = []
+    grants: list[Grant] = []
+    for address in request.recipients:
+        link = keys.Link.new()
+        reader_id = keys.random_bytes(keys.ID_SIZE)
+        access = request.access.get(address, ReaderAccess())
+        readers.append(
+            ReaderRecord(
+                reader_id=reader_id.hex(),
+                kind="guest",
+                address=address,
+                wrapped_key=keys.wrap_for_link(link, content_key, envelope, reader_id),
+                encrypted_private_key=None,
+                public_key=None,
+                link_id_hash=link.id_hash,
+                methods=access.methods,
+                access_code_hash=access.access_code_hash,
+                phone=access.phone,
             )
-            grants.append(Grant(address, reader_id.hex(), link))
-        account = request.sender_account
-        if account is not None:
-            readers.append(
-                ReaderRecord(
-                    reader_id=keys.random_bytes(keys.ID_SIZE).hex(),
-                    kind="account",
-                    address=account.address,
-                    wrapped_key=keys.wrap_content_key(account.public_key, content_key),
-                    encrypted_private_key=None,
-                    public_key=None,
-                    link_id_hash=None,
-                )
+        )
+        grants.append(Grant(address, reader_id.hex(), link))
+    account = request.sender_account
+    if account is not None:
+        readers.append(
+            ReaderRecord(
+                reader_id=keys.random_bytes(keys.ID_SIZE).hex(),
+                kind="account",
+                address=account.address,
+                wrapped_key=keys.wrap_content_key(account.public_key, content_key),
+                encrypted_private_key=None,
+                public_key=None,
+                link_id_hash=None,
             )
-        return readers, grants
+        )
+    return readers, grants
 
 
 def idempotency_key(secret: bytes, sender: str, recipients: Iterable[str], data: bytes) -> str:

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from gateway.envelope.keypool import KeyPool
 from gateway.envelope.keys import Link
 from gateway.envelope.seal import SealedEnvelope, Sealer, SealRequest
 from gateway.logsetup import event
@@ -24,11 +23,10 @@ log = logging.getLogger("sealgate.vault")
 
 
 class Vault:
-    def __init__(self, store: Store, pool: KeyPool, *, orphan_age: float) -> None:
+    def __init__(self, store: Store, *, orphan_age: float) -> None:
         self.store = store
-        self.pool = pool
         self.orphan_age = orphan_age
-        self._sealer = Sealer(store.blobs, pool)
+        self._sealer = Sealer(store.blobs)
 
     async def find_live(self, idempotency_key: str) -> EnvelopeRecord | None:
         return await asyncio.to_thread(self.store.find_live, idempotency_key)
@@ -87,5 +85,4 @@ class Vault:
             event(log, logging.INFO, "sweep", expired=len(expired), orphans=orphans)
 
     def close(self) -> None:
-        self.pool.close()
         self.store.close()

@@ -305,7 +305,10 @@ class _Portal(Pages):
             {
                 "envelope_id": envelope.envelope_id,
                 "reader_id": reader.reader_id,
-                "encrypted_private_key": keys.b64url(reader.encrypted_private_key or b""),
+                # Only format v1 guests have one (their own key pair); v2 has none.
+                "encrypted_private_key": keys.b64url(reader.encrypted_private_key)
+                if reader.encrypted_private_key is not None
+                else None,
                 "wrapped_key": keys.b64url(reader.wrapped_key or b""),
                 "parts": [
                     {

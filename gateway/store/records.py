@@ -58,9 +58,13 @@ class ReaderRecord:
     reader_id: str  # 32 hex chars
     kind: str  # "guest" | "account"
     address: str
-    wrapped_key: bytes | None  # RSA-OAEP wrapped content key; None after shredding
-    encrypted_private_key: bytes | None  # guests only; None for accounts and after shredding
-    public_key: bytes | None  # DER SubjectPublicKeyInfo of a guest's key pair
+    # The wrapped content key, None after shredding: for a guest (format v2) AES-GCM
+    # under the link's wrapping key, for an account (and a v1 guest) RSA-OAEP.
+    wrapped_key: bytes | None
+    # Format v1 guests only, whose envelopes stay readable until they expire: their
+    # own key pair's private key (encrypted under the link's KEK) and public key.
+    encrypted_private_key: bytes | None
+    public_key: bytes | None
     link_id_hash: bytes | None  # 32 bytes, SHA-256 of the link id; guests only; unique
     # How a guest proves it is the recipient (the policy's choice): "email,sms,access-code".
     methods: str = "email"

@@ -44,8 +44,6 @@ def config_data(state: Path, upstream_port: int, **overrides: Any) -> dict[str, 
         },
         "loop": {"secret_file": str(state / "loop.key")},
         "service": {"shutdown_timeout": 5},
-        # Reader keys are generated on demand: most tests never seal.
-        "envelope": {"key_pool_size": 0},
         "policy": {"packs": [str(POLICIES / "baseline.toml")]},
         "portal": {"listen": "127.0.0.1:0"},
     }

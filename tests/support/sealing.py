@@ -10,7 +10,6 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from gateway.envelope import opener
-from gateway.envelope.keypool import KeyPool
 from gateway.envelope.seal import SealedEnvelope, Sealer, SealRequest
 from gateway.store import AccountRecord, FileBlobStore, Store
 from tests.support.mimegen import set_bodies
@@ -20,7 +19,6 @@ SENDER = "alice@example.org"
 
 def seal(
     store: Store,
-    pool: KeyPool,
     raw: bytes,
     recipients: tuple[str, ...] = ("bob@example.net",),
     *,
@@ -35,7 +33,7 @@ def seal(
         idempotency_key=os.urandom(32).hex(),
         sender_account=account,
     )
-    sealed = Sealer(store.blobs, pool).seal(request)
+    sealed = Sealer(store.blobs).seal(request)
     store.commit_envelope(sealed.record)
     return sealed
 

@@ -1,4 +1,4 @@
-"""Generate the format v1 test vectors from fixed inputs (docs/envelope-format.md).
+"""Generate the format v1 and v2 test vectors from fixed inputs (docs/envelope-format.md).
 
     .venv/bin/python tests/vectors/generate.py              # rewrite tests/vectors/*.json
     .venv/bin/python tests/vectors/generate.py OUTPUT_DIR   # write them elsewhere
@@ -50,6 +50,9 @@ ACCOUNT_KEK_INFO = b"sealgate v1 account kek"
 ACCOUNT_LOGIN_INFO = b"sealgate v1 account login"
 PRIVATE_KEY_AAD = b"sealgate v1 private key "
 PRIVATE_KEY_VERSION = 1
+GUEST_WRAP_INFO = b"sealgate v2 guest wrap"
+GUEST_WRAP_AAD = b"sealgate v2 content key "
+GUEST_WRAP_VERSION = 2
 PBKDF2_ITERATIONS = 600_000
 RSA_SIZES = (2048, 3072, 4096)
 B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -146,6 +149,22 @@ def encrypt_private_key(kek: bytes, pkcs8: bytes, owner: bytes, nonce: bytes) ->
         bytes([PRIVATE_KEY_VERSION])
         + nonce
         + AESGCM(kek).encrypt(nonce, pkcs8, PRIVATE_KEY_AAD + owner)
+    )
+
+
+def wrap_for_guest(
+    secret: bytes,
+    link_id: bytes,
+    envelope_id: bytes,
+    reader_id: bytes,
+    content_key: bytes,
+    nonce: bytes,
+) -> bytes:
+    """Format v2: 0x02 || nonce || AES-GCM(W, nonce, aad, K), W from the link."""
+    wrapping_key = hkdf(secret, GUEST_WRAP_INFO + link_id)
+    aad = GUEST_WRAP_AAD + envelope_id + reader_id
+    return (
+        bytes([GUEST_WRAP_VERSION]) + nonce + AESGCM(wrapping_key).encrypt(nonce, content_key, aad)
     )
 
 
@@ -339,6 +358,45 @@ def guest_vectors(key: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def guest_wrap_vectors() -> dict[str, Any]:
+    links = [
+        (fixed("link id", 16), fixed("link secret")),
+        (bytes.fromhex("fbff" * 8), bytes.fromhex("fbef" * 16)),  # base64url uses '-' and '_'
+        (bytes(16), bytes(32)),
+    ]
+    envelope_id, reader_id = fixed("envelope id", 16), fixed("reader id", 16)
+    cases = []
+    for number, (link_id, secret) in enumerate(links):
+        nonce = fixed(f"guest wrap nonce {number}", 12)
+        cases.append(
+            {
+                "link_id": link_id.hex(),
+                "secret": secret.hex(),
+                "url": f"{PORTAL}/m/{b64url(link_id)}#{b64url(secret)}",
+                "envelope_id": envelope_id.hex(),
+                "reader_id": reader_id.hex(),
+                "content_key": CONTENT_KEY.hex(),
+                "info": (GUEST_WRAP_INFO + link_id).hex(),
+                "wrapping_key": hkdf(secret, GUEST_WRAP_INFO + link_id).hex(),
+                "nonce": nonce.hex(),
+                "aad": (GUEST_WRAP_AAD + envelope_id + reader_id).hex(),
+                "wrapped_content_key": wrap_for_guest(
+                    secret, link_id, envelope_id, reader_id, CONTENT_KEY, nonce
+                ).hex(),
+            }
+        )
+    return {
+        "description": (
+            "Format v2 guests: wrapping key W = HKDF-SHA256(ikm = link secret, salt = empty, "
+            "info = 'sealgate v2 guest wrap' || link id); wrapped K = 0x02 || nonce || "
+            "AES-256-GCM(W, nonce, aad = 'sealgate v2 content key ' || envelope id || reader "
+            "id, K), 61 bytes. The nonce is random when sealing; fixed here."
+        ),
+        "portal": PORTAL,
+        "cases": cases,
+    }
+
+
 def account_vectors(key: dict[str, Any]) -> dict[str, Any]:
     salt = fixed("account salt", 16)
     passwords = {
@@ -418,13 +476,8 @@ _EML = (
 ).encode()
 
 
-def envelope_vector(key: dict[str, Any]) -> dict[str, Any]:
-    content_key = bytes.fromhex(key["content_key"])
-    envelope_id = fixed("whole envelope id", 16)
-    link_id, secret = fixed("whole envelope link id", 16), fixed("whole envelope link secret")
-    reader_id = fixed("whole envelope reader id", 16)
-    kek = hkdf(secret, GUEST_KEK_INFO + link_id)
-    pkcs8 = bytes.fromhex(key["private_key_pkcs8"])
+def _envelope_plaintexts(envelope_id: bytes) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """The manifest and the (part id, kind, plaintext) of every part of an envelope."""
     manifest = {
         "format": VERSION,
         "envelope_id": envelope_id.hex(),
@@ -466,6 +519,38 @@ def envelope_vector(key: dict[str, Any]) -> dict[str, Any]:
         (1, "original", _EML),
         (2, "attachment", _ATTACHMENT),
     )
+    return manifest, plaintexts
+
+
+def _sealed_parts(
+    content_key: bytes, envelope_id: bytes, plaintexts: tuple[Any, ...]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The sealed parts of an envelope, and what opening each must give."""
+    sealed = [
+        {"part_id": part_id, "sealed": seal(content_key, envelope_id, part_id, plaintext).hex()}
+        for part_id, _, plaintext in plaintexts
+    ]
+    expected = [
+        {
+            "part_id": part_id,
+            "kind": kind,
+            "part_key": hkdf(content_key, part_key_info(envelope_id, part_id)).hex(),
+            "plaintext": plaintext.hex(),
+        }
+        for part_id, kind, plaintext in plaintexts
+    ]
+    return sealed, expected
+
+
+def envelope_vector(key: dict[str, Any]) -> dict[str, Any]:
+    content_key = bytes.fromhex(key["content_key"])
+    envelope_id = fixed("whole envelope id", 16)
+    link_id, secret = fixed("whole envelope link id", 16), fixed("whole envelope link secret")
+    reader_id = fixed("whole envelope reader id", 16)
+    kek = hkdf(secret, GUEST_KEK_INFO + link_id)
+    pkcs8 = bytes.fromhex(key["private_key_pkcs8"])
+    manifest, plaintexts = _envelope_plaintexts(envelope_id)
+    parts, expected_parts = _sealed_parts(content_key, envelope_id, plaintexts)
     return {
         "description": (
             "One guest's whole envelope. Input: 'link_url', 'server' (what the portal serves "
@@ -484,10 +569,7 @@ def envelope_vector(key: dict[str, Any]) -> dict[str, Any]:
             "wrapped_content_key": key["wrapped_content_key"],
             "public_key_spki": key["public_key_spki"],
         },
-        "parts": [
-            {"part_id": part_id, "sealed": seal(content_key, envelope_id, part_id, plaintext).hex()}
-            for part_id, _, plaintext in plaintexts
-        ],
+        "parts": parts,
         "expected": {
             "link_id": link_id.hex(),
             "secret": secret.hex(),
@@ -495,15 +577,43 @@ def envelope_vector(key: dict[str, Any]) -> dict[str, Any]:
             "private_key_pkcs8": pkcs8.hex(),
             "content_key": content_key.hex(),
             "manifest": manifest,
-            "parts": [
-                {
-                    "part_id": part_id,
-                    "kind": kind,
-                    "part_key": hkdf(content_key, part_key_info(envelope_id, part_id)).hex(),
-                    "plaintext": plaintext.hex(),
-                }
-                for part_id, kind, plaintext in plaintexts
-            ],
+            "parts": expected_parts,
+        },
+    }
+
+
+def envelope_v2_vector() -> dict[str, Any]:
+    content_key = fixed("v2 envelope content key")
+    envelope_id = fixed("v2 envelope id", 16)
+    link_id, secret = fixed("v2 envelope link id", 16), fixed("v2 envelope link secret")
+    reader_id = fixed("v2 envelope reader id", 16)
+    nonce = fixed("v2 envelope wrap nonce", 12)
+    manifest, plaintexts = _envelope_plaintexts(envelope_id)
+    parts, expected_parts = _sealed_parts(content_key, envelope_id, plaintexts)
+    return {
+        "description": (
+            "One format v2 guest's whole envelope. Input: 'link_url', 'server' (what the "
+            "portal serves for the link: the wrapped K, and no encrypted private key) and "
+            "'parts'. Everything under 'expected' must come out. The parts and the manifest "
+            "are as in format v1 (envelope.json)."
+        ),
+        "link_url": f"{PORTAL}/m/{b64url(link_id)}#{b64url(secret)}",
+        "server": {
+            "envelope_id": envelope_id.hex(),
+            "reader_id": reader_id.hex(),
+            "link_id_hash": sha256(link_id),
+            "wrapped_content_key": wrap_for_guest(
+                secret, link_id, envelope_id, reader_id, content_key, nonce
+            ).hex(),
+        },
+        "parts": parts,
+        "expected": {
+            "link_id": link_id.hex(),
+            "secret": secret.hex(),
+            "wrapping_key": hkdf(secret, GUEST_WRAP_INFO + link_id).hex(),
+            "content_key": content_key.hex(),
+            "manifest": manifest,
+            "parts": expected_parts,
         },
     }
 
@@ -533,7 +643,7 @@ def _with_header(header: bytes, base: str, size: int) -> list[dict[str, Any]]:
     return [_bytes(header), _take(base, HEADER_SIZE, size)]
 
 
-def invalid_vectors(envelope: dict[str, Any]) -> dict[str, Any]:
+def invalid_vectors(envelope: dict[str, Any], envelope_v2: dict[str, Any]) -> dict[str, Any]:
     key_a, key_b = fixed("content key"), fixed("other content key")
     env_a, env_b = fixed("envelope id", 16), fixed("other envelope id", 16)
     small = b"a small part"
@@ -769,6 +879,8 @@ def invalid_vectors(envelope: dict[str, Any]) -> dict[str, Any]:
         ),
     ]
 
+    unlocking_v2 = _unlocking_v2(envelope_v2, flipped)
+
     good_id, good_secret = b64url(link_id), b64url(secret)
 
     def link(name: str, url: str) -> dict[str, Any]:
@@ -805,6 +917,8 @@ def invalid_vectors(envelope: dict[str, Any]) -> dict[str, Any]:
             "'unlocking': envelope.json's link_url and server record with the one field in "
             "'change' replaced; 'private-key' means decrypting the private key fails, "
             "'unwrap' means RSA-OAEP fails. "
+            "'unlocking_v2': the same with envelope-v2.json; 'unwrap' means the v2 guest's "
+            "wrapped K does not open (AES-GCM, or its length or version byte). "
             "'links': URLs that must not parse."
         ),
         "bases": {
@@ -820,8 +934,72 @@ def invalid_vectors(envelope: dict[str, Any]) -> dict[str, Any]:
         },
         "parts": parts,
         "unlocking": unlocking,
+        "unlocking_v2": unlocking_v2,
         "links": links,
     }
+
+
+def _unlocking_v2(envelope: dict[str, Any], flipped: Any) -> list[dict[str, Any]]:
+    server = envelope["server"]
+    link_id = bytes.fromhex(envelope["expected"]["link_id"])
+    secret = bytes.fromhex(envelope["expected"]["secret"])
+    wrapped = bytes.fromhex(server["wrapped_content_key"])
+
+    def unwrap(name: str, why: str, field: str, value: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "why": why,
+            "change": {field: value},
+            "expected": {"error": "UnlockError", "stage": "unwrap"},
+        }
+
+    return [
+        unwrap(
+            "wrong-secret",
+            "link secret with one bit flipped: another wrapping key",
+            "link_url",
+            f"{PORTAL}/m/{b64url(link_id)}#{b64url(flipped(secret, 0))}",
+        ),
+        unwrap(
+            "wrong-reader",
+            "the wrapped K presented as another reader's (the reader id is in the AAD)",
+            "reader_id",
+            flipped(bytes.fromhex(server["reader_id"]), 15).hex(),
+        ),
+        unwrap(
+            "wrong-envelope",
+            "the wrapped K presented in another envelope (the envelope id is in the AAD)",
+            "envelope_id",
+            flipped(bytes.fromhex(server["envelope_id"]), 0).hex(),
+        ),
+        unwrap(
+            "version-1",
+            "unknown version byte",
+            "wrapped_content_key",
+            (b"\x01" + wrapped[1:]).hex(),
+        ),
+        unwrap(
+            "flip-nonce",
+            "bit flipped in the nonce",
+            "wrapped_content_key",
+            flipped(wrapped, 1).hex(),
+        ),
+        unwrap(
+            "flip-ciphertext",
+            "bit flipped in K's ciphertext",
+            "wrapped_content_key",
+            flipped(wrapped, 13).hex(),
+        ),
+        unwrap(
+            "flip-tag",
+            "bit flipped in the tag",
+            "wrapped_content_key",
+            flipped(wrapped, len(wrapped) - 1).hex(),
+        ),
+        unwrap("truncated", "one byte short", "wrapped_content_key", wrapped[:-1].hex()),
+        unwrap("extended", "one byte appended", "wrapped_content_key", (wrapped + b"\x00").hex()),
+        unwrap("empty", "nothing at all", "wrapped_content_key", ""),
+    ]
 
 
 # --- output -----------------------------------------------------------------------------
@@ -832,6 +1010,7 @@ def generate(output: Path, pinned: Path = PINNED) -> list[Path]:
     keys = rsa_keys(pinned)
     key_2048 = keys["keys"][0]
     envelope = envelope_vector(key_2048)
+    envelope_v2 = envelope_v2_vector()
     documents = {
         "rsa-keys.json": keys,
         "part-key.json": part_key_vectors(),
@@ -839,7 +1018,9 @@ def generate(output: Path, pinned: Path = PINNED) -> list[Path]:
         "guest-kek.json": guest_vectors(key_2048),
         "account.json": account_vectors(key_2048),
         "envelope.json": envelope,
-        "invalid.json": invalid_vectors(envelope),
+        "guest-wrap-v2.json": guest_wrap_vectors(),
+        "envelope-v2.json": envelope_v2,
+        "invalid.json": invalid_vectors(envelope, envelope_v2),
     }
     output.mkdir(parents=True, exist_ok=True)
     written = []

@@ -480,8 +480,10 @@ async function openMessage() {
     K = await unlockGuest({
       linkId: state.link.linkId,
       secret: state.link.secret,
+      envelopeId: info.envelope_id,
       readerId: info.reader_id,
-      encryptedPrivateKey: b64urlDecode(info.encrypted_private_key),
+      encryptedPrivateKey:
+        info.encrypted_private_key === null ? null : b64urlDecode(info.encrypted_private_key),
       wrappedKey: b64urlDecode(info.wrapped_key),
     });
   } catch {

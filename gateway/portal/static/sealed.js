@@ -1,5 +1,5 @@
-// Sealgate's browser crypto: the reading side of the sealed envelope format v1
-// (docs/envelope-format.md §3, §5, §6, §7.1, §7.2, §9.1) and the sealing side of
+// Sealgate's browser crypto: the reading side of the sealed envelope formats v2 and v1
+// (docs/envelope-format.md §3, §5, §6, §7.1, §7.2, §9.1, §15) and the sealing side of
 // secure replies (docs/envelope-format.md "Secure replies"), with WebCrypto only.
 //
 // Nothing here talks to the network or the page: callers pass bytes in and get
@@ -7,7 +7,8 @@
 //
 // Failures are Error objects with a `name` saying which step refused:
 //   LinkError          the link is not a well-formed Sealgate link (§3)
-//   UnlockError        `stage` "private-key" (wrong link or tampered record) or "unwrap" (RSA-OAEP)
+//   UnlockError        `stage` "private-key" (v1: wrong link or tampered record) or "unwrap"
+//                      (v2: the wrapped K does not open; v1: RSA-OAEP)
 //   SealedFormatError  `stage` "header" or "chunk", and `chunk` (the index that failed) for "chunk"
 //   ManifestError      part 0 is not a format 1 manifest of this envelope
 // Messages never contain key material or plaintext.
@@ -20,6 +21,8 @@ const ID_SIZE = 16;
 const KEY_SIZE = 32;
 const NONCE_SIZE = 12;
 const PRIVATE_KEY_VERSION = 1;
+const GUEST_WRAP_VERSION = 2;
+const GUEST_WRAPPED_SIZE = 1 + NONCE_SIZE + KEY_SIZE + TAG_SIZE;
 const REPLY_MAGIC = "SGREPLY1";
 const MIN_RSA_BITS = 2048;
 const DEFAULT_TYPE = "application/octet-stream";
@@ -29,6 +32,8 @@ const LABEL = {
   magic: encoder.encode("SEALGATE"),
   partKey: encoder.encode("sealgate v1 part key"),
   guestKek: encoder.encode("sealgate v1 guest kek"),
+  guestWrap: encoder.encode("sealgate v2 guest wrap"),
+  guestWrapAad: encoder.encode("sealgate v2 content key "),
   privateKey: encoder.encode("sealgate v1 private key "),
 };
 const RSA_OAEP = { name: "RSA-OAEP", hash: "SHA-256" };
@@ -266,24 +271,47 @@ async function unwrapContentKey(pkcs8, wrapped) {
   return K;
 }
 
+// Format v2 (§15): K wrapped directly under a key derived from the link.
+async function unwrapForLink(secret, linkId, envelopeId, readerId, wrapped) {
+  if (wrapped.length !== GUEST_WRAPPED_SIZE || wrapped[0] !== GUEST_WRAP_VERSION) {
+    throw unlockError("unwrap", "the wrapped content key is damaged or of unknown version");
+  }
+  const wrappingKey = await hkdf(secret, concat(LABEL.guestWrap, linkId));
+  const key = await aesKey(wrappingKey, "decrypt").finally(() => wrappingKey.fill(0));
+  const nonce = wrapped.subarray(1, 1 + NONCE_SIZE);
+  try {
+    return await aesDecrypt(key, nonce, concat(LABEL.guestWrapAad, envelopeId, readerId),
+                            wrapped.subarray(1 + NONCE_SIZE));
+  } catch {
+    throw unlockError("unwrap", "the wrapped content key does not open: wrong link or tampering");
+  }
+}
+
 /**
- * A guest's way from the link to the content key K (docs §9.1 steps 3-5).
- * Rejects with an UnlockError whose `stage` is "private-key" or "unwrap".
- * @param {{linkId: Uint8Array, secret: Uint8Array, readerId: string,
- *          encryptedPrivateKey: Uint8Array, wrappedKey: Uint8Array}} record
- *   linkId and secret from {@link parseLink}; the rest from the portal (readerId in hex)
+ * A guest's way from the link to the content key K (docs §9.1 steps 3-5, §15).
+ * A format v2 reader record has no encrypted private key: K is wrapped under the
+ * link itself. A v1 record has one: the link opens the reader's private key, which
+ * unwraps K. Rejects with an UnlockError whose `stage` is "private-key" or "unwrap".
+ * @param {{linkId: Uint8Array, secret: Uint8Array, envelopeId: string, readerId: string,
+ *          encryptedPrivateKey: Uint8Array|null, wrappedKey: Uint8Array}} record
+ *   linkId and secret from {@link parseLink}; the rest from the portal (ids in hex)
  * @returns {Promise<Uint8Array>} K, 32 bytes
  */
-export async function unlockGuest({ linkId, secret, readerId, encryptedPrivateKey, wrappedKey }) {
+export async function unlockGuest({
+  linkId, secret, envelopeId, readerId, encryptedPrivateKey, wrappedKey,
+}) {
   const owner = idBytes(readerId, "reader id");
-  const kek = await guestKek(
-    sizedBytes(secret, KEY_SIZE, "secret"),
-    sizedBytes(linkId, ID_SIZE, "link id"),
-  );
+  secret = sizedBytes(secret, KEY_SIZE, "secret");
+  linkId = sizedBytes(linkId, ID_SIZE, "link id");
+  const wrapped = asBytes(wrappedKey, "wrapped key");
+  if (encryptedPrivateKey === null || encryptedPrivateKey === undefined) {
+    return unwrapForLink(secret, linkId, idBytes(envelopeId, "envelope id"), owner, wrapped);
+  }
+  const kek = await guestKek(secret, linkId);
   const blob = asBytes(encryptedPrivateKey, "encrypted private key");
   const pkcs8 = await decryptPrivateKey(kek, blob, owner).finally(() => kek.fill(0));
   try {
-    return await unwrapContentKey(pkcs8, asBytes(wrappedKey, "wrapped key"));
+    return await unwrapContentKey(pkcs8, wrapped);
   } finally {
     pkcs8.fill(0); // drop the private key (§9.1 step 5)
   }
