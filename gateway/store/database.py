@@ -11,6 +11,8 @@ Why it is built this way:
   are overwritten in the file, not left in free pages). Write transactions
   start with ``BEGIN IMMEDIATE``: a writer waits for the write lock up front
   (within the busy timeout) instead of failing when it upgrades a read lock.
+  The write transactions of one process share a commit (gateway.store.groupcommit):
+  one fsync for the work of every concurrent writer.
 - PostgreSQL is the scale-out choice. The busy timeout becomes
   ``lock_timeout`` and bounds the connect timeout.
 - Failures the sending MTA should retry (locked, unreachable, timed out) raise
@@ -60,6 +62,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from gateway.logsetup import event as log_event
 from gateway.store.blobs import BlobStore, check_envelope_id
 from gateway.store.errors import StoreError, TemporaryStoreError
+from gateway.store.groupcommit import GroupCommit
 from gateway.store.records import (
     ENDED_STATES,
     LIVE_STATES,
@@ -119,6 +122,10 @@ class Store:
         self._safe_url = self._url.render_as_string(hide_password=True)
         self._sqlite = self._url.get_backend_name() == "sqlite"
         self._engine = _create_engine(self._url, busy_timeout)
+        self._writer: GroupCommit | None = None
+        if self._sqlite:
+            lock_file = Path(f"{self._url.database}.lock")
+            self._writer = GroupCommit(self._engine, lock_file, _IMMEDIATE)
 
     def __repr__(self) -> str:
         return f"Store({self._safe_url!r})"
@@ -131,6 +138,8 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection."""
         self._engine.dispose()
+        if self._writer is not None:
+            self._writer.close()
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision; safe at every start and in parallel.
@@ -448,10 +457,12 @@ class Store:
         ``action`` completes "while ..." in error messages; it names ids, never values.
         """
         try:
+            if write and self._writer is not None:
+                with self._writer.write() as conn:
+                    yield conn
+                return
             with self._engine.connect() as conn:
-                if self._sqlite:
-                    conn.execution_options(**{_IMMEDIATE: write})
-                elif not write:
+                if not write and not self._sqlite:
                     conn.execution_options(isolation_level="REPEATABLE READ")
                 with conn.begin():
                     yield conn
