@@ -18,7 +18,7 @@ from jinja2 import Template
 from gateway.identity.secondfactor import MIN_ACCESS_CODE_LENGTH
 from gateway.locale import translations
 from gateway.mail.message import MESSAGE_ID
-from gateway.notify import templates
+from gateway.notify import mime, templates
 from gateway.notify.original import (
     Original,
     bounded_references,
@@ -304,25 +304,22 @@ class Notifier:
         """
         if sender is None:
             sender = self._named(self.settings.branding.organisation)
-        msg = EmailMessage(policy=_policy(sender, to, reply_to))
-        msg["From"] = sender
-        msg["To"] = to
+        utf8 = mime.needs_utf8(sender, to, reply_to)
+        fields = [("From", mime.address(sender, utf8)), ("To", mime.address(to, utf8))]
         if reply_to is not None:
-            msg["Reply-To"] = reply_to
-        msg["Subject"] = rendered.subject
-        msg["Date"] = email.utils.format_datetime(datetime.now().astimezone())
-        msg["Message-ID"] = email.utils.make_msgid("sealgate", domain=self.settings.hostname)
+            fields.append(("Reply-To", mime.address(reply_to, utf8)))
+        fields += [
+            ("Subject", mime.unstructured("Subject", rendered.subject, utf8)),
+            ("Date", email.utils.format_datetime(datetime.now().astimezone())),
+            ("Message-ID", email.utils.make_msgid("sealgate", domain=self.settings.hostname)),
+        ]
         if original is not None:
             if original.message_id:
-                msg["In-Reply-To"] = original.message_id
+                fields.append(("In-Reply-To", original.message_id))
             if original.thread:
-                msg["References"] = " ".join(original.thread)
-        msg["Auto-Submitted"] = "auto-generated"
-        msg["X-Auto-Response-Suppress"] = "All"
-        msg.set_content(rendered.text, charset="utf-8", cte="quoted-printable")
-        msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
-        msg["Content-Language"] = lang  # after the body: setting content clears Content-*
-        return msg.as_bytes()
+                fields.append(("References", mime.ids(original.thread)))
+        fields += [("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All")]
+        return mime.alternative(fields, rendered.text, rendered.html, lang)
 
 
 def _policy(*addresses: Address | None) -> Any:
