@@ -142,6 +142,14 @@ def test_a_failed_commit_fails_every_writer_in_it(store: Store, tmp_path: Path):
     assert fresh_count(database, "after") == 1
 
 
+def test_a_closed_store_writes_again_like_a_disposed_engine(store: Store, tmp_path: Path):
+    store.close()
+    store.close()
+    with store.transaction("test", write=True) as conn:
+        conn.execute(text("INSERT INTO notes (owner) VALUES ('reopened')"))
+    assert fresh_count(tmp_path / "db.sqlite", "reopened") == 1
+
+
 def test_nested_write_is_part_of_the_callers_work(store: Store, tmp_path: Path):
     with store.transaction("outer", write=True) as outer:
         outer.execute(text("INSERT INTO notes (owner) VALUES ('outer')"))

@@ -42,7 +42,8 @@ class GroupCommit:
     def __init__(self, engine: Engine, lock_file: Path, immediate_option: str) -> None:
         self._engine = engine
         self._immediate = immediate_option
-        self._lock_fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._lock_file = lock_file
+        self._lock_fd: int | None = None  # opened at the first write, closed by close()
         self._turn = threading.Condition()  # the writer connection, one writer at a time
         self._waiting = 0  # writers queued for their turn, who will join the open transaction
         self._counter = threading.Lock()  # guards _waiting, which changes outside the turn
@@ -55,7 +56,11 @@ class GroupCommit:
         self._local = threading.local()
 
     def close(self) -> None:
-        os.close(self._lock_fd)
+        """Close the lock file; a later write opens it again (like a disposed Engine)."""
+        with self._turn:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -86,6 +91,9 @@ class GroupCommit:
     def _join(self) -> int:
         """The open transaction's number, beginning one (process lock first) if none is open."""
         if self._conn is None:
+            if self._lock_fd is None:
+                flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+                self._lock_fd = os.open(self._lock_file, flags, 0o600)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 conn = self._engine.connect()
@@ -130,6 +138,7 @@ class GroupCommit:
             self._conn = self._transaction = None
             with contextlib.suppress(Exception):
                 conn.close()
+            assert self._lock_fd is not None
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             self._ended = self._batch
             self._turn.notify_all()
