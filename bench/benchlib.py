@@ -80,7 +80,7 @@ async def loop_gaps(work: Callable[[], Awaitable[Any]]) -> dict[str, float]:
 
 def stop_process_group(proc: subprocess.Popen[bytes], timeout: float) -> None:
     """SIGTERM and wait ``timeout``; then SIGKILL whatever is left of its process group
-    (a supervisor's workers, the key pool's helpers)."""
+    (a supervisor's workers, the text extractor's helpers)."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
