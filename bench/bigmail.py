@@ -22,7 +22,9 @@ Sealgate pays for imports and caches), each round sends the message once to each
 MAIL, RCPT, DATA, the message, ``.``. End to end is from connect until the sink counted
 what the target owes it: the relayed message for Postfix, the notification for Sealgate
 (whose 250 comes only after the notification went out; Postfix's 250 comes when the
-message is queued). MB/s is the message's size on the wire over that time.
+message is queued). MB/s is the message's size on the wire over that time. CPU is the
+user + system time of each target's processes over the round (/proc; the sink's and the
+client's not counted): much less sensitive than MB/s to other work on a shared machine.
 
 Memory: before each Sealgate round the serving process's peak RSS is reset
 (``/proc/PID/clear_refs``, 5) and its RSS read; after the round, its peak (VmHWM) minus
@@ -56,7 +58,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchlib import median, run_interruptibly  # noqa: E402
-from relay import HOST, SMTP_SINK, Managed, free_port, sealgate_command, wait_ready  # noqa: E402
+from relay import (  # noqa: E402
+    HOST,
+    SMTP_SINK,
+    Managed,
+    free_port,
+    process_tree_cpu,
+    sealgate_command,
+    wait_ready,
+)
 
 from tests.support.postfix import Postfix  # noqa: E402
 
@@ -144,6 +154,12 @@ def wait_counted(sink: Managed, count: int, timeout: float = 120) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the sink counted {sink.counter}, expected {count}")
         time.sleep(0.002)
+
+
+def cpu_used(pid: int, before: dict[int, float]) -> float:
+    """CPU seconds ``pid`` and its children used since ``before`` (Postfix: its master's
+    daemons; Sealgate: the server, its workers and helpers)."""
+    return sum(used - before.get(p, 0.0) for p, used in process_tree_cpu(pid).items())
 
 
 def status(pid: int) -> dict[str, int]:
@@ -249,14 +265,20 @@ class Bench:
         raise RuntimeError("memory figures need --workers 1")
 
     def round_postfix(self, wire: bytes) -> dict[str, float]:
-        assert self.postfix is not None
+        assert self.postfix is not None and self.postfix.master_pid is not None
         self.sent += 1
         wire = numbered(wire, self.sent)
         before = self.sink.counter
+        cpu = process_tree_cpu(self.postfix.master_pid)
         started = time.perf_counter()
         answered = send(self.postfix.smtpd_port, wire)
         wait_counted(self.sink, before + 1)
-        return {"answered_s": answered, "end_to_end_s": time.perf_counter() - started}
+        end_to_end = time.perf_counter() - started
+        return {
+            "answered_s": answered,
+            "end_to_end_s": end_to_end,
+            "cpu_s": cpu_used(self.postfix.master_pid, cpu),
+        }
 
     def round_sealgate(self, wire: bytes) -> dict[str, float]:
         self.sent += 1
@@ -265,6 +287,7 @@ class Bench:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
         rss = status(pid)["VmRSS"]
         before = self.sink.counter
+        cpu = process_tree_cpu(self.sealgate.proc.pid)
         started = time.perf_counter()
         answered = send(self.sealgate_port, wire)
         wait_counted(self.sink, before + 1)
@@ -273,6 +296,7 @@ class Bench:
         return {
             "answered_s": answered,
             "end_to_end_s": end_to_end,
+            "cpu_s": cpu_used(self.sealgate.proc.pid, cpu),
             "rss_before": rss,
             "peak": peak,
             "growth": peak - rss,
@@ -316,7 +340,8 @@ class Bench:
                 self.say(
                     f"round {number + 1} {name:9} answered {figures['answered_s']:.3f} s, end to "
                     f"end {figures['end_to_end_s']:.3f} s = "
-                    f"{len(wire) / MB / figures['end_to_end_s']:.1f} MB/s{extra}"
+                    f"{len(wire) / MB / figures['end_to_end_s']:.1f} MB/s, "
+                    f"CPU {figures['cpu_s']:.2f} s{extra}"
                 )
         summary = self.summary(rounds, warmup, len(wire), len(message))
         if self.args.profile:
@@ -339,7 +364,8 @@ class Bench:
         for name, runs in rounds.items():
             seconds = median(r["end_to_end_s"] for r in runs)
             result[name] = {"end_to_end_s": seconds, "mb_s": wire / MB / seconds,
-                            "answered_s": median(r["answered_s"] for r in runs)}  # fmt: skip
+                            "answered_s": median(r["answered_s"] for r in runs),
+                            "cpu_s": median(r["cpu_s"] for r in runs)}  # fmt: skip
         growth = [r["growth"] / size for r in rounds["sealgate"]]
         first = (warmup or rounds["sealgate"])[0]["growth"] / size
         result["sealgate"]["growth_first_x"] = first
@@ -351,6 +377,12 @@ class Bench:
             f"({result['postfix']['end_to_end_s']:.3f} s), Sealgate protected "
             f"{result['sealgate']['mb_s']:.1f} MB/s ({result['sealgate']['end_to_end_s']:.3f} s), "
             f"ratio {result['ratio']:.2f}"
+        )
+        result["cpu_ratio"] = result["postfix"]["cpu_s"] / result["sealgate"]["cpu_s"]
+        self.say(
+            f"median CPU seconds per message: Postfix hop {result['postfix']['cpu_s']:.3f}, "
+            f"Sealgate {result['sealgate']['cpu_s']:.3f} (Postfix / Sealgate "
+            f"{result['cpu_ratio']:.2f})"
         )
         self.say(
             f"Sealgate memory growth / message size: first message {first:.2f}x, median "
