@@ -9,10 +9,12 @@ import authres
 import publicsuffixlist
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from publicsuffixlist import PublicSuffixList
 
 from gateway.mailauth.dkimsign import Signer, SigningKey
-from gateway.mailauth.verify import Verdicts, Verifier, strip_forged_results
+from gateway.mailauth.verify import Verdicts, Verifier, _authserv_id, strip_forged_results
 from tests.support.unbound import TestDNS
 
 AUTHSERV = "mx.sealgate.example"
@@ -280,3 +282,44 @@ def test_strip_forged_results() -> None:
         b"Subject: x\r\n\r\n"
         b"Authentication-Results: mx.sealgate.example; in the body stays\r\n"
     )
+
+
+def strip_forged_results_by_lines(data: bytes, authserv_id: str) -> bytes:
+    """The first strip_forged_results, which split the whole message into lines: the model."""
+    wanted = authserv_id.strip().lower()
+    lines = data.splitlines(keepends=True)
+    kept: list[bytes] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line in (b"\r\n", b"\n"):
+            kept.extend(lines[index:])
+            break
+        end = index + 1
+        while end < len(lines) and lines[end][:1] in (b" ", b"\t"):
+            end += 1
+        field = lines[index:end]
+        forged = re.match(rb"^authentication-results[ \t]*:", line, re.IGNORECASE)
+        if not (forged and _authserv_id(b"".join(field)) == wanted):
+            kept.extend(field)
+        index = end
+    return b"".join(kept)
+
+
+_PIECE = st.sampled_from(
+    [b"Authentication-Results: mx.sealgate.example; spf=pass", b"Subject: x",
+     b"authentication-results:(c) MX.sealgate.example", b"Authentication-Results: other; x",
+     b" folded", b"\tfolded", b"", b"\r\n", b"\n", b"\r", b"body"]
+)  # fmt: skip
+_ENDING = st.sampled_from([b"\r\n", b"\n", b"\r", b""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_PIECE, _ENDING).map(b"".join), max_size=14))
+def test_strip_forged_results_reads_the_header_only_and_changes_nothing_else(pieces) -> None:
+    """The same result as splitting the whole message, whatever its line ends."""
+    data = b"".join(pieces)
+    stripped = strip_forged_results(data, AUTHSERV)
+    assert stripped == strip_forged_results_by_lines(data, AUTHSERV)
+    if stripped == data:
+        assert stripped is data, "nothing stripped: the message itself, not a copy"

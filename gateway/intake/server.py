@@ -2,10 +2,12 @@
 
 What this adds to aiosmtpd's ``SMTP``:
 
-- DATA is read here, so that a bare CR or LF anywhere in the data is refused
-  (the SMTP smuggling defence, RFC 5321 2.3.8), as is a NUL, the size limit answers
-  ``552 5.3.4``, long lines are accepted rather than bounced, memory is
-  accounted for, and the idle timer does not fire while the pipeline works.
+- DATA is read here, in chunks rather than lines and without copies of the
+  message (:mod:`gateway.intake.data`), so that a bare CR or LF anywhere in the
+  data is refused (the SMTP smuggling defence, RFC 5321 2.3.8), as is a NUL, the
+  size limit answers ``552 5.3.4``, long lines are accepted rather than bounced,
+  memory is accounted for, and the idle timer does not fire while the pipeline
+  works.
 - A NUL in a command line is refused before the command runs.
 - XFORWARD (Postfix's extension) from trusted hosts only.
 - AUTH PLAIN and LOGIN checked against Argon2id hashes off the event loop,
@@ -40,6 +42,7 @@ from gateway import config
 from gateway.errors import INTERNAL_ERROR
 from gateway.intake.access import Credentials, in_networks
 from gateway.intake.capacity import Connections
+from gateway.intake.data import DataReceiver, read_chunk
 
 log = logging.getLogger("sealgate.intake")
 
@@ -55,7 +58,6 @@ _DEFAULT_ENHANCED = {
     "530": "5.7.0", "535": "5.7.8", "538": "5.7.11", "550": "5.7.1", "552": "5.3.4",
     "553": "5.1.3", "554": "5.7.0", "555": "5.5.4",
 }  # fmt: skip
-_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _BUDGET_STEP = 1 << 20
 _TIMER_STEP = 1 << 16
 
@@ -456,7 +458,11 @@ class SealgateSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        content, problem = await self._receive_data()
+        received = await self._receive_data()
+        if received is None:  # the client is gone; it keeps the message
+            self._close()
+            return
+        content, problem = received
         if problem is not None:
             self._set_post_data_state()
             await self.push(problem)
@@ -484,56 +490,49 @@ class SealgateSMTP(SMTP):
         if self.closing:
             self._close()
 
-    async def _receive_data(self) -> tuple[bytes, str | None]:
-        """Read DATA up to the lone dot; the content, or the reply that refuses it.
+    async def _receive_data(self) -> tuple[bytes, str | None] | None:
+        """Read DATA up to the lone dot; the content, or the reply that refuses it, or
+        None if the client closed the connection first.
 
         Only CRLF.CRLF ends the data, and a CR or LF anywhere else than in a
         CRLF makes the message refused: no other reading of "end of data" can
         then matter to an MTA further on (SMTP smuggling, RFC 5321 2.3.8).
         The data is read in chunks up to the next ".CRLF" rather than line by
-        line; lines of any length are accepted up to the size limit.
+        line; lines of any length are accepted up to the size limit. A refused
+        message is still read to its end (then refused), holding nothing.
         """
-        raw, problem = await self._read_raw_data()
-        if problem is not None:
-            return b"", problem
-        content = bytes(raw[:-3])  # without the final ".CRLF"
-        del raw
-        if _BARE_LINE_END.search(content):
-            return b"", BARE_NEWLINE
-        if b"\0" in content:
-            return b"", NUL_IN_DATA
-        # RFC 5321 4.5.2: a line starting with a period loses that period.
-        if content.startswith(b"."):
-            content = content[1:]
-        return content.replace(b"\r\n.", b"\r\n"), None
-
-    async def _read_raw_data(self) -> tuple[bytearray, str | None]:
-        """The data as sent, up to and including the terminating ".CRLF"."""
-        reader = self._reader
-        limit = self.data_size_limit or 0
-        raw = bytearray()
-        size = since_timer = 0
+        receiver = DataReceiver()
         problem: str | None = None
+        since_timer = 0
         self._reset_timeout(self.limits.settings.data_timeout)
-        while True:
-            try:
-                chunk = await reader.readuntil(b".\r\n")
-            except asyncio.LimitOverrunError as overrun:
-                chunk = await reader.read(overrun.consumed)
-            size += len(chunk)
+        while not receiver.done:
+            chunk = await read_chunk(self._reader)
+            if chunk is None:
+                return None
+            receiver.feed(chunk)
             since_timer += len(chunk)
             if since_timer >= _TIMER_STEP:
                 self._reset_timeout(self.limits.settings.data_timeout)
                 since_timer = 0
             if problem is None:
-                if limit and size > limit:
-                    problem = SIZE_EXCEEDED
-                elif size > self.reserved and not self.reserve(size):
-                    problem = NO_MEMORY
-            if problem is not None:
-                # Keep reading to the end of the data, holding only what the
-                # terminator check needs.
-                del raw[: max(0, len(raw) - 4)]
-            raw += chunk
-            if raw.endswith(b"\r\n.\r\n") or (size == 3 and raw == b".\r\n"):
-                return raw, problem
+                problem = self._over_limits(receiver.size)
+                if problem is not None:
+                    receiver.drop()
+        if problem is None and receiver.bare_line_end:
+            problem = BARE_NEWLINE
+        if problem is None and receiver.nul:
+            problem = NUL_IN_DATA
+        return (b"", problem) if problem is not None else (receiver.content(), None)
+
+    def _over_limits(self, size: int) -> str | None:
+        """The reply refusing a message of which ``size`` bytes came so far, if it is one.
+
+        The size limit counts the data without its terminating ".CRLF", as aiosmtpd
+        does; the memory budget counts all that came.
+        """
+        limit = self.data_size_limit or 0
+        if limit and size > limit + 3:
+            return SIZE_EXCEEDED
+        if size > self.reserved and not self.reserve(size):
+            return NO_MEMORY
+        return None

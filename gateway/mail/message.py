@@ -70,11 +70,12 @@ def remove_fields(data: bytes, name: str) -> bytes:
     ]
     if not spans:
         return data
+    view = memoryview(data)  # slices of a view are not copies: the result is the one copy
     kept, position = [], 0
     for start, end in spans:
-        kept.append(data[position:start])
+        kept.append(view[position:start])
         position = end
-    kept.append(data[position:])
+    kept.append(view[position:])
     return b"".join(kept)
 
 
@@ -83,5 +84,7 @@ def replace_field(data: bytes, name: str, field: bytes) -> bytes:
     wanted = name.lower()
     for m in _FIELD.finditer(header_block(data)):
         if m.group(1).decode("ascii").lower() == wanted:
-            return data[: m.start()] + field + data[m.end() + 2 :]
+            # One copy of the message, not one per slice and concatenation.
+            view = memoryview(data)
+            return b"".join((view[: m.start()], field, view[m.end() + 2 :]))
     return data

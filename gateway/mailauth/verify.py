@@ -394,31 +394,42 @@ def _domain_of(address: str) -> str | None:
 
 
 _FIELD = re.compile(rb"^authentication-results[ \t]*:", re.IGNORECASE)
+_LINE_END = re.compile(rb"\r\n|\r|\n")  # where bytes.splitlines ends a line
 
 
 def strip_forged_results(data: bytes, authserv_id: str) -> bytes:
     """``data`` without the Authentication-Results fields whose authserv-id is ours (RFC 8601 §5).
 
     Comparison is case-insensitive, after comments and surrounding white space; the body and
-    every other field stay byte for byte as they were.
+    every other field stay byte for byte as they were. Only the header is split into lines:
+    ``data`` itself comes back when no field goes, else one copy without those fields.
     """
     wanted = authserv_id.strip().lower()
-    lines = data.splitlines(keepends=True)
+    header_end = _header_end(data)
+    lines = data[:header_end].splitlines(keepends=True)
     kept: list[bytes] = []
     index = 0
     while index < len(lines):
-        line = lines[index]
-        if line in (b"\r\n", b"\n"):
-            kept.extend(lines[index:])
-            break
         end = index + 1
         while end < len(lines) and lines[end][:1] in (b" ", b"\t"):
             end += 1
         field = lines[index:end]
-        if not (_FIELD.match(line) and _authserv_id(b"".join(field)) == wanted):
+        if not (_FIELD.match(lines[index]) and _authserv_id(b"".join(field)) == wanted):
             kept.extend(field)
         index = end
-    return b"".join(kept)
+    if len(kept) == len(lines):
+        return data
+    return b"".join([*kept, memoryview(data)[header_end:]])
+
+
+def _header_end(data: bytes) -> int:
+    """Where the header's lines end: at the empty line (CRLF or LF), else the end of ``data``."""
+    start = 0
+    for match in _LINE_END.finditer(data):
+        if match.start() == start and match.group() != b"\r":
+            return start
+        start = match.end()
+    return len(data)
 
 
 def _authserv_id(field: bytes) -> str | None:
