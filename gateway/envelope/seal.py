@@ -22,7 +22,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +35,7 @@ MANIFEST_PART = 0
 ORIGINAL_PART = 1
 FIRST_ATTACHMENT_PART = 2
 _SLICE = stream.CHUNK_SIZE
+_OVERLAP_FROM = 4 << 20  # bytes: a larger message's original is sealed in a second thread
 
 
 @dataclass(frozen=True)
@@ -86,12 +88,12 @@ class SealRequest:
 class _Measured:
     """Passes plaintext pieces through while counting bytes and hashing them."""
 
-    def __init__(self, pieces: Iterable[bytes]) -> None:
+    def __init__(self, pieces: Iterable[bytes | memoryview]) -> None:
         self._pieces = pieces
         self.size = 0
         self._hash = hashlib.sha256()
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | memoryview]:
         for piece in self._pieces:
             self.size += len(piece)
             self._hash.update(piece)
@@ -136,12 +138,16 @@ class Sealer:
         return SealedEnvelope(record, tuple(grants))
 
     def _write_parts(self, envelope: bytes, content_key: bytes, raw: bytes) -> list[PartRecord]:
-        """Seal the original, each attachment, then the manifest that lists them."""
+        """Seal the original, each attachment, then the manifest that lists them.
+
+        A large message's original is sealed in a second thread while this one
+        decodes and seals the attachments: hashing, AES-GCM, file writes and
+        fsync release the GIL for large buffers, so on two cores they overlap.
+        """
         envelope_id = envelope.hex()
-        content = extract(raw)
         parts: list[PartRecord] = []
 
-        def write(part_id: int, kind: str, pieces: Iterable[bytes]) -> _Measured:
+        def write(part_id: int, kind: str, pieces: Iterable[bytes | memoryview]) -> _Measured:
             measured = _Measured(pieces)
             header = stream.PartHeader(envelope, part_id)
             sealed = stream.seal_part(content_key, header, measured)
@@ -149,25 +155,44 @@ class Sealer:
             parts.append(PartRecord(part_id, kind, measured.size, written))
             return measured
 
-        original = write(ORIGINAL_PART, "original", _slices(raw))
-        listed = []
-        for offset, attachment in enumerate(content.attachments):
-            part_id = FIRST_ATTACHMENT_PART + offset
-            measured = write(part_id, "attachment", attachment.chunks(_SLICE))
-            listed.append(
-                {
-                    "part": part_id,
-                    "filename": attachment.filename,
-                    "content_type": attachment.content_type,
-                    "disposition": attachment.disposition,
-                    "content_id": attachment.content_id,
-                    "size": measured.size,
-                    "sha256": measured.sha256,
-                }
-            )
+        def sealed_original() -> _Measured:
+            return write(ORIGINAL_PART, "original", _slices(raw))
+
+        if len(raw) < _OVERLAP_FROM:
+            original = sealed_original()
+            content = extract(raw)
+            listed = _write_attachments(content, write)
+        else:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealgate-seal") as pool:
+                sealing = pool.submit(sealed_original)
+                content = extract(raw)
+                listed = _write_attachments(content, write)
+                original = sealing.result()
         write(MANIFEST_PART, "manifest", [_manifest(envelope_id, content, listed, original)])
         self.blobs.sync(envelope_id)  # every part's name durable, with one directory fsync
         return sorted(parts, key=lambda part: part.part_id)
+
+
+def _write_attachments(
+    content: Content, write: Callable[[int, str, Iterable[bytes | memoryview]], _Measured]
+) -> list[dict[str, object]]:
+    """Seal each attachment as its own part; the manifest's entries for them."""
+    listed: list[dict[str, object]] = []
+    for offset, attachment in enumerate(content.attachments):
+        part_id = FIRST_ATTACHMENT_PART + offset
+        measured = write(part_id, "attachment", attachment.chunks(_SLICE))
+        listed.append(
+            {
+                "part": part_id,
+                "filename": attachment.filename,
+                "content_type": attachment.content_type,
+                "disposition": attachment.disposition,
+                "content_id": attachment.content_id,
+                "size": measured.size,
+                "sha256": measured.sha256,
+            }
+        )
+    return listed
 
 
 def _readers(
@@ -225,10 +250,11 @@ def idempotency_key(secret: bytes, sender: str, recipients: Iterable[str], data:
     return digest.hexdigest()
 
 
-def _slices(data: bytes) -> Iterator[bytes]:
+def _slices(data: bytes) -> Iterator[memoryview]:
+    """Views of ``data`` a chunk long: sealing reads the message without copying it."""
     view = memoryview(data)
     for start in range(0, len(view), _SLICE):
-        yield bytes(view[start : start + _SLICE])
+        yield view[start : start + _SLICE]
 
 
 def _manifest(

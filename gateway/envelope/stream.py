@@ -89,10 +89,16 @@ def chunk_nonce(index: int, last: bool) -> bytes:
     return bytes(7) + struct.pack(">I", index) + (b"\x01" if last else b"\x00")
 
 
-def _rechunk(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Cut arbitrary pieces into chunks of exactly ``size`` bytes (the last may be short)."""
+def _rechunk(pieces: Iterable[bytes | memoryview], size: int) -> Iterator[bytes | memoryview]:
+    """Cut arbitrary pieces into chunks of exactly ``size`` bytes (the last may be short).
+
+    A piece that is a whole chunk where one is due passes through uncopied.
+    """
     buffer = bytearray()
     for piece in pieces:
+        if not buffer and len(piece) == size:
+            yield piece
+            continue
         buffer += piece
         while len(buffer) >= size:
             yield bytes(buffer[:size])
@@ -103,7 +109,7 @@ def _rechunk(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
 def seal_part(
     content_key: bytes,
     header: PartHeader,
-    plaintext: Iterable[bytes],
+    plaintext: Iterable[bytes | memoryview],
 ) -> Iterator[bytes]:
     """Yield the sealed part: the header, then one ciphertext per chunk.
 
