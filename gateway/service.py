@@ -41,7 +41,7 @@ from gateway import config, devoutbox, logsetup
 from gateway.envelope.reply import ReplyKey
 from gateway.envelope.vault import Vault
 from gateway.installsecret import Secrets
-from gateway.intake import IntakeServer
+from gateway.intake.listener import IntakeServer
 from gateway.logsetup import event
 from gateway.mailauth.dkimsign import DKIMKeyError, Signer, SigningKey
 from gateway.mailauth.dns import Resolver
