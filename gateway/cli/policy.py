@@ -5,6 +5,9 @@ and key. ``explain`` runs the packs over one message and prints the decision
 per recipient with the reasons. ``test`` runs them over a folder of messages,
 each with the outcomes expected of it, so that an organisation can keep tests
 for its own policy the way it keeps the policy itself.
+
+The gateway's modules are imported inside the functions that use them
+(gateway/cli/__init__.py says why).
 """
 
 from __future__ import annotations
@@ -14,17 +17,16 @@ import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gateway import config, service
 from gateway.cli.common import CONFIG_OPTION
-from gateway.policy.engine import Policy
-from gateway.policy.facts import gather
-from gateway.policy.packs import PolicyError
-from gateway.policy.textract import Limits, TextExtractor
-from gateway.policy.types import Decision
+
+if TYPE_CHECKING:
+    from gateway.policy.engine import Policy
+    from gateway.policy.textract import Limits, TextExtractor
+    from gateway.policy.types import Decision
 
 PACK_OPTION = click.option(
     "--pack",
@@ -42,6 +44,9 @@ def policy() -> None:
 
 def _settings(config_path: Path, packs: Sequence[Path]) -> tuple[list[Path], Limits]:
     """The packs to use and the reading limits: from the options, else the configuration."""
+    from gateway import config, service
+    from gateway.policy.textract import Limits
+
     if packs and not config_path.exists():
         return list(packs), Limits()
     try:
@@ -54,6 +59,9 @@ def _settings(config_path: Path, packs: Sequence[Path]) -> tuple[list[Path], Lim
 
 
 def _load(packs: Sequence[Path]) -> Policy:
+    from gateway.policy.engine import Policy
+    from gateway.policy.packs import PolicyError
+
     try:
         return Policy.load(packs)
     except PolicyError as error:
@@ -64,6 +72,8 @@ def _load(packs: Sequence[Path]) -> Policy:
 
 @contextmanager
 def _extractor(limits: Limits) -> Iterator[TextExtractor]:
+    from gateway.policy.textract import TextExtractor
+
     extractor = TextExtractor(limits)
     extractor.start()
     try:
@@ -99,6 +109,8 @@ def explain(
     recipients: tuple[str, ...],
 ) -> None:
     """Print what the packs decide for MESSAGE, per recipient, and why."""
+    from gateway.policy.facts import gather
+
     files, limits = _settings(config_path, packs)
     loaded = _load(files)
     with _extractor(limits) as extractor:
@@ -149,6 +161,8 @@ def test_command(config_path: Path, packs: tuple[Path, ...], directory: Path) ->
 
 
 def _run_case(loaded: Policy, extractor: TextExtractor, path: Path) -> list[str]:
+    from gateway.policy.facts import gather
+
     expect_path = path.with_suffix(".expect.toml")
     try:
         expected = tomllib.loads(expect_path.read_text(encoding="utf-8"))
