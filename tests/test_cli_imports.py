@@ -105,3 +105,16 @@ def test_hash_password_imports_argon2_without_the_smtp_server(tmp_path):
     assert stdout.startswith("$argon2id$")
     assert "argon2" in modules
     assert loaded(modules, "aiosmtpd", "gateway.pipeline") == []
+
+
+def test_store_and_policy_commands_import_neither_the_service_nor_a_server(tmp_path):
+    path = tmp_path / "sealgate.toml"
+    path.write_text(f'[store]\ndirectory = "{tmp_path / "var"}"\n')
+    servers = ("gateway.service", "gateway.pipeline", "aiosmtpd", "uvicorn", "starlette")
+    stdout, modules = imported(tmp_path, "envelope", "list", "-c", str(path))
+    assert "gateway.store" in modules
+    assert loaded(modules, *servers) == []
+    stdout, modules = imported(tmp_path, "policy", "check", "-c", str(path))
+    assert stdout.startswith("ok: ")
+    assert "gateway.policy.engine" in modules
+    assert loaded(modules, *servers, "gateway.policy.textract", "sqlalchemy") == []

@@ -26,11 +26,12 @@ if TYPE_CHECKING:
 
 
 def _store(config_path: Path) -> Store:
-    from gateway import config, service
+    from gateway import config
+    from gateway.store import open_store
 
     cfg = load_or_exit(config_path)
     try:
-        return service.open_store(cfg)
+        return open_store(cfg.store)
     except config.ConfigError as error:
         for problem in error.problems:
             click.echo(f"{config_path}: {problem}", err=True)

@@ -24,8 +24,9 @@ import click
 from gateway.cli.common import CONFIG_OPTION
 
 if TYPE_CHECKING:
+    from gateway.config import Policy as PolicySection
     from gateway.policy.engine import Policy
-    from gateway.policy.textract import Limits, TextExtractor
+    from gateway.policy.textract import TextExtractor
     from gateway.policy.types import Decision
 
 PACK_OPTION = click.option(
@@ -42,20 +43,19 @@ def policy() -> None:
     """Check policy packs and see what they decide."""
 
 
-def _settings(config_path: Path, packs: Sequence[Path]) -> tuple[list[Path], Limits]:
-    """The packs to use and the reading limits: from the options, else the configuration."""
-    from gateway import config, service
-    from gateway.policy.textract import Limits
+def _settings(config_path: Path, packs: Sequence[Path]) -> tuple[list[Path], PolicySection | None]:
+    """The packs to use (from the options, else the configuration) and ``[policy]``."""
+    from gateway import config
 
     if packs and not config_path.exists():
-        return list(packs), Limits()
+        return list(packs), None
     try:
         cfg = config.load(config_path)
     except config.ConfigError as error:
         for problem in error.problems:
             click.echo(f"{error.source}: {problem}", err=True)
         sys.exit(2)
-    return list(packs) or cfg.policy.pack_files, service.extraction_limits(cfg)
+    return list(packs) or cfg.policy.pack_files, cfg.policy
 
 
 def _load(packs: Sequence[Path]) -> Policy:
@@ -71,10 +71,11 @@ def _load(packs: Sequence[Path]) -> Policy:
 
 
 @contextmanager
-def _extractor(limits: Limits) -> Iterator[TextExtractor]:
-    from gateway.policy.textract import TextExtractor
+def _extractor(settings: PolicySection | None) -> Iterator[TextExtractor]:
+    """A text extractor with the configured limits (the defaults without a configuration)."""
+    from gateway.policy.textract import Limits, TextExtractor
 
-    extractor = TextExtractor(limits)
+    extractor = TextExtractor(Limits() if settings is None else Limits.from_config(settings))
     extractor.start()
     try:
         yield extractor
@@ -111,9 +112,9 @@ def explain(
     """Print what the packs decide for MESSAGE, per recipient, and why."""
     from gateway.policy.facts import gather
 
-    files, limits = _settings(config_path, packs)
+    files, settings = _settings(config_path, packs)
     loaded = _load(files)
-    with _extractor(limits) as extractor:
+    with _extractor(settings) as extractor:
         facts = gather(message.read_bytes(), sender, extractor if loaded.reads_content else None)
     decisions = loaded.decide(facts, recipients)
     for note in facts.extracted.incomplete:
@@ -143,13 +144,13 @@ def test_command(config_path: Path, packs: tuple[Path, ...], directory: Path) ->
     recipient = action, optionally ``[rules]`` of recipient = [rule names that
     must fire]. Exit 1 if any expectation fails.
     """
-    files, limits = _settings(config_path, packs)
+    files, settings = _settings(config_path, packs)
     loaded = _load(files)
     messages = sorted(directory.glob("*.eml"))
     if not messages:
         raise click.UsageError(f"no .eml files in {directory}")
     failures = 0
-    with _extractor(limits) as extractor:
+    with _extractor(settings) as extractor:
         for path in messages:
             problems = _run_case(loaded, extractor, path)
             failures += bool(problems)
