@@ -41,7 +41,7 @@ from gateway import config, devoutbox, logsetup
 from gateway.envelope.reply import ReplyKey
 from gateway.envelope.vault import Vault
 from gateway.installsecret import Secrets
-from gateway.intake import IntakeServer
+from gateway.intake.listener import IntakeServer
 from gateway.logsetup import event
 from gateway.mailauth.dkimsign import DKIMKeyError, Signer, SigningKey
 from gateway.mailauth.dns import Resolver
@@ -64,26 +64,11 @@ from gateway.portal.deps import PortalDeps
 from gateway.portal.links import release_url, revoke_url
 from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk
-from gateway.store import FileBlobStore, Store, StoreError
+from gateway.store import StoreError, open_store
 from gateway.store.pending import PendingLinks
 from gateway.store.portalstate import PortalState
 
 log = logging.getLogger("sealgate.service")
-
-
-def open_store(cfg: config.Config) -> Store:
-    """The store the configuration names, migrated to the current schema."""
-    store = Store(
-        cfg.store.database_url,
-        FileBlobStore(cfg.store.blob_root),
-        busy_timeout=cfg.store.busy_timeout,
-    )
-    try:
-        store.migrate()
-    except StoreError as error:
-        store.close()
-        raise config.ConfigError("config", [f"store.database: {error}"]) from None
-    return store
 
 
 def load_policy(cfg: config.Config) -> Policy:
@@ -94,21 +79,12 @@ def load_policy(cfg: config.Config) -> Policy:
         raise config.ConfigError("policy", error.problems) from None
 
 
-def extraction_limits(cfg: config.Config) -> Limits:
-    settings = cfg.policy
-    return Limits(
-        max_attachment_bytes=settings.max_attachment_size,
-        max_depth=settings.max_depth,
-        time_budget=settings.time_budget,
-    )
-
-
 def text_extractor(cfg: config.Config) -> TextExtractor:
-    return TextExtractor(extraction_limits(cfg), processes=cfg.policy.processes)
+    return TextExtractor(Limits.from_config(cfg.policy), processes=cfg.policy.processes)
 
 
 def open_vault(cfg: config.Config) -> Vault:
-    return Vault(open_store(cfg), orphan_age=cfg.envelope.orphan_age)
+    return Vault(open_store(cfg.store), orphan_age=cfg.envelope.orphan_age)
 
 
 def from_address(cfg: config.Config) -> str:
@@ -729,7 +705,7 @@ async def supervise(cfg: config.Config, source: Path, workers: int) -> int:
         raise config.ConfigError(
             str(source), ["portal.listen: several workers need a fixed port, not 0"]
         )
-    open_store(cfg).close()  # migrate once, before the workers start
+    open_store(cfg.store).close()  # migrate once, before the workers start
     listeners = Listeners.bind(cfg)
     try:
         return await _supervise(cfg, source, workers, listeners)

@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-from gateway import service
 from gateway.config import load
+from gateway.store import open_store
 from tests.support.gateway import wait_for
 from tests.support.process import children_of
 from tests.support.protected import link_in, notifications, open_with_link, protected_message
@@ -98,7 +98,7 @@ def test_killed_between_blob_write_and_commit(serve, sink, tmp_path):
     )  # fmt: skip
     assert "removed 1 orphaned" in swept.stdout
     assert envelope_dirs(state) == {live}
-    store = service.open_store(load(path))
+    store = open_store(load(path).store)
     try:
         manifest, attachments = open_with_link(store, link_in(sink.messages[-1]))
     finally:
@@ -126,7 +126,7 @@ def test_killed_while_a_notification_is_on_its_way(serve, sink, tmp_path):
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.sendmail("alice@example.org", ["bob@example.net"], RAW)
     assert rows(state) == {first: "delivered"}
-    store = service.open_store(load(path))
+    store = open_store(load(path).store)
     try:
         notices = notifications(sink.messages)
         manifest, _ = open_with_link(store, link_in(notices["bob@example.net"]))

@@ -1,4 +1,13 @@
-"""The ``sealgate`` command."""
+"""The ``sealgate`` command.
+
+Commands import the gateway's modules when they run, inside their function:
+importing all of them takes over a second, which ``sealgate --help`` and
+``--version`` should not pay, nor one command for what only another needs.
+Building the command line (this module, ``common``, ``envelope``, ``policy``)
+imports click and the standard library only; ``tests/test_cli_imports.py``
+holds it to that. Types named in signatures are imported under TYPE_CHECKING
+(ruff's TC004 reports one that is used at run time).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +16,18 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from gateway import __version__, config, devoutbox, logsetup, service
-from gateway.cli import configdoc
+from gateway import __version__
 from gateway.cli.common import CONFIG_OPTION, load_or_exit
 from gateway.cli.envelope import account, envelope, expire, revoke
 from gateway.cli.policy import policy
-from gateway.intake.access import hash_password
-from gateway.mailauth.dkimsign import DKIMKeyError, SigningKey, generate_key
+
+if TYPE_CHECKING:
+    from gateway.config import Config
+    from gateway.service import Gateway
 
 
 @click.group()
@@ -29,6 +40,8 @@ def main() -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def check_config(path: Path) -> None:
     """Check a configuration file and print every problem in it."""
+    from gateway import config
+
     cfg = load_or_exit(path)
     for warning in config.deprecations(cfg):
         click.echo(f"{path}: warning: {warning}", err=True)
@@ -51,6 +64,8 @@ def serve(
     portal_fd: int | None,
 ) -> None:
     """Run the gateway until SIGTERM; SIGHUP reloads the configuration."""
+    from gateway import config, logsetup, service
+
     cfg = load_or_exit(config_path)
     logsetup.configure(cfg.log.level, cfg.log.format)
     count = workers or cfg.service.workers
@@ -79,9 +94,7 @@ def serve(
     sys.exit(code)
 
 
-def _banner(
-    cfg: config.Config, workers: int, config_name: Path, gateway: service.Gateway | None = None
-) -> None:
+def _banner(cfg: Config, workers: int, config_name: Path, gateway: Gateway | None = None) -> None:
     listen = gateway.intake.addresses if gateway else cfg.smtp.listen
     installed = Path(sys.executable).with_name("sealgate")
     command = installed if installed.exists() else "sealgate"
@@ -124,6 +137,8 @@ def _banner(
 )
 def dev_outbox(config_path: Path, listen: str | None, directory: Path | None) -> None:
     """Run only the development outbox, an SMTP sink that stores .eml files."""
+    from gateway import config, devoutbox, logsetup
+
     settings = (
         load_or_exit(config_path).dev_outbox
         if config_path.exists()
@@ -153,6 +168,8 @@ def dev_outbox(config_path: Path, listen: str | None, directory: Path | None) ->
 @main.command("hash-password")
 def hash_password_command() -> None:
     """Hash a password for smtp.auth.users (read from the terminal or standard input)."""
+    from gateway.intake.access import hash_password
+
     if sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     else:
@@ -166,6 +183,8 @@ def hash_password_command() -> None:
 @click.option("--format", "fmt", type=click.Choice(["markdown", "toml"]), default="markdown")
 def config_reference(fmt: str) -> None:
     """Print the configuration reference (markdown) or the example configuration (toml)."""
+    from gateway.cli import configdoc
+
     click.echo(configdoc.markdown() if fmt == "markdown" else configdoc.example_toml(), nl=False)
 
 
@@ -181,6 +200,8 @@ for command in (envelope, revoke, expire, account, policy):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def dkim_keygen(domain: str, selector: str, kind: str, bits: str, out: Path) -> None:
     """Make a DKIM signing key (mode 0600) and print the DNS record to publish."""
+    from gateway.mailauth.dkimsign import DKIMKeyError, SigningKey, generate_key
+
     pem = generate_key("rsa" if kind == "rsa" else "ed25519", int(bits))
     try:
         key = SigningKey.from_pem(domain, selector, pem, source=str(out))

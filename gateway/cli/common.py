@@ -1,17 +1,19 @@
-"""What the ``sealgate`` commands share: the --config option and loading it."""
+"""What the ``sealgate`` commands share: the --config option and loading it.
+
+The gateway's modules are imported inside the functions that use them
+(gateway/cli/__init__.py says why).
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from gateway import config
-from gateway.intake.tls import server_context
-from gateway.outbound.upstream import client_tls_context
-from gateway.policy.engine import Policy
-from gateway.policy.packs import PolicyError
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -24,17 +26,25 @@ CONFIG_OPTION = click.option(
 )
 
 
-def load_or_exit(path: Path) -> config.Config:
+def load_or_exit(path: Path) -> Config:
+    from gateway.config import ConfigError
+
     try:
         return _checked(path)
-    except config.ConfigError as error:
+    except ConfigError as error:
         for problem in error.problems:
             click.echo(f"{error.source}: {problem}", err=True)
         sys.exit(2)
 
 
-def _checked(path: Path) -> config.Config:
+def _checked(path: Path) -> Config:
     """Load ``path`` and open everything it names that can be checked without a network."""
+    from gateway import config
+    from gateway.intake.tls import server_context
+    from gateway.outbound.upstream import client_tls_context
+    from gateway.policy.engine import Policy
+    from gateway.policy.packs import PolicyError
+
     cfg = config.load(path)
     problems: list[str] = []
     try:

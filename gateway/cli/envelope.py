@@ -5,6 +5,9 @@ Opening needs what a reader holds (the notification link, or an account's
 password) and writes the decrypted message to a directory. Revoking and
 expiring crypto-shred: the wrapped keys and encrypted private keys are
 deleted in one commit, then the blobs.
+
+The gateway's modules are imported inside the functions that use them
+(gateway/cli/__init__.py says why).
 """
 
 from __future__ import annotations
@@ -12,20 +15,23 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from gateway import config, service
 from gateway.cli.common import CONFIG_OPTION, load_or_exit
-from gateway.envelope import keys, opener, stream
-from gateway.envelope.account import create_account
-from gateway.store import EnvelopeRecord, Store, StoreError
+
+if TYPE_CHECKING:
+    from gateway.store import EnvelopeRecord, Store
 
 
 def _store(config_path: Path) -> Store:
+    from gateway import config
+    from gateway.store import open_store
+
     cfg = load_or_exit(config_path)
     try:
-        return service.open_store(cfg)
+        return open_store(cfg.store)
     except config.ConfigError as error:
         for problem in error.problems:
             click.echo(f"{config_path}: {problem}", err=True)
@@ -112,6 +118,9 @@ def open_envelope(
     config_path: Path, envelope_id: str, link: str | None, address: str | None, out: Path | None
 ) -> None:
     """Decrypt an envelope as one of its readers into a new directory."""
+    from gateway.envelope import keys, opener, stream
+    from gateway.store import StoreError
+
     if (link is None) == (address is None):
         raise click.UsageError("give exactly one of --link and --account")
     store = _store(config_path)
@@ -182,6 +191,9 @@ def account() -> None:
 @click.argument("address")
 def account_create(config_path: Path, address: str) -> None:
     """Create ADDRESS's key pair, its private key sealed under a password."""
+    from gateway.envelope.account import create_account
+    from gateway.store import StoreError
+
     cfg = load_or_exit(config_path)
     password = _read_password("Password for " + address, confirm=True)
     try:

@@ -5,6 +5,9 @@ and key. ``explain`` runs the packs over one message and prints the decision
 per recipient with the reasons. ``test`` runs them over a folder of messages,
 each with the outcomes expected of it, so that an organisation can keep tests
 for its own policy the way it keeps the policy itself.
+
+The gateway's modules are imported inside the functions that use them
+(gateway/cli/__init__.py says why).
 """
 
 from __future__ import annotations
@@ -14,17 +17,17 @@ import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gateway import config, service
 from gateway.cli.common import CONFIG_OPTION
-from gateway.policy.engine import Policy
-from gateway.policy.facts import gather
-from gateway.policy.packs import PolicyError
-from gateway.policy.textract import Limits, TextExtractor
-from gateway.policy.types import Decision
+
+if TYPE_CHECKING:
+    from gateway.config import Policy as PolicySection
+    from gateway.policy.engine import Policy
+    from gateway.policy.textract import TextExtractor
+    from gateway.policy.types import Decision
 
 PACK_OPTION = click.option(
     "--pack",
@@ -40,20 +43,25 @@ def policy() -> None:
     """Check policy packs and see what they decide."""
 
 
-def _settings(config_path: Path, packs: Sequence[Path]) -> tuple[list[Path], Limits]:
-    """The packs to use and the reading limits: from the options, else the configuration."""
+def _settings(config_path: Path, packs: Sequence[Path]) -> tuple[list[Path], PolicySection | None]:
+    """The packs to use (from the options, else the configuration) and ``[policy]``."""
+    from gateway import config
+
     if packs and not config_path.exists():
-        return list(packs), Limits()
+        return list(packs), None
     try:
         cfg = config.load(config_path)
     except config.ConfigError as error:
         for problem in error.problems:
             click.echo(f"{error.source}: {problem}", err=True)
         sys.exit(2)
-    return list(packs) or cfg.policy.pack_files, service.extraction_limits(cfg)
+    return list(packs) or cfg.policy.pack_files, cfg.policy
 
 
 def _load(packs: Sequence[Path]) -> Policy:
+    from gateway.policy.engine import Policy
+    from gateway.policy.packs import PolicyError
+
     try:
         return Policy.load(packs)
     except PolicyError as error:
@@ -63,8 +71,11 @@ def _load(packs: Sequence[Path]) -> Policy:
 
 
 @contextmanager
-def _extractor(limits: Limits) -> Iterator[TextExtractor]:
-    extractor = TextExtractor(limits)
+def _extractor(settings: PolicySection | None) -> Iterator[TextExtractor]:
+    """A text extractor with the configured limits (the defaults without a configuration)."""
+    from gateway.policy.textract import Limits, TextExtractor
+
+    extractor = TextExtractor(Limits() if settings is None else Limits.from_config(settings))
     extractor.start()
     try:
         yield extractor
@@ -99,9 +110,11 @@ def explain(
     recipients: tuple[str, ...],
 ) -> None:
     """Print what the packs decide for MESSAGE, per recipient, and why."""
-    files, limits = _settings(config_path, packs)
+    from gateway.policy.facts import gather
+
+    files, settings = _settings(config_path, packs)
     loaded = _load(files)
-    with _extractor(limits) as extractor:
+    with _extractor(settings) as extractor:
         facts = gather(message.read_bytes(), sender, extractor if loaded.reads_content else None)
     decisions = loaded.decide(facts, recipients)
     for note in facts.extracted.incomplete:
@@ -131,13 +144,13 @@ def test_command(config_path: Path, packs: tuple[Path, ...], directory: Path) ->
     recipient = action, optionally ``[rules]`` of recipient = [rule names that
     must fire]. Exit 1 if any expectation fails.
     """
-    files, limits = _settings(config_path, packs)
+    files, settings = _settings(config_path, packs)
     loaded = _load(files)
     messages = sorted(directory.glob("*.eml"))
     if not messages:
         raise click.UsageError(f"no .eml files in {directory}")
     failures = 0
-    with _extractor(limits) as extractor:
+    with _extractor(settings) as extractor:
         for path in messages:
             problems = _run_case(loaded, extractor, path)
             failures += bool(problems)
@@ -149,6 +162,8 @@ def test_command(config_path: Path, packs: tuple[Path, ...], directory: Path) ->
 
 
 def _run_case(loaded: Policy, extractor: TextExtractor, path: Path) -> list[str]:
+    from gateway.policy.facts import gather
+
     expect_path = path.with_suffix(".expect.toml")
     try:
         expected = tomllib.loads(expect_path.read_text(encoding="utf-8"))

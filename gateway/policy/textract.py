@@ -46,6 +46,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
+from typing import TYPE_CHECKING
 
 from gateway.mail.content import AttachmentSource, Content
 from gateway.mail.content import extract as extract_content
@@ -61,6 +62,9 @@ from gateway.policy.formats import (
     text_of,
 )
 from gateway.policy.types import AttachmentFacts, Extracted, Where
+
+if TYPE_CHECKING:
+    from gateway.config import Policy
 
 log = logging.getLogger("sealgate.textract")
 
@@ -83,6 +87,15 @@ class Limits:
     max_expanded_bytes: int = 100 * 1024 * 1024  # unpacked per message ("size limit")
     max_text_chars: int = 20_000_000  # handed to the detectors ("text limit")
     time_budget: float = 10.0  # seconds of reading per message ("time limit")
+
+    @classmethod
+    def from_config(cls, settings: Policy) -> Limits:
+        """The limits ``[policy]`` sets; the others keep their defaults."""
+        return cls(
+            max_attachment_bytes=settings.max_attachment_size,
+            max_depth=settings.max_depth,
+            time_budget=settings.time_budget,
+        )
 
 
 class TextExtractor:

@@ -7,6 +7,7 @@ Callers use :class:`Store` with a :class:`BlobStore`; everything else here is
 the records they exchange and the errors they may see.
 """
 
+from gateway import config
 from gateway.store.blobs import BlobStore, FileBlobStore
 from gateway.store.database import Store
 from gateway.store.errors import BlobMissing, StoreError, TemporaryStoreError
@@ -36,4 +37,20 @@ __all__ = [
     "Store",
     "StoreError",
     "TemporaryStoreError",
+    "open_store",
 ]
+
+
+def open_store(settings: config.Store) -> Store:
+    """The store ``settings`` names, migrated to the current schema."""
+    store = Store(
+        settings.database_url,
+        FileBlobStore(settings.blob_root),
+        busy_timeout=settings.busy_timeout,
+    )
+    try:
+        store.migrate()
+    except StoreError as error:
+        store.close()
+        raise config.ConfigError("config", [f"store.database: {error}"]) from None
+    return store
