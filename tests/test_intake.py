@@ -301,6 +301,18 @@ def test_nul_in_a_command_line_is_refused(gateway, sink, line):
     assert sink.messages == []
 
 
+def test_help_still_describes_each_command(gateway):
+    """The commands are wrapped once on the class (NUL check): HELP keeps their syntax."""
+    with RawSMTP(gateway.port) as smtp:
+        smtp.command("EHLO client.test")
+        assert smtp.command("HELP MAIL") == (
+            250,
+            "250 2.0.0 Syntax: MAIL FROM: <address> [SP <mail-parameters>]",
+        )
+        code, text = smtp.command("HELP")
+        assert code == 250 and "RCPT" in text and "DATA" in text
+
+
 # -- addresses that cannot be passed on --------------------------------------------------
 
 

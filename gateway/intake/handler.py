@@ -8,6 +8,7 @@ what the pipeline does with the message.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import time
@@ -49,6 +50,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 class IntakeHandler:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
+
+    def __dir__(self) -> list[str]:
+        """The hooks only: aiosmtpd looks them up for every new connection with
+        ``dir()`` and ``inspect.getmembers()`` (see SealgateSMTP.__dir__)."""
+        return ["handle_DATA", "handle_EHLO", "handle_MAIL", "handle_RCPT"]
 
     async def handle_EHLO(
         self,
@@ -209,3 +215,10 @@ def _log_transaction(tx: Transaction, result: Result, elapsed: float) -> None:
         fields_["protected"] = result.protected
     fields_["ms"] = round(elapsed * 1000, 1)
     event(log, level, "transaction", **fields_)
+
+
+# aiosmtpd reads handle_EHLO's signature for every new connection to choose between
+# its two calling conventions; computed once here, inspect.signature returns it at once.
+IntakeHandler.handle_EHLO.__signature__ = inspect.signature(  # type: ignore[attr-defined]
+    IntakeHandler.handle_EHLO
+)
