@@ -51,6 +51,9 @@ def environment(lang: str = SOURCE) -> SandboxedEnvironment:
     """The templates, speaking ``lang`` (one environment per language, made once)."""
     env = SandboxedEnvironment(
         loader=FileSystemLoader(DIRECTORY),
+        # Compiled once: without this, Jinja2 stats the template files for every
+        # message to see whether they changed (5 % of the event loop's time).
+        auto_reload=False,
         autoescape=select_autoescape(("html",), default_for_string=False, default=False),
         undefined=StrictUndefined,
         trim_blocks=True,

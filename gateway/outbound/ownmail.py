@@ -44,5 +44,12 @@ class OwnMail:
     async def send(self, sender: str, recipients: list[str], data: bytes) -> None:
         """Sign, mark and send through the upstream; raises like UpstreamPool.send
         (TemporaryError for 4xx and faults, PermanentError for 5xx)."""
-        utf8 = not (data.isascii() and sender.isascii() and all(r.isascii() for r in recipients))
-        await self.upstream.send(sender, recipients, self.originated(data), smtputf8=utf8)
+        await self.deliver(sender, recipients, self.originated(data))
+
+    async def deliver(self, sender: str, recipients: list[str], originated: bytes) -> None:
+        """Send what :meth:`originated` made (in a worker thread, say); raises like
+        :meth:`send`."""
+        utf8 = not (
+            originated.isascii() and sender.isascii() and all(r.isascii() for r in recipients)
+        )
+        await self.upstream.send(sender, recipients, originated, smtputf8=utf8)
