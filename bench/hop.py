@@ -125,6 +125,19 @@ def tree_cpu(roots: list[int]) -> dict[int, float]:
     return {root: sum(table[p][1] for p in tree_pids(root, table)) for root in roots}
 
 
+def cpu_split(roots: list[int], ours: list[int]) -> tuple[dict[int, float], float, float]:
+    """CPU seconds so far: of each root's process tree; of all our processes (the trees of
+    ``ours``); of everyone else's (other sessions' work; kernel threads not counted)."""
+    table = _proc_table()
+    mine = {pid for root in ours for pid in tree_pids(root, table)}
+    trees = {root: sum(table[p][1] for p in tree_pids(root, table)) for root in roots}
+    ours_cpu = sum(table[p][1] for p in mine)
+    others = sum(
+        cpu for pid, (parent, cpu) in table.items() if pid not in mine and 2 not in (pid, parent)
+    )
+    return trees, ours_cpu, others
+
+
 def machine_busy() -> float:
     """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
     values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -449,7 +462,12 @@ class Hop:
         assert self.sink is not None
         sink_before = self.sink_counter()
         roots = [target.root_pid, self.sink.proc.pid]
-        cpu_before, busy_before, client_before = tree_cpu(roots), machine_busy(), children_cpu()
+        ours = [os.getpid(), *(p.master_pid for p in self.postfixes if p.master_pid)]
+        (cpu_before, ours_before, others_before), busy_before = (
+            cpu_split(roots, ours),
+            machine_busy(),
+        )
+        client_before = children_cpu()
         started = time.monotonic()
         self.client = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
@@ -468,7 +486,8 @@ class Hop:
             time.sleep(0.005)
             reached = time.monotonic()
         ended = max(client_done, reached)
-        cpu_after, busy_after, client_after = tree_cpu(roots), machine_busy(), children_cpu()
+        (cpu_after, ours_after, others_after), busy_after = cpu_split(roots, ours), machine_busy()
+        client_after = children_cpu()
         elapsed = ended - started
         target_cpu = cpu_after[target.root_pid] - cpu_before[target.root_pid]
         sink_cpu = cpu_after[self.sink.proc.pid] - cpu_before[self.sink.proc.pid]
@@ -481,8 +500,16 @@ class Hop:
             "target_cpu_s": target_cpu,
             "sink_cpu_s": sink_cpu,
             "client_cpu_s": client_cpu,
-            # Everything else the machine did meanwhile (other sessions' work), in cores.
-            "other_cores": max(0.0, busy_after - busy_before - target_cpu - sink_cpu - client_cpu)
+            # What else the machine did meanwhile, in cores: other sessions' processes; the
+            # kernel's threads and interrupts (the file system journal, loopback networking).
+            "other_cores": (others_after - others_before) / elapsed,
+            "kernel_cores": max(
+                0.0,
+                busy_after
+                - busy_before
+                - (ours_after - ours_before)
+                - (others_after - others_before),
+            )
             / elapsed,
         }
 
@@ -504,7 +531,7 @@ class Hop:
             series.count,
             120 + series.count / 5,
         )
-        run["count"] = series.count
+        run["count"], run["warmup"] = series.count, warmup
         run["msgs_per_s"] = series.count / run["elapsed_s"]
         run["cpu_ms_per_msg"] = run["target_cpu_s"] * 1000 / series.count
         problems = []
@@ -547,14 +574,15 @@ class Hop:
     def report_run(self, rnd: int, series: Series, run: dict[str, Any]) -> None:
         extra = ""
         if "envelopes_delivered" in run and series.protected:
-            extra = f"  sealed+notified +{run['envelopes_delivered']}"
+            extra = f"  sealed+notified +{run['envelopes_delivered']} (with the warm-up)"
         flag = "" if run["verified"] else "  <-- NOT VERIFIED: " + "; ".join(run["problems"])
         self.say(
             f"  round {rnd} {series.label:<22} {run['msgs_per_s']:8.1f} msg/s "
             f"({run['count']} in {run['elapsed_s']:5.1f} s)  "
             f"cpu {run['cpu_ms_per_msg']:6.2f} ms/msg ({run['target_cpu_s'] / run['elapsed_s']:.2f}"
             f" cores)  sink {run['sink_cpu_s'] / run['elapsed_s']:.2f}  client "
-            f"{run['client_cpu_s'] / run['elapsed_s']:.2f}  others {run['other_cores']:.2f} cores  "
+            f"{run['client_cpu_s'] / run['elapsed_s']:.2f}  kernel {run['kernel_cores']:.2f}  "
+            f"others {run['other_cores']:.2f} cores  "
             f"sink +{run['sink_counted']}{extra}{flag}"
         )
 
@@ -905,6 +933,7 @@ def summarize(sets: list[list[Series]]) -> list[dict[str, Any]]:
                 "cpu_ms_per_msg": median(r["cpu_ms_per_msg"] for r in series.runs),
                 "runs_msgs_per_s": [round(r["msgs_per_s"], 1) for r in series.runs],
                 "counts": [r["count"] for r in series.runs],
+                "other_cores": median(r["other_cores"] for r in series.runs),
             }
         rows.append(row)
     return rows
@@ -921,14 +950,22 @@ def print_table(say: Any, rows: list[dict[str, Any]]) -> None:
             f"{_rate(pr['msgs_per_s'])} ({pr['ratio']:.2f}×) |"
         )
     say("")
-    say(
-        "CPU per message (all processes of the hop, median ms): "
-        + "; ".join(
-            f"workers {r['workers']}: Postfix {r['postfix']['cpu_ms_per_msg']:.2f}, "
-            f"relay {r['relay']['cpu_ms_per_msg']:.2f}, "
-            f"protected {r['protected']['cpu_ms_per_msg']:.1f}"
-            for r in rows
+    say("CPU per message (every process of the hop, median ms; less sensitive to a busy machine")
+    say("than msg/s; in brackets the hop's CPU per message over this one, > 1: cheaper):")
+    say("| setup | Postfix relay hop | Sealgate relay path | Sealgate protected path |")
+    say("|---|---|---|---|")
+    for row in rows:
+        pf, rl, pr = (row[k]["cpu_ms_per_msg"] for k in ("postfix", "relay", "protected"))
+        say(
+            f"| `--workers {row['workers']}` | {pf:.2f} ms | {rl:.2f} ({pf / rl:.2f}×) | "
+            f"{pr:.1f} ({pf / pr:.2f}×) |"
         )
+    others = median(
+        row[key]["other_cores"] for row in rows for key in ("postfix", "relay", "protected")
+    )
+    say(
+        f"Other sessions' processes used {others:.2f} cores on median during the runs"
+        + (" -- a busy machine: the figures are noisy" if others > 0.25 else "")
     )
     for row in rows:
         for key in ("relay", "protected"):
