@@ -1,6 +1,6 @@
 """Relay benchmark: Sealgate against a minimal aiosmtpd relay, through the same sink.
 
-    .venv/bin/python bench/relay.py                  # default run (make bench), about 1 minute
+    .venv/bin/python bench/relay.py                  # default run (make bench-relay), ~1 minute
     .venv/bin/python bench/relay.py --workers 2      # Sealgate with 2 workers
     .venv/bin/python bench/relay.py --scaling        # Sealgate workers 1 vs 2, and the ratio
     .venv/bin/python bench/relay.py --json           # machine-readable result on stdout

@@ -353,6 +353,20 @@ class Listeners:
     def sockets(self) -> list[socket.socket]:
         return self.smtp + ([self.portal] if self.portal is not None else [])
 
+    @property
+    def smtp_addresses(self) -> list[config.HostPort]:
+        """The SMTP addresses as bound (the ports the kernel picked for port 0)."""
+        return [config.HostPort(*sock.getsockname()[:2]) for sock in self.smtp]
+
+    @property
+    def portal_address(self) -> config.HostPort:
+        assert self.portal is not None
+        return config.HostPort(*self.portal.getsockname()[:2])
+
+    def portal_url(self, cfg: config.Config) -> str:
+        """The portal's URL in links, as each worker will make it from this socket."""
+        return cfg.portal.url or _local_url(self.portal, cfg.portal.tls_certificate is not None)
+
     def close(self) -> None:
         for sock in self.sockets:
             sock.close()
@@ -694,20 +708,23 @@ async def run_process(
     return 0
 
 
-async def supervise(cfg: config.Config, source: Path, workers: int) -> int:
+async def supervise(
+    cfg: config.Config,
+    source: Path,
+    workers: int,
+    on_bound: Callable[[Listeners], None] | None = None,
+) -> int:
     """Run ``workers`` worker processes on listening sockets bound here and inherited by
-    each of them; restart any that die."""
-    if any(address.port == 0 for address in cfg.smtp.listen):
-        raise config.ConfigError(
-            str(source), ["smtp.listen: several workers need a fixed port, not 0"]
-        )
-    if cfg.portal.enabled and cfg.portal.listen.port == 0:
-        raise config.ConfigError(
-            str(source), ["portal.listen: several workers need a fixed port, not 0"]
-        )
+    each of them; restart any that die.
+
+    Port 0 works: the sockets are bound here, so every worker serves (and, with
+    ``portal.url`` empty, writes links to) the ports the kernel picked; the
+    "supervising" event and ``on_bound`` name them."""
     open_store(cfg.store).close()  # migrate once, before the workers start
     listeners = Listeners.bind(cfg)
     try:
+        if on_bound is not None:
+            on_bound(listeners)
         return await _supervise(cfg, source, workers, listeners)
     finally:
         listeners.close()
@@ -750,7 +767,15 @@ async def _supervise(cfg: config.Config, source: Path, workers: int, listeners: 
                 await asyncio.sleep(1)
 
     tasks = [loop.create_task(worker(slot)) for slot in range(workers)]
-    event(log, logging.INFO, "supervising", workers=workers, pid=os.getpid())
+    event(
+        log,
+        logging.INFO,
+        "supervising",
+        workers=workers,
+        smtp=[str(a) for a in listeners.smtp_addresses],
+        portal=listeners.portal_url(cfg) if listeners.portal is not None else "off",
+        pid=os.getpid(),
+    )
     await stopping.wait()
     forward(signal.SIGTERM)
     listeners.close()  # once the workers close theirs, new connections are refused

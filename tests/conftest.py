@@ -106,7 +106,7 @@ def serve(tmp_path: Path, sink: Sink) -> Iterator[Callable[..., tuple[ServeProce
         port = free_port()
         data = config_data(tmp_path, sink.port, **overrides)
         data["smtp"]["listen"] = f"127.0.0.1:{port}"
-        data["portal"]["listen"] = f"127.0.0.1:{free_port()}"  # --workers need fixed ports
+        data["portal"]["listen"] = f"127.0.0.1:{free_port()}"  # tests read it from the file
         path = write_toml(tmp_path / f"sealgate-{len(started)}.toml", data)
         process = ServeProcess(path, *args)
         started.append(process)

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.support.certs import make_certificates
-from tests.support.gateway import wait_for
+from tests.support.gateway import config_data, wait_for
 from tests.support.portal import Browser, code_in, code_mail
 from tests.support.process import ServeProcess, children_of, free_port, write_toml
 from tests.support.protected import link_in, notifications, protected_message
@@ -149,6 +149,39 @@ def test_a_dead_worker_is_restarted(serve, sink):
         what="a replacement worker",
     )
     assert send(port) == 250
+
+
+def test_workers_on_port_0_serve_and_link_to_the_ports_the_supervisor_bound(tmp_path, sink):
+    data = config_data(tmp_path, sink.port, portal={"url": ""})  # both listen on port 0
+    process = ServeProcess(write_toml(tmp_path / "sealgate.toml", data), "--workers", "2")
+    try:
+        wait_for(
+            lambda: process.log.count(" listening ") == 2, timeout=30, what="two workers listening"
+        )
+        (line,) = [line for line in process.log.splitlines() if " supervising " in line]
+        smtp = json.loads(re.search(r" smtp=(\[[^]]*\])", line).group(1))
+        portal = re.search(r" portal=(\S+)", line).group(1)
+        host, port = smtp[0].rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) != 0
+        assert re.fullmatch(r"http://127\.0\.0\.1:[1-9][0-9]*", portal)
+        assert len(children_of(process.process.pid)) == 2
+        for listening in re.findall(r" listening .*", process.log):  # each worker's
+            assert f"smtp={json.dumps(smtp)}" in listening and f"portal={portal}" in listening
+
+        for _ in range(4):
+            assert send(int(port)) == 250
+        with smtplib.SMTP(host, int(port), timeout=20) as client:
+            client.sendmail("alice@example.org", ["bob@example.net"], protected_message())
+        notice = notifications(sink.messages)["bob@example.net"]
+        assert f"{portal}/m/" in text_of(notice.data)
+        browser = Browser(portal)
+        try:
+            assert all(browser.http.get("/healthz").text == "ok\n" for _ in range(6))
+            assert browser.page(link_in(notice)).status_code == 200
+        finally:
+            browser.close()
+    finally:
+        process.stop()
 
 
 class Dialler(threading.Thread):

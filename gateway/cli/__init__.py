@@ -26,8 +26,7 @@ from gateway.cli.envelope import account, envelope, expire, revoke
 from gateway.cli.policy import policy
 
 if TYPE_CHECKING:
-    from gateway.config import Config
-    from gateway.service import Gateway
+    from gateway.config import Config, HostPort
 
 
 @click.group()
@@ -76,14 +75,24 @@ def serve(
                 service.run_process(cfg, config_path, listeners=listeners, with_outbox=False)
             )
         elif count > 1:
-            _banner(cfg, count, config_path)
-            code = asyncio.run(service.supervise(cfg, config_path, count))
+
+            def bound(listeners: service.Listeners) -> None:
+                portal = None
+                if listeners.portal is not None:
+                    portal = (listeners.portal_address, listeners.portal_url(cfg))
+                _banner(cfg, count, config_path, listeners.smtp_addresses, portal)
+
+            code = asyncio.run(service.supervise(cfg, config_path, count, on_bound=bound))
         else:
-            code = asyncio.run(
-                service.run_process(
-                    cfg, config_path, on_ready=lambda gw: _banner(gw.cfg, 1, config_path, gw)
-                )
-            )
+
+            def ready(gw: service.Gateway) -> None:
+                address = gw.portal_address
+                portal = None
+                if gw.portal is not None and address is not None:
+                    portal = (config.HostPort(*address), gw.portal_url)
+                _banner(gw.cfg, 1, config_path, gw.intake.addresses, portal)
+
+            code = asyncio.run(service.run_process(cfg, config_path, on_ready=ready))
     except config.ConfigError as error:
         for problem in error.problems:
             click.echo(f"{error.source}: {problem}", err=True)
@@ -94,8 +103,15 @@ def serve(
     sys.exit(code)
 
 
-def _banner(cfg: Config, workers: int, config_name: Path, gateway: Gateway | None = None) -> None:
-    listen = gateway.intake.addresses if gateway else cfg.smtp.listen
+def _banner(
+    cfg: Config,
+    workers: int,
+    config_name: Path,
+    listen: list[HostPort],
+    portal: tuple[HostPort, str] | None,
+) -> None:
+    """What runs where, with the addresses as bound (port 0 in the configuration: the
+    ports the kernel picked)."""
     installed = Path(sys.executable).with_name("sealgate")
     command = installed if installed.exists() else "sealgate"
     first = listen[0]
@@ -104,9 +120,8 @@ def _banner(cfg: Config, workers: int, config_name: Path, gateway: Gateway | Non
         "  SMTP intake:  " + ", ".join(str(a) for a in listen),
         f"  upstream:     {cfg.upstream.host}:{cfg.upstream.port} (tls: {cfg.upstream.tls})",
     ]
-    portal = gateway.portal_url if gateway else cfg.portal.url
-    if cfg.portal.enabled:
-        lines.append(f"  portal:       {cfg.portal.listen} (links: {portal or 'its address'})")
+    if portal is not None:
+        lines.append(f"  portal:       {portal[0]} (links: {portal[1]})")
     if cfg.dev_outbox.enabled:
         lines += [
             f"  dev outbox:   {cfg.dev_outbox.listen} -> {cfg.dev_outbox.directory}/",
