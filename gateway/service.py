@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,6 +70,7 @@ from gateway.store.pending import PendingLinks
 from gateway.store.portalstate import PortalState
 
 log = logging.getLogger("sealgate.service")
+_BLOCKING_THREADS = 32  # the default thread pool of each process (see run_process)
 
 
 def load_policy(cfg: config.Config) -> Policy:
@@ -686,6 +688,12 @@ async def run_process(
 ) -> int:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads. A worker serves on ``listeners``,
     its supervisor's sockets."""
+    # The blocking work of every session (sealing, fsync, the database, signing) runs in
+    # the loop's default thread pool, mostly waiting for the disk: asyncio's default of
+    # CPUs + 4 threads (6 here) was saturated by 20 sessions of protected mail.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=_BLOCKING_THREADS, thread_name_prefix="sealgate-io")
+    )
     gateway = Gateway(cfg, source, with_outbox=with_outbox, listeners=listeners)
     await gateway.start()
     if on_ready is not None:
