@@ -25,7 +25,7 @@ Postfix and the sink cannot, they get a port that was free a moment before):
   ``[secure] ...``, which the baseline pack protects; one recipient per message, outside
   (``NNrcpt@example.net``, ``-N``), so each protected message yields one notification.
 
-A measurement waits until every process is idle (the key pool refilled, Postfix's queue empty),
+A measurement waits until every process is idle (Postfix's queue empty, helper processes quiet),
 sends a warm-up, then N messages, and takes the time from starting the client until the sink
 has counted all N (for Postfix, mail is in the sink, not only in its queue). N is chosen so
 that a run lasts about ``--seconds``, from the rate the target showed in its last run.
@@ -158,7 +158,7 @@ def process_role(pid: int) -> str:
         return "?"
     args = [a.decode(errors="replace") for a in argv if a]
     if any("multiprocessing" in a for a in args):
-        return "helper processes (key pool, text extractor)"
+        return "helper processes (text extractor)"
     if "--worker" in args:
         return "worker"
     return "main process" if "serve" in args else " ".join(args)[:60]
@@ -416,7 +416,7 @@ class Hop:
         }
 
     def settle(self, timeout: float = 30) -> bool:
-        """Wait until Postfix, every Sealgate (key pools refilled) and the sink are idle."""
+        """Wait until Postfix, every Sealgate and the sink are idle."""
         roots = [t.root_pid for t in self.targets] + [self.sink.proc.pid if self.sink else 0]
         deadline = time.monotonic() + timeout
         while True:
@@ -517,7 +517,7 @@ class Hop:
         args, target = self.args, series.target
         self.settle()
         states = target.envelope_states()
-        # Protected: enough to use up what each worker's key pool held (steady state).
+        # Protected: as many per worker (format v1 needed it to empty the key pools).
         warmup = args.warmup * max(1, target.workers) if series.protected else args.warmup
         warm = self.send(
             self.source_argv(target.port, warmup, series.protected, args.sessions),
