@@ -501,7 +501,6 @@ class Pipeline:
             queue_id=tx.queue_id,
             recipients=plan.protect + plan.hold,
             idempotency_key=key,
-            sender_account=await self._vault(vault.sender_account(tx.mail_from)),
             retention=self.protecting.retention,
             decisions={r: json.dumps(d.as_dict()) for r, d in plan.decisions.items()},
             access={
@@ -514,22 +513,21 @@ class Pipeline:
         keep_link = None
         holding = self.protecting.holding
         if holding is not None:
-            public = await asyncio.to_thread(holding.public_key)
+            public_key = holding.public_key
 
-            def keep_link(link: Link) -> bytes:
-                return seal_link(public, link)
+            def keep_link(link: Link) -> bytes:  # called in the vault's thread
+                return seal_link(public_key(), link)
 
-        sealed = await self._vault(vault.seal(request, supersede=supersede, keep_link=keep_link))
-        if original.message_id:  # answers to this message stay protected (protected_thread)
-            await self._vault(
-                asyncio.to_thread(
-                    self.protecting.state.threads.add_thread,
-                    [original.message_id],
-                    sealed.envelope_id,
-                    sealed.record.created_at,
-                )
+        return await self._vault(
+            vault.seal(
+                request,
+                supersede=supersede,
+                keep_link=keep_link,
+                with_sender_account=True,
+                # Answers to this message stay protected (policy: protected_thread).
+                remember_thread=True,
             )
-        return sealed
+        )
 
     async def _resumed(
         self, existing: EnvelopeRecord, plan: Plan

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from gateway.envelope.keys import Link
 from gateway.envelope.seal import SealedEnvelope, Sealer, SealRequest
 from gateway.logsetup import event
-from gateway.store import AccountRecord, EnvelopeRecord, Store
+from gateway.store import EnvelopeRecord, Store
 
 log = logging.getLogger("sealgate.vault")
 
@@ -31,39 +32,55 @@ class Vault:
     async def find_live(self, idempotency_key: str) -> EnvelopeRecord | None:
         return await asyncio.to_thread(self.store.find_live, idempotency_key)
 
-    async def sender_account(self, address: str) -> AccountRecord | None:
-        if not address:
-            return None
-        return await asyncio.to_thread(self.store.get_account, address)
-
     async def seal(
         self,
         request: SealRequest,
         *,
         supersede: str | None,
         keep_link: Callable[[Link], bytes] | None = None,
+        with_sender_account: bool = False,
+        remember_thread: bool = False,
     ) -> SealedEnvelope:
         """Seal and commit; ``supersede`` names an unfinished earlier attempt to shred.
 
-        ``keep_link`` seals a reader's link to the reply key: the links are then
-        committed with the envelope and kept until the message is settled, so that
-        a retry can finish what an attempt left owed (gateway.store.pending).
+        All in one worker thread, so that a message costs the event loop one hop:
+        ``with_sender_account`` looks the sender's account up first (K is wrapped to
+        it too); ``keep_link`` seals a reader's link to the reply key, and the links
+        are committed with the envelope and kept until the message is settled, so that
+        a retry can finish what an attempt left owed (gateway.store.pending);
+        ``remember_thread`` records the message's Message-ID as protected in the same
+        commit (answers to it stay protected).
         """
-        return await asyncio.to_thread(self._seal_and_commit, request, supersede, keep_link)
+        return await asyncio.to_thread(
+            self._seal_and_commit,
+            request,
+            supersede,
+            keep_link,
+            with_sender_account,
+            remember_thread,
+        )
 
     def _seal_and_commit(
         self,
         request: SealRequest,
         supersede: str | None,
         keep_link: Callable[[Link], bytes] | None,
+        with_sender_account: bool,
+        remember_thread: bool,
     ) -> SealedEnvelope:
+        if with_sender_account and request.sender:
+            request = replace(request, sender_account=self.store.get_account(request.sender))
         sealed = self._sealer.seal(request)
         pending = {}
         if keep_link is not None:
             pending = {grant.reader_id: keep_link(grant.link) for grant in sealed.grants}
         try:
             self.store.commit_envelope(
-                sealed.record, supersede=supersede, decisions=request.decisions, pending=pending
+                sealed.record,
+                supersede=supersede,
+                decisions=request.decisions,
+                pending=pending,
+                remember_thread=remember_thread,
             )
         except BaseException:
             self.store.blobs.delete_envelope(sealed.envelope_id)

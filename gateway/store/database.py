@@ -74,6 +74,7 @@ from gateway.store.records import (
     ReaderRecord,
 )
 from gateway.store.schema import accounts, envelopes, events, parts, pending_links, readers
+from gateway.store.threads import record_thread
 
 log = logging.getLogger("sealgate.store")
 
@@ -171,6 +172,7 @@ class Store:
         supersede: str | None = None,
         decisions: Mapping[str, str] | None = None,
         pending: Mapping[str, bytes] | None = None,
+        remember_thread: bool = False,
     ) -> None:
         """Record a sealed envelope, its parts and readers, in one transaction.
 
@@ -181,7 +183,9 @@ class Store:
         counts only) are kept with the envelope as "decided" events. ``pending``
         (reader id -> link sealed to the reply key) are the links owed until the
         message is settled (gateway.store.pending): kept in the same commit, so
-        no crash leaves an envelope whose links exist nowhere.
+        no crash leaves an envelope whose links exist nowhere. ``remember_thread``
+        records the envelope's Message-ID as a protected conversation
+        (gateway.store.threads) in the same commit.
         """
         _check_new(envelope)
         envelope_id = envelope.envelope_id
@@ -235,6 +239,8 @@ class Store:
                 append_event(
                     conn, "decided", envelope_id=envelope_id, address=address, detail=record
                 )
+            if remember_thread and envelope.message_id:
+                record_thread(conn, [envelope.message_id], envelope_id, envelope.created_at)
         if superseded and supersede is not None:
             self._delete_blobs(supersede)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
-from gateway.store.database import Store
 from gateway.store.schema import envelopes, threads
+
+if TYPE_CHECKING:
+    from gateway.store.database import Store
 
 
 def message_id_hash(message_id: str) -> bytes:
@@ -23,17 +26,10 @@ class Threads:
 
     def add_thread(self, message_ids: list[str], envelope_id: str, now: datetime) -> None:
         """Remember Message-IDs of a protected conversation (hashed)."""
-        hashes = {message_id_hash(m) for m in message_ids if m}
-        if not hashes:
+        if not any(message_ids):
             return
         with self.store.transaction(f"recording the thread of {envelope_id}", write=True) as conn:
-            known = _known(conn, hashes)
-            new = [
-                {"message_id_hash": h, "envelope_id": envelope_id, "created_at": now}
-                for h in hashes - known
-            ]
-            if new:
-                conn.execute(insert(threads), new)
+            record_thread(conn, message_ids, envelope_id, now)
 
     def protected_elsewhere(self, message_id: str, transaction_key: str) -> bool:
         """Whether Sealgate protected a message with this Message-ID in another transaction.
@@ -63,6 +59,19 @@ class Threads:
             return False
         with self.store.transaction("looking up a thread", write=False) as conn:
             return bool(_known(conn, hashes))
+
+
+def record_thread(
+    conn: Connection, message_ids: list[str], envelope_id: str, now: datetime
+) -> None:
+    """Within ``conn``'s transaction: remember these Message-IDs (hashed) as protected."""
+    hashes = {message_id_hash(m) for m in message_ids if m}
+    new = [
+        {"message_id_hash": h, "envelope_id": envelope_id, "created_at": now}
+        for h in hashes - _known(conn, hashes)
+    ]
+    if new:
+        conn.execute(insert(threads), new)
 
 
 def _known(conn: Connection, hashes: set[bytes]) -> set[bytes]:
