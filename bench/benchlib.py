@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -76,6 +77,16 @@ async def loop_gaps(work: Callable[[], Awaitable[Any]]) -> dict[str, float]:
         "p99_gap_ms": percentile(gaps, 99) * 1000,
         "gaps_over_10ms": sum(1 for g in gaps if g > 0.010),
     }
+
+
+def memory(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of ``pid`` in bytes: its resident memory now, and at its peak."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) * 1024
+    return found["VmRSS"], found["VmHWM"]
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], timeout: float) -> None:

@@ -57,7 +57,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchlib import median, run_interruptibly  # noqa: E402
+from benchlib import median, memory, run_interruptibly  # noqa: E402
 from relay import (  # noqa: E402
     HOST,
     SMTP_SINK,
@@ -160,16 +160,6 @@ def cpu_used(pid: int, before: dict[int, float]) -> float:
     """CPU seconds ``pid`` and its children used since ``before`` (Postfix: its master's
     daemons; Sealgate: the server, its workers and helpers)."""
     return sum(used - before.get(p, 0.0) for p, used in process_tree_cpu(pid).items())
-
-
-def status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of ``pid`` in bytes."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            values[name] = int(rest.split()[0]) * 1024
-    return values
 
 
 def sealgate_config(workdir: Path, port: int, sink_port: int, size: int) -> Path:
@@ -285,14 +275,14 @@ class Bench:
         wire = numbered(wire, self.sent)
         pid = self.serving_pid()
         Path(f"/proc/{pid}/clear_refs").write_text("5")
-        rss = status(pid)["VmRSS"]
+        rss = memory(pid)[0]
         before = self.sink.counter
         cpu = process_tree_cpu(self.sealgate.proc.pid)
         started = time.perf_counter()
         answered = send(self.sealgate_port, wire)
         wait_counted(self.sink, before + 1)
         end_to_end = time.perf_counter() - started
-        peak = status(pid)["VmHWM"]
+        peak = memory(pid)[1]
         return {
             "answered_s": answered,
             "end_to_end_s": end_to_end,

@@ -59,7 +59,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from benchlib import median, percentile, run_interruptibly
+from benchlib import median, memory, percentile, run_interruptibly
 from relay import Managed, sealgate_command
 
 HERE = Path(__file__).resolve()
@@ -162,16 +162,6 @@ def process_role(pid: int) -> str:
     if "--worker" in args:
         return "worker"
     return "main process" if "serve" in args else " ".join(args)[:60]
-
-
-def rss(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of ``pid`` in bytes."""
-    found = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            found[key] = int(value.split()[0]) * 1024
-    return found["VmRSS"], found["VmHWM"]
 
 
 def reset_peak(pid: int) -> None:
@@ -752,12 +742,12 @@ class Hop:
         states = target.envelope_states()
         if target.proc is not None:
             reset_peak(target.root_pid)
-            rss_before = rss(target.root_pid)[0]
+            rss_before = memory(target.root_pid)[0]
         run = self.send(argv, target, 1, 600)
         run["mb_per_s"] = wire / run["elapsed_s"] / 1e6
         run["verified"] = run["client_exit"] == 0 and run["sink_counted"] == 1
         if target.proc is not None:
-            run["rss_before"], run["rss_peak"] = rss_before, rss(target.root_pid)[1]
+            run["rss_before"], run["rss_peak"] = rss_before, memory(target.root_pid)[1]
             run["growth_x"] = (run["rss_peak"] - rss_before) / wire
             delivered = target.envelope_states().get("delivered", 0) - states.get("delivered", 0)
             run["verified"] = run["verified"] and delivered == 1

@@ -89,6 +89,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.postfix import Postfix, free_ports, group_alive  # noqa: E402
+from tests.support.process import children_of  # noqa: E402
 
 HOST = "127.0.0.1"
 QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]+)")
@@ -220,20 +221,6 @@ def submit(client: smtplib.SMTP, submission: Submission, data: bytes) -> str:
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-                found.append(int(entry))
-    return found
 
 
 def greets(port: int) -> bool:
