@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import TypeVar, overload
 
 from gateway.envelope.keys import Link
 from gateway.envelope.reply import seal_link
@@ -423,20 +423,21 @@ class Pipeline:
         a message that was wholly delivered is answered 250 without sending
         anything.
         """
-        vault = self.protecting.vault
         key = await self._hashed(tx)
-        existing = await self._vault(vault.find_live(key))
-        if existing is not None and existing.state == "delivered":
-            reply = SMTPReply(250, "2.0.0", f"Ok: already delivered as {existing.envelope_id}")
-            return Result(reply, Outcome.DUPLICATE, envelope_id=existing.envelope_id)
         original = Original.of(tx.mail_from, tx.data)
-        resumed = await self._resumed(existing, plan) if existing is not None else None
-        if resumed is not None:
-            sealed, progress, plan = resumed
-        else:
-            supersede = existing.envelope_id if existing is not None else None
-            sealed = await self._seal(tx, plan, key, original, supersede)
-            progress = Progress()
+        first = await self._seal(tx, plan, key, original, None)
+        progress = Progress()
+        if isinstance(first, SealedEnvelope):
+            sealed = first
+        elif first.state == "delivered":
+            reply = SMTPReply(250, "2.0.0", f"Ok: already delivered as {first.envelope_id}")
+            return Result(reply, Outcome.DUPLICATE, envelope_id=first.envelope_id)
+        else:  # a retry of an unsettled attempt
+            resumed = await self._resumed(first, plan)
+            if resumed is not None:
+                sealed, progress, plan = resumed
+            else:
+                sealed = await self._seal(tx, plan, key, original, first.envelope_id)
         async with contextlib.AsyncExitStack() as stack:
             # A copy of the whole message (and a DKIM hash over it): only when relaying.
             relayed = (
@@ -450,12 +451,19 @@ class Pipeline:
             # Held ones first: a failure there defers the message before anyone was told.
             held = await self._hold(tx, sealed, progress, plan, original)
             grants = [g for g in sealed.grants if g.address in plan.protect]
-            sent, refused_now = await self._notify(tx, grants, sealed, original)
-            refused = {**plan.refused, **_refusals(progress), **refused, **refused_now}
+            # When the last notification is all the message still owes, its record goes
+            # into the transaction that settles the message (one commit fewer).
+            refused = {**plan.refused, **_refusals(progress), **refused}
+            settle_with_last = relay is None and not refused
+            sent, refused_now, unrecorded = await self._notify(
+                tx, grants, sealed, original, settle_with_last
+            )
+            refused = {**refused, **refused_now}
             notified = held + len(progress.notified) + sent
             if not notified:
                 # No guest can ever reach this envelope: shred it now.
-                await self._vault(vault.discard(sealed.envelope_id, "every reader refused"))
+                discard = self.protecting.vault.discard(sealed.envelope_id, "every reader refused")
+                await self._vault(discard)
             if relay is None and not notified:
                 address, reply = next(iter(refused.items()))
                 raise PermanentError(
@@ -466,7 +474,7 @@ class Pipeline:
             upstream_reply = None
             if relay is not None:
                 upstream_reply = await relay.send_data(relayed)
-        await self._settle(sealed.envelope_id)
+        await self._settle(sealed.envelope_id, unrecorded)
         if notified and self.protecting.receipt is not None and tx.mail_from:
             weak_code = any(f.weak_access_code and not f.missing for f in plan.factors.values())
             await self._receipt(tx, sealed, original, {*refused, *plan.hold}, weak_code)
@@ -480,6 +488,16 @@ class Pipeline:
             protected=notified,
         )
 
+    @overload
+    async def _seal(
+        self, tx: Transaction, plan: Plan, key: str, original: Original, supersede: None
+    ) -> SealedEnvelope | EnvelopeRecord: ...
+
+    @overload
+    async def _seal(
+        self, tx: Transaction, plan: Plan, key: str, original: Original, supersede: str
+    ) -> SealedEnvelope: ...
+
     async def _seal(
         self,
         tx: Transaction,
@@ -487,9 +505,14 @@ class Pipeline:
         key: str,
         original: Original,
         supersede: str | None,
-    ) -> SealedEnvelope:
+    ) -> SealedEnvelope | EnvelopeRecord:
         """Seal and commit a new envelope with its links kept until settled (when there is
-        a reply key to keep them under), and remember its thread."""
+        a reply key to keep them under), and remember its thread.
+
+        Without ``supersede`` (a first attempt, as far as the pipeline knows), a live
+        envelope of an earlier attempt is returned instead of sealing: see
+        :meth:`_protect`. With it, that unfinished attempt is shredded in the commit.
+        """
         vault = self.protecting.vault
         request = SealRequest(
             # What is sealed loses the subject tags too (only sealed copies: the subject
@@ -518,13 +541,19 @@ class Pipeline:
             def keep_link(link: Link) -> bytes:  # called in the vault's thread
                 return seal_link(public_key(), link)
 
+        # Answers to this message stay protected (policy: protected_thread).
+        if supersede is None:
+            return await self._vault(
+                vault.seal_unless_live(
+                    request, keep_link=keep_link, with_sender_account=True, remember_thread=True
+                )
+            )
         return await self._vault(
             vault.seal(
                 request,
                 supersede=supersede,
                 keep_link=keep_link,
                 with_sender_account=True,
-                # Answers to this message stay protected (policy: protected_thread).
                 remember_thread=True,
             )
         )
@@ -576,25 +605,37 @@ class Pipeline:
             return None, dict.fromkeys(recipients, error.reply)
         return transaction, dict(transaction.refused)
 
-    async def _settle(self, envelope_id: str) -> None:
-        """Mark the envelope delivered; everything went out, so a failure here is only logged.
+    async def _settle(self, envelope_id: str, unrecorded: Grant | None) -> None:
+        """Mark the envelope delivered, with the notification of ``unrecorded`` (the last
+        one, not recorded yet); everything went out, so a failure here is only logged.
 
         Answering 451 now would make the MTA send everything again. The
-        envelope stays "sealed", which readers cannot tell from "delivered".
+        envelope stays "sealed", which readers cannot tell from "delivered"; a
+        retry sends an unrecorded reader the same link once more (as when
+        :meth:`_record_reader` fails).
         """
+        last = None if unrecorded is None else (unrecorded.reader_id, unrecorded.address)
         try:
-            await self.protecting.vault.mark_delivered(envelope_id)
+            await self.protecting.vault.mark_delivered(envelope_id, last)
         except StoreError as error:
             event(log, logging.WARNING, "could not mark delivered", envelope=envelope_id,
                   error=str(error))  # fmt: skip
 
     async def _notify(
-        self, tx: Transaction, grants: list[Grant], sealed: SealedEnvelope, original: Original
-    ) -> tuple[int, dict[str, SMTPReply]]:
-        """Send these guest readers their link: how many were accepted, and the recipients
-        the upstream refused. Each outcome is recorded, so that a retry does not repeat it."""
+        self,
+        tx: Transaction,
+        grants: list[Grant],
+        sealed: SealedEnvelope,
+        original: Original,
+        settle_with_last: bool = False,
+    ) -> tuple[int, dict[str, SMTPReply], Grant | None]:
+        """Send these guest readers their link: how many were accepted, the recipients the
+        upstream refused, and the reader whose notification is left for :meth:`_settle`
+        to record. Each outcome is recorded, so that a retry does not repeat it; with
+        ``settle_with_last`` (nothing else is owed after the notifications), the last
+        one is left unrecorded if it was accepted and nobody was refused."""
         sent, refused = 0, {}
-        for grant in grants:
+        for position, grant in enumerate(grants, 1):
             try:
                 # Rendering and DKIM signing (about 1.4 ms, RSA without the GIL) run in a
                 # worker thread, so that the event loop serves the other sessions meanwhile.
@@ -610,8 +651,10 @@ class Pipeline:
                     refused[grant.address] = error.reply
                 else:
                     sent += 1
+            if settle_with_last and position == len(grants) and not refused:
+                return sent, refused, grant
             await self._record_reader(sealed.envelope_id, grant, refused.get(grant.address))
-        return sent, refused
+        return sent, refused, None
 
     def _notification(self, original: Original, grant: Grant, expires: datetime) -> bytes:
         """One reader's notification, signed and loop-marked; ValueError for an address

@@ -293,7 +293,7 @@ def test_a_store_fault_after_everything_went_out_still_answers_250(gateway, sink
     """Answering 451 then would make the MTA send every notification again."""
     store = store_of(gateway)
 
-    def unavailable(envelope_id):
+    def unavailable(envelope_id, last_notified=None):
         raise TemporaryStoreError("database is locked")
 
     monkeypatch.setattr(store, "mark_delivered", unavailable)

@@ -36,6 +36,7 @@ from gateway.store import (
     StoreError,
     TemporaryStoreError,
 )
+from gateway.store.pending import PendingLinks
 from gateway.store.schema import events as events_table
 from gateway.store.schema import metadata
 from tests.support.postgres import PostgresCluster
@@ -180,6 +181,41 @@ def test_mark_delivered(store: Store) -> None:
     store.shred(envelope.envelope_id, "revoked")
     with pytest.raises(StoreError, match="revoked"):
         store.mark_delivered(envelope.envelope_id)
+
+
+def test_mark_delivered_records_the_last_notification_in_the_same_commit(store: Store) -> None:
+    envelope = make_envelope()
+    write_blobs(store, envelope)
+    first, last = envelope.readers[:2]
+    kept = {first.reader_id: b"kept link 1", last.reader_id: b"kept link 2"}
+    store.commit_envelope(envelope, pending=kept)
+    pending = PendingLinks(store)
+    pending.notified(envelope.envelope_id, first.reader_id, first.address)
+
+    store.mark_delivered(envelope.envelope_id, last_notified=(last.reader_id, last.address))
+
+    trail = [(e.kind, e.reader_id) for e in store.events(envelope.envelope_id)]
+    assert trail == [
+        ("sealed", None),
+        ("reader-notified", first.reader_id),
+        ("reader-notified", last.reader_id),
+        ("notified", None),
+    ]
+    progress = pending.progress(envelope.envelope_id)
+    assert progress.owed == {}  # no kept link outlives the settled message
+    assert progress.notified == {first.reader_id, last.reader_id}
+
+
+def test_the_last_notification_is_recorded_even_if_the_envelope_ended_meanwhile(
+    store: Store,
+) -> None:
+    envelope = seal(store)
+    reader = envelope.readers[0]
+    store.shred(envelope.envelope_id, "revoked")
+    with pytest.raises(StoreError, match="revoked"):
+        store.mark_delivered(envelope.envelope_id, last_notified=(reader.reader_id, "b@x.test"))
+    kinds = [e.kind for e in store.events(envelope.envelope_id)]
+    assert kinds == ["sealed", "revoked", "reader-notified"]
 
 
 def test_list_is_newest_first_and_filters_by_state(store: Store) -> None:

@@ -10,6 +10,7 @@ in between leaves only orphaned blobs, which :meth:`Vault.sweep` removes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,9 +29,6 @@ class Vault:
         self.store = store
         self.orphan_age = orphan_age
         self._sealer = Sealer(store.blobs)
-
-    async def find_live(self, idempotency_key: str) -> EnvelopeRecord | None:
-        return await asyncio.to_thread(self.store.find_live, idempotency_key)
 
     async def seal(
         self,
@@ -60,6 +58,28 @@ class Vault:
             remember_thread,
         )
 
+    async def seal_unless_live(
+        self,
+        request: SealRequest,
+        *,
+        keep_link: Callable[[Link], bytes] | None = None,
+        with_sender_account: bool = False,
+        remember_thread: bool = False,
+    ) -> SealedEnvelope | EnvelopeRecord:
+        """As :meth:`seal`, unless a live envelope has the request's idempotency key
+        already (a retry): then that envelope, and nothing is sealed. One hop for
+        the lookup and the seal that usually follows it."""
+
+        def seal_unless_live() -> SealedEnvelope | EnvelopeRecord:
+            existing = self.store.find_live(request.idempotency_key)
+            if existing is not None:
+                return existing
+            return self._seal_and_commit(
+                request, None, keep_link, with_sender_account, remember_thread
+            )
+
+        return await asyncio.to_thread(seal_unless_live)
+
     def _seal_and_commit(
         self,
         request: SealRequest,
@@ -87,8 +107,12 @@ class Vault:
             raise
         return sealed
 
-    async def mark_delivered(self, envelope_id: str) -> None:
-        await asyncio.to_thread(self.store.mark_delivered, envelope_id)
+    async def mark_delivered(
+        self, envelope_id: str, last_notified: tuple[str, str] | None = None
+    ) -> None:
+        await asyncio.to_thread(
+            functools.partial(self.store.mark_delivered, envelope_id, last_notified=last_notified)
+        )
 
     async def discard(self, envelope_id: str, reason: str) -> None:
         """Shred an envelope no reader will ever reach (every notification refused)."""

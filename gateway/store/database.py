@@ -229,24 +229,37 @@ class Store:
                         for reader_id, link in pending.items()
                     ],
                 )
-            append_event(
+            detail = f"parts={len(envelope.parts)} readers={len(envelope.readers)}"
+            append_events(
                 conn,
-                "sealed",
-                envelope_id=envelope_id,
-                detail=f"parts={len(envelope.parts)} readers={len(envelope.readers)}",
+                [
+                    event_row("sealed", envelope_id, detail=detail),
+                    *(
+                        event_row("decided", envelope_id, address=address, detail=record)
+                        for address, record in (decisions or {}).items()
+                    ),
+                ],
             )
-            for address, record in (decisions or {}).items():
-                append_event(
-                    conn, "decided", envelope_id=envelope_id, address=address, detail=record
-                )
             if remember_thread and envelope.message_id:
                 record_thread(conn, [envelope.message_id], envelope_id, envelope.created_at)
         if superseded and supersede is not None:
             self._delete_blobs(supersede)
 
-    def mark_delivered(self, envelope_id: str) -> None:
-        """sealed -> delivered once the notifications are out; repeating it changes nothing."""
+    def mark_delivered(
+        self, envelope_id: str, *, last_notified: tuple[str, str] | None = None
+    ) -> None:
+        """sealed -> delivered once the notifications are out; repeating it changes nothing.
+
+        ``last_notified`` (reader id, address): the reader whose notification was the
+        last thing the message owed, recorded in this transaction rather than one of
+        its own (what ``PendingLinks.notified`` records: the event; its kept link goes
+        with the others).
+        """
         with self._transaction(f"marking {envelope_id} delivered", write=True) as conn:
+            trail = []
+            if last_notified is not None:
+                reader_id, address = last_notified
+                trail.append(event_row("reader-notified", envelope_id, reader_id, address))
             changed = conn.execute(
                 update(envelopes)
                 .where(envelopes.c.envelope_id == envelope_id, envelopes.c.state == "sealed")
@@ -256,8 +269,10 @@ class Store:
                 # Settled: the links kept for a retry go (gateway.store.pending).
                 kept = pending_links.c.envelope_id == envelope_id
                 conn.execute(delete(pending_links).where(kept))
-                append_event(conn, "notified", envelope_id=envelope_id)
+                append_events(conn, [*trail, event_row("notified", envelope_id)])
                 return
+            if trail:  # ended meanwhile (revoked): its links went with it
+                append_events(conn, trail)
             state = conn.scalar(
                 select(envelopes.c.state).where(envelopes.c.envelope_id == envelope_id)
             )
@@ -678,16 +693,30 @@ def append_event(
     address: str | None = None,
     detail: str = "",
 ) -> None:
+    append_events(conn, [event_row(kind, envelope_id, reader_id, address, detail)])
+
+
+def event_row(
+    kind: str,
+    envelope_id: str | None = None,
+    reader_id: str | None = None,
+    address: str | None = None,
+    detail: str = "",
+) -> dict[str, object]:
+    """One row of the audit trail, for :func:`append_events`."""
     if not _EVENT_KIND.fullmatch(kind):
         raise ValueError(f"not an event kind: {kind!r}")
-    conn.execute(
-        insert(events),
-        {
-            "at": datetime.now(UTC),
-            "kind": kind,
-            "envelope_id": envelope_id,
-            "reader_id": reader_id,
-            "address": address,
-            "detail": detail,
-        },
-    )
+    return {
+        "at": datetime.now(UTC),
+        "kind": kind,
+        "envelope_id": envelope_id,
+        "reader_id": reader_id,
+        "address": address,
+        "detail": detail,
+    }
+
+
+def append_events(conn: Connection, rows: list[dict[str, object]]) -> None:
+    """Within ``conn``'s transaction: these events, in one statement (the protected path
+    writes several at once)."""
+    conn.execute(insert(events), rows)

@@ -6,7 +6,9 @@ import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from gateway.store.schema import envelopes, threads
@@ -65,13 +67,15 @@ def record_thread(
     conn: Connection, message_ids: list[str], envelope_id: str, now: datetime
 ) -> None:
     """Within ``conn``'s transaction: remember these Message-IDs (hashed) as protected."""
-    hashes = {message_id_hash(m) for m in message_ids if m}
-    new = [
-        {"message_id_hash": h, "envelope_id": envelope_id, "created_at": now}
-        for h in hashes - _known(conn, hashes)
-    ]
-    if new:
-        conn.execute(insert(threads), new)
+    hashes = sorted({message_id_hash(m) for m in message_ids if m})
+    if not hashes:
+        return
+    # The first envelope of a conversation stays its record: known ones are left alone.
+    insert_ = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(
+        insert_(threads).on_conflict_do_nothing(index_elements=[threads.c.message_id_hash]),
+        [{"message_id_hash": h, "envelope_id": envelope_id, "created_at": now} for h in hashes],
+    )
 
 
 def _known(conn: Connection, hashes: set[bytes]) -> set[bytes]:
