@@ -9,6 +9,7 @@ prepends new fields.
 
 from __future__ import annotations
 
+import functools
 import re
 
 CRLF = b"\r\n"
@@ -26,6 +27,22 @@ def header_block(data: bytes) -> bytes:
 
 def fields(header: bytes) -> list[tuple[str, bytes, int]]:
     """(lower-case name, raw unfolded value, offset of the field) for each header field."""
+    if len(header) <= _REMEMBERED_HEADER:
+        return list(_remembered_fields(header))
+    return _parse_fields(header)
+
+
+# Several modules read the same message's header one field at a time (the notification
+# alone asks for five), so recent headers' fields are kept: equal bytes, equal fields.
+_REMEMBERED_HEADER = 16_384
+
+
+@functools.lru_cache(maxsize=64)
+def _remembered_fields(header: bytes) -> tuple[tuple[str, bytes, int], ...]:
+    return tuple(_parse_fields(header))
+
+
+def _parse_fields(header: bytes) -> list[tuple[str, bytes, int]]:
     return [
         (m.group(1).decode("ascii").lower(), _unfold(m.group(2)), m.start())
         for m in _FIELD.finditer(header)
