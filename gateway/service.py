@@ -42,7 +42,7 @@ from gateway import config, devoutbox, logsetup
 from gateway.envelope.reply import ReplyKey
 from gateway.envelope.vault import Vault
 from gateway.installsecret import Secrets
-from gateway.intake.listener import IntakeServer
+from gateway.intake.listener import SHARED_BACKLOG, IntakeServer
 from gateway.logsetup import event
 from gateway.mailauth.dkimsign import DKIMKeyError, Signer, SigningKey
 from gateway.mailauth.dns import Resolver
@@ -637,7 +637,7 @@ def _bind_smtp(addresses: Sequence[config.HostPort]) -> list[socket.socket]:
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(sockaddr)
-                sock.listen(128)
+                sock.listen(SHARED_BACKLOG)
                 sock.setblocking(False)
         except OSError as error:
             for sock in bound:

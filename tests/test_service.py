@@ -224,6 +224,25 @@ def accepted_by(pid: int) -> set[int]:
     return ports
 
 
+def test_a_burst_of_connections_is_spread_over_the_workers(serve):
+    """An MTA opens its connection cache at once: every worker gets a share (asyncio alone
+    let the first worker to wake accept the whole burst, 19 or 20 of 20)."""
+    process, port, _ = serve("--workers", "2")
+    supervisor = process.process.pid
+    wait_for(lambda: len(children_of(supervisor)) == 2, what="two workers")
+    workers = children_of(supervisor)
+    wait_for(lambda: all(f"pid={pid}" in process.log for pid in workers), what="listening")
+    connections = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(20)]
+    try:
+        assert all(c.recv(4) == b"220 " for c in connections)
+        shares = sorted(len(accepted_by(pid) - {0}) for pid in workers)  # 0: listening
+    finally:
+        for connection in connections:
+            connection.close()
+    assert sum(shares) == 20
+    assert shares[0] >= 3, shares
+
+
 def test_no_connection_is_refused_or_lost_while_workers_are_killed(serve):
     """A worker that hangs and is killed takes with it only the sessions it had accepted:
     connections waiting to be accepted, and new ones, are served by the other worker."""

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gateway import config
 from gateway.intake.access import Credentials
@@ -49,7 +49,7 @@ class IntakeServer:
         loop = asyncio.get_running_loop()
         if sockets:
             for sock in sockets:
-                self._servers.append(await loop.create_server(self._protocol, sock=sock))
+                self._servers.append(await _serve_shared(loop, self._protocol, sock))
             return self.addresses
         for address in self.settings.listen:
             server = await loop.create_server(
@@ -91,3 +91,25 @@ class IntakeServer:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+
+
+# The listen queue of a socket shared by the workers (as the supervisor binds it).
+SHARED_BACKLOG = 128
+
+
+async def _serve_shared(
+    loop: asyncio.AbstractEventLoop, protocol: Callable[[], asyncio.Protocol], sock: socket.socket
+) -> asyncio.Server:
+    """Serve a listening socket that other workers serve too, one accept per wakeup.
+
+    Every worker waits on the same socket and the kernel wakes them all. asyncio
+    accepts up to ``backlog`` queued connections per wakeup, so the worker that
+    wakes first took nearly all of a burst (an MTA opening its connection cache:
+    19 of 20 in bench/hop.py), and the others idled. Accepting one at a time lets
+    the next connection go to whichever worker is free first, which also steers
+    new connections away from a busy one. asyncio uses ``backlog`` both for the
+    accept count and for ``listen()``, so the socket's queue is set back at once.
+    """
+    server = await loop.create_server(protocol, sock=sock, backlog=1)
+    sock.listen(SHARED_BACKLOG)
+    return server
