@@ -216,6 +216,7 @@ SAMPLE: dict[str, list[dict[str, Any]]] = {
             "method": None,
             "created_at": NOW,
             "expires_at": NOW + timedelta(hours=1),
+            "last_seen_at": None,
         },
         {
             "token_hash": hashlib.sha256(b"device-token").digest(),
@@ -225,7 +226,28 @@ SAMPLE: dict[str, list[dict[str, Any]]] = {
             "method": "email",
             "created_at": NOW,
             "expires_at": NOW + timedelta(days=30),
+            "last_seen_at": None,
         },
+        {
+            "token_hash": hashlib.sha256(b"account-token").digest(),
+            "kind": "account",
+            "reader_id": None,
+            "address": "alice@example.org",
+            "method": "totp",
+            "created_at": NOW - timedelta(minutes=20),
+            "expires_at": NOW + timedelta(hours=12),
+            "last_seen_at": NOW - timedelta(minutes=2),
+        },
+    ],
+    "account_factors": [
+        {
+            "address": "alice@example.org",
+            "kind": "totp",
+            "secret": os.urandom(49),
+            "last_step": 59_000_000,
+            "created_at": NOW - timedelta(days=80),
+            "last_used_at": NOW - timedelta(days=1),
+        }
     ],
     "replies": [
         {

@@ -495,7 +495,7 @@ def test_migrate_is_idempotent_and_matches_the_metadata(store: Store) -> None:
 
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
-        assert MigrationContext.configure(conn).get_current_revision() == "0005"
+        assert MigrationContext.configure(conn).get_current_revision() == "0006"
     assert store.get(envelope.envelope_id) == envelope
 
 

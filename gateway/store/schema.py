@@ -200,13 +200,39 @@ sessions = Table(
     "sessions",
     metadata,
     Column("token_hash", LargeBinary(32), primary_key=True),
-    Column("kind", String(16), nullable=False),  # "session" (one reader) | "device" (an address)
+    Column("kind", String(16), nullable=False),  # "session" (a reader), "device", "account"
     Column("reader_id", String(32), nullable=True),
     Column("address", Text(), nullable=True),
     Column("method", String(16), nullable=True),  # the second factor a device proved
     Column("created_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=True),  # account sessions: idle timeout
     Index("ix_sessions_expires_at", "expires_at"),
+)
+
+# An account's second factors. TOTP: the seed sealed under the installation's TOTP key
+# (gateway.identity.totp), and the last time step used, so that no code works twice.
+account_factors = Table(
+    "account_factors",
+    metadata,
+    Column(
+        "factor_id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column(
+        "address",
+        Text(),
+        ForeignKey("accounts.address", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("kind", String(16), nullable=False),  # "totp"
+    Column("secret", LargeBinary(), nullable=False),
+    Column("last_step", BigInteger(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Index("ix_account_factors_address", "address"),
 )
 
 replies = Table(
