@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect, select
@@ -38,9 +37,9 @@ from gateway.store import (
 )
 from gateway.store.pending import PendingLinks
 from gateway.store.schema import events as events_table
-from gateway.store.schema import metadata
 from tests.support.postgres import PostgresCluster
 from tests.support.process import free_port
+from tests.support.schema import schema_differences
 
 NOW = datetime(2025, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -494,7 +493,7 @@ def test_migrate_is_idempotent_and_matches_the_metadata(store: Store) -> None:
     store.migrate()
 
     with store.engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert schema_differences(conn) == []
         assert MigrationContext.configure(conn).get_current_revision() == "0006"
     assert store.get(envelope.envelope_id) == envelope
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     text,
 )
 
@@ -159,6 +160,9 @@ accounts = Table(
     Column("public_key", LargeBinary(), nullable=False),
     Column("encrypted_private_key", LargeBinary(), nullable=False),
 )
+
+# An account's inbox: the messages sealed for its address, whatever the case it was written in.
+Index("ix_readers_address", func.lower(readers.c.address))
 
 # The portal's short-lived state: one-time codes, throttles, sessions, queued replies and
 # the Message-IDs of protected conversations. Secrets appear only as SHA-256 or HMAC values.

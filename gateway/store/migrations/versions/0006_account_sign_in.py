@@ -4,7 +4,8 @@
 sealed under a key derived from the installation secret (never in clear), and
 the last time step used, so that a code is never accepted twice.
 ``sessions.last_seen_at`` lets an account session end after a spell of
-inactivity as well as at its absolute expiry.
+inactivity as well as at its absolute expiry. An index on the readers'
+lower-cased addresses finds an account's messages for its inbox.
 
 Revision ID: 0006
 Revises: 0005
@@ -50,9 +51,11 @@ def upgrade() -> None:
     op.create_index("ix_account_factors_address", "account_factors", ["address"])
     with op.batch_alter_table("sessions") as batch:
         batch.add_column(sa.Column("last_seen_at", UTCDateTime(), nullable=True))
+    op.create_index("ix_readers_address", "readers", [sa.text("lower(address)")])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_readers_address", "readers")
     with op.batch_alter_table("sessions") as batch:
         batch.drop_column("last_seen_at")
     op.drop_index("ix_account_factors_address", "account_factors")
