@@ -1,11 +1,11 @@
 """The installation's secret (``loop.secret_file``) and every key derived from it.
 
 One secret file keys everything that must verify across processes, nodes and
-restarts: the loop marker, the idempotency keys, the access codes and the
-sender's revoke and release links. Each use has a key of its own, an HMAC of the
-secret under a label; the labels are written here and nowhere else, so the
-pipeline that makes a code or a link and the portal that checks it cannot
-disagree on how its key is made.
+restarts: the loop marker, the idempotency keys, the access codes, the
+sender's revoke and release links and the accounts' TOTP seeds. Each use has a
+key of its own, an HMAC of the secret under a label; the labels are written here
+and nowhere else, so the pipeline that makes a code or a link and the portal
+that checks it cannot disagree on how its key is made.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from gateway.outbound.loopmarker import load_or_create_secret
 _IDEMPOTENCY = "sealgate idempotency key"
 _ACCESS_CODES = "sealgate portal codes"
 _SENDER_LINKS = "sealgate sender links"
+_TOTP = "sealgate totp seeds"
 
 
 class Secrets:
@@ -65,6 +66,11 @@ class Secrets:
     def sender_links(self) -> bytes:
         """Keys the tokens of the sender's revoke and release links."""
         return self._derive(_SENDER_LINKS)
+
+    @property
+    def totp(self) -> bytes:
+        """Seals the accounts' TOTP seeds at rest and the seed inside an enrolment token."""
+        return self._derive(_TOTP)
 
     def _derive(self, label: str) -> bytes:
         return hmac.new(self._secret, label.encode(), "sha256").digest()
