@@ -22,6 +22,7 @@ _IDEMPOTENCY = "sealgate idempotency key"
 _ACCESS_CODES = "sealgate portal codes"
 _SENDER_LINKS = "sealgate sender links"
 _TOTP = "sealgate totp seeds"
+_ACCOUNT_LOOKUPS = "sealgate account lookups"
 
 
 class Secrets:
@@ -71,6 +72,11 @@ class Secrets:
     def totp(self) -> bytes:
         """Seals the accounts' TOTP seeds at rest and the seed inside an enrolment token."""
         return self._derive(_TOTP)
+
+    @property
+    def account_lookups(self) -> bytes:
+        """Keys the made-up salts the portal gives for addresses without an account."""
+        return self._derive(_ACCOUNT_LOOKUPS)
 
     def _derive(self, label: str) -> bytes:
         return hmac.new(self._secret, label.encode(), "sha256").digest()

@@ -545,7 +545,7 @@ class Pipeline:
         if supersede is None:
             return await self._vault(
                 vault.seal_unless_live(
-                    request, keep_link=keep_link, with_sender_account=True, remember_thread=True
+                    request, keep_link=keep_link, with_accounts=True, remember_thread=True
                 )
             )
         return await self._vault(
@@ -553,7 +553,7 @@ class Pipeline:
                 request,
                 supersede=supersede,
                 keep_link=keep_link,
-                with_sender_account=True,
+                with_accounts=True,
                 remember_thread=True,
             )
         )

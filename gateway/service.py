@@ -41,6 +41,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway import config, devoutbox, logsetup
 from gateway.envelope.reply import ReplyKey
 from gateway.envelope.vault import Vault
+from gateway.identity.accounts import AccountDesk
+from gateway.identity.totp import TOTP
 from gateway.installsecret import Secrets
 from gateway.intake.listener import SHARED_BACKLOG, IntakeServer
 from gateway.logsetup import event
@@ -241,6 +243,11 @@ def build_portal(
         default_language=cfg.notify.default_language,
         logo_file=cfg.notify.logo_file,
         read_notice=cfg.notify.read_notice,
+        accounts=AccountDesk(
+            store,
+            TOTP(secrets.totp, issuer=cfg.notify.organisation),
+            secrets.account_lookups,
+        ),
     )
 
 

@@ -49,6 +49,7 @@ class Grant:
     address: str
     reader_id: str
     link: keys.Link
+    account: bool = False  # sealed to the recipient's account: the link only points to it
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class SealRequest:
     recipients: tuple[str, ...]  # guest readers, one link each
     idempotency_key: str
     sender_account: AccountRecord | None = None
+    # Recipients' accounts by lower-cased address: K is wrapped to these instead of a link.
+    recipient_accounts: Mapping[str, AccountRecord] = field(default_factory=dict)
     retention: timedelta = timedelta(days=30)
     decisions: Mapping[str, str] = field(default_factory=dict)  # address -> decision record
     access: Mapping[str, ReaderAccess] = field(default_factory=dict)  # address -> factors
@@ -198,19 +201,32 @@ def _write_attachments(
 def _readers(
     request: SealRequest, content_key: bytes, envelope: bytes
 ) -> tuple[list[ReaderRecord], list[Grant]]:
-    """A format v2 guest reader with a fresh link per recipient, and the sender's account."""
+    """A reader with a fresh link per recipient, and the sender's account.
+
+    A recipient with an account gets K wrapped to the account's key, and a link that
+    only points to the message (it opens after the account's sign-in, whose second
+    factor stands in for any the rule asks for), unless the rule demands an SMS to a
+    number the sender gave: then the recipient stays a format v2 guest.
+    """
     readers: list[ReaderRecord] = []
     grants: list[Grant] = []
     for address in request.recipients:
         link = keys.Link.new()
         reader_id = keys.random_bytes(keys.ID_SIZE)
         access = request.access.get(address, ReaderAccess())
+        account = request.recipient_accounts.get(address.lower())
+        if account is not None and not _sms_demanded(access):
+            wrapped = keys.wrap_content_key(account.public_key, content_key)
+            kind = "account"
+        else:
+            wrapped = keys.wrap_for_link(link, content_key, envelope, reader_id)
+            kind, account = "guest", None
         readers.append(
             ReaderRecord(
                 reader_id=reader_id.hex(),
-                kind="guest",
+                kind=kind,
                 address=address,
-                wrapped_key=keys.wrap_for_link(link, content_key, envelope, reader_id),
+                wrapped_key=wrapped,
                 encrypted_private_key=None,
                 public_key=None,
                 link_id_hash=link.id_hash,
@@ -219,7 +235,7 @@ def _readers(
                 phone=access.phone,
             )
         )
-        grants.append(Grant(address, reader_id.hex(), link))
+        grants.append(Grant(address, reader_id.hex(), link, account=account is not None))
     account = request.sender_account
     if account is not None:
         readers.append(
@@ -234,6 +250,11 @@ def _readers(
             )
         )
     return readers, grants
+
+
+def _sms_demanded(access: ReaderAccess) -> bool:
+    """Whether the rule asks for an SMS to a number the sender gave, and nothing else."""
+    return bool(access.phone) and access.methods.split(",") == ["sms"]
 
 
 def idempotency_key(secret: bytes, sender: str, recipients: Iterable[str], data: bytes) -> str:

@@ -36,14 +36,14 @@ class Vault:
         *,
         supersede: str | None,
         keep_link: Callable[[Link], bytes] | None = None,
-        with_sender_account: bool = False,
+        with_accounts: bool = False,
         remember_thread: bool = False,
     ) -> SealedEnvelope:
         """Seal and commit; ``supersede`` names an unfinished earlier attempt to shred.
 
         All in one worker thread, so that a message costs the event loop one hop:
-        ``with_sender_account`` looks the sender's account up first (K is wrapped to
-        it too); ``keep_link`` seals a reader's link to the reply key, and the links
+        ``with_accounts`` looks up the sender's account and the recipients' first (K
+        is wrapped to them); ``keep_link`` seals a reader's link to the reply key, and the links
         are committed with the envelope and kept until the message is settled, so that
         a retry can finish what an attempt left owed (gateway.store.pending);
         ``remember_thread`` records the message's Message-ID as protected in the same
@@ -54,7 +54,7 @@ class Vault:
             request,
             supersede,
             keep_link,
-            with_sender_account,
+            with_accounts,
             remember_thread,
         )
 
@@ -63,7 +63,7 @@ class Vault:
         request: SealRequest,
         *,
         keep_link: Callable[[Link], bytes] | None = None,
-        with_sender_account: bool = False,
+        with_accounts: bool = False,
         remember_thread: bool = False,
     ) -> SealedEnvelope | EnvelopeRecord:
         """As :meth:`seal`, unless a live envelope has the request's idempotency key
@@ -74,9 +74,7 @@ class Vault:
             existing = self.store.find_live(request.idempotency_key)
             if existing is not None:
                 return existing
-            return self._seal_and_commit(
-                request, None, keep_link, with_sender_account, remember_thread
-            )
+            return self._seal_and_commit(request, None, keep_link, with_accounts, remember_thread)
 
         return await asyncio.to_thread(seal_unless_live)
 
@@ -85,11 +83,19 @@ class Vault:
         request: SealRequest,
         supersede: str | None,
         keep_link: Callable[[Link], bytes] | None,
-        with_sender_account: bool,
+        with_accounts: bool,
         remember_thread: bool,
     ) -> SealedEnvelope:
-        if with_sender_account and request.sender:
-            request = replace(request, sender_account=self.store.get_account(request.sender))
+        if with_accounts:
+            # One read for the sender's account and the recipients' (sealed to them).
+            found = self.store.get_accounts([request.sender, *request.recipients])
+            request = replace(
+                request,
+                sender_account=found.get(request.sender.lower()) if request.sender else None,
+                recipient_accounts={
+                    a: found[a.lower()] for a in request.recipients if a.lower() in found
+                },  # fmt: skip
+            )
         sealed = self._sealer.seal(request)
         pending = {}
         if keep_link is not None:

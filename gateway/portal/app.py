@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,21 +30,25 @@ from typing import Any
 
 import filetype
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from gateway.envelope import keys
 from gateway.errors import PermanentError, TemporaryError
+from gateway.identity.accounts import UploadError, check_upload
+from gateway.identity.totp import TOTPError
 from gateway.logsetup import event
 from gateway.portal import i18n
+from gateway.portal.accountpages import AccountPages
 from gateway.portal.codes import SendLimit, mask_address, mask_phone
 from gateway.portal.deps import PortalDeps
-from gateway.portal.rendering import Pages
+from gateway.portal.problems import Problem as _Problem
+from gateway.portal.problems import json_error as _json_error
+from gateway.portal.rendering import Pages, blob_response
 from gateway.portal.replies import reply_id
 from gateway.portal.security import (
     CSRF_HEADER,
@@ -59,6 +62,7 @@ from gateway.portal.security import (
 from gateway.portal.senderpages import SenderPages
 from gateway.portal.sms import SMSError
 from gateway.store import (
+    AccountExists,
     BlobMissing,
     EnvelopeRecord,
     ReaderRecord,
@@ -71,13 +75,13 @@ _HERE = Path(__file__).parent
 _SESSION = "sg_session"
 _DEVICE = "sg_device"
 _LANG = "sg_lang"
-_PIECE = 64 * 1024
 _MAX_LOGO = 256 * 1024
 _REPLIES_PER_HOUR = 20  # per reader: each one is stored and mailed to the sender
 
 
 def create_app(deps: PortalDeps) -> ASGIApp:
     portal = _Portal(deps)
+    account = portal.account_pages
     sender = SenderPages(deps)
     routes = [
         Route("/m/{link}", portal.page, methods=["GET"]),
@@ -87,6 +91,14 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Route("/m/{link}/part/{part:int}", portal.part, methods=["POST"]),
         Route("/m/{link}/reply", portal.reply, methods=["POST"]),
         Route("/m/{link}/logout", portal.logout, methods=["POST"]),
+        Route("/m/{link}/account/enrol", portal.account_enrol, methods=["POST"]),
+        Route("/m/{link}/account", portal.account_create, methods=["POST"]),
+        Route("/account/unlocking", account.unlocking, methods=["POST"]),
+        Route("/account/sign-in", account.sign_in, methods=["POST"]),
+        Route("/account/sign-out", account.sign_out, methods=["POST"]),
+        Route("/account/inbox", account.inbox, methods=["POST"]),
+        Route("/account/messages/{envelope_id}/open", account.open, methods=["POST"]),
+        Route("/account/messages/{envelope_id}/part/{part:int}", account.part, methods=["POST"]),
         Route("/s/{envelope_id}/{token}", sender.revoke, methods=["GET", "POST"]),
         Route("/h/{envelope_id}/{token}", sender.release, methods=["GET", "POST"]),
         Route("/assets/theme.css", portal.theme, methods=["GET"]),
@@ -121,35 +133,70 @@ class _Link:
     state: str  # "live" | "expired" | "revoked"
 
 
-class _Problem(Exception):
-    """A JSON error answer: status, code and extra fields."""
-
-    def __init__(self, status: int, error: str, **extra: Any) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.extra = extra
-
-
-_MESSAGES = {
-    "bad-request": "The request could not be understood.",
-    "csrf": "The page is out of date; reload it and try again.",
-    "method": "This way of verifying is not available for this message.",
-    "verify": "Please verify again.",
-    "wrong-code": "That code is not right.",
-    "locked": "Too many attempts; wait and try again.",
-    "send-limit": "No more codes can be sent for now; a code already sent still works.",
-    "closed": "Too many wrong access codes for this message; confirm another way.",
-    "expired": "This message has expired.",
-    "revoked": "The sender withdrew this message.",
-    "unknown": "This link is not valid.",
-    "too-large": "That is too large to send.",
-    "unavailable": "We could not send the code right now; try again in a minute.",
-}
-
-
 class _Portal(Pages):
     """The recipient's side: the link page, second factors, the sealed data, replies."""
+
+    def __init__(self, deps: PortalDeps) -> None:
+        super().__init__(deps)
+        self.account_pages = AccountPages(deps)
+
+    # an account for the reader's address (proved by the emailed code)
+
+    async def account_enrol(self, request: Request) -> Response:
+        """A new TOTP seed for the account about to be made: its QR code and a token
+        that carries it, sealed, to :meth:`account_create` (nothing is stored yet)."""
+        try:
+            link, _ = await self._post(request)
+            desk = self.account_pages.desk
+            address = await self._proved_mailbox(request, link)
+            enrolment = await asyncio.to_thread(desk.totp.enrolment, address, datetime.now(UTC))
+        except _Problem as problem:
+            return _json_error(problem)
+        return JSONResponse(
+            {
+                "address": address,
+                "token": enrolment.token,
+                "uri": enrolment.uri,
+                "svg": enrolment.svg,
+                "secret": enrolment.secret,
+            }
+        )
+
+    async def account_create(self, request: Request) -> Response:
+        """Create the account from the keys the browser made, with the TOTP enrolled."""
+        try:
+            link, body = await self._post(request)
+            desk = self.account_pages.desk
+            address = await self._proved_mailbox(request, link)
+            try:
+                upload = check_upload(body)
+            except UploadError as error:
+                raise _Problem(400, "upload", field=error.field) from None
+            token, code = body.get("totp_token"), body.get("totp_code")
+            if not isinstance(token, str) or not isinstance(code, str) or len(token) > 400:
+                raise _Problem(400, "bad-request")
+            try:
+                await asyncio.to_thread(
+                    desk.sign_up, address, upload, token, code, datetime.now(UTC)
+                )
+            except TOTPError:
+                raise _Problem(400, "enrolment") from None
+            except AccountExists:
+                raise _Problem(409, "account-exists") from None
+        except _Problem as problem:
+            return _json_error(problem)
+        event(log, logging.INFO, "account created", envelope=link.envelope.envelope_id)
+        response = JSONResponse({"address": address}, status_code=201)
+        await self.account_pages.start_session(response, address, "totp")
+        return response
+
+    async def _proved_mailbox(self, request: Request, link: _Link) -> str:
+        """The reader's address, if this browser proved it has the mailbox (an emailed
+        code, in this session or on a remembered device); Problem 401 otherwise."""
+        proved = await asyncio.to_thread(self._proof, request, link.reader)
+        if proved != "email" or link.reader.kind != "guest":
+            raise _Problem(401, "verify")
+        return link.reader.address.lower()
 
     # pages
 
@@ -284,7 +331,7 @@ class _Portal(Pages):
             return _json_error(problem)
         await self._event(link, "verified", f"method={method} client={client}")
         response = JSONResponse({"ok": True})
-        await self._start_session(request, response, link)
+        await self._start_session(request, response, link, method)
         # An access code belongs to one message: it cannot vouch for a device.
         remember = body.get("remember") is True and method in ("email", "sms")
         if remember and self.deps.settings.remember_days:
@@ -331,7 +378,8 @@ class _Portal(Pages):
         )
         if how == "device":
             await self._event(link, "verified", f"method=device client={self._client(request)}")
-            await self._start_session(request, response, link)
+            proved = await asyncio.to_thread(self._proof, request, link.reader)
+            await self._start_session(request, response, link, proved)
         reader = link.reader
         first = await asyncio.to_thread(
             self.deps.state.record_first,
@@ -368,12 +416,7 @@ class _Portal(Pages):
             except BaseException:
                 source.close()
                 raise
-        return StreamingResponse(
-            _pieces(source),
-            media_type="application/octet-stream",
-            headers={"content-length": str(record.sealed_size)},
-            background=BackgroundTask(source.close),
-        )
+        return blob_response(source, record.sealed_size)
 
     # replies and signing out
 
@@ -501,6 +544,8 @@ class _Portal(Pages):
             raise _Problem(410, "unknown")
         if live_only and link.state != "live":
             raise _Problem(410, link.state)
+        if link.reader.kind != "guest":  # sealed to an account: it opens after sign-in only
+            raise _Problem(403, "account")
         return link
 
     async def _post(
@@ -530,12 +575,23 @@ class _Portal(Pages):
 
     def _verified_by(self, request: Request, reader: ReaderRecord) -> str | None:
         """ "session" or "device" if this browser may read as this reader, else None."""
+        return self._verification(request, reader)[0]
+
+    def _proof(self, request: Request, reader: ReaderRecord) -> str | None:
+        """The second factor this browser proved for this reader ("email", ...), or None."""
+        return self._verification(request, reader)[1]
+
+    def _verification(
+        self, request: Request, reader: ReaderRecord
+    ) -> tuple[str | None, str | None]:
+        """How this browser may read as this reader ("session", "device" or None), and
+        with which second factor it proved it."""
         now = datetime.now(UTC)
         token = request.cookies.get(_SESSION)
         if token:
             session = self.deps.state.sessions.session(token, now)
             if session and session.kind == "session" and session.reader_id == reader.reader_id:
-                return "session"
+                return "session", session.method
         token = request.cookies.get(_DEVICE)
         if token and self.deps.settings.remember_days:
             device = self.deps.state.sessions.session(token, now)
@@ -547,8 +603,8 @@ class _Portal(Pages):
                 and device.address == reader.address.lower()
                 and device.method in self._methods(reader)
             ):
-                return "device"
-        return None
+                return "device", device.method
+        return None, None
 
     async def _require_verified(self, request: Request, link: _Link) -> str:
         how = await asyncio.to_thread(self._verified_by, request, link.reader)
@@ -556,10 +612,13 @@ class _Portal(Pages):
             raise _Problem(401, "verify")
         return how
 
-    async def _start_session(self, request: Request, response: Response, link: _Link) -> None:
+    async def _start_session(
+        self, request: Request, response: Response, link: _Link, method: str | None
+    ) -> None:
         minutes = self.deps.settings.session_minutes
         lifetime = timedelta(minutes=minutes)
-        token = await self._new_token("session", lifetime, reader_id=link.reader.reader_id)
+        owner = {"reader_id": link.reader.reader_id, **({"method": method} if method else {})}
+        token = await self._new_token("session", lifetime, **owner)
         path = f"/m/{request.path_params['link']}"
         self._cookie(response, _SESSION, token, minutes * 60, path)
 
@@ -615,29 +674,14 @@ class _Portal(Pages):
                   envelope=envelope.envelope_id, error=str(error))  # fmt: skip
 
 
-async def _pieces(source: Any) -> AsyncIterator[bytes]:
-    while True:
-        piece = await asyncio.to_thread(source.read, _PIECE)
-        if not piece:
-            return
-        yield piece
-
-
 _PATH_WORDS = {"", "m", "s", "h", "code", "verify", "open", "part", "reply", "logout",
-               "static", "assets", "healthz"}  # fmt: skip
+               "static", "assets", "healthz", "account", "enrol", "unlocking", "sign-in",
+               "sign-out", "inbox", "messages"}  # fmt: skip
 
 
 def _loggable(path: str) -> str:
     """A request path without its link id or sender token (``/m/…/open``)."""
     return "/".join(part if part in _PATH_WORDS else "…" for part in path.split("/"))
-
-
-def _json_error(problem: _Problem) -> JSONResponse:
-    body = {"error": problem.error, "message": _MESSAGES.get(problem.error, ""), **problem.extra}
-    headers = {}
-    if problem.status == 429 and problem.extra.get("retry_after"):
-        headers["retry-after"] = str(problem.extra["retry_after"])
-    return JSONResponse(body, status_code=problem.status, headers=headers)
 
 
 def _on_colour(colour: str) -> str:

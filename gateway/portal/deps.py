@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from gateway import config
 from gateway.envelope.reply import ReplyKey
+from gateway.identity.accounts import AccountDesk
 from gateway.notify import Notifier
 from gateway.portal.codes import CodeBook
 from gateway.portal.release import Releaser
@@ -42,6 +43,7 @@ class PortalDeps:
     default_language: str = "en"
     logo_file: Path | None = None
     read_notice: bool = False
+    accounts: AccountDesk | None = None  # sign-up and sign-in (None: accounts are off)
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property

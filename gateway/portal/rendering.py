@@ -3,11 +3,14 @@ cookies (Secure over HTTPS, HttpOnly, SameSite=Strict) and the CSRF cookie."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.templating import Jinja2Templates
 
 from gateway.portal import i18n
@@ -77,3 +80,24 @@ class Pages:
                 httponly=True, samesite="strict",
             )  # fmt: skip
         return response
+
+
+_PIECE = 64 * 1024
+
+
+def blob_response(source: BinaryIO, size: int) -> StreamingResponse:
+    """A sealed part as it is stored, read in pieces in a thread; ``source`` is closed after."""
+    return StreamingResponse(
+        _pieces(source),
+        media_type="application/octet-stream",
+        headers={"content-length": str(size)},
+        background=BackgroundTask(source.close),
+    )
+
+
+async def _pieces(source: BinaryIO) -> AsyncIterator[bytes]:
+    while True:
+        piece = await asyncio.to_thread(source.read, _PIECE)
+        if not piece:
+            return
+        yield piece

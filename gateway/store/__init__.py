@@ -10,7 +10,7 @@ the records they exchange and the errors they may see.
 from gateway import config
 from gateway.store.blobs import BlobStore, FileBlobStore
 from gateway.store.database import Store
-from gateway.store.errors import BlobMissing, StoreError, TemporaryStoreError
+from gateway.store.errors import AccountExists, BlobMissing, StoreError, TemporaryStoreError
 from gateway.store.records import (
     ENDED_STATES,
     EVENT_KINDS,
@@ -26,6 +26,7 @@ __all__ = [
     "ENDED_STATES",
     "EVENT_KINDS",
     "LIVE_STATES",
+    "AccountExists",
     "AccountRecord",
     "BlobMissing",
     "BlobStore",

@@ -33,7 +33,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -61,7 +61,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 
 from gateway.logsetup import event as log_event
 from gateway.store.blobs import BlobStore, check_envelope_id
-from gateway.store.errors import StoreError, TemporaryStoreError
+from gateway.store.errors import AccountExists, StoreError, TemporaryStoreError
 from gateway.store.groupcommit import GroupCommit
 from gateway.store.records import (
     ENDED_STATES,
@@ -448,22 +448,24 @@ class Store:
 
     def add_account(self, account: AccountRecord) -> None:
         """Create an account (address lower-cased) and its "account-created" event."""
-        _check_aware(account.created_at, "created_at")
-        address = account.address.lower()
-        values = {**_values(account, _ACCOUNT_COLUMNS), "address": address}
-        with self._transaction(f"adding account {address}", write=True) as conn:
-            try:
-                conn.execute(insert(accounts).values(values))
-            except sa_exc.IntegrityError:
-                raise StoreError(f"account {address} exists") from None
-            append_event(conn, "account-created", address=address)
+        with self._transaction(f"adding account {account.address.lower()}", write=True) as conn:
+            insert_account(conn, account)
 
     def get_account(self, address: str) -> AccountRecord | None:
         """The account of this address, compared case-insensitively."""
-        query = select(accounts).where(accounts.c.address == address.lower())
-        with self._transaction("reading an account", write=False) as conn:
-            row = conn.execute(query).mappings().first()
-        return None if row is None else AccountRecord(**{n: row[n] for n in _ACCOUNT_COLUMNS})
+        return self.get_accounts([address]).get(address.lower())
+
+    def get_accounts(self, addresses: Iterable[str]) -> dict[str, AccountRecord]:
+        """The accounts of these addresses (compared lower-cased), by lower-cased address."""
+        wanted = sorted({address.lower() for address in addresses})
+        if not wanted:
+            return {}
+        query = select(accounts).where(accounts.c.address.in_(wanted))
+        with self._transaction("reading accounts", write=False) as conn:
+            rows = conn.execute(query).mappings().all()
+        return {
+            row["address"]: AccountRecord(**{n: row[n] for n in _ACCOUNT_COLUMNS}) for row in rows
+        }
 
     # internals
 
@@ -682,6 +684,21 @@ def _end(
     conn.execute(delete(pending_links).where(pending_links.c.envelope_id == envelope_id))
     append_event(conn, state, envelope_id=envelope_id, detail=detail)
     return True
+
+
+def insert_account(conn: Connection, account: AccountRecord, detail: str = "") -> None:
+    """Within ``conn``'s transaction: an account (address lower-cased) and its
+    "account-created" event; :class:`AccountExists` if the address has one."""
+    _check_aware(account.created_at, "created_at")
+    address = account.address.lower()
+    if conn.scalar(select(accounts.c.address).where(accounts.c.address == address)):
+        raise AccountExists(f"account {address} exists")
+    values = {**_values(account, _ACCOUNT_COLUMNS), "address": address}
+    try:
+        conn.execute(insert(accounts).values(values))
+    except sa_exc.IntegrityError:  # created meanwhile by another request
+        raise AccountExists(f"account {address} exists") from None
+    append_event(conn, "account-created", address=address, detail=detail)
 
 
 def append_event(

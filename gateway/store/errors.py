@@ -20,3 +20,7 @@ class TemporaryStoreError(StoreError):
 
 class BlobMissing(StoreError):
     """A blob that should exist is absent (deleted, shredded, or never written)."""
+
+
+class AccountExists(StoreError):
+    """An account for this address exists already."""

@@ -1,4 +1,5 @@
-"""Portal sessions (one reader) and remembered devices (an address), by token hash.
+"""Portal sessions (one reader), remembered devices (an address) and account sessions
+(an account holder, signed in), by token hash.
 
 A token is stored only as its SHA-256.
 """
@@ -7,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, or_, select, update
 
 from gateway.store.database import Store
 from gateway.store.schema import sessions
@@ -17,7 +18,7 @@ from gateway.store.schema import sessions
 
 @dataclass(frozen=True)
 class Session:
-    kind: str  # "session" | "device"
+    kind: str  # "session" | "device" | "account"
     reader_id: str | None
     address: str | None
     method: str | None  # for a device: the second factor it proved
@@ -53,6 +54,7 @@ class Sessions:
                     "method": method,
                     "created_at": now,
                     "expires_at": expires_at,
+                    "last_seen_at": now,
                 },
             )
 
@@ -69,3 +71,26 @@ class Sessions:
     def end_session(self, token: str) -> None:
         with self.store.transaction("ending a session", write=True) as conn:
             conn.execute(delete(sessions).where(sessions.c.token_hash == token_hash(token)))
+
+    def account_session(self, token: str, now: datetime, idle: timedelta) -> Session | None:
+        """The account session of ``token`` if it has been used within ``idle`` (and has
+        not expired); its idle clock starts again. None otherwise."""
+        fresh = or_(sessions.c.last_seen_at.is_(None), sessions.c.last_seen_at > now - idle)
+        where = (
+            sessions.c.token_hash == token_hash(token),
+            sessions.c.kind == "account",
+            sessions.c.expires_at > now,
+            fresh,
+        )
+        with self.store.transaction("using an account session", write=True) as conn:
+            row = conn.execute(select(sessions).where(*where)).first()
+            if row is None:
+                return None
+            conn.execute(update(sessions).where(*where).values(last_seen_at=now))
+        return Session(row.kind, row.reader_id, row.address, row.method)
+
+    def end_account_sessions(self, address: str) -> int:
+        """Sign an account out everywhere: every session of ``address`` ends."""
+        where = (sessions.c.kind == "account", sessions.c.address == address.lower())
+        with self.store.transaction("ending account sessions", write=True) as conn:
+            return conn.execute(delete(sessions).where(*where)).rowcount

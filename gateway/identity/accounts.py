@@ -1,0 +1,188 @@
+"""Accounts in the portal: sign-up with keys made in the browser, and sign-in.
+
+The browser derives everything from the password (gateway.envelope.keys, the
+same derivation as ``sealgate account create``): it sends the public key, the
+private key encrypted under its key-encryption key, the salt and iteration
+count, and a login secret. The server keeps an Argon2id hash of the login
+secret and never sees the password or the private key, so all it can enforce
+is the shape of what arrives (:func:`check_upload`); password strength is
+checked in the browser (docs/accounts.md says which rule is checked where).
+
+Sign-in answers the same way whether or not an address has an account: an
+unknown address gets a salt derived from the installation secret (stable, so
+asking twice tells nothing), and its login secret is checked against a dummy
+hash, so the time taken does not tell either.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway.envelope import keys
+from gateway.envelope.account import DEFAULT_ITERATIONS, KDF
+from gateway.identity.totp import TOTP, TOTPError
+from gateway.store import AccountRecord, Store
+from gateway.store.accounts import Accounts
+
+MAX_ITERATIONS = 10_000_000  # PBKDF2 rounds: more only slows the owner's own sign-in
+SALT_SIZES = (16, 64)
+LOGIN_SECRET_SIZE = keys.KEY_SIZE
+MAX_PUBLIC_KEY = 1024  # DER SubjectPublicKeyInfo of RSA-4096 is 550 bytes
+# version, nonce, tag, and PKCS#8 of RSA-2048 (about 1,217 bytes) to RSA-4096 (about 2,374)
+PRIVATE_KEY_SIZES = (1 + keys.NONCE_SIZE + 16 + 1100, 1 + keys.NONCE_SIZE + 16 + 2500)
+_FAKE_SALT = b"sealgate account salt\x00"
+
+
+class UploadError(ValueError):
+    """What the browser sent cannot be an account's keys: ``field`` names the value."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.field = name
+
+
+@dataclass(frozen=True)
+class KeyUpload:
+    """An account's keys as the browser made them (nothing here opens the private key)."""
+
+    iterations: int
+    salt: bytes
+    login_secret: bytes = field(repr=False)
+    public_key: bytes
+    encrypted_private_key: bytes
+
+
+def check_upload(body: dict[str, Any]) -> KeyUpload:
+    """The keys of a sign-up, checked as far as the server can; :class:`UploadError`."""
+    if body.get("kdf") != KDF:
+        raise UploadError("kdf", f"must be {KDF!r}")
+    iterations = body.get("iterations")
+    if not isinstance(iterations, int) or isinstance(iterations, bool):
+        raise UploadError("iterations", "must be a whole number")
+    if not keys.PBKDF2_MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
+        raise UploadError(
+            "iterations", f"must be {keys.PBKDF2_MIN_ITERATIONS:,} to {MAX_ITERATIONS:,}"
+        )
+    salt = _bytes(body, "salt", *SALT_SIZES)
+    login_secret = _bytes(body, "login_secret", LOGIN_SECRET_SIZE, LOGIN_SECRET_SIZE)
+    public_key = _bytes(body, "public_key", 100, MAX_PUBLIC_KEY)
+    _check_public_key(public_key)
+    sealed = _bytes(body, "encrypted_private_key", *PRIVATE_KEY_SIZES)
+    if sealed[:1] != keys.PRIVATE_KEY_VERSION:
+        raise UploadError("encrypted_private_key", "unknown version")
+    return KeyUpload(iterations, salt, login_secret, public_key, sealed)
+
+
+def _bytes(body: dict[str, Any], name: str, least: int, most: int) -> bytes:
+    text = body.get(name)
+    if not isinstance(text, str) or len(text) > 4 * most:
+        raise UploadError(name, "missing or too long")
+    try:
+        value = keys.b64url_decode(text)
+    except ValueError:
+        raise UploadError(name, "not base64url") from None
+    if not least <= len(value) <= most:
+        raise UploadError(name, f"must be {least} to {most} bytes, not {len(value)}")
+    return value
+
+
+def _check_public_key(der: bytes) -> None:
+    try:
+        key = serialization.load_der_public_key(der)
+    except ValueError:
+        raise UploadError("public_key", "not a DER SubjectPublicKeyInfo") from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise UploadError("public_key", "not an RSA key")
+    if key.key_size not in keys.RSA_SIZES:
+        raise UploadError("public_key", f"RSA key size must be one of {keys.RSA_SIZES}")
+    if key.public_numbers().e != 65537:
+        raise UploadError("public_key", "the public exponent must be 65537")
+
+
+@dataclass(frozen=True)
+class Unlocking:
+    """What a browser needs to derive the account's keys from the password."""
+
+    kdf: str
+    iterations: int
+    salt: bytes
+
+
+class AccountDesk:
+    """Sign-up and sign-in against the store; every method blocks (run it in a thread)."""
+
+    def __init__(self, store: Store, totp: TOTP, lookup_key: bytes) -> None:
+        self.store = store
+        self.accounts = Accounts(store)
+        self.totp = totp
+        self._lookup_key = lookup_key
+        self._hasher = PasswordHasher()
+        # Checked against when an address has no account: as slow as a real one.
+        self._dummy = self._hasher.hash(keys.random_bytes(LOGIN_SECRET_SIZE))
+
+    def sign_up(
+        self, address: str, upload: KeyUpload, totp_token: str, totp_code: str, now: datetime
+    ) -> None:
+        """Create the account with TOTP as its second factor, once the code from the
+        enrolment proves the authenticator has the seed. TOTPError for a wrong code or
+        enrolment; AccountExists if the address has an account."""
+        address = address.lower()
+        seed = self.totp.open_enrolment(totp_token, address, now)
+        step = self.totp.check(seed, totp_code, None, now)
+        if step is None:
+            raise TOTPError("the code from the authenticator app is not right")
+        record = AccountRecord(
+            address=address,
+            created_at=now,
+            kdf=KDF,
+            kdf_iterations=upload.iterations,
+            kdf_salt=upload.salt,
+            login_verifier=self._hasher.hash(upload.login_secret),
+            public_key=upload.public_key,
+            encrypted_private_key=upload.encrypted_private_key,
+        )
+        # The enrolment's code is spent: it cannot sign in afterwards.
+        self.accounts.create(record, "totp", self.totp.seal_seed(seed, address), step)
+
+    def unlocking(self, address: str) -> Unlocking:
+        """The KDF parameters for ``address``; made up, the same each time, when it has
+        no account."""
+        account = self.store.get_account(address)
+        if account is not None:
+            return Unlocking(account.kdf, account.kdf_iterations, account.kdf_salt)
+        salt = hmac.digest(self._lookup_key, _FAKE_SALT + address.lower().encode(), "sha256")
+        return Unlocking(KDF, DEFAULT_ITERATIONS, salt[:16])
+
+    def sign_in(
+        self, address: str, login_secret: bytes, code: str, now: datetime
+    ) -> AccountRecord | None:
+        """The account if the login secret and the TOTP code are right (the code's step is
+        spent), else None, the same for every reason."""
+        account = self.store.get_account(address)
+        verifier = account.login_verifier if account is not None else self._dummy
+        right: bool
+        try:
+            right = self._hasher.verify(verifier, login_secret)
+        except (VerificationError, InvalidHashError):
+            right = False
+        if not right or account is None:
+            return None
+        factor = self.accounts.factor(account.address, "totp")
+        if factor is None:
+            return None
+        try:
+            seed = self.totp.open_seed(factor.secret, account.address)
+        except TOTPError:
+            return None
+        step = self.totp.check(seed, code, factor.last_step, now)
+        if step is None or not self.accounts.spend_step(factor.factor_id, step, now):
+            return None
+        return account

@@ -1,0 +1,319 @@
+"""The account holder's side of the portal: sign in, the inbox, opening a message.
+
+Every call is a JSON POST with the CSRF pair, like the link pages. Sign-in takes
+the login secret the browser derived from the password and a TOTP code; the
+answer for a wrong address, password or code is one and the same. The session
+is a cookie for the whole portal (``sg_account``), stored only as its SHA-256,
+ending after ``ACCOUNT_IDLE`` without use or ``ACCOUNT_LIFETIME`` after sign-in.
+
+Throttles, without letting a stranger lock the owner out: failures count per
+client address (locked out at ``client_attempts`` an hour, as for codes) and per
+account, where each failure only makes the next try wait longer (doubling from
+``backoff_seconds``, at most ``ACCOUNT_BACKOFF_CAP``): the owner, who also holds
+the TOTP app, is slowed for a minute at worst, never shut out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.envelope import keys
+from gateway.identity.accounts import AccountDesk
+from gateway.portal.problems import Problem, json_error
+from gateway.portal.rendering import Pages, blob_response
+from gateway.portal.security import CSRF_HEADER, TooLarge, client_address, csrf_ok, read_body
+from gateway.store import BlobMissing, EnvelopeRecord, ReaderRecord
+from gateway.store.sessions import Session
+
+ACCOUNT_COOKIE = "sg_account"
+ACCOUNT_IDLE = timedelta(minutes=30)
+ACCOUNT_LIFETIME = timedelta(hours=12)
+ACCOUNT_BACKOFF_CAP = timedelta(minutes=1)
+_WINDOW = timedelta(hours=1)
+_MAX_ADDRESS = 254
+
+
+class AccountPages(Pages):
+    """Sign-in, sign-out, the inbox and reading as an account holder."""
+
+    @property
+    def desk(self) -> AccountDesk:
+        if self.deps.accounts is None:
+            raise Problem(404, "accounts-off")
+        return self.deps.accounts
+
+    # signing in and out
+
+    async def unlocking(self, request: Request) -> Response:
+        """The salt and KDF parameters to derive the keys from the password with."""
+        try:
+            body = await self._json(request)
+            address = _address(body)
+            found = await asyncio.to_thread(self.desk.unlocking, address)
+        except Problem as problem:
+            return json_error(problem)
+        return JSONResponse(
+            {"kdf": found.kdf, "iterations": found.iterations, "salt": keys.b64url(found.salt)}
+        )
+
+    async def sign_in(self, request: Request) -> Response:
+        try:
+            body = await self._json(request)
+            address = _address(body)
+            secret, code = body.get("login_secret"), body.get("code")
+            if not isinstance(secret, str) or not isinstance(code, str) or len(code) > 16:
+                raise Problem(400, "bad-request")
+            try:
+                login_secret = keys.b64url_decode(secret)
+            except ValueError:
+                raise Problem(400, "bad-request") from None
+            client = client_address(request, self.deps.settings.trusted_proxies)
+            limits = self._sign_in_limits(client, address)
+            await asyncio.to_thread(self._check_not_locked, limits)
+            now = datetime.now(UTC)
+            account = await asyncio.to_thread(self.desk.sign_in, address, login_secret, code, now)
+            if account is None:
+                await asyncio.to_thread(self._count_failure, limits)
+                await asyncio.to_thread(
+                    self.deps.store.record_event, "sign-in-failed", address=address,
+                    detail=f"client={client}",
+                )  # fmt: skip
+                raise Problem(401, "sign-in")
+        except Problem as problem:
+            return json_error(problem)
+        await asyncio.to_thread(self._forgive, limits)
+        await asyncio.to_thread(
+            self.deps.store.record_event, "signed-in", address=account.address,
+            detail=f"method=totp client={client}",
+        )  # fmt: skip
+        response = JSONResponse(
+            {
+                "address": account.address,
+                "encrypted_private_key": keys.b64url(account.encrypted_private_key),
+            }
+        )
+        await self.start_session(response, account.address, "totp")
+        return response
+
+    async def sign_out(self, request: Request) -> Response:
+        """End this session, or with ``{"everywhere": true}`` every session of the account."""
+        try:
+            body = await self._json(request)
+            everywhere = body.get("everywhere") is True
+            session = await self._session(request) if everywhere else None
+        except Problem as problem:
+            return json_error(problem)
+        sessions = self.deps.state.sessions
+        if session is not None and session.address is not None:
+            await asyncio.to_thread(sessions.end_account_sessions, session.address)
+        token = request.cookies.get(ACCOUNT_COOKIE)
+        if token:
+            await asyncio.to_thread(sessions.end_session, token)
+        response = JSONResponse({"ok": True})
+        response.delete_cookie(ACCOUNT_COOKIE, path="/")
+        return response
+
+    async def start_session(self, response: Response, address: str, method: str) -> None:
+        """A new account session for ``address``, as a cookie on ``response``."""
+        token = secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
+        await asyncio.to_thread(
+            self.deps.state.sessions.add_session,
+            token,
+            kind="account",
+            now=now,
+            expires_at=now + ACCOUNT_LIFETIME,
+            address=address.lower(),
+            method=method,
+        )
+        self._cookie(response, ACCOUNT_COOKIE, token, int(ACCOUNT_LIFETIME.total_seconds()), "/")
+
+    # the inbox and its messages
+
+    async def inbox(self, request: Request) -> Response:
+        try:
+            body = await self._json(request)
+            session = await self._session(request)
+            sender = body.get("sender")
+            if sender is not None and (not isinstance(sender, str) or len(sender) > 200):
+                raise Problem(400, "bad-request")
+            assert session.address is not None
+            entries = await asyncio.to_thread(
+                self.desk.accounts.inbox, session.address, sender or None
+            )
+        except Problem as problem:
+            return json_error(problem)
+        return JSONResponse(
+            {
+                "address": session.address,
+                "messages": [
+                    {
+                        "envelope_id": e.envelope_id,
+                        "sender": e.sender,
+                        "sender_name": e.sender_name,
+                        "sent_at": e.created_at.isoformat(),
+                        "expires_at": e.expires_at.isoformat(),
+                        "size": e.size,
+                        "read": e.read,
+                        # A guest copy (sealed before the account existed) opens with its link.
+                        "opens_here": e.kind == "account",
+                    }
+                    for e in entries
+                ],
+            }
+        )
+
+    async def open(self, request: Request) -> Response:
+        try:
+            await self._json(request)
+            envelope, reader = await self._message(request)
+        except Problem as problem:
+            return json_error(problem)
+        client = client_address(request, self.deps.settings.trusted_proxies)
+        await asyncio.to_thread(
+            self.deps.state.record_first, "opened", envelope.envelope_id, reader.reader_id,
+            reader.address, f"account client={client}",
+        )  # fmt: skip
+        return JSONResponse(
+            {
+                "envelope_id": envelope.envelope_id,
+                "reader_id": reader.reader_id,
+                "wrapped_key": keys.b64url(reader.wrapped_key or b""),
+                "parts": [
+                    {
+                        "part": p.part_id,
+                        "kind": p.kind,
+                        "size": p.plaintext_size,
+                        "sealed_size": p.sealed_size,
+                    }  # fmt: skip
+                    for p in envelope.parts
+                ],
+                "sender": envelope.sender,
+                "expires_at": envelope.expires_at.isoformat(),
+            }
+        )
+
+    async def part(self, request: Request) -> Response:
+        try:
+            envelope, reader = await self._message(request)
+        except Problem as problem:
+            return json_error(problem)
+        number = request.path_params["part"]
+        record = next((p for p in envelope.parts if p.part_id == number), None)
+        if record is None:
+            return json_error(Problem(404, "bad-request"))
+        try:
+            source = await asyncio.to_thread(
+                self.deps.store.blobs.open, envelope.envelope_id, number
+            )
+        except (OSError, BlobMissing):
+            return json_error(Problem(410, "revoked"))
+        if record.kind != "manifest":
+            await asyncio.to_thread(
+                self.deps.store.record_event, "downloaded", envelope_id=envelope.envelope_id,
+                reader_id=reader.reader_id, address=reader.address, detail=f"part={number}",
+            )  # fmt: skip
+        return blob_response(source, record.sealed_size)
+
+    # helpers
+
+    async def _json(self, request: Request) -> dict[str, Any]:
+        """The body of a JSON POST after the CSRF check; Problem when it cannot be used."""
+        if not csrf_ok(request, request.headers.get(CSRF_HEADER), self.deps.origin):
+            raise Problem(403, "csrf")
+        if request.headers.get("content-type", "").split(";")[0] != "application/json":
+            raise Problem(400, "bad-request")
+        try:
+            raw = await read_body(request, self.deps.settings.max_request_size)
+            body = json.loads(raw or b"{}")
+        except TooLarge:
+            raise Problem(413, "too-large") from None
+        except (ValueError, RecursionError):
+            raise Problem(400, "bad-request") from None
+        if not isinstance(body, dict):
+            raise Problem(400, "bad-request")
+        return body
+
+    async def _session(self, request: Request) -> Session:
+        """The account session of this request (its idle clock reset); Problem 401."""
+        token = request.cookies.get(ACCOUNT_COOKIE)
+        if not token:
+            raise Problem(401, "sign-in")
+        session = await asyncio.to_thread(
+            self.deps.state.sessions.account_session, token, datetime.now(UTC), ACCOUNT_IDLE
+        )
+        if session is None:
+            raise Problem(401, "sign-in")
+        return session
+
+    async def _message(self, request: Request) -> tuple[EnvelopeRecord, ReaderRecord]:
+        """The live envelope of the path and the signed-in account's reader in it."""
+        session = await self._session(request)
+        envelope = await asyncio.to_thread(
+            self.deps.store.get, str(request.path_params["envelope_id"])[:32]
+        )
+        reader = None
+        if envelope is not None and session.address is not None:
+            reader = next(
+                (
+                    r
+                    for r in envelope.readers
+                    if r.kind == "account"
+                    and r.address.lower() == session.address
+                    and r.link_id_hash is not None  # a recipient's, not the sender's copy
+                ),
+                None,
+            )
+        if envelope is None or reader is None:
+            raise Problem(404, "unknown")  # the same for another's message as for none
+        if not envelope.is_live():
+            raise Problem(410, "revoked" if envelope.state in ("revoked", "superseded")
+                          else "expired")  # fmt: skip
+        return envelope, reader
+
+    def _sign_in_limits(self, client: str, address: str) -> dict[str, dict[str, Any]]:
+        settings = self.deps.settings
+        lockout = timedelta(minutes=settings.lockout_minutes)
+        return {
+            f"client:{client}": {"limit": settings.client_attempts, "lockout": lockout},
+            f"account:{address}": {
+                "limit": 1_000_000,  # never a lock-out: a backoff only
+                "lockout": ACCOUNT_BACKOFF_CAP,
+                "backoff": timedelta(seconds=settings.backoff_seconds),
+            },
+        }
+
+    def _check_not_locked(self, limits: dict[str, dict[str, Any]]) -> None:
+        now = datetime.now(UTC)
+        for key in limits:
+            until = self.deps.state.throttles.locked_until(key, now)
+            if until is not None:
+                wait = max(1, int((until - now).total_seconds() + 0.999))
+                raise Problem(429, "locked", retry_after=wait)
+
+    def _count_failure(self, limits: dict[str, dict[str, Any]]) -> None:
+        now = datetime.now(UTC)
+        for key, rule in limits.items():
+            self.deps.state.throttles.count(key, now, window=_WINDOW, **rule)
+
+    def _forgive(self, limits: dict[str, dict[str, Any]]) -> None:
+        client_key, account_key = limits
+        self.deps.state.throttles.clear(account_key)
+        self.deps.state.throttles.uncount(client_key, self.deps.settings.client_attempts)
+
+
+def _address(body: dict[str, Any]) -> str:
+    address = body.get("address")
+    if not isinstance(address, str) or not 3 <= len(address) <= _MAX_ADDRESS:
+        raise Problem(400, "bad-request")
+    address = address.strip().lower()
+    if address.count("@") != 1 or any(c.isspace() for c in address):
+        raise Problem(400, "bad-request")
+    return address

@@ -1,0 +1,149 @@
+"""Accounts that sign in: their second factors, and the messages sealed for their address.
+
+The account row itself (keys, verifier) is kept by :class:`Store`
+(``add_account``, ``get_account``); this module adds what signing in needs.
+A TOTP step is spent with one conditional UPDATE, so two workers that get
+the same code at the same moment cannot both accept it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, insert, or_, select, update
+
+from gateway.store.database import Store, insert_account
+from gateway.store.records import LIVE_STATES, AccountRecord
+from gateway.store.schema import account_factors, envelopes, events, readers
+
+
+@dataclass(frozen=True)
+class Factor:
+    factor_id: int
+    kind: str  # "totp"
+    secret: bytes  # TOTP: the seed, sealed (gateway.identity.totp)
+    last_step: int | None
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    """One live message sealed for the account's address, as its inbox lists it."""
+
+    envelope_id: str
+    reader_id: str
+    kind: str  # "account": opens with the account's key; "guest": only with its link
+    sender: str
+    sender_name: str | None
+    created_at: datetime
+    expires_at: datetime
+    size: int
+    read: bool
+
+
+class Accounts:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def create(
+        self, account: AccountRecord, factor_kind: str, factor_secret: bytes, last_step: int
+    ) -> None:
+        """The account with its first second factor, in one transaction: never one
+        without the other. :class:`AccountExists` if the address has an account."""
+        address = account.address.lower()
+        with self.store.transaction(f"creating account {address}", write=True) as conn:
+            insert_account(conn, account, detail=f"factor={factor_kind}")
+            conn.execute(
+                insert(account_factors).values(
+                    address=address,
+                    kind=factor_kind,
+                    secret=factor_secret,
+                    last_step=last_step,
+                    created_at=account.created_at,
+                )
+            )
+
+    def factor(self, address: str, kind: str) -> Factor | None:
+        query = select(account_factors).where(
+            account_factors.c.address == address.lower(), account_factors.c.kind == kind
+        )
+        with self.store.transaction("reading a second factor", write=False) as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return Factor(row.factor_id, row.kind, row.secret, row.last_step)
+
+    def spend_step(self, factor_id: int, step: int, now: datetime) -> bool:
+        """Record that the TOTP code of ``step`` was used; False if that step (or a later
+        one) was used already: a replay, from this worker or another."""
+        fresh = or_(account_factors.c.last_step.is_(None), account_factors.c.last_step < step)
+        with self.store.transaction("spending a TOTP step", write=True) as conn:
+            changed = conn.execute(
+                update(account_factors)
+                .where(account_factors.c.factor_id == factor_id, fresh)
+                .values(last_step=step, last_used_at=now)
+            )
+        return changed.rowcount == 1
+
+    def inbox(self, address: str, sender: str | None = None) -> list[InboxEntry]:
+        """The live messages sealed for ``address``, newest first; ``sender``: only those
+        whose sender contains it (case-insensitive)."""
+        address = address.lower()
+        read = (
+            select(events.c.event_id)
+            .where(
+                events.c.envelope_id == envelopes.c.envelope_id,
+                events.c.reader_id == readers.c.reader_id,
+                events.c.kind == "opened",
+            )
+            .exists()
+        )
+        query = (
+            select(
+                envelopes.c.envelope_id,
+                readers.c.reader_id,
+                readers.c.kind,
+                envelopes.c.sender,
+                envelopes.c.sender_name,
+                envelopes.c.created_at,
+                envelopes.c.expires_at,
+                envelopes.c.original_size,
+                read.label("read"),
+            )
+            .join(readers, readers.c.envelope_id == envelopes.c.envelope_id)
+            .where(
+                func.lower(readers.c.address) == address,
+                envelopes.c.state.in_(LIVE_STATES),
+                # The sender's own copy (an account reader on the sender's address) is the
+                # sender's, not an inbox entry, unless they wrote to themselves.
+                or_(readers.c.kind != "account", readers.c.link_id_hash.is_not(None)),
+            )
+            .order_by(envelopes.c.created_at.desc())
+        )
+        if sender:
+            pattern = "%" + sender.lower().replace("%", "").replace("_", "") + "%"
+            query = query.where(
+                or_(
+                    func.lower(envelopes.c.sender).like(pattern),
+                    and_(
+                        envelopes.c.sender_name.is_not(None),
+                        func.lower(envelopes.c.sender_name).like(pattern),
+                    ),
+                )
+            )
+        with self.store.transaction("listing an inbox", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [
+            InboxEntry(
+                envelope_id=row.envelope_id,
+                reader_id=row.reader_id,
+                kind=row.kind,
+                sender=row.sender,
+                sender_name=row.sender_name,
+                created_at=row.created_at,
+                expires_at=row.expires_at,
+                size=row.original_size,
+                read=bool(row.read),
+            )
+            for row in rows
+        ]

@@ -1,0 +1,246 @@
+"""Accounts over HTTP, with Python in the browser's part (the keys made as keys.py makes them).
+
+Sign-up from a notification after the emailed code, TOTP enrolment, sign-in that
+answers the same for every wrong address, password and code, the inbox, new mail
+sealed to the account's key and opened with it, and what the server refuses.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+
+from gateway.envelope import keys, opener
+from gateway.store.accounts import Accounts
+from tests.support.portal import Browser, portal_url, send_protected
+
+FAST = {"portal": {"listen": "127.0.0.1:0", "url": "", "backoff_seconds": 0}}
+PASSWORD = "a long passphrase nobody guesses"
+BOB = "bob@example.net"
+
+
+@pytest.fixture
+def portal(make_gateway):
+    return make_gateway(**FAST)
+
+
+@pytest.fixture
+def browsers():
+    """Browser(url), each closed at the end of the test."""
+    opened: list[Browser] = []
+
+    def open_one(url: str) -> Browser:
+        opened.append(Browser(url))
+        return opened[-1]
+
+    yield open_one
+    for browser in opened:
+        browser.close()
+
+
+@dataclass
+class Made:
+    """An account as the browser made it: what only the owner holds."""
+
+    password: str
+    salt: bytes
+    private_der: bytes
+    totp: pyotp.TOTP
+
+    def login_secret(self, password: str | None = None) -> str:
+        derived = keys.account_keys(password or self.password, self.salt, 600_000)
+        return keys.b64url(derived.login_secret)
+
+
+def key_upload(address: str, password: str = PASSWORD, **changes: Any) -> tuple[dict, Made]:
+    salt = os.urandom(16)
+    derived = keys.account_keys(password, salt, 600_000)
+    pair = keys.generate_key_pair(2048)
+    sealed = keys.encrypt_private_key(derived.kek, pair.private_der, address.encode())
+    body = {
+        "kdf": "pbkdf2-sha256",
+        "iterations": 600_000,
+        "salt": keys.b64url(salt),
+        "login_secret": keys.b64url(derived.login_secret),
+        "public_key": keys.b64url(pair.public_der),
+        "encrypted_private_key": keys.b64url(sealed),
+        **changes,
+    }
+    return body, Made(password, salt, pair.private_der, pyotp.TOTP("A" * 32))
+
+
+def api(browser: Browser, path: str, body: dict | None = None) -> httpx.Response:
+    headers = {"X-CSRF-Token": browser.csrf or "", "Origin": browser.base}
+    return browser.http.post(path, json=body or {}, headers=headers)
+
+
+def sign_up(browser: Browser, link: keys.Link, sink, address: str = BOB) -> Made:
+    """Verify by email, enrol TOTP, create the account: what the sign-up page does."""
+    assert browser.verify_by_email(link, sink, to=address).status_code == 200
+    enrolment = browser.post(link, "account/enrol")
+    assert enrolment.status_code == 200, enrolment.text
+    enrolled = enrolment.json()
+    assert enrolled["address"] == address and "<script" not in enrolled["svg"]
+    totp = pyotp.TOTP(pyotp.parse_uri(enrolled["uri"]).secret)
+    body, made = key_upload(address)
+    body.update(totp_token=enrolled["token"], totp_code=totp.now())
+    created = browser.post(link, "account", body)
+    assert created.status_code == 201, created.text
+    made.totp = totp
+    return made
+
+
+def next_code(totp: pyotp.TOTP) -> str:
+    """A code of a later step than any used so far (the one now was spent)."""
+    return totp.at(time.time() + 30)
+
+
+def test_a_recipient_signs_up_and_new_mail_is_sealed_to_the_account(portal, sink, browsers):
+    store = portal.gateway.vault.store
+    first = send_protected(portal, sink)
+    browser = browsers(portal_url(portal))
+    made = sign_up(browser, first, sink)
+    assert browser.http.cookies.get("sg_account")  # signed in by the sign-up
+
+    second = send_protected(portal, sink, subject="[secure] after sign-up")
+    _, reader = store.reader_by_link(second.id_hash)
+    assert reader.kind == "account"  # K wrapped to the account's key, not the link
+    stranger = browsers(portal_url(portal))
+    refused = stranger.post(second, "code", {"method": "email"})
+    assert refused.status_code == 403 and refused.json()["error"] == "account"
+
+    listed = api(browser, "/account/inbox").json()["messages"]
+    opens = {m["envelope_id"]: m["opens_here"] for m in listed}
+    (first_envelope, _), (second_envelope, _) = (
+        store.reader_by_link(first.id_hash),
+        store.reader_by_link(second.id_hash),
+    )
+    assert opens == {first_envelope.envelope_id: False, second_envelope.envelope_id: True}
+
+    opened = api(browser, f"/account/messages/{second_envelope.envelope_id}/open").json()
+    content_key = keys.unwrap_content_key(
+        made.private_der, keys.b64url_decode(opened["wrapped_key"])
+    )
+    _, reader = store.reader_by_link(second.id_hash)
+    unlocked = opener.Unlocked(second_envelope, reader, content_key)
+    manifest = opener.read_manifest(store, unlocked)
+    assert manifest["headers"]["subject"] == "after sign-up"
+    assert "opened" in [e.kind for e in store.events(second_envelope.envelope_id)]
+    # Someone else's message is not there for this account, and says nothing more.
+    other = api(browser, f"/account/messages/{first_envelope.envelope_id}/open")
+    assert other.status_code == 404
+
+
+def test_sign_in_answers_the_same_for_every_wrong_thing(portal, sink, browsers):
+    link = send_protected(portal, sink)
+    made = sign_up(browsers(portal_url(portal)), link, sink)
+    browser = browsers(portal_url(portal))
+    browser.page(link)  # the CSRF cookie
+
+    known = api(browser, "/account/unlocking", {"address": "Bob@Example.NET"}).json()
+    assert known == {"kdf": "pbkdf2-sha256", "iterations": 600_000, "salt": keys.b64url(made.salt)}
+    unknown = api(browser, "/account/unlocking", {"address": "nobody@example.net"}).json()
+    again = api(browser, "/account/unlocking", {"address": "nobody@example.net"}).json()
+    assert unknown == again and unknown.keys() == known.keys()  # made up, and stable
+
+    attempts = [
+        {"address": "nobody@example.net", "login_secret": made.login_secret(), "code": "123456"},
+        {
+            "address": BOB,
+            "login_secret": made.login_secret("wrong password"),
+            "code": next_code(made.totp),
+        },  # fmt: skip
+        {"address": BOB, "login_secret": made.login_secret(), "code": "000000"},
+    ]
+    answers = [api(browser, "/account/sign-in", body) for body in attempts]
+    assert {a.status_code for a in answers} == {401}
+    assert len({a.text for a in answers}) == 1
+
+    right = {"address": BOB, "login_secret": made.login_secret(), "code": next_code(made.totp)}
+    signed_in = api(browser, "/account/sign-in", right)
+    assert signed_in.status_code == 200, signed_in.text
+    blob = keys.b64url_decode(signed_in.json()["encrypted_private_key"])
+    kek = keys.account_keys(PASSWORD, made.salt, 600_000).kek
+    assert keys.decrypt_private_key(kek, blob, BOB.encode()) == made.private_der
+
+    replay = browsers(portal_url(portal))
+    replay.page(link)
+    assert api(replay, "/account/sign-in", right).status_code == 401  # that step is spent
+
+    assert api(browser, "/account/inbox").status_code == 200
+    assert api(browser, "/account/sign-out", {"everywhere": True}).status_code == 200
+    assert api(browser, "/account/inbox").status_code == 401
+
+
+def test_wrong_sign_ins_lock_the_client_out_but_not_the_owner(make_gateway, sink, browsers):
+    """A stranger guessing from one address is locked out there; the owner, from another,
+    signs in (the account itself only slows down, doubling from backoff_seconds, 0 here)."""
+    proxied = {**FAST["portal"], "client_attempts": 3, "trusted_proxies": ["127.0.0.1/32"]}
+    running = make_gateway(portal=proxied)
+    link = send_protected(running, sink)
+    made = sign_up(browsers(portal_url(running)), link, sink)
+    guesser, owner = browsers(portal_url(running)), browsers(portal_url(running))
+    for browser, address in ((guesser, "192.0.2.66"), (owner, "198.51.100.7")):
+        browser.http.headers["X-Forwarded-For"] = address
+        browser.page(link)
+    wrong = {"address": BOB, "login_secret": made.login_secret("guess"), "code": "111111"}
+    answers = [api(guesser, "/account/sign-in", wrong).status_code for _ in range(4)]
+    assert answers == [401, 401, 401, 429]
+    right = {"address": BOB, "login_secret": made.login_secret(), "code": next_code(made.totp)}
+    assert api(guesser, "/account/sign-in", right).status_code == 429  # that client waits
+    assert api(owner, "/account/sign-in", right).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"iterations": 599_999}, "iterations"),
+        ({"iterations": "600000"}, "iterations"),
+        ({"kdf": "md5"}, "kdf"),
+        ({"salt": keys.b64url(b"short")}, "salt"),
+        ({"login_secret": "not base64!"}, "login_secret"),
+        ({"public_key": keys.b64url(os.urandom(300))}, "public_key"),
+        ({"public_key": keys.b64url(os.urandom(5000))}, "public_key"),
+        (
+            {"encrypted_private_key": keys.b64url(b"\x02" + os.urandom(1300))},
+            "encrypted_private_key",
+        ),  # fmt: skip
+        ({"encrypted_private_key": keys.b64url(os.urandom(40))}, "encrypted_private_key"),
+    ],
+)
+def test_keys_the_server_cannot_accept_are_refused_and_nothing_is_stored(
+    portal, sink, browsers, change, field
+):
+    link = send_protected(portal, sink)
+    browser = browsers(portal_url(portal))
+    assert browser.verify_by_email(link, sink).status_code == 200
+    enrolled = browser.post(link, "account/enrol").json()
+    body, _ = key_upload(BOB, **change)
+    code = pyotp.TOTP(pyotp.parse_uri(enrolled["uri"]).secret).now()
+    body.update(totp_token=enrolled["token"], totp_code=code)
+    refused = browser.post(link, "account", body)
+    assert refused.status_code == 400
+    assert refused.json() | {"message": ""} == {"error": "upload", "field": field, "message": ""}
+    assert portal.gateway.vault.store.get_account(BOB) is None
+
+
+def test_sign_up_needs_the_emailed_code_and_a_right_authenticator_code(portal, sink, browsers):
+    link = send_protected(portal, sink)
+    browser = browsers(portal_url(portal))
+    assert browser.post(link, "account/enrol").status_code == 401  # not verified yet
+    assert browser.verify_by_email(link, sink).status_code == 200
+    enrolled = browser.post(link, "account/enrol").json()
+    body, _ = key_upload(BOB)
+    body.update(totp_token=enrolled["token"], totp_code="000000")
+    wrong = browser.post(link, "account", body)
+    assert wrong.status_code == 400 and wrong.json()["error"] == "enrolment"
+    body.update(totp_token=enrolled["token"][:-2] + "AA")
+    assert browser.post(link, "account", body).json()["error"] == "enrolment"
+    assert portal.gateway.vault.store.get_account(BOB) is None
+    assert Accounts(portal.gateway.vault.store).factor(BOB, "totp") is None
