@@ -1,7 +1,7 @@
 """gateway/portal/static/sealed.js in a real browser, against the format v1 and v2 test vectors.
 
 Chromium (launched once for the module) loads a test page from a small HTTP
-server on 127.0.0.1 (a secure context, so WebCrypto is there) that imports
+server on 127.0.0.1 (tests/support/browser.py ``module_page``) that imports
 sealed.js as a module, exactly as the portal serves it. The page's helpers
 (TEST_JS below) run the vectors of tests/vectors/ through the module's exports
 and hand plain results back; the assertions are all here. Blobs that Python
@@ -16,10 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,13 +31,9 @@ from tests.vectors import generate
 
 pytestmark = pytest.mark.peers  # every test runs in chromium (the autouse `page`)
 
-ROOT = Path(__file__).resolve().parent.parent
-STATIC = ROOT / "gateway" / "portal" / "static"
-VECTORS = ROOT / "tests" / "vectors"
-
 
 def load(name: str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((VECTORS / name).read_text(encoding="ascii"))
+    document: dict[str, Any] = json.loads((browser.VECTORS / name).read_text(encoding="ascii"))
     return document
 
 
@@ -52,11 +45,6 @@ ENVELOPE = load("envelope.json")
 GUEST_WRAP = load("guest-wrap-v2.json")
 ENVELOPE_V2 = load("envelope-v2.json")
 INVALID = load("invalid.json")
-
-TEST_HTML = """<!doctype html>
-<html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>sealed.js</title>
-<script type="module" src="/test.js"></script></head><body></body></html>
-"""
 
 # The page's side of the tests: runs sealed.js and returns plain JSON-able results.
 TEST_JS = r"""
@@ -288,103 +276,19 @@ window.sgTest = { encodings, links, unlock, openParts, envelope, invalidParts, u
                   bigStream, lookahead, sealReply, sealReplyCamelCase, sealReplyRefused };
 """
 
-CONTENT_TYPES = {".js": "text/javascript", ".json": "application/json", ".css": "text/css"}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _TestServer
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = self.path.split("?", 1)[0]
-        if path == "/":
-            self._send(TEST_HTML.encode(), "text/html; charset=utf-8")
-        elif path == "/test.js":
-            self._send(TEST_JS.encode(), "text/javascript")
-        elif path.startswith("/data/") and path[6:] in self.server.blobs:
-            self._send(self.server.blobs[path[6:]], "application/octet-stream")
-        elif path.startswith("/static/"):
-            self._file(STATIC, path[len("/static/") :])
-        elif path.startswith("/vectors/"):
-            self._file(VECTORS, path[len("/vectors/") :])
-        else:
-            self.send_error(404)
-
-    def _file(self, directory: Path, name: str) -> None:
-        target = (directory / name).resolve()
-        if target.parent != directory.resolve() or not target.is_file():
-            self.send_error(404)
-            return
-        self._send(
-            target.read_bytes(), CONTENT_TYPES.get(target.suffix, "application/octet-stream")
-        )
-
-    def _send(self, body: bytes, content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-
-class _TestServer(ThreadingHTTPServer):
-    daemon_threads = True
-    blobs: dict[str, bytes]
-
-
-class Page:
-    """The test page in chromium, with the console errors it logged."""
-
-    def __init__(self, page: Any, server: _TestServer) -> None:
-        self.page = page
-        self.server = server
-        self.errors: list[str] = []
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-
-    @property
-    def origin(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def serve(self, name: str, data: bytes) -> str:
-        self.server.blobs[name] = data
-        return f"/data/{name}"
-
-    def call(self, function: str, argument: Any = None) -> Any:
-        return self.page.evaluate(
-            "([name, argument]) => window.sgTest[name](argument)", [function, argument]
-        )
+Page = browser.ModulePage
 
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[Page]:
-    server = _TestServer(("127.0.0.1", 0), _Handler)
-    server.blobs = {}
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with browser.chromium() as chromium:
-            context = chromium.new_context()  # type: ignore[attr-defined]
-            tab = Page(context.new_page(), server)
-            tab.page.goto(f"{tab.origin}/")
-            tab.page.wait_for_function("window.sgTest !== undefined && window.isSecureContext")
-            yield tab
-            context.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with browser.module_page(TEST_JS) as tab:
+        yield tab
 
 
 @pytest.fixture(autouse=True)
 def no_console_errors(page: Page) -> Iterator[None]:
     yield
-    errors, page.errors[:] = list(page.errors), []
-    assert errors == []
+    assert page.take_errors() == []
 
 
 def sha256(data: bytes) -> str:

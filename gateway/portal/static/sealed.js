@@ -42,7 +42,15 @@ const HEX = /^(?:[0-9a-fA-F]{2})*$/;
 
 // --- errors -------------------------------------------------------------------
 
-function failure(name, message, fields = {}) {
+/**
+ * An Error whose `name` says which step refused, with extra fields (`stage`, ...).
+ * Shared with account.js, whose failures follow the same conventions.
+ * @param {string} name
+ * @param {string} message  never key material or plaintext
+ * @param {object} [fields]
+ * @returns {Error}
+ */
+export function failure(name, message, fields = {}) {
   const error = new Error(message);
   error.name = name;
   return Object.assign(error, fields);
@@ -56,7 +64,12 @@ const unlockError = (stage, message) => failure("UnlockError", message, { stage 
 
 // --- bytes --------------------------------------------------------------------
 
-function concat(...pieces) {
+/**
+ * The pieces one after another, in a new array.
+ * @param {...Uint8Array} pieces
+ * @returns {Uint8Array}
+ */
+export function concat(...pieces) {
   const out = new Uint8Array(pieces.reduce((total, piece) => total + piece.length, 0));
   let at = 0;
   for (const piece of pieces) {
@@ -85,7 +98,13 @@ function equalBytes(a, b) {
   return difference === 0;
 }
 
-function asBytes(value, what) {
+/**
+ * A Uint8Array view of bytes given as a Uint8Array, ArrayBuffer or other view; TypeError otherwise.
+ * @param {Uint8Array|ArrayBuffer|ArrayBufferView} value
+ * @param {string} what  names the argument in the error
+ * @returns {Uint8Array}
+ */
+export function asBytes(value, what) {
   if (value instanceof Uint8Array) return value;
   if (value instanceof ArrayBuffer) return new Uint8Array(value);
   if (ArrayBuffer.isView(value)) {
@@ -94,7 +113,14 @@ function asBytes(value, what) {
   throw new TypeError(`${what} must be bytes (Uint8Array)`);
 }
 
-function sizedBytes(value, size, what) {
+/**
+ * {@link asBytes}, and a TypeError unless there are exactly `size` of them.
+ * @param {Uint8Array|ArrayBuffer|ArrayBufferView} value
+ * @param {number} size
+ * @param {string} what
+ * @returns {Uint8Array}
+ */
+export function sizedBytes(value, size, what) {
   const bytes = asBytes(value, what);
   if (bytes.length !== size) throw new TypeError(`${what} must be ${size} bytes`);
   return bytes;
@@ -175,7 +201,13 @@ export function bytesToHex(bytes) {
 
 // --- primitives (docs §1) -------------------------------------------------------
 
-async function hkdf(ikm, info) {
+/**
+ * HKDF-SHA256 with an empty salt, 32 bytes out (docs §1).
+ * @param {Uint8Array} ikm
+ * @param {Uint8Array} info
+ * @returns {Promise<Uint8Array>}
+ */
+export async function hkdf(ikm, info) {
   const key = await crypto.subtle.importKey("raw", ikm, "HKDF", false, ["deriveBits"]);
   const bits = await crypto.subtle.deriveBits(
     { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info },
