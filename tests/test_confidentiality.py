@@ -20,9 +20,11 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy.engine import make_url
 
-from gateway.envelope import opener
+from gateway.envelope import keys, opener
 from gateway.logsetup import JSONFormatter, TextFormatter
+from tests.support.portal import Browser, portal_url, send_protected
 from tests.support.protected import link_in, notifications, protected_message
+from tests.test_accounts import BOB, FAST, api, next_code, sign_up
 
 
 def encodings(secret: bytes) -> list[bytes]:
@@ -124,3 +126,45 @@ def postgres_dump(request):
         return cluster.dump(urlsplit(url).path.lstrip("/"))
 
     return dump
+
+
+def test_account_secrets_are_nowhere_in_state_or_logs(
+    make_gateway, sink, store_url, postgres_dump, caplog, tmp_path
+):
+    """Sign-up and sign-in: no password, login secret, KEK, TOTP seed or private key in the
+    database, the state directory or the log (docs/accounts.md)."""
+    caplog.set_level(logging.DEBUG, logger="sealgate")
+    gateway = make_gateway(store={"database": store_url}, portal=FAST["portal"])
+    link = send_protected(gateway, sink)
+    browser = Browser(portal_url(gateway))
+    try:
+        made = sign_up(browser, link, sink)
+        right = {"address": BOB, "login_secret": made.login_secret(), "code": next_code(made.totp)}
+        assert api(browser, "/account/sign-in", right).status_code == 200
+    finally:
+        browser.close()
+    derived = keys.account_keys(made.password, made.salt, 600_000)
+    secrets = {
+        "password": made.password.encode(),
+        "login secret": derived.login_secret,
+        "KEK": derived.kek,
+        "TOTP seed": base64.b32decode(made.totp.secret),
+        "private key": made.private_der,
+    }
+    store = gateway.gateway.vault.store
+    assert store.get_account(BOB) is not None  # the scan below looks at a real account
+    gateway.stop()
+    haystacks = stored_files(tmp_path / "var")
+    if make_url(store_url).get_backend_name() == "sqlite":
+        haystacks |= stored_files(Path(make_url(store_url).database).parent)
+    else:
+        haystacks["pg_dump"] = postgres_dump(store_url)
+    records = [r for r in caplog.get_records("call") if r.name.startswith("sealgate")]
+    for formatter in (TextFormatter(), JSONFormatter()):
+        haystacks[type(formatter).__name__] = "\n".join(
+            formatter.format(r) for r in records
+        ).encode()
+    # The control: the salt is stored (in clear, it is no secret), so the scan sees the
+    # account's row.
+    assert find_any(haystacks, {"salt": made.salt})
+    assert find_any(haystacks, secrets) == []
