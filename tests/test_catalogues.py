@@ -176,7 +176,8 @@ def test_a_fuzzy_translation_is_not_used(tmp_path, monkeypatch):
 
 
 def test_an_installed_sealgate_has_its_catalogues_and_templates():
-    """setuptools' package data takes every file the words live in."""
+    """setuptools' package data takes every file the words live in, and the portal's static
+    files with the vendored zxcvbn-ts and its README and licence texts."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     package_data = config["tool"]["setuptools"]["package-data"]
     dependencies = config["project"]["dependencies"]
@@ -184,7 +185,11 @@ def test_an_installed_sealgate_has_its_catalogues_and_templates():
     for package, folder, patterns in (
         ("gateway.locale", ROOT / "gateway" / "locale", ("*.po",)),
         ("gateway.notify", ROOT / "gateway" / "notify", ("*.html", "*.txt")),
-        ("gateway.portal", ROOT / "gateway" / "portal", ("*.html", "*.js")),
+        (
+            "gateway.portal",
+            ROOT / "gateway" / "portal",
+            ("*.html", "*.js", "*.css", "*.md", "*.txt"),
+        ),
     ):
         files = {path for pattern in patterns for path in folder.rglob(pattern)}
         packaged = {path for glob in package_data[package] for path in folder.glob(glob)}
