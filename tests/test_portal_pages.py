@@ -365,12 +365,15 @@ def test_the_language_link_speaks_the_other_language():
     assert "Nederlands" in english.text and "English" in dutch.text
 
 
-def test_page_strings_are_what_portal_js_uses():
+def test_page_strings_are_what_portal_js_and_strength_js_use():
     script = (STATIC / "portal.js").read_text()
     asked = set(re.findall(r'\bgettext\(\s*"([^"]+)"', script))
     assert len(asked) > 30
     assert not re.search(r"\bstr\(", script), "every string goes through gettext()"
     assert not re.search(r"\bgettext\(\s*[^\s\"]", script.replace("function gettext(msgid", ""))
+    problems = set(re.findall(r'\bN_\(\s*"([^"]+)"', (STATIC / "strength.js").read_text()))
+    assert len(problems) == 4 and not asked & problems
+    asked |= problems
     english, dutch = i18n.page_strings("en"), i18n.page_strings("nl")
     assert set(english) == set(dutch) == asked
     assert all(english[msgid] == msgid for msgid in asked)

@@ -3,10 +3,11 @@
 The words are in ``gateway/locale`` (see docs/translating.md). ``environment(lang)``
 is the Jinja2 environment of the portal's templates in ``lang``, with the i18n
 extension (``_("... %(name)s", name=value)``, the value escaped) and ``switch``,
-the words of the language link. ``page_strings(lang)`` is what portal.js
-needs, which the app puts into ``page["strings"]``: every msgid portal.js asks
-for with ``gettext("...")``, mapped to its translation; portal.js fills in
-the ``%(name)s`` placeholders itself. ``choose()`` picks the language:
+the words of the language link. ``page_strings(lang)`` is what the portal's
+scripts need, which the app puts into ``page["strings"]``: every msgid portal.js
+asks for with ``gettext("...")`` and every problem strength.js reports (marked
+``N_("...")``), mapped to its translation; portal.js fills in the ``%(name)s``
+placeholders itself. ``choose()`` picks the language:
 ``?lang=``, then the cookie, then the browser's Accept-Language, then the default.
 """
 
@@ -22,7 +23,8 @@ from gateway.locale import translations
 
 LANGUAGES = ("en", "nl")
 
-SCRIPT = Path(__file__).parent / "static" / "portal.js"
+# The scripts whose msgids go to the page (babel.cfg names them for `make messages`).
+SCRIPTS = tuple(Path(__file__).parent / "static" / name for name in ("portal.js", "strength.js"))
 
 
 def environment(directory: Path, lang: str) -> Environment:
@@ -49,14 +51,17 @@ def switch(lang: str) -> dict[str, str]:
 
 @functools.cache
 def script_messages() -> tuple[str, ...]:
-    """The msgids portal.js asks for, found in it as ``make messages`` finds them."""
-    with SCRIPT.open("rb") as source:
-        found = extract("javascript", source, keywords=DEFAULT_KEYWORDS)
-        return tuple(sorted({message for _, message, _, _ in found if isinstance(message, str)}))
+    """The msgids the portal's scripts ask for, found in them as ``make messages`` finds them."""
+    messages: set[str] = set()
+    for script in SCRIPTS:
+        with script.open("rb") as source:
+            found = extract("javascript", source, keywords=DEFAULT_KEYWORDS)
+            messages.update(message for _, message, _, _ in found if isinstance(message, str))
+    return tuple(sorted(messages))
 
 
 def page_strings(lang: str) -> dict[str, str]:
-    """The strings portal.js needs, msgid to translation: what goes into ``page["strings"]``."""
+    """The strings the scripts need, msgid to translation: what goes into ``page["strings"]``."""
     words = translations(lang)
     return {message: words.gettext(message) for message in script_messages()}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -87,8 +87,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
 
     def _file(self, directory: Path, name: str) -> None:
-        target = (directory / name).resolve()
-        if target.parent != directory.resolve() or not target.is_file():
+        target = (directory / name).resolve()  # subfolders too: static/vendor/
+        if not target.is_relative_to(directory.resolve()) or not target.is_file():
             self.send_error(404)
             return
         self._send(
@@ -100,6 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        for name, value in self.server.headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -111,6 +113,7 @@ class _TestServer(ThreadingHTTPServer):
     daemon_threads = True
     blobs: dict[str, bytes]
     test_js: str
+    headers: Mapping[str, str]
 
 
 class ModulePage:
@@ -143,13 +146,14 @@ class ModulePage:
 
 
 @contextmanager
-def module_page(test_js: str) -> Iterator[ModulePage]:
+def module_page(test_js: str, headers: Mapping[str, str] | None = None) -> Iterator[ModulePage]:
     """Chromium on a page that runs ``test_js`` as a module; it must set ``window.sgTest``.
 
-    One launch per call: a test module holds it in a module-scoped fixture.
+    ``headers`` go on every response (the portal's Content-Security-Policy, say). One launch
+    per call: a test module holds it in a module-scoped fixture.
     """
     server = _TestServer(("127.0.0.1", 0), _Handler)
-    server.blobs, server.test_js = {}, test_js
+    server.blobs, server.test_js, server.headers = {}, test_js, dict(headers or {})
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
