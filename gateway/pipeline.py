@@ -660,7 +660,8 @@ class Pipeline:
         """One reader's notification, signed and loop-marked; ValueError for an address
         that cannot be written."""
         url = grant.link.url(self.protecting.portal_url)
-        data = self.protecting.notifier.notification(original, grant.address, url, expires)
+        notifier = self.protecting.notifier
+        data = notifier.notification(original, grant.address, url, expires, grant.account)
         return self.own.originated(data)
 
     async def _record_reader(

@@ -7,6 +7,8 @@ sealed to the account's key and opened with it, and what the server refuses.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import time
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import pytest
 from gateway.envelope import keys, opener
 from gateway.store.accounts import Accounts
 from tests.support.portal import Browser, portal_url, send_protected
+from tests.support.protected import notifications
 
 FAST = {"portal": {"listen": "127.0.0.1:0", "url": "", "backoff_seconds": 0}}
 PASSWORD = "a long passphrase nobody guesses"
@@ -111,6 +114,10 @@ def test_a_recipient_signs_up_and_new_mail_is_sealed_to_the_account(portal, sink
     second = send_protected(portal, sink, subject="[secure] after sign-up")
     _, reader = store.reader_by_link(second.id_hash)
     assert reader.kind == "account"  # K wrapped to the account's key, not the link
+    notice = notifications(sink.messages)[BOB]
+    text = email.message_from_bytes(notice.data, policy=email.policy.default)
+    words = text.get_body(("plain",)).get_content()
+    assert "authenticator app" in words and "never be asked" not in words
     stranger = browsers(portal_url(portal))
     refused = stranger.post(second, "code", {"method": "email"})
     assert refused.status_code == 403 and refused.json()["error"] == "account"

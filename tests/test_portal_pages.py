@@ -85,6 +85,11 @@ def message_context(lang: str, **overrides: Any) -> dict[str, Any]:
     return common(lang) | {"csrf_token": CSRF, "page": page_data(lang, **overrides)}
 
 
+def account_context(lang: str) -> dict[str, Any]:
+    page = {"api": {}, "strings": i18n.page_strings(lang)}
+    return common(lang, path="/") | {"csrf_token": CSRF, "page": page}
+
+
 def all_pages(lang: str) -> list[tuple[str, str, dict[str, Any]]]:
     """(label, template, context): every template, every state, in ``lang``."""
     pages = [
@@ -103,6 +108,7 @@ def all_pages(lang: str) -> list[tuple[str, str, dict[str, Any]]]:
             | {"csrf_token": CSRF, "page": page_data(lang)},
         ),
     ]
+    pages.append(("account", "account.html", account_context(lang)))
     for reason in ("expired", "revoked", "unknown"):
         pages.append(
             (
@@ -261,7 +267,8 @@ def test_pages_keep_the_csp_and_label_every_control(lang, label, template, conte
 
     for attributes, text in page.scripts:
         if attributes.get("src"):
-            assert attributes == {"type": "module", "src": "/static/portal.js"}
+            script = "inbox.js" if template == "account.html" else "portal.js"
+            assert attributes == {"type": "module", "src": f"/static/{script}"}
             assert text == ""
         else:
             assert attributes == {"type": "application/json", "id": "sg-page"}, attributes
@@ -292,6 +299,13 @@ def test_pages_keep_the_csp_and_label_every_control(lang, label, template, conte
         assert page.find("p", id="sg-error")[0]["role"] == "alert"
         assert page.find("p", id="sg-progress-text")[0]["aria-live"] == "polite"
         assert bool(page.find("input", id="sg-remember")) == (context["page"]["remember_days"] > 0)
+        assert "<noscript>" in html
+    elif template == "account.html":
+        assert page.find("meta", name="csrf-token", content=CSRF)
+        assert len(page.scripts) == 2
+        totp = page.find("input", id="sg-totp")[0]
+        assert totp["inputmode"] == "numeric" and totp["autocomplete"] == "one-time-code"
+        assert page.find("input", id="sg-password")[0]["autocomplete"] == "current-password"
         assert "<noscript>" in html
     else:
         assert not page.scripts
@@ -365,12 +379,16 @@ def test_the_language_link_speaks_the_other_language():
     assert "Nederlands" in english.text and "English" in dutch.text
 
 
-def test_page_strings_are_what_portal_js_and_strength_js_use():
-    script = (STATIC / "portal.js").read_text()
-    asked = set(re.findall(r'\bgettext\(\s*"([^"]+)"', script))
-    assert len(asked) > 30
-    assert not re.search(r"\bstr\(", script), "every string goes through gettext()"
-    assert not re.search(r"\bgettext\(\s*[^\s\"]", script.replace("function gettext(msgid", ""))
+def test_page_strings_are_what_the_portals_scripts_use():
+    asked: set[str] = set()
+    for name in ("portal.js", "signup.js", "inbox.js"):
+        script = (STATIC / name).read_text()
+        asked |= set(re.findall(r'\bgettext\(\s*"([^"]+)"', script))
+        assert not re.search(r"\bstr\(", script), "every string goes through gettext()"
+        # signup.js translates strength.js's problems, which are msgids (N_ below).
+        literal_only = script.replace("gettext(p)", "")
+        assert not re.search(r"\bgettext\(\s*[^\s\"]", literal_only), name
+    assert len(asked) > 50
     problems = set(re.findall(r'\bN_\(\s*"([^"]+)"', (STATIC / "strength.js").read_text()))
     assert len(problems) == 4 and not asked & problems
     asked |= problems
@@ -380,6 +398,7 @@ def test_page_strings_are_what_portal_js_and_strength_js_use():
     assert dutch["Checking the code…"] == "De code wordt gecontroleerd…"
     for msgid in asked:  # the placeholders portal.js fills
         assert set(re.findall(r"%\((\w+)\)s", msgid)) <= {
+            "address",
             "attempts",
             "date",
             "length",
@@ -405,6 +424,21 @@ def test_portal_js_finds_every_element_it_uses():
         assert f'class="{selector}"' in render(
             "message.html", message_context("en")
         ) or selector in str(page.tags)
+
+
+@pytest.mark.parametrize(
+    ("script", "template"), [("signup.js", "message.html"), ("inbox.js", "account.html")]
+)
+def test_the_account_scripts_find_every_element_they_use(script, template):
+    code = (STATIC / script).read_text()
+    context = message_context("en") if template == "message.html" else account_context("en")
+    ids = set(Parsed(render(template, context)).ids)
+    wanted = set(re.findall(r"\$\(\"([\w-]+)\"\)", code))
+    if script == "inbox.js":  # its steps, shown by name
+        wanted |= {"sg-step-sign-in", "sg-step-inbox", "sg-inbox-template"}
+    for ids_list in re.findall(r"for \(const id of \[([^\]]*)\]\)", code):
+        wanted |= set(re.findall(r"\"([\w-]+)\"", ids_list))
+    assert len(wanted) > 8 and wanted <= ids, wanted - ids
 
 
 def test_static_files_stay_on_this_origin():

@@ -82,9 +82,15 @@ class Notifier:
     # -- messages ---------------------------------------------------------------
 
     def notification(
-        self, original: Original, recipient: str, link_url: str, expires: datetime
+        self,
+        original: Original,
+        recipient: str,
+        link_url: str,
+        expires: datetime,
+        account: bool = False,
     ) -> bytes:
-        """The message that gives one protected recipient their personal link.
+        """The message that gives one protected recipient their personal link; with
+        ``account``, to a recipient whose account opens it (sign-in, not a code).
 
         ValueError if the recipient's address cannot be written.
         """
@@ -102,6 +108,7 @@ class Notifier:
             portal_host=urlsplit(link_url).hostname or "",
             expires=templates.when(expires, lang),
             reply="none" if reply_to is None else self.settings.reply_to,
+            account=account,
         )
         rendered = templates.render("notification", lang, context, self._subjects.get(lang))
         name = f"{original.shown} via {self.settings.branding.organisation}"

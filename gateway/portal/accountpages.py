@@ -17,18 +17,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.envelope import keys
 from gateway.identity.accounts import AccountDesk
+from gateway.portal import i18n
 from gateway.portal.problems import Problem, json_error
 from gateway.portal.rendering import Pages, blob_response
-from gateway.portal.security import CSRF_HEADER, TooLarge, client_address, csrf_ok, read_body
+from gateway.portal.security import (
+    CSRF_HEADER,
+    TooLarge,
+    client_address,
+    csrf_ok,
+    new_token,
+    read_body,
+)
 from gateway.store import BlobMissing, EnvelopeRecord, ReaderRecord
 from gateway.store.sessions import Session
 
@@ -38,6 +48,7 @@ ACCOUNT_LIFETIME = timedelta(hours=12)
 ACCOUNT_BACKOFF_CAP = timedelta(minutes=1)
 _WINDOW = timedelta(hours=1)
 _MAX_ADDRESS = 254
+_ENVELOPE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class AccountPages(Pages):
@@ -48,6 +59,61 @@ class AccountPages(Pages):
         if self.deps.accounts is None:
             raise Problem(404, "accounts-off")
         return self.deps.accounts
+
+    # pages
+
+    async def start(self, request: Request) -> Response:
+        """The portal's front page: sign in to the account's inbox (or open a link)."""
+        lang = self._lang(request)
+        csrf = request.cookies.get(self._csrf_name) or new_token()
+        page = {
+            "api": {
+                "unlocking": "/account/unlocking",
+                "sign_in": "/account/sign-in",
+                "sign_out": "/account/sign-out",
+                "inbox": "/account/inbox",
+            },
+            "strings": i18n.page_strings(lang),
+        }
+        response = self._render(request, "account.html", {"csrf_token": csrf, "page": page})
+        self._csrf_cookie(response, csrf, request)
+        return response
+
+    async def message_page(self, request: Request) -> Response:
+        """A message in the account's inbox: the message page, reading with the account's
+        key. Nothing about the message is on the page until the signed-in browser asks."""
+        envelope_id = str(request.path_params["envelope_id"])
+        if not _ENVELOPE_ID.fullmatch(envelope_id):
+            raise HTTPException(404)
+        return self.account_message_page(request, envelope_id)
+
+    def account_message_page(
+        self, request: Request, envelope_id: str, sender: str = "", sender_name: str = ""
+    ) -> Response:
+        """message.html for a message that opens with the account's key (``sender`` only
+        where the link already showed it)."""
+        lang = self._lang(request)
+        csrf = request.cookies.get(self._csrf_name) or new_token()
+        base = f"/account/messages/{envelope_id}"
+        page: dict[str, Any] = {
+            "account": {"envelope_id": envelope_id, "sign_in": f"/?next=/inbox/{envelope_id}"},
+            "sender": sender,
+            "sender_name": sender_name or None,
+            "recipient_masked": "",
+            "methods": [],
+            "phone_masked": None,
+            "expires_at": "",
+            "code_length": self.deps.settings.code_length,
+            "session": False,
+            "device": False,
+            "remember_days": 0,
+            "reply_max_size": 0,
+            "api": {"open": f"{base}/open", "part": f"{base}/part/", "logout": "/account/sign-out"},
+            "strings": i18n.page_strings(lang),
+        }
+        response = self._render(request, "message.html", {"csrf_token": csrf, "page": page})
+        self._csrf_cookie(response, csrf, request)
+        return response
 
     # signing in and out
 

@@ -93,6 +93,8 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Route("/m/{link}/logout", portal.logout, methods=["POST"]),
         Route("/m/{link}/account/enrol", portal.account_enrol, methods=["POST"]),
         Route("/m/{link}/account", portal.account_create, methods=["POST"]),
+        Route("/", account.start, methods=["GET"]),
+        Route("/inbox/{envelope_id}", account.message_page, methods=["GET"]),
         Route("/account/unlocking", account.unlocking, methods=["POST"]),
         Route("/account/sign-in", account.sign_in, methods=["POST"]),
         Route("/account/sign-out", account.sign_out, methods=["POST"]),
@@ -205,6 +207,10 @@ class _Portal(Pages):
         if link is None or link.state != "live":
             return self._gone(request, link)
         envelope, reader = link.envelope, link.reader
+        if reader.kind == "account":  # sealed to the recipient's account: read after sign-in
+            return self.account_pages.account_message_page(
+                request, envelope.envelope_id, envelope.sender, envelope.sender_name or ""
+            )
         lang = self._lang(request)
         csrf = request.cookies.get(self._csrf_name) or new_token()
         base = f"/m/{request.path_params['link']}"
@@ -231,6 +237,14 @@ class _Portal(Pages):
                 "logout": f"{base}/logout",
             },
             "strings": i18n.page_strings(lang),
+            # An account for this address, once the emailed code proved it (signup.js).
+            "signup": {
+                "enrol": f"{base}/account/enrol",
+                "create": f"{base}/account",
+                "address": reader.address.lower(),
+            }
+            if self.deps.accounts is not None and "email" in self._methods(reader)
+            else None,
         }
         response = self._render(request, "message.html", {"csrf_token": csrf, "page": page})
         self._csrf_cookie(response, csrf, request)

@@ -4,9 +4,9 @@ The words are in ``gateway/locale`` (see docs/translating.md). ``environment(lan
 is the Jinja2 environment of the portal's templates in ``lang``, with the i18n
 extension (``_("... %(name)s", name=value)``, the value escaped) and ``switch``,
 the words of the language link. ``page_strings(lang)`` is what the portal's
-scripts need, which the app puts into ``page["strings"]``: every msgid portal.js
-asks for with ``gettext("...")`` and every problem strength.js reports (marked
-``N_("...")``), mapped to its translation; portal.js fills in the ``%(name)s``
+scripts need, which the app puts into ``page["strings"]``: every msgid portal.js,
+signup.js and inbox.js ask for with ``gettext("...")`` and every problem strength.js
+reports (marked ``N_("...")``), mapped to its translation; portal.js fills in the ``%(name)s``
 placeholders itself. ``choose()`` picks the language:
 ``?lang=``, then the cookie, then the browser's Accept-Language, then the default.
 """
@@ -24,7 +24,10 @@ from gateway.locale import translations
 LANGUAGES = ("en", "nl")
 
 # The scripts whose msgids go to the page (babel.cfg names them for `make messages`).
-SCRIPTS = tuple(Path(__file__).parent / "static" / name for name in ("portal.js", "strength.js"))
+SCRIPTS = tuple(
+    Path(__file__).parent / "static" / name
+    for name in ("portal.js", "strength.js", "signup.js", "inbox.js")
+)
 
 
 def environment(directory: Path, lang: str) -> Environment:

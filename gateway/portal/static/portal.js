@@ -14,33 +14,36 @@ import {
   sha256Hex,
   unlockGuest,
 } from "./sealed.js";
+import {
+  $,
+  ApiError,
+  NetworkError,
+  formatDate,
+  formatDuration,
+  formatSize,
+  gettext,
+  post,
+  postJson,
+  setText,
+  setup,
+} from "./pagekit.js";
+import { unwrapAccountContentKey } from "./account.js";
+import { forgetKey, recallKey } from "./keyring.js";
+import { offerSignUp } from "./signup.js";
 
 const STEPS = ["boot", "link", "fatal", "method", "code", "loading", "message", "signed-out"];
 const INLINE_IMAGE_MAX = 5 * 1024 * 1024; // per inline image shown in the HTML (as a data: URL)
 const INLINE_TYPES = /^image\/(png|jpe?g|gif|webp|bmp|avif)$/i;
 const SIMPLE_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/i;
 
-class ApiError extends Error {
-  constructor(status, data) {
-    super(`HTTP ${status}`);
-    this.status = status;
-    this.data = data && typeof data === "object" ? data : {};
-    this.code = typeof this.data.error === "string" ? this.data.error : "";
-  }
-}
-
-class NetworkError extends Error {}
-
 class IntegrityError extends Error {}
 
 const state = {
   page: null,
-  strings: {},
-  lang: "en",
-  csrf: "",
   link: null, // {linkId, secret}: never leaves this module
   method: null, // the verification method chosen
   session: null, // {K, info, manifest} once the message is open
+  accountKey: null, // the signed-in account's private key (a non-extractable CryptoKey)
   busy: false,
   pendingReply: null, // {fingerprint, blob}: a sealed reply not yet confirmed by the server
   lockUntil: 0,
@@ -49,64 +52,7 @@ const state = {
   resendTimer: null,
 };
 
-const $ = (id) => document.getElementById(id);
-
 // --- words, numbers, dates ----------------------------------------------------------------
-
-// The words come from the gettext catalogues (page.strings: msgid -> translation); the
-// msgid is the English text. Placeholders are Python's: %(name)s, and %% for a percent sign.
-function fill(template, values) {
-  return String(template).replace(/%\((\w+)\)s|%%/g, (match, key) => {
-    if (match === "%%") return "%";
-    return Object.prototype.hasOwnProperty.call(values, key) ? String(values[key]) : match;
-  });
-}
-
-function gettext(msgid, values = {}) {
-  const template = typeof state.strings[msgid] === "string" ? state.strings[msgid] : msgid;
-  return fill(template, values);
-}
-
-function formatSize(bytes) {
-  const units = ["byte", "kilobyte", "megabyte", "gigabyte"];
-  let value = Math.max(0, Number(bytes) || 0);
-  let index = 0;
-  while (value >= 1000 && index < units.length - 1) {
-    value /= 1000;
-    index += 1;
-  }
-  try {
-    return new Intl.NumberFormat(state.lang, {
-      style: "unit",
-      unit: units[index],
-      unitDisplay: index === 0 ? "long" : "short",
-      maximumFractionDigits: index === 0 ? 0 : 1,
-    }).format(value);
-  } catch {
-    return `${Math.round(value)} ${["B", "kB", "MB", "GB"][index]}`;
-  }
-}
-
-function formatDuration(seconds) {
-  const whole = Math.max(1, Math.ceil(seconds));
-  const [value, unit] = whole >= 120 ? [Math.ceil(whole / 60), "minute"] : [whole, "second"];
-  try {
-    return new Intl.NumberFormat(state.lang, { style: "unit", unit, unitDisplay: "long" }).format(value);
-  } catch {
-    return `${value} ${unit}s`;
-  }
-}
-
-function formatDate(value) {
-  if (!value) return "";
-  const date = new Date(value);
-  if (Number.isNaN(date.getTime())) return String(value);
-  try {
-    return new Intl.DateTimeFormat(state.lang, { dateStyle: "long", timeStyle: "short" }).format(date);
-  } catch {
-    return date.toLocaleString();
-  }
-}
 
 // --- page state -------------------------------------------------------------------------
 
@@ -122,11 +68,6 @@ function showStep(name) {
 
 function setError(message) {
   $("sg-error").textContent = message || "";
-}
-
-function setText(id, text) {
-  const element = $(id);
-  if (element) element.textContent = text || "";
 }
 
 function locked() {
@@ -174,50 +115,6 @@ function startResendWait(seconds) {
 }
 
 // --- the server -------------------------------------------------------------------------
-
-async function post(url, body) {
-  const headers = { "X-CSRF-Token": state.csrf };
-  let payload;
-  if (body instanceof Uint8Array) {
-    headers["Content-Type"] = "application/octet-stream";
-    payload = body;
-  } else {
-    headers["Content-Type"] = "application/json";
-    payload = JSON.stringify(body ?? {});
-  }
-  let response;
-  try {
-    response = await fetch(url, {
-      method: "POST",
-      headers,
-      body: payload,
-      credentials: "same-origin",
-      cache: "no-store",
-      redirect: "error",
-    });
-  } catch {
-    throw new NetworkError("network");
-  }
-  if (!response.ok) {
-    let data = {};
-    try {
-      data = await response.json();
-    } catch {
-      data = {};
-    }
-    throw new ApiError(response.status, data);
-  }
-  return response;
-}
-
-async function postJson(url, body) {
-  const response = await post(url, body);
-  try {
-    return await response.json();
-  } catch {
-    throw new ApiError(response.status, { error: "bad-response" });
-  }
-}
 
 function describe(error) {
   if (error instanceof NetworkError) {
@@ -281,7 +178,8 @@ function handleCommon(error) {
   }
   if (error.status === 401 && error.code !== "wrong-code") {
     forgetMessage();
-    startVerify(gettext("Please confirm again that it is you."));
+    if (state.page.account) toSignIn();
+    else startVerify(gettext("Please confirm again that it is you."));
     return true;
   }
   if (error.code === "send-limit") {
@@ -477,15 +375,7 @@ async function openMessage() {
   let K;
   try {
     setProgress(gettext("Decrypting the message…"), null);
-    K = await unlockGuest({
-      linkId: state.link.linkId,
-      secret: state.link.secret,
-      envelopeId: info.envelope_id,
-      readerId: info.reader_id,
-      encryptedPrivateKey:
-        info.encrypted_private_key === null ? null : b64urlDecode(info.encrypted_private_key),
-      wrappedKey: b64urlDecode(info.wrapped_key),
-    });
+    K = await contentKey(info);
   } catch {
     fatal(cannotOpen());
     return;
@@ -507,6 +397,38 @@ async function openMessage() {
   }
   state.session = { K, info, manifest };
   render(state.session);
+}
+
+// K: with the link's secret for a guest, with the signed-in account's private key otherwise.
+async function contentKey(info) {
+  if (state.page.account) {
+    return unwrapAccountContentKey(state.accountKey, b64urlDecode(info.wrapped_key));
+  }
+  return unlockGuest({
+    linkId: state.link.linkId,
+    secret: state.link.secret,
+    envelopeId: info.envelope_id,
+    readerId: info.reader_id,
+    encryptedPrivateKey:
+      info.encrypted_private_key === null ? null : b64urlDecode(info.encrypted_private_key),
+    wrappedKey: b64urlDecode(info.wrapped_key),
+  });
+}
+
+// The account's session or key is gone: sign in again, and come back to this message.
+function toSignIn() {
+  forgetKey().finally(() => location.assign(state.page.account.sign_in));
+}
+
+async function openAccountMessage() {
+  const kept = await recallKey();
+  if (!kept) {
+    toSignIn();
+    return;
+  }
+  state.accountKey = kept.privateKey;
+  $("sg-forget").hidden = true; // no device to forget: the account signs out everywhere it asks
+  await openMessage();
 }
 
 function openFailed(error) {
@@ -605,6 +527,7 @@ function render(session) {
   showStep("message");
   if (html) showHtml(session, html, shownInline);
   else $("sg-html").removeAttribute("srcdoc");
+  if (state.page.signup) offerSignUp(state.page.signup);
 }
 
 // The inline images the HTML refers to by cid:, keyed by content id.
@@ -868,6 +791,11 @@ async function signOut(forgetDevice) {
   }
   setBusy(false);
   forgetMessage();
+  if (state.page.account) {
+    await forgetKey();
+    location.assign("/");
+    return;
+  }
   $("sg-reply-form").reset();
   state.page.session = false;
   state.page.device = false;
@@ -901,9 +829,11 @@ function main() {
   const data = $("sg-page");
   if (!data) return;
   state.page = JSON.parse(data.textContent);
-  state.strings = state.page.strings && typeof state.page.strings === "object" ? state.page.strings : {};
-  state.lang = document.documentElement.lang || "en";
-  state.csrf = document.querySelector('meta[name="csrf-token"]')?.getAttribute("content") || "";
+  setup({
+    strings: state.page.strings,
+    lang: document.documentElement.lang || "en",
+    csrf: document.querySelector('meta[name="csrf-token"]')?.getAttribute("content") || "",
+  });
   keepFragmentOnLanguageLink();
   setText("sg-expiry", gettext("Available until %(date)s", { date: formatDate(state.page.expires_at) }));
 
@@ -913,6 +843,11 @@ function main() {
       gettext("Your browser cannot open secure messages. Use a recent version of Firefox, Chrome, Edge or Safari."),
     );
     showStep("fatal");
+    return;
+  }
+  if (state.page.account) {
+    wire();
+    openAccountMessage();
     return;
   }
   try {

@@ -1,0 +1,157 @@
+// The portal's front page: sign in to an account, then its inbox (docs/accounts.md).
+//
+// Sign-in: the server gives the salt and round count for the address (made up, and the same
+// each time, for one without an account); account.js derives the login secret and the KEK from
+// the password here; the server checks the login secret and the authenticator code, and sends
+// the private key sealed under the KEK, which is opened into a non-extractable key and kept in
+// this browser (keyring.js) for the messages of the inbox. The password goes nowhere.
+
+import { decryptPrivateKey, deriveAccountKeys } from "./account.js";
+import { forgetKey, recallKey, rememberKey } from "./keyring.js";
+import { $, ApiError, NetworkError, formatDate, formatSize, gettext, postJson, setText, setup } from "./pagekit.js";
+import { b64urlDecode, b64urlEncode } from "./sealed.js";
+
+const state = { page: null, busy: false, searchTimer: null };
+
+function showStep(name) {
+  for (const step of ["sign-in", "inbox"]) $(`sg-step-${step}`).hidden = step !== name;
+  $(`sg-step-${name}`).querySelector("h1")?.focus();
+}
+
+function setError(message) {
+  setText("sg-error", message);
+}
+
+function describe(error) {
+  if (error instanceof NetworkError) {
+    return gettext("There is no connection to the server. Check your internet connection and try again.");
+  }
+  if (error instanceof ApiError) {
+    if (error.code === "sign-in") return gettext("The address, password or code is not right.");
+    if (error.status === 429) return gettext("Too many attempts. Wait a minute and try again.");
+  }
+  return gettext("Something went wrong on our side. Try again later.");
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  if (state.busy) return;
+  setError("");
+  const address = $("sg-address").value.trim().toLowerCase();
+  const password = $("sg-password").value;
+  const code = $("sg-totp").value.replace(/\s+/g, "");
+  if (!address.includes("@") || !password || !code) {
+    setError(gettext("Fill in your email address, password and code."));
+    return;
+  }
+  setBusy(true, gettext("Signing in…"));
+  try {
+    const unlocking = await postJson(state.page.api.unlocking, { address });
+    const salt = b64urlDecode(unlocking.salt);
+    const { kek, loginSecret } = await deriveAccountKeys(password, salt, unlocking.iterations);
+    const answer = await postJson(state.page.api.sign_in, {
+      address,
+      login_secret: b64urlEncode(loginSecret),
+      code,
+    });
+    loginSecret.fill(0);
+    const privateKey = await decryptPrivateKey(kek, b64urlDecode(answer.encrypted_private_key), answer.address);
+    await rememberKey(answer.address, privateKey);
+    $("sg-password").value = "";
+    $("sg-totp").value = "";
+    await afterSignIn();
+  } catch (error) {
+    setError(describe(error));
+  } finally {
+    setBusy(false, "");
+  }
+}
+
+async function afterSignIn() {
+  const next = new URLSearchParams(location.search).get("next");
+  if (next && /^\/inbox\/[0-9a-f]{32}$/.test(next)) {
+    location.assign(next);
+    return;
+  }
+  await showInbox();
+}
+
+async function showInbox() {
+  let listed;
+  try {
+    listed = await postJson(state.page.api.inbox, { sender: $("sg-search").value.trim() || null });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      await forgetKey();
+      showStep("sign-in");
+      return;
+    }
+    setError(describe(error));
+    return;
+  }
+  setText("sg-inbox-address", gettext("Signed in as %(address)s", { address: listed.address }));
+  const list = $("sg-inbox-list");
+  list.replaceChildren(...listed.messages.map(entry));
+  $("sg-inbox-empty").hidden = listed.messages.length > 0;
+  if ($("sg-step-inbox").hidden) showStep("inbox");
+}
+
+function entry(message) {
+  const item = $("sg-inbox-template").content.firstElementChild.cloneNode(true);
+  const sender = message.sender_name ? `${message.sender_name} <${message.sender}>` : message.sender;
+  item.querySelector(".sg-inbox-sender").textContent = sender;
+  const open = item.querySelector(".sg-inbox-open");
+  if (message.opens_here) {
+    open.href = `/inbox/${message.envelope_id}`;
+  } else {
+    open.replaceWith(open.firstElementChild); // not a link: it opens with the link in its email
+    item.querySelector(".sg-inbox-link-only").textContent = gettext(
+      "Sent before your account existed: open it with the link in its email.",
+    );
+  }
+  if (!message.read) item.classList.add("sg-unread");
+  item.querySelector(".sg-inbox-meta").textContent = [
+    formatDate(message.sent_at),
+    formatSize(message.size),
+    message.read ? gettext("Read") : gettext("Unread"),
+    gettext("Available until %(date)s", { date: formatDate(message.expires_at) }),
+  ].join(" · ");
+  return item;
+}
+
+async function signOut(everywhere) {
+  try {
+    await postJson(state.page.api.sign_out, { everywhere });
+  } catch {
+    // no session any more: what signing out wants
+  }
+  await forgetKey();
+  location.assign("/");
+}
+
+function setBusy(busy, status) {
+  state.busy = busy;
+  $("sg-sign-in-submit").disabled = busy;
+  setText("sg-sign-in-status", status);
+}
+
+async function main() {
+  state.page = JSON.parse($("sg-page").textContent);
+  setup({
+    strings: state.page.strings,
+    lang: document.documentElement.lang || "en",
+    csrf: document.querySelector('meta[name="csrf-token"]')?.getAttribute("content") || "",
+  });
+  $("sg-sign-in-form").addEventListener("submit", signIn);
+  $("sg-sign-out").addEventListener("click", () => signOut(false));
+  $("sg-sign-out-everywhere").addEventListener("click", () => signOut(true));
+  $("sg-search").addEventListener("input", () => {
+    clearTimeout(state.searchTimer);
+    state.searchTimer = setTimeout(showInbox, 300);
+  });
+  $("sg-search-form").addEventListener("submit", (event) => event.preventDefault());
+  if (await recallKey()) await afterSignIn();
+  else showStep("sign-in");
+}
+
+main();
