@@ -15,6 +15,7 @@ import time
 import pyotp
 import pytest
 
+from gateway.envelope import keys
 from tests.support.browser import chromium
 from tests.support.portal import portal_url, send_protected
 from tests.test_portal_browser import DESKTOP, PHONE, Watch, shot, verify_with_email_code
@@ -22,6 +23,7 @@ from tests.test_portal_browser import DESKTOP, PHONE, Watch, shot, verify_with_e
 pytestmark = pytest.mark.peers
 
 PASSWORD = "violet harbour ladder 47 quietly"
+NEW_PASSWORD = "amber canyon whistle 12 slowly"
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +101,37 @@ def test_sign_up_then_sign_in_read_and_list(portal, sink, browser):
     page.wait_for_selector("#sg-step-sign-in:not([hidden])")
     watch.assert_clean()
     fresh.close()
+
+
+def test_changing_the_password_in_the_browser_re_seals_the_same_key(portal, sink, browser):
+    link = send_protected(portal, sink)
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(link.url(portal_url(portal)))
+    page.wait_for_selector("#sg-step-method:not([hidden])")
+    verify_with_email_code(page, sink)
+    totp = sign_up_on_the_message_page(page, sink)
+    store = portal.gateway.vault.store
+    before = store.get_account("bob@example.net")
+
+    page.goto(portal_url(portal) + "/")  # signed in by the sign-up, the key kept
+    page.wait_for_selector("#sg-step-inbox:not([hidden])")
+    page.click("#sg-settings summary")
+    page.fill("#sg-current-password", PASSWORD)
+    page.fill("#sg-new-password", NEW_PASSWORD)
+    page.fill("#sg-new-repeat", NEW_PASSWORD)
+    page.fill("#sg-password-code", totp.at(time.time() + 30))
+    page.click("#sg-password-submit")
+    page.wait_for_selector("#sg-notice:not([hidden])", timeout=30_000)
+    shot(page, "account-settings")
+    watch.assert_clean()
+    context.close()
+
+    after = store.get_account("bob@example.net")
+    assert after.public_key == before.public_key and after.kdf_salt != before.kdf_salt
+    new_kek = keys.account_keys(NEW_PASSWORD, after.kdf_salt, 600_000).kek
+    old_kek = keys.account_keys(PASSWORD, before.kdf_salt, 600_000).kek
+    assert keys.decrypt_private_key(
+        new_kek, after.encrypted_private_key, b"bob@example.net"
+    ) == keys.decrypt_private_key(old_kek, before.encrypted_private_key, b"bob@example.net")

@@ -10,16 +10,21 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pyotp
 import pytest
+from sqlalchemy import select
 
 from gateway.envelope import keys, opener
 from gateway.store.accounts import Accounts
+from gateway.store.portalstate import PortalState
+from gateway.store.schema import events
 from tests.support.portal import Browser, portal_url, send_protected
 from tests.support.protected import notifications
 
@@ -253,3 +258,86 @@ def test_sign_up_needs_the_emailed_code_and_a_right_authenticator_code(portal, s
     assert browser.post(link, "account", body).json()["error"] == "enrolment"
     assert portal.gateway.vault.store.get_account(BOB) is None
     assert Accounts(portal.gateway.vault.store).factor(BOB, "totp") is None
+
+
+def password_upload(address: str, password: str, made: Made) -> tuple[dict, bytes]:
+    """What the browser sends for a new password: the same private key under the new KEK."""
+    salt = os.urandom(16)
+    derived = keys.account_keys(password, salt, 600_000)
+    sealed = keys.encrypt_private_key(derived.kek, made.private_der, address.encode())
+    upload = {
+        "kdf": "pbkdf2-sha256",
+        "iterations": 600_000,
+        "salt": keys.b64url(salt),
+        "login_secret": keys.b64url(derived.login_secret),
+        "encrypted_private_key": keys.b64url(sealed),
+    }
+    return upload, salt
+
+
+def test_a_new_password_keeps_the_messages_and_ends_other_sessions(portal, sink, browsers):
+    link = send_protected(portal, sink)
+    browser = browsers(portal_url(portal))
+    made = sign_up(browser, link, sink)  # signed in by the sign-up
+    second = send_protected(portal, sink, subject="[secure] kept")
+    store = portal.gateway.vault.store
+    # The account is signed in on another device too.
+    elsewhere = browsers(portal_url(portal))
+    elsewhere.page(link)
+    token = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    PortalState(store).sessions.add_session(
+        token, kind="account", now=now, expires_at=now + timedelta(hours=1), address=BOB
+    )
+    elsewhere.http.cookies.set("sg_account", token)
+    assert api(elsewhere, "/account/inbox").status_code == 200
+
+    new, salt = password_upload(BOB, "another long passphrase", made)
+    code = next_code(made.totp)
+    stolen_cookie = {"login_secret": made.login_secret("guess"), "code": code, "new": new}
+    assert api(browser, "/account/password", stolen_cookie).status_code == 401
+    current = {"login_secret": made.login_secret(), "code": code, "new": new}
+    changed = api(browser, "/account/password", current)
+    assert changed.status_code == 200, changed.text
+
+    assert api(elsewhere, "/account/inbox").status_code == 401  # the other session ended
+    assert api(browser, "/account/inbox").status_code == 200  # this one goes on
+    unlocking = api(browser, "/account/unlocking", {"address": BOB}).json()
+    assert unlocking["salt"] == keys.b64url(salt)
+    # The same key pair: what was sealed before still opens, with the new password.
+    account = store.get_account(BOB)
+    kek = keys.account_keys("another long passphrase", salt, 600_000).kek
+    private = keys.decrypt_private_key(kek, account.encrypted_private_key, BOB.encode())
+    envelope, _ = store.reader_by_link(second.id_hash)
+    opened = api(browser, f"/account/messages/{envelope.envelope_id}/open").json()
+    assert len(keys.unwrap_content_key(private, keys.b64url_decode(opened["wrapped_key"]))) == 32
+    with store.engine.connect() as conn:
+        kinds = conn.scalars(select(events.c.kind).where(events.c.address == BOB)).all()
+    assert "password-changed" in kinds
+
+
+def test_deleting_the_account_shreds_what_was_sealed_to_it(portal, sink, browsers):
+    link = send_protected(portal, sink)
+    browser = browsers(portal_url(portal))
+    made = sign_up(browser, link, sink)
+    second = send_protected(portal, sink, subject="[secure] to be shredded")
+    store = portal.gateway.vault.store
+    envelope, _ = store.reader_by_link(second.id_hash)
+    wrong = {"login_secret": made.login_secret("guess"), "code": next_code(made.totp)}
+    assert api(browser, "/account/delete", wrong).status_code == 401
+    right = {"login_secret": made.login_secret(), "code": next_code(made.totp)}
+    deleted = api(browser, "/account/delete", right)
+    assert deleted.status_code == 200 and deleted.json()["messages_shredded"] == 1
+
+    assert store.get_account(BOB) is None
+    _, reader = store.reader_by_link(second.id_hash)
+    assert reader.wrapped_key is None  # crypto-shredded: nobody can open it as the account
+    assert api(browser, "/account/inbox").status_code == 401
+    assert api(browser, f"/account/messages/{envelope.envelope_id}/open").status_code == 401
+    again = browsers(portal_url(portal))
+    again.page(link)
+    gone = {"address": BOB, "login_secret": made.login_secret(), "code": made.totp.now()}
+    assert api(again, "/account/sign-in", gone).status_code == 401
+    # A new message to the address is a guest's again, with a link that opens.
+    third = send_protected(portal, sink, subject="[secure] after deletion")
+    assert store.reader_by_link(third.id_hash)[1].kind == "guest"

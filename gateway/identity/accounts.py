@@ -63,6 +63,27 @@ class KeyUpload:
 
 def check_upload(body: dict[str, Any]) -> KeyUpload:
     """The keys of a sign-up, checked as far as the server can; :class:`UploadError`."""
+    public_key = _bytes(body, "public_key", 100, MAX_PUBLIC_KEY)
+    _check_public_key(public_key)
+    password = check_password_upload(body)
+    return KeyUpload(
+        password.iterations, password.salt, password.login_secret, public_key,
+        password.encrypted_private_key,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PasswordUpload:
+    """What a password makes (at sign-up, or when it changes): the key pair stays."""
+
+    iterations: int
+    salt: bytes
+    login_secret: bytes = field(repr=False)
+    encrypted_private_key: bytes
+
+
+def check_password_upload(body: dict[str, Any]) -> PasswordUpload:
+    """The KDF parameters, login secret and sealed private key of a new password."""
     if body.get("kdf") != KDF:
         raise UploadError("kdf", f"must be {KDF!r}")
     iterations = body.get("iterations")
@@ -70,12 +91,10 @@ def check_upload(body: dict[str, Any]) -> KeyUpload:
         raise UploadError("iterations", f"must be {DEFAULT_ITERATIONS}")
     salt = _bytes(body, "salt", SALT_SIZE, SALT_SIZE)
     login_secret = _bytes(body, "login_secret", LOGIN_SECRET_SIZE, LOGIN_SECRET_SIZE)
-    public_key = _bytes(body, "public_key", 100, MAX_PUBLIC_KEY)
-    _check_public_key(public_key)
     sealed = _bytes(body, "encrypted_private_key", *PRIVATE_KEY_SIZES)
     if sealed[:1] != keys.PRIVATE_KEY_VERSION:
         raise UploadError("encrypted_private_key", "unknown version")
-    return KeyUpload(iterations, salt, login_secret, public_key, sealed)
+    return PasswordUpload(iterations, salt, login_secret, sealed)
 
 
 def _bytes(body: dict[str, Any], name: str, least: int, most: int) -> bytes:
@@ -183,3 +202,19 @@ class AccountDesk:
         if step is None or not self.accounts.spend_step(factor.factor_id, step, now):
             return None
         return account
+
+    def change_password(self, account: AccountRecord, upload: PasswordUpload) -> None:
+        """The account's new salt, login verifier and sealed private key (the key pair
+        stays, so every message keeps opening); every session of the account ends.
+        The caller has checked the current password and code (:meth:`sign_in`)."""
+        self.accounts.change_password(
+            account.address,
+            salt=upload.salt,
+            login_verifier=self._hasher.hash(upload.login_secret),
+            encrypted_private_key=upload.encrypted_private_key,
+        )
+
+    def delete(self, account: AccountRecord) -> int:
+        """Delete the account and crypto-shred what was sealed to it; the number of
+        readers whose wrapped key went. The caller has checked password and code."""
+        return self.accounts.delete(account.address)

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.envelope import keys
-from gateway.identity.accounts import AccountDesk
+from gateway.identity.accounts import AccountDesk, UploadError, check_password_upload
 from gateway.portal import i18n
 from gateway.portal.problems import Problem, json_error
 from gateway.portal.rendering import Pages, blob_response
@@ -39,7 +39,7 @@ from gateway.portal.security import (
     new_token,
     read_body,
 )
-from gateway.store import BlobMissing, EnvelopeRecord, ReaderRecord
+from gateway.store import AccountRecord, BlobMissing, EnvelopeRecord, ReaderRecord
 from gateway.store.sessions import Session
 
 ACCOUNT_COOKIE = "sg_account"
@@ -72,6 +72,8 @@ class AccountPages(Pages):
                 "sign_in": "/account/sign-in",
                 "sign_out": "/account/sign-out",
                 "inbox": "/account/inbox",
+                "password": "/account/password",
+                "delete": "/account/delete",
             },
             "strings": i18n.page_strings(lang),
         }
@@ -132,33 +134,9 @@ class AccountPages(Pages):
     async def sign_in(self, request: Request) -> Response:
         try:
             body = await self._json(request)
-            address = _address(body)
-            secret, code = body.get("login_secret"), body.get("code")
-            if not isinstance(secret, str) or not isinstance(code, str) or len(code) > 16:
-                raise Problem(400, "bad-request")
-            try:
-                login_secret = keys.b64url_decode(secret)
-            except ValueError:
-                raise Problem(400, "bad-request") from None
-            client = client_address(request, self.deps.settings.trusted_proxies)
-            limits = self._sign_in_limits(client, address)
-            await asyncio.to_thread(self._check_not_locked, limits)
-            now = datetime.now(UTC)
-            account = await asyncio.to_thread(self.desk.sign_in, address, login_secret, code, now)
-            if account is None:
-                await asyncio.to_thread(self._count_failure, limits)
-                await asyncio.to_thread(
-                    self.deps.store.record_event, "sign-in-failed", address=address,
-                    detail=f"client={client}",
-                )  # fmt: skip
-                raise Problem(401, "sign-in")
+            account = await self._proven(request, _address(body), body)
         except Problem as problem:
             return json_error(problem)
-        await asyncio.to_thread(self._forgive, limits)
-        await asyncio.to_thread(
-            self.deps.store.record_event, "signed-in", address=account.address,
-            detail=f"method=totp client={client}",
-        )  # fmt: skip
         response = JSONResponse(
             {
                 "address": account.address,
@@ -167,6 +145,68 @@ class AccountPages(Pages):
         )
         await self.start_session(response, account.address, "totp")
         return response
+
+    async def change_password(self, request: Request) -> Response:
+        """A new password: the current one and a code first, then the private key sealed
+        under the new KEK (the browser re-seals it). Other sessions end; this one renews."""
+        try:
+            body = await self._json(request)
+            session = await self._session(request)
+            assert session.address is not None
+            account = await self._proven(request, session.address, body)
+            new = body.get("new")
+            try:
+                upload = check_password_upload(new if isinstance(new, dict) else {})
+            except UploadError as error:
+                raise Problem(400, "upload", field=error.field) from None
+            await asyncio.to_thread(self.desk.change_password, account, upload)
+        except Problem as problem:
+            return json_error(problem)
+        response = JSONResponse({"ok": True})
+        await self.start_session(response, account.address, "totp")
+        return response
+
+    async def delete(self, request: Request) -> Response:
+        """Delete the account (password and code first): what was sealed to it is shredded."""
+        try:
+            body = await self._json(request)
+            session = await self._session(request)
+            assert session.address is not None
+            account = await self._proven(request, session.address, body)
+            shredded = await asyncio.to_thread(self.desk.delete, account)
+        except Problem as problem:
+            return json_error(problem)
+        response = JSONResponse({"ok": True, "messages_shredded": shredded})
+        response.delete_cookie(ACCOUNT_COOKIE, path="/")
+        return response
+
+    async def _proven(self, request: Request, address: str, body: dict[str, Any]) -> AccountRecord:
+        """The account, once the body's login secret and TOTP code prove it; throttled and
+        recorded like every sign-in. Problem 401 (the same for every reason) or 429."""
+        secret, code = body.get("login_secret"), body.get("code")
+        if not isinstance(secret, str) or not isinstance(code, str) or len(code) > 16:
+            raise Problem(400, "bad-request")
+        try:
+            login_secret = keys.b64url_decode(secret)
+        except ValueError:
+            raise Problem(400, "bad-request") from None
+        client = client_address(request, self.deps.settings.trusted_proxies)
+        limits = self._sign_in_limits(client, address)
+        await asyncio.to_thread(self._check_not_locked, limits)
+        now = datetime.now(UTC)
+        account = await asyncio.to_thread(self.desk.sign_in, address, login_secret, code, now)
+        record = self.deps.store.record_event
+        if account is None:
+            await asyncio.to_thread(self._count_failure, limits)
+            await asyncio.to_thread(
+                record, "sign-in-failed", address=address, detail=f"client={client}"
+            )
+            raise Problem(401, "sign-in")
+        await asyncio.to_thread(self._forgive, limits)
+        await asyncio.to_thread(
+            record, "signed-in", address=account.address, detail=f"method=totp client={client}"
+        )
+        return account
 
     async def sign_out(self, request: Request) -> Response:
         """End this session, or with ``{"everywhere": true}`` every session of the account."""

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 
-from gateway.store.database import Store, insert_account
+from gateway.store.database import Store, append_event, insert_account
 from gateway.store.records import LIVE_STATES, AccountRecord
-from gateway.store.schema import account_factors, envelopes, events, readers
+from gateway.store.schema import account_factors, accounts, envelopes, events, readers
+from gateway.store.sessions import delete_account_sessions
 
 
 @dataclass(frozen=True)
@@ -147,3 +148,39 @@ class Accounts:
             )
             for row in rows
         ]
+
+    def change_password(
+        self, address: str, *, salt: bytes, login_verifier: str, encrypted_private_key: bytes
+    ) -> None:
+        """A new password's salt, verifier and sealed private key; the account's sessions
+        end (the one that asked gets a new one)."""
+        address = address.lower()
+        with self.store.transaction(f"changing the password of {address}", write=True) as conn:
+            conn.execute(
+                update(accounts)
+                .where(accounts.c.address == address)
+                .values(
+                    kdf_salt=salt,
+                    login_verifier=login_verifier,
+                    encrypted_private_key=encrypted_private_key,
+                )
+            )
+            delete_account_sessions(conn, address)
+            append_event(conn, "password-changed", address=address)
+
+    def delete(self, address: str) -> int:
+        """Crypto-shred the account: the content keys wrapped to it go (its messages no
+        longer open for it), then its sessions, factors and the account itself. The audit
+        trail keeps that it happened. The number of readers shredded."""
+        address = address.lower()
+        mine = and_(readers.c.kind == "account", func.lower(readers.c.address) == address)
+        with self.store.transaction(f"deleting account {address}", write=True) as conn:
+            shredded = conn.execute(
+                update(readers).where(mine, readers.c.wrapped_key.is_not(None))
+                .values(wrapped_key=None)
+            ).rowcount  # fmt: skip
+            delete_account_sessions(conn, address)
+            conn.execute(delete(account_factors).where(account_factors.c.address == address))
+            conn.execute(delete(accounts).where(accounts.c.address == address))
+            append_event(conn, "account-deleted", address=address, detail=f"readers={shredded}")
+        return shredded

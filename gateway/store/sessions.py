@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.engine import Connection
 
 from gateway.store.database import Store
 from gateway.store.schema import sessions
@@ -91,6 +92,11 @@ class Sessions:
 
     def end_account_sessions(self, address: str) -> int:
         """Sign an account out everywhere: every session of ``address`` ends."""
-        where = (sessions.c.kind == "account", sessions.c.address == address.lower())
         with self.store.transaction("ending account sessions", write=True) as conn:
-            return conn.execute(delete(sessions).where(*where)).rowcount
+            return delete_account_sessions(conn, address)
+
+
+def delete_account_sessions(conn: Connection, address: str) -> int:
+    """Within ``conn``'s transaction: end every session of the account of ``address``."""
+    where = (sessions.c.kind == "account", sessions.c.address == address.lower())
+    return conn.execute(delete(sessions).where(*where)).rowcount

@@ -208,3 +208,39 @@ export async function rewrapContentKey(publicKeyDer, K) {
   }
   return new Uint8Array(await crypto.subtle.encrypt({ name: "RSA-OAEP" }, publicKey, contentKey));
 }
+
+/**
+ * The encrypted private key under a new password's KEK (changing the password, docs/accounts.md):
+ * opened with the old KEK into a key that exists only for this call, exported, sealed under the
+ * new KEK for the same owner, and the plaintext bytes overwritten. Rejects as
+ * {@link decryptPrivateKey} when the old KEK does not open it.
+ * @param {CryptoKey} oldKek  from {@link deriveAccountKeys} with the current password
+ * @param {Uint8Array} blob  the account's encrypted private key
+ * @param {CryptoKey} newKek  from {@link deriveAccountKeys} with the new password and salt
+ * @param {string} address  the account's address as the server stores it
+ * @returns {Promise<Uint8Array>} the private key sealed under newKek
+ */
+export async function reencryptPrivateKey(oldKek, blob, newKek, address) {
+  checkKey(oldKek, "secret", "unwrapKey", "the old KEK");
+  checkKey(newKek, "secret", "encrypt", "the new KEK");
+  const owner = ownerBytes(address);
+  const data = asBytes(blob, "encrypted private key");
+  if (data.length < 1 + NONCE_SIZE + TAG_SIZE || data[0] !== PRIVATE_KEY_VERSION) {
+    throw unlockError("private-key", "the encrypted private key is damaged or of unknown version");
+  }
+  const params = aesGcm(data.subarray(1, 1 + NONCE_SIZE), owner);
+  let opened;
+  try {
+    opened = await crypto.subtle.unwrapKey("pkcs8", data.subarray(1 + NONCE_SIZE), oldKek, params,
+                                           RSA_OAEP, true, ["decrypt"]);
+  } catch {
+    throw unlockError("private-key",
+                      "the private key does not open: wrong password, wrong address or tampering");
+  }
+  const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", opened));
+  try {
+    return await encryptPrivateKey(newKek, pkcs8, address);
+  } finally {
+    pkcs8.fill(0);
+  }
+}

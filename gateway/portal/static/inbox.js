@@ -6,10 +6,11 @@
 // the private key sealed under the KEK, which is opened into a non-extractable key and kept in
 // this browser (keyring.js) for the messages of the inbox. The password goes nowhere.
 
-import { decryptPrivateKey, deriveAccountKeys } from "./account.js";
+import { decryptPrivateKey, deriveAccountKeys, reencryptPrivateKey } from "./account.js";
 import { forgetKey, recallKey, rememberKey } from "./keyring.js";
 import { $, ApiError, NetworkError, formatDate, formatSize, gettext, postJson, setText, setup } from "./pagekit.js";
 import { b64urlDecode, b64urlEncode } from "./sealed.js";
+import { checkPassword } from "./strength.js";
 
 const state = { page: null, busy: false, searchTimer: null };
 
@@ -56,7 +57,7 @@ async function signIn(event) {
     });
     loginSecret.fill(0);
     const privateKey = await decryptPrivateKey(kek, b64urlDecode(answer.encrypted_private_key), answer.address);
-    await rememberKey(answer.address, privateKey);
+    await rememberKey(answer.address, privateKey, b64urlDecode(answer.encrypted_private_key));
     $("sg-password").value = "";
     $("sg-totp").value = "";
     await afterSignIn();
@@ -119,6 +120,96 @@ function entry(message) {
   return item;
 }
 
+// --- password and account -------------------------------------------------------------------
+
+// The login secret of `password`, with the account's salt (asked again: it changes with the
+// password), for the server to check before it changes anything.
+async function proof(address, password) {
+  const unlocking = await postJson(state.page.api.unlocking, { address });
+  const derived = await deriveAccountKeys(password, b64urlDecode(unlocking.salt), unlocking.iterations);
+  const loginSecret = b64urlEncode(derived.loginSecret);
+  derived.loginSecret.fill(0);
+  return { kek: derived.kek, loginSecret };
+}
+
+async function changePassword(event) {
+  event.preventDefault();
+  if (state.busy) return;
+  setError("");
+  const kept = await recallKey();
+  const password = $("sg-new-password").value;
+  const verdict = await checkPassword(password, { userInputs: [kept?.address || "", document.title] });
+  if (!verdict.ok) {
+    setError(verdict.problems.map((p) => gettext(p)).join(" "));
+    return;
+  }
+  if ($("sg-new-repeat").value !== password) {
+    setError(gettext("The two passwords are not the same."));
+    return;
+  }
+  if (!kept?.sealed) {
+    await signOut(false); // signed in before the key was kept with its sealed form
+    return;
+  }
+  state.busy = true;
+  setText("sg-password-status", gettext("Changing your password…"));
+  try {
+    const current = await proof(kept.address, $("sg-current-password").value);
+    const salt = crypto.getRandomValues(new Uint8Array(16));
+    const fresh = await deriveAccountKeys(password, salt, 600000);
+    const sealed = await reencryptPrivateKey(current.kek, kept.sealed, fresh.kek, kept.address);
+    await postJson(state.page.api.password, {
+      login_secret: current.loginSecret,
+      code: $("sg-password-code").value.replace(/\s+/g, ""),
+      new: {
+        kdf: "pbkdf2-sha256",
+        iterations: 600000,
+        salt: b64urlEncode(salt),
+        login_secret: b64urlEncode(fresh.loginSecret),
+        encrypted_private_key: b64urlEncode(sealed),
+      },
+    });
+    fresh.loginSecret.fill(0);
+    await rememberKey(kept.address, kept.privateKey, sealed);
+    $("sg-password-form").reset();
+    notice(gettext("Your password has been changed. You are signed out on your other devices."));
+  } catch (error) {
+    setError(describe(error));
+  } finally {
+    state.busy = false;
+    setText("sg-password-status", "");
+  }
+}
+
+async function deleteAccount(event) {
+  event.preventDefault();
+  if (state.busy || !$("sg-delete-confirm").checked) return;
+  setError("");
+  const kept = await recallKey();
+  if (!kept) return;
+  state.busy = true;
+  try {
+    const current = await proof(kept.address, $("sg-delete-password").value);
+    await postJson(state.page.api.delete, {
+      login_secret: current.loginSecret,
+      code: $("sg-delete-code").value.replace(/\s+/g, ""),
+    });
+    await forgetKey();
+    $("sg-delete-form").reset();
+    showStep("sign-in");
+    notice(gettext("Your account has been deleted."));
+  } catch (error) {
+    setError(describe(error));
+  } finally {
+    state.busy = false;
+  }
+}
+
+function notice(text) {
+  setText("sg-notice", text);
+  $("sg-notice").hidden = !text;
+}
+
 async function signOut(everywhere) {
   try {
     await postJson(state.page.api.sign_out, { everywhere });
@@ -150,6 +241,13 @@ async function main() {
     state.searchTimer = setTimeout(showInbox, 300);
   });
   $("sg-search-form").addEventListener("submit", (event) => event.preventDefault());
+  $("sg-password-form").addEventListener("submit", changePassword);
+  $("sg-delete-form").addEventListener("submit", deleteAccount);
+  $("sg-new-password").addEventListener("input", async () => {
+    const password = $("sg-new-password").value;
+    const verdict = password ? await checkPassword(password) : null;
+    setText("sg-new-strength", verdict && !verdict.ok ? verdict.problems.map((p) => gettext(p)).join(" ") : "");
+  });
   if (await recallKey()) await afterSignIn();
   else showStep("sign-in");
 }

@@ -32,15 +32,17 @@ async function transact(mode, work) {
   }
 }
 
-// Keep `privateKey` (a non-extractable CryptoKey) as the signed-in account's, for `address`.
-export async function rememberKey(address, privateKey) {
+// Keep `privateKey` (a non-extractable CryptoKey) as the signed-in account's, for `address`,
+// with `sealed`, the private key as the server keeps it (sealed under the password's KEK), which
+// changing the password re-seals: the server hands it out only at sign-in.
+export async function rememberKey(address, privateKey, sealed) {
   if (!(privateKey instanceof CryptoKey) || privateKey.extractable) {
     throw new TypeError("only a non-extractable private key is kept");
   }
-  await transact("readwrite", (store) => store.put({ address, privateKey }, CURRENT));
+  await transact("readwrite", (store) => store.put({ address, privateKey, sealed }, CURRENT));
 }
 
-// {address, privateKey} of the signed-in account, or null.
+// {address, privateKey, sealed} of the signed-in account, or null.
 export async function recallKey() {
   try {
     return (await transact("readonly", (store) => store.get(CURRENT))) || null;

@@ -124,7 +124,7 @@ async function createAccount(event) {
     const { upload, kek, sealed } = await flow.keys;
     await postJson(flow.api.create, { ...upload, totp_token: flow.token, totp_code: code });
     const privateKey = await decryptPrivateKey(kek, sealed, flow.api.address);
-    await rememberKey(flow.api.address, privateKey).catch(() => {}); // a private window: sign in later
+    await rememberKey(flow.api.address, privateKey, sealed).catch(() => {}); // a private window: sign in later
     $("sg-signup-enrol").hidden = true;
     $("sg-signup-done").hidden = false;
     $("sg-signup-heading").focus();
