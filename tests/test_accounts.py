@@ -341,3 +341,45 @@ def test_deleting_the_account_shreds_what_was_sealed_to_it(portal, sink, browser
     # A new message to the address is a guest's again, with a link that opens.
     third = send_protected(portal, sink, subject="[secure] after deletion")
     assert store.reader_by_link(third.id_hash)[1].kind == "guest"
+
+
+def test_a_message_from_before_the_account_is_claimed_into_it(portal, sink, browsers):
+    link = send_protected(portal, sink)
+    browser = browsers(portal_url(portal))
+    made = sign_up(browser, link, sink)
+    opened = browser.post(link, "open").json()
+    assert opened["account_public_key"]  # the page offers to add the message
+    content_key = keys.unwrap_for_link(
+        link,
+        keys.b64url_decode(opened["wrapped_key"]),
+        bytes.fromhex(opened["envelope_id"]),
+        bytes.fromhex(opened["reader_id"]),
+    )
+    public_key = keys.b64url_decode(opened["account_public_key"])
+    wrapped = keys.wrap_content_key(public_key, content_key)
+    too_short = {"wrapped_key": keys.b64url(wrapped[:200])}
+    assert browser.post(link, "claim", too_short).status_code == 400
+    claimed = browser.post(link, "claim", {"wrapped_key": keys.b64url(wrapped)})
+    assert claimed.status_code == 200 and claimed.json()["added"] is True
+    again = browser.post(link, "claim", {"wrapped_key": keys.b64url(wrapped)})
+    assert again.json()["added"] is False  # once is enough
+
+    listed = api(browser, "/account/inbox").json()["messages"]
+    assert [(m["envelope_id"], m["opens_here"]) for m in listed] == [(opened["envelope_id"], True)]
+    as_account = api(browser, f"/account/messages/{opened['envelope_id']}/open").json()
+    wrapped_for_account = keys.b64url_decode(as_account["wrapped_key"])
+    assert keys.unwrap_content_key(made.private_der, wrapped_for_account) == content_key
+    assert browser.post(link, "open").status_code == 200  # the link keeps working
+
+
+def test_only_a_mailbox_proved_by_email_can_claim(portal, sink, browsers):
+    link = send_protected(portal, sink)
+    browser = browsers(portal_url(portal))
+    assert browser.verify_by_email(link, sink).status_code == 200
+    opened = browser.post(link, "open").json()
+    assert opened["account_public_key"] is None  # no account for the address
+    refused = browser.post(link, "claim", {"wrapped_key": keys.b64url(os.urandom(256))})
+    assert refused.status_code == 409 and refused.json()["error"] == "no-account"
+    stranger = browsers(portal_url(portal))
+    stranger.page(link)
+    assert stranger.post(link, "claim", {"wrapped_key": "AAAA"}).status_code == 401

@@ -129,6 +129,14 @@ def generate_key_pair(bits: int = 2048) -> KeyPair:
     )
 
 
+def rsa_size(public_key_der: bytes) -> int:
+    """The size in bits of an RSA public key (DER SubjectPublicKeyInfo); ValueError if not RSA."""
+    public_key = serialization.load_der_public_key(public_key_der)
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise ValueError("not an RSA key")
+    return public_key.key_size
+
+
 def encrypt_private_key(
     kek: bytes, private_der: bytes, owner: bytes, nonce: bytes | None = None
 ) -> bytes:

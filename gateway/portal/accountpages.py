@@ -371,9 +371,7 @@ class AccountPages(Pages):
                 (
                     r
                     for r in envelope.readers
-                    if r.kind == "account"
-                    and r.address.lower() == session.address
-                    and r.link_id_hash is not None  # a recipient's, not the sender's copy
+                    if r.kind == "account" and r.address.lower() == session.address
                 ),
                 None,
             )

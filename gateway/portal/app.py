@@ -93,6 +93,7 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Route("/m/{link}/logout", portal.logout, methods=["POST"]),
         Route("/m/{link}/account/enrol", portal.account_enrol, methods=["POST"]),
         Route("/m/{link}/account", portal.account_create, methods=["POST"]),
+        Route("/m/{link}/claim", portal.claim, methods=["POST"]),
         Route("/", account.start, methods=["GET"]),
         Route("/inbox/{envelope_id}", account.message_page, methods=["GET"]),
         Route("/account/unlocking", account.unlocking, methods=["POST"]),
@@ -194,6 +195,39 @@ class _Portal(Pages):
         await self.account_pages.start_session(response, address, "totp")
         return response
 
+    async def claim(self, request: Request) -> Response:
+        """Add this message to the reader's account: K wrapped by the browser, which opened
+        it with the link, to the account's public key. The link keeps working."""
+        try:
+            link, body = await self._post(request)
+            desk = self.account_pages.desk
+            address = await self._proved_mailbox(request, link)
+            account = await asyncio.to_thread(self.deps.store.get_account, address)
+            if account is None:
+                raise _Problem(409, "no-account")
+            wrapped = body.get("wrapped_key")
+            try:
+                key = keys.b64url_decode(wrapped if isinstance(wrapped, str) else "")
+            except ValueError:
+                raise _Problem(400, "bad-request") from None
+            if len(key) != keys.rsa_size(account.public_key) // 8:
+                raise _Problem(400, "bad-request")
+            envelope_id = link.envelope.envelope_id
+            added = await asyncio.to_thread(desk.accounts.claim, envelope_id, address, key)
+        except _Problem as problem:
+            return _json_error(problem)
+        return JSONResponse({"ok": True, "added": added})
+
+    async def _account_key(self, request: Request, link: _Link) -> str | None:
+        """The public key of the account of the reader's address, for a browser that proved
+        the mailbox (the address's account is then no secret to it), else None."""
+        if self.deps.accounts is None:
+            return None
+        if await asyncio.to_thread(self._proof, request, link.reader) != "email":
+            return None
+        account = await asyncio.to_thread(self.deps.store.get_account, link.reader.address)
+        return keys.b64url(account.public_key) if account is not None else None
+
     async def _proved_mailbox(self, request: Request, link: _Link) -> str:
         """The reader's address, if this browser proved it has the mailbox (an emailed
         code, in this session or on a remembered device); Problem 401 otherwise."""
@@ -237,6 +271,7 @@ class _Portal(Pages):
                 "part": f"{base}/part/",
                 "reply": f"{base}/reply",
                 "logout": f"{base}/logout",
+                "claim": f"{base}/claim",
             },
             "strings": i18n.page_strings(lang),
             # An account for this address, once the emailed code proved it (signup.js).
@@ -384,6 +419,8 @@ class _Portal(Pages):
                 ],
                 "sender": envelope.sender,
                 "expires_at": envelope.expires_at.isoformat(),
+                # The reader's account, if any: the page offers to add the message to it.
+                "account_public_key": await self._account_key(request, link),
                 "reply": {
                     "public_key": keys.b64url(reply_key.public_der),
                     "max_size": self.deps.settings.max_reply_size,
@@ -692,7 +729,7 @@ class _Portal(Pages):
 
 _PATH_WORDS = {"", "m", "s", "h", "code", "verify", "open", "part", "reply", "logout",
                "static", "assets", "healthz", "account", "enrol", "unlocking", "sign-in",
-               "sign-out", "inbox", "messages", "password", "delete"}  # fmt: skip
+               "sign-out", "inbox", "messages", "password", "delete", "claim"}  # fmt: skip
 
 
 def _loggable(path: str) -> str:

@@ -37,6 +37,7 @@ MESSAGES = {
     "enrolment": "The authenticator code is not right, or the set-up took too long.",
     "accounts-off": "Accounts are not enabled on this portal.",
     "account": "This message opens in your account: sign in to read it.",
+    "no-account": "This address has no account yet.",
 }
 
 

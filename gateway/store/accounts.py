@@ -8,6 +8,7 @@ the same code at the same moment cannot both accept it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -115,9 +116,13 @@ class Accounts:
             .where(
                 func.lower(readers.c.address) == address,
                 envelopes.c.state.in_(LIVE_STATES),
-                # The sender's own copy (an account reader on the sender's address) is the
-                # sender's, not an inbox entry, unless they wrote to themselves.
-                or_(readers.c.kind != "account", readers.c.link_id_hash.is_not(None)),
+                # The sender's own copy (an account reader without a link, on the sender's
+                # address) is what they sent, not an inbox entry.
+                or_(
+                    readers.c.kind != "account",
+                    readers.c.link_id_hash.is_not(None),
+                    func.lower(envelopes.c.sender) != address,
+                ),
             )
             .order_by(envelopes.c.created_at.desc())
         )
@@ -134,6 +139,10 @@ class Accounts:
             )
         with self.store.transaction("listing an inbox", write=False) as conn:
             rows = conn.execute(query).all()
+        # A message claimed into the account has a guest reader and an account reader for
+        # the address: it is listed once, as opening here.
+        claimed = {row.envelope_id for row in rows if row.kind == "account"}
+        rows = [r for r in rows if r.kind == "account" or r.envelope_id not in claimed]
         return [
             InboxEntry(
                 envelope_id=row.envelope_id,
@@ -184,3 +193,47 @@ class Accounts:
             conn.execute(delete(accounts).where(accounts.c.address == address))
             append_event(conn, "account-deleted", address=address, detail=f"readers={shredded}")
         return shredded
+
+    def claim(self, envelope_id: str, address: str, wrapped_key: bytes) -> bool:
+        """Add an account reader for ``address`` to a live envelope, with K wrapped to the
+        account's key by the browser that opened it as a guest; False if the account has
+        one there already (or the envelope ended). The guest's link keeps working."""
+        address = address.lower()
+        mine = and_(
+            readers.c.envelope_id == envelope_id,
+            readers.c.kind == "account",
+            func.lower(readers.c.address) == address,
+        )
+        live = and_(envelopes.c.envelope_id == envelope_id, envelopes.c.state.in_(LIVE_STATES))
+        with self.store.transaction(f"claiming {envelope_id}", write=True) as conn:
+            if conn.scalar(select(envelopes.c.envelope_id).where(live)) is None:
+                return False
+            if conn.scalar(select(readers.c.reader_id).where(mine)) is not None:
+                return False
+            position = conn.scalar(
+                select(func.coalesce(func.max(readers.c.position), -1) + 1).where(
+                    readers.c.envelope_id == envelope_id
+                )
+            )
+            reader_id = os.urandom(16).hex()
+            conn.execute(
+                insert(readers).values(
+                    reader_id=reader_id,
+                    envelope_id=envelope_id,
+                    position=position,
+                    kind="account",
+                    address=address,
+                    wrapped_key=wrapped_key,
+                    encrypted_private_key=None,
+                    public_key=None,
+                    link_id_hash=None,
+                    methods="",
+                    access_code_hash=None,
+                    phone=None,
+                    access_code_failures=0,
+                )
+            )
+            append_event(
+                conn, "claimed", envelope_id=envelope_id, reader_id=reader_id, address=address
+            )
+        return True

@@ -7,6 +7,7 @@
 
 import {
   b64urlDecode,
+  b64urlEncode,
   openPartStream,
   parseLink,
   readManifest,
@@ -27,7 +28,7 @@ import {
   setText,
   setup,
 } from "./pagekit.js";
-import { unwrapAccountContentKey } from "./account.js";
+import { rewrapContentKey, unwrapAccountContentKey } from "./account.js";
 import { forgetKey, recallKey } from "./keyring.js";
 import { offerSignUp } from "./signup.js";
 
@@ -527,7 +528,35 @@ function render(session) {
   showStep("message");
   if (html) showHtml(session, html, shownInline);
   else $("sg-html").removeAttribute("srcdoc");
-  if (state.page.signup) offerSignUp(state.page.signup);
+  if (info.account_public_key) {
+    $("sg-claim").hidden = false;
+  } else if (state.page.signup) {
+    offerSignUp(state.page.signup, (publicKeyDer) => claimMessage(publicKeyDer));
+  }
+}
+
+// Add the open message to the reader's account: K wrapped to the account's public key here,
+// so that the inbox opens it too (the link keeps working).
+async function claimMessage(publicKeyDer) {
+  const { K } = state.session;
+  const wrapped = await rewrapContentKey(publicKeyDer, K);
+  const answer = await postJson(state.page.api.claim, { wrapped_key: b64urlEncode(wrapped) });
+  return answer.added;
+}
+
+async function claimClicked() {
+  const button = $("sg-claim-button");
+  button.disabled = true;
+  try {
+    const added = await claimMessage(b64urlDecode(state.session.info.account_public_key));
+    setText(
+      "sg-claim-status",
+      added ? gettext("Added to your account.") : gettext("This message is in your account already."),
+    );
+  } catch (error) {
+    button.disabled = false;
+    setText("sg-claim-status", describe(error));
+  }
 }
 
 // The inline images the HTML refers to by cid:, keyed by content id.
@@ -823,6 +852,7 @@ function wire() {
   $("sg-reply-form").addEventListener("submit", sendReply);
   $("sg-logout").addEventListener("click", () => signOut(false));
   $("sg-forget").addEventListener("click", () => signOut(true));
+  $("sg-claim-button").addEventListener("click", claimClicked);
 }
 
 function main() {

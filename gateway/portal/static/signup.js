@@ -22,13 +22,15 @@ const SALT_SIZE = 16;
 
 const flow = {
   api: null, // {enrol, create, address}
+  created: null, // called with the account's public key once it exists (to claim the message)
   keys: null, // a promise of {upload, kek, sealed}: made while the user scans the QR code
   token: "",
   busy: false,
 };
 
-export function offerSignUp(api) {
+export function offerSignUp(api, created) {
   flow.api = api;
+  flow.created = created;
   setText(
     "sg-signup-intro",
     gettext(
@@ -111,7 +113,7 @@ async function makeKeys(password, address) {
     encrypted_private_key: b64urlEncode(sealed),
   };
   loginSecret.fill(0);
-  return { upload, kek, sealed };
+  return { upload, kek, sealed, publicKeyDer: pair.publicKeyDer };
 }
 
 async function createAccount(event) {
@@ -121,8 +123,9 @@ async function createAccount(event) {
   const code = $("sg-signup-code").value.replace(/\s+/g, "");
   setBusy(true, gettext("Creating your account…"));
   try {
-    const { upload, kek, sealed } = await flow.keys;
+    const { upload, kek, sealed, publicKeyDer } = await flow.keys;
     await postJson(flow.api.create, { ...upload, totp_token: flow.token, totp_code: code });
+    await flow.created?.(publicKeyDer).catch(() => {}); // the message stays readable by its link
     const privateKey = await decryptPrivateKey(kek, sealed, flow.api.address);
     await rememberKey(flow.api.address, privateKey, sealed).catch(() => {}); // a private window: sign in later
     $("sg-signup-enrol").hidden = true;
