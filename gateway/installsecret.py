@@ -23,6 +23,7 @@ _ACCESS_CODES = "sealgate portal codes"
 _SENDER_LINKS = "sealgate sender links"
 _TOTP = "sealgate totp seeds"
 _ACCOUNT_LOOKUPS = "sealgate account lookups"
+_RECOVERY_CODES = "sealgate recovery codes"
 
 
 class Secrets:
@@ -77,6 +78,11 @@ class Secrets:
     def account_lookups(self) -> bytes:
         """Keys the made-up salts the portal gives for addresses without an account."""
         return self._derive(_ACCOUNT_LOOKUPS)
+
+    @property
+    def recovery_codes(self) -> bytes:
+        """Keys the HMAC under which an account's recovery codes are stored."""
+        return self._derive(_RECOVERY_CODES)
 
     def _derive(self, label: str) -> bytes:
         return hmac.new(self._secret, label.encode(), "sha256").digest()

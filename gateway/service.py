@@ -247,6 +247,7 @@ def build_portal(
             store,
             TOTP(secrets.totp, issuer=cfg.notify.organisation),
             secrets.account_lookups,
+            secrets.recovery_codes,
         ),
     )
 

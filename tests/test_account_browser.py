@@ -40,7 +40,8 @@ def portal(make_gateway):
     )
 
 
-def sign_up_on_the_message_page(page, sink) -> pyotp.TOTP:
+def sign_up_on_the_message_page(page, sink) -> tuple[pyotp.TOTP, list[str]]:
+    """The authenticator enrolled, and the recovery codes shown."""
     page.wait_for_selector("#sg-signup:not([hidden])")
     page.click("#sg-signup-start")
     page.fill("#sg-signup-password", "password1234")
@@ -59,7 +60,9 @@ def sign_up_on_the_message_page(page, sink) -> pyotp.TOTP:
     page.fill("#sg-signup-code", totp.now())
     page.click("#sg-signup-create")
     page.wait_for_selector("#sg-signup-done:not([hidden])", timeout=30_000)
-    return totp
+    codes = page.locator("#sg-signup-codes li").all_inner_texts()
+    assert len(codes) == 10 and all(re.fullmatch(r"[A-Z2-9]{5}-[A-Z2-9]{5}", c) for c in codes)
+    return totp, codes
 
 
 def test_sign_up_then_sign_in_read_and_list(portal, sink, browser):
@@ -70,7 +73,7 @@ def test_sign_up_then_sign_in_read_and_list(portal, sink, browser):
     page.goto(first.url(portal_url(portal)))
     page.wait_for_selector("#sg-step-method:not([hidden])")
     verify_with_email_code(page, sink)
-    totp = sign_up_on_the_message_page(page, sink)
+    totp, recovery = sign_up_on_the_message_page(page, sink)
     watch.assert_clean()
     context.close()
 
@@ -100,6 +103,14 @@ def test_sign_up_then_sign_in_read_and_list(portal, sink, browser):
     shot(page, "account-inbox-phone")
     page.click("#sg-sign-out")
     page.wait_for_selector("#sg-step-sign-in:not([hidden])")
+    # Without the phone: a recovery code, once.
+    page.fill("#sg-address", "bob@example.net")
+    page.fill("#sg-password", PASSWORD)
+    page.click("#sg-use-recovery")
+    assert page.get_attribute("#sg-totp", "inputmode") == "text"
+    page.fill("#sg-totp", recovery[0])
+    page.click("#sg-sign-in-submit")
+    page.wait_for_selector("#sg-step-inbox:not([hidden])", timeout=30_000)
     watch.assert_clean()
     fresh.close()
 
@@ -112,7 +123,7 @@ def test_changing_the_password_in_the_browser_re_seals_the_same_key(portal, sink
     page.goto(link.url(portal_url(portal)))
     page.wait_for_selector("#sg-step-method:not([hidden])")
     verify_with_email_code(page, sink)
-    totp = sign_up_on_the_message_page(page, sink)
+    totp, _ = sign_up_on_the_message_page(page, sink)
     store = portal.gateway.vault.store
     before = store.get_account("bob@example.net")
 

@@ -12,7 +12,7 @@ import email.policy
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,6 +60,7 @@ class Made:
     salt: bytes
     private_der: bytes
     totp: pyotp.TOTP
+    recovery_codes: list[str] = field(default_factory=list)
 
     def login_secret(self, password: str | None = None) -> str:
         derived = keys.account_keys(password or self.password, self.salt, 600_000)
@@ -101,6 +102,7 @@ def sign_up(browser: Browser, link: keys.Link, sink, address: str = BOB) -> Made
     created = browser.post(link, "account", body)
     assert created.status_code == 201, created.text
     made.totp = totp
+    made.recovery_codes = created.json()["recovery_codes"]
     return made
 
 
@@ -383,3 +385,21 @@ def test_only_a_mailbox_proved_by_email_can_claim(portal, sink, browsers):
     stranger = browsers(portal_url(portal))
     stranger.page(link)
     assert stranger.post(link, "claim", {"wrapped_key": "AAAA"}).status_code == 401
+
+
+def test_a_recovery_code_signs_in_once_instead_of_the_app(portal, sink, browsers):
+    link = send_protected(portal, sink)
+    made = sign_up(browsers(portal_url(portal)), link, sink)
+    assert len(made.recovery_codes) == 10 and len(set(made.recovery_codes)) == 10
+    browser = browsers(portal_url(portal))
+    browser.page(link)
+    code = made.recovery_codes[3].lower().replace("-", " ")  # as someone might type it
+    attempt = {"address": BOB, "login_secret": made.login_secret(), "code": code}
+    assert api(browser, "/account/sign-in", attempt).status_code == 200
+    assert api(browser, "/account/sign-in", attempt).status_code == 401  # spent
+    wrong_password = {**attempt, "login_secret": made.login_secret("guess"),
+                      "code": made.recovery_codes[4]}  # fmt: skip
+    assert api(browser, "/account/sign-in", wrong_password).status_code == 401
+    # A wrong password does not spend the code.
+    right = {**wrong_password, "login_secret": made.login_secret()}
+    assert api(browser, "/account/sign-in", right).status_code == 200

@@ -150,6 +150,10 @@ def test_account_secrets_are_nowhere_in_state_or_logs(
         "KEK": derived.kek,
         "TOTP seed": base64.b32decode(made.totp.secret),
         "private key": made.private_der,
+        **{
+            f"recovery code {n}": c.replace("-", "").encode()
+            for n, c in enumerate(made.recovery_codes)
+        },  # fmt: skip
     }
     store = gateway.gateway.vault.store
     assert store.get_account(BOB) is not None  # the scan below looks at a real account

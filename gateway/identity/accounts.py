@@ -17,6 +17,7 @@ hash, so the time taken does not tell either.
 from __future__ import annotations
 
 import hmac
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -132,24 +133,49 @@ class Unlocking:
     salt: bytes
 
 
+RECOVERY_CODES = 10
+_RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off paper
+_RECOVERY_LENGTH = 10  # characters: 50 bits each, and sign-in is throttled
+_RECOVERY_LABEL = b"sealgate recovery code\x00"
+
+
+def new_recovery_codes() -> list[str]:
+    """Fresh recovery codes, as shown once: ``ABCDE-FGHJK``."""
+    codes = []
+    for _ in range(RECOVERY_CODES):
+        text = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_LENGTH))
+        codes.append(f"{text[:5]}-{text[5:]}")
+    return codes
+
+
+def _normal_recovery_code(code: str) -> str | None:
+    """The code as stored (capitals, no spaces or dashes), or None if it cannot be one."""
+    text = "".join(code.split()).replace("-", "").upper()
+    if len(text) != _RECOVERY_LENGTH or any(c not in _RECOVERY_ALPHABET for c in text):
+        return None
+    return text
+
+
 class AccountDesk:
     """Sign-up and sign-in against the store; every method blocks (run it in a thread)."""
 
-    def __init__(self, store: Store, totp: TOTP, lookup_key: bytes) -> None:
+    def __init__(self, store: Store, totp: TOTP, lookup_key: bytes, recovery_key: bytes) -> None:
         self.store = store
         self.accounts = Accounts(store)
         self.totp = totp
         self._lookup_key = lookup_key
+        self._recovery_key = recovery_key
         self._hasher = PasswordHasher()
         # Checked against when an address has no account: as slow as a real one.
         self._dummy = self._hasher.hash(keys.random_bytes(LOGIN_SECRET_SIZE))
 
     def sign_up(
         self, address: str, upload: KeyUpload, totp_token: str, totp_code: str, now: datetime
-    ) -> None:
+    ) -> list[str]:
         """Create the account with TOTP as its second factor, once the code from the
-        enrolment proves the authenticator has the seed. TOTPError for a wrong code or
-        enrolment; AccountExists if the address has an account."""
+        enrolment proves the authenticator has the seed; the recovery codes, to be shown
+        once (only their HMACs are kept). TOTPError for a wrong code or enrolment;
+        AccountExists if the address has an account."""
         address = address.lower()
         seed = self.totp.open_enrolment(totp_token, address, now)
         step = self.totp.check(seed, totp_code, None, now)
@@ -166,7 +192,15 @@ class AccountDesk:
             encrypted_private_key=upload.encrypted_private_key,
         )
         # The enrolment's code is spent: it cannot sign in afterwards.
-        self.accounts.create(record, "totp", self.totp.seal_seed(seed, address), step)
+        recovery = new_recovery_codes()
+        hashes = [self._recovery_hash(address, code) for code in recovery]
+        self.accounts.create(record, "totp", self.totp.seal_seed(seed, address), step, hashes)
+        return recovery
+
+    def _recovery_hash(self, address: str, code: str) -> bytes:
+        normal = _normal_recovery_code(code) or ""
+        message = _RECOVERY_LABEL + address.lower().encode() + b"\x00" + normal.encode()
+        return hmac.digest(self._recovery_key, message, "sha256")
 
     def unlocking(self, address: str) -> Unlocking:
         """The KDF parameters for ``address``; made up, the same each time, when it has
@@ -191,6 +225,11 @@ class AccountDesk:
             right = False
         if not right or account is None:
             return None
+        if _normal_recovery_code(code) is not None:  # instead of the app's code, once
+            spent = self.accounts.spend_recovery_code(
+                account.address, self._recovery_hash(account.address, code), now
+            )
+            return account if spent else None
         factor = self.accounts.factor(account.address, "totp")
         if factor is None:
             return None

@@ -181,7 +181,7 @@ class _Portal(Pages):
             if not isinstance(token, str) or not isinstance(code, str) or len(token) > 400:
                 raise _Problem(400, "bad-request")
             try:
-                await asyncio.to_thread(
+                recovery = await asyncio.to_thread(
                     desk.sign_up, address, upload, token, code, datetime.now(UTC)
                 )
             except TOTPError:
@@ -191,7 +191,8 @@ class _Portal(Pages):
         except _Problem as problem:
             return _json_error(problem)
         event(log, logging.INFO, "account created", envelope=link.envelope.envelope_id)
-        response = JSONResponse({"address": address}, status_code=201)
+        # Shown once: only their HMACs are kept.
+        response = JSONResponse({"address": address, "recovery_codes": recovery}, status_code=201)
         await self.account_pages.start_session(response, address, "totp")
         return response
 

@@ -48,10 +48,16 @@ class Accounts:
         self.store = store
 
     def create(
-        self, account: AccountRecord, factor_kind: str, factor_secret: bytes, last_step: int
+        self,
+        account: AccountRecord,
+        factor_kind: str,
+        factor_secret: bytes,
+        last_step: int,
+        recovery_hashes: list[bytes],
     ) -> None:
-        """The account with its first second factor, in one transaction: never one
-        without the other. :class:`AccountExists` if the address has an account."""
+        """The account with its first second factor and its recovery codes (HMACs), in one
+        transaction: never one without the other. :class:`AccountExists` if the address
+        has an account."""
         address = account.address.lower()
         with self.store.transaction(f"creating account {address}", write=True) as conn:
             insert_account(conn, account, detail=f"factor={factor_kind}")
@@ -64,6 +70,21 @@ class Accounts:
                     created_at=account.created_at,
                 )
             )
+            if recovery_hashes:
+                conn.execute(
+                    insert(account_factors),
+                    [
+                        {
+                            "address": address,
+                            "kind": "recovery",
+                            "secret": digest,
+                            "last_step": None,
+                            "created_at": account.created_at,
+                            "last_used_at": None,
+                        }  # fmt: skip
+                        for digest in recovery_hashes
+                    ],
+                )
 
     def factor(self, address: str, kind: str) -> Factor | None:
         query = select(account_factors).where(
@@ -74,6 +95,25 @@ class Accounts:
         if row is None:
             return None
         return Factor(row.factor_id, row.kind, row.secret, row.last_step)
+
+    def spend_recovery_code(self, address: str, digest: bytes, now: datetime) -> bool:
+        """Use up the recovery code whose HMAC is ``digest``: True once, then never."""
+        address = address.lower()
+        mine = and_(
+            account_factors.c.address == address,
+            account_factors.c.kind == "recovery",
+            account_factors.c.secret == digest,
+        )
+        with self.store.transaction("spending a recovery code", write=True) as conn:
+            spent = conn.execute(delete(account_factors).where(mine)).rowcount == 1
+            if spent:
+                left = conn.scalar(
+                    select(func.count()).where(
+                        account_factors.c.address == address, account_factors.c.kind == "recovery"
+                    )
+                )
+                append_event(conn, "recovery-code-used", address=address, detail=f"left={left}")
+        return spent
 
     def spend_step(self, factor_id: int, step: int, now: datetime) -> bool:
         """Record that the TOTP code of ``step`` was used; False if that step (or a later

@@ -241,6 +241,15 @@ async function main() {
     state.searchTimer = setTimeout(showInbox, 300);
   });
   $("sg-search-form").addEventListener("submit", (event) => event.preventDefault());
+  $("sg-use-recovery").addEventListener("click", () => {
+    const input = $("sg-totp");
+    input.inputMode = "text"; // letters and digits: ABCDE-FGHJK
+    input.autocomplete = "off";
+    input.classList.remove("sg-code-input");
+    setText("sg-totp-label", gettext("Recovery code"));
+    $("sg-use-recovery").hidden = true;
+    input.focus();
+  });
   $("sg-password-form").addEventListener("submit", changePassword);
   $("sg-delete-form").addEventListener("submit", deleteAccount);
   $("sg-new-password").addEventListener("input", async () => {

@@ -124,7 +124,8 @@ async function createAccount(event) {
   setBusy(true, gettext("Creating your account…"));
   try {
     const { upload, kek, sealed, publicKeyDer } = await flow.keys;
-    await postJson(flow.api.create, { ...upload, totp_token: flow.token, totp_code: code });
+    const created = await postJson(flow.api.create, { ...upload, totp_token: flow.token, totp_code: code });
+    showRecoveryCodes(created.recovery_codes);
     await flow.created?.(publicKeyDer).catch(() => {}); // the message stays readable by its link
     const privateKey = await decryptPrivateKey(kek, sealed, flow.api.address);
     await rememberKey(flow.api.address, privateKey, sealed).catch(() => {}); // a private window: sign in later
@@ -151,6 +152,18 @@ function describeSignUp(error) {
     default:
       return gettext("Something went wrong on our side. Try again later.");
   }
+}
+
+// Shown once: the server keeps only their HMACs.
+function showRecoveryCodes(codes) {
+  const list = $("sg-signup-codes");
+  list.replaceChildren(
+    ...(Array.isArray(codes) ? codes : []).map((code) => {
+      const item = document.createElement("li");
+      item.textContent = String(code);
+      return item;
+    }),
+  );
 }
 
 // The server's QR code (an SVG without scripts or links) as a DOM node, never as HTML text.
