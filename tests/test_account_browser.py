@@ -130,6 +130,9 @@ def test_changing_the_password_in_the_browser_re_seals_the_same_key(portal, sink
     page.goto(portal_url(portal) + "/")  # signed in by the sign-up, the key kept
     page.wait_for_selector("#sg-step-inbox:not([hidden])")
     page.click("#sg-settings summary")
+    page.wait_for_selector("#sg-session-list li")
+    assert page.locator("#sg-session-list li").count() == 1  # this browser, not to be ended
+    assert page.locator("#sg-session-list .sg-session-end").count() == 0
     page.fill("#sg-current-password", PASSWORD)
     page.fill("#sg-new-password", NEW_PASSWORD)
     page.fill("#sg-new-repeat", NEW_PASSWORD)

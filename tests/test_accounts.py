@@ -403,3 +403,25 @@ def test_a_recovery_code_signs_in_once_instead_of_the_app(portal, sink, browsers
     # A wrong password does not spend the code.
     right = {**wrong_password, "login_secret": made.login_secret()}
     assert api(browser, "/account/sign-in", right).status_code == 200
+
+
+def test_the_account_lists_its_sessions_and_ends_one(portal, sink, browsers):
+    link = send_protected(portal, sink)
+    browser = browsers(portal_url(portal))
+    made = sign_up(browser, link, sink)  # signed in here by the sign-up
+    other = browsers(portal_url(portal))
+    other.page(link)
+    right = {"address": BOB, "login_secret": made.login_secret(), "code": next_code(made.totp)}
+    assert api(other, "/account/sign-in", right).status_code == 200
+
+    listed = api(browser, "/account/sessions").json()["sessions"]
+    assert [s["kind"] for s in listed] == ["account", "account"]
+    assert sum(s["current"] for s in listed) == 1
+    theirs = next(s["id"] for s in listed if not s["current"])
+    ended = api(browser, "/account/sessions/end", {"id": theirs})
+    assert ended.json() == {"ok": True, "ended": True}
+    assert api(other, "/account/inbox").status_code == 401
+    assert api(browser, "/account/inbox").status_code == 200
+    # Another address's session cannot be named, and a made-up id ends nothing.
+    assert api(browser, "/account/sessions/end", {"id": "0" * 32}).json()["ended"] is False
+    assert api(browser, "/account/sessions/end", {"id": "x"}).status_code == 400

@@ -400,6 +400,7 @@ def test_page_strings_are_what_the_portals_scripts_use():
         assert set(re.findall(r"%\((\w+)\)s", msgid)) <= {
             "address",
             "attempts",
+            "last",
             "date",
             "length",
             "masked",

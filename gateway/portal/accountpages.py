@@ -40,7 +40,7 @@ from gateway.portal.security import (
     read_body,
 )
 from gateway.store import AccountRecord, BlobMissing, EnvelopeRecord, ReaderRecord
-from gateway.store.sessions import Session
+from gateway.store.sessions import Session, session_id
 
 ACCOUNT_COOKIE = "sg_account"
 ACCOUNT_IDLE = timedelta(minutes=30)
@@ -74,6 +74,8 @@ class AccountPages(Pages):
                 "inbox": "/account/inbox",
                 "password": "/account/password",
                 "delete": "/account/delete",
+                "sessions": "/account/sessions",
+                "end_session": "/account/sessions/end",
             },
             "strings": i18n.page_strings(lang),
         }
@@ -240,6 +242,54 @@ class AccountPages(Pages):
             method=method,
         )
         self._cookie(response, ACCOUNT_COOKIE, token, int(ACCOUNT_LIFETIME.total_seconds()), "/")
+
+    # where the account is signed in
+
+    async def sessions(self, request: Request) -> Response:
+        """The account's sessions and remembered devices, this one marked."""
+        try:
+            await self._json(request)
+            session = await self._session(request)
+            assert session.address is not None
+            listed = await asyncio.to_thread(
+                self.deps.state.sessions.of_address, session.address, datetime.now(UTC)
+            )
+        except Problem as problem:
+            return json_error(problem)
+        current = session_id(request.cookies.get(ACCOUNT_COOKIE, ""))
+        return JSONResponse(
+            {
+                "sessions": [
+                    {
+                        "id": item.session_id,
+                        "kind": item.kind,
+                        "created_at": item.created_at.isoformat(),
+                        "last_seen_at": item.last_seen_at.isoformat()
+                        if item.last_seen_at
+                        else None,
+                        "expires_at": item.expires_at.isoformat(),
+                        "current": item.session_id == current,
+                    }
+                    for item in listed
+                ]
+            }
+        )
+
+    async def end_session(self, request: Request) -> Response:
+        """End one of the account's sessions or remembered devices: ``{"id"}``."""
+        try:
+            body = await self._json(request)
+            session = await self._session(request)
+            assert session.address is not None
+            listed_id = body.get("id")
+            if not isinstance(listed_id, str) or not re.fullmatch(r"[0-9a-f]{32}", listed_id):
+                raise Problem(400, "bad-request")
+            ended = await asyncio.to_thread(
+                self.deps.state.sessions.end_listed, session.address, listed_id
+            )
+        except Problem as problem:
+            return json_error(problem)
+        return JSONResponse({"ok": True, "ended": ended})
 
     # the inbox and its messages
 

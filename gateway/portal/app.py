@@ -101,6 +101,8 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Route("/account/sign-out", account.sign_out, methods=["POST"]),
         Route("/account/password", account.change_password, methods=["POST"]),
         Route("/account/delete", account.delete, methods=["POST"]),
+        Route("/account/sessions", account.sessions, methods=["POST"]),
+        Route("/account/sessions/end", account.end_session, methods=["POST"]),
         Route("/account/inbox", account.inbox, methods=["POST"]),
         Route("/account/messages/{envelope_id}/open", account.open, methods=["POST"]),
         Route("/account/messages/{envelope_id}/part/{part:int}", account.part, methods=["POST"]),
@@ -730,7 +732,8 @@ class _Portal(Pages):
 
 _PATH_WORDS = {"", "m", "s", "h", "code", "verify", "open", "part", "reply", "logout",
                "static", "assets", "healthz", "account", "enrol", "unlocking", "sign-in",
-               "sign-out", "inbox", "messages", "password", "delete", "claim"}  # fmt: skip
+               "sign-out", "inbox", "messages", "password", "delete", "claim", "sessions",
+               "end"}  # fmt: skip
 
 
 def _loggable(path: str) -> str:

@@ -18,6 +18,17 @@ from gateway.store.schema import sessions
 
 
 @dataclass(frozen=True)
+class Listed:
+    """A session or remembered device of an address, as its owner sees it listed."""
+
+    session_id: str  # the first 16 bytes of the token's SHA-256, hex: names it, opens nothing
+    kind: str  # "account" | "device"
+    created_at: datetime
+    last_seen_at: datetime | None
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class Session:
     kind: str  # "session" | "device" | "account"
     reader_id: str | None
@@ -90,10 +101,51 @@ class Sessions:
             conn.execute(update(sessions).where(*where).values(last_seen_at=now))
         return Session(row.kind, row.reader_id, row.address, row.method)
 
+    def of_address(self, address: str, now: datetime) -> list[Listed]:
+        """The live account sessions and remembered devices of ``address``, newest first."""
+        query = (
+            select(sessions)
+            .where(
+                sessions.c.address == address.lower(),
+                sessions.c.kind.in_(("account", "device")),
+                sessions.c.expires_at > now,
+            )
+            .order_by(sessions.c.created_at.desc())
+        )
+        with self.store.transaction("listing sessions", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [
+            Listed(
+                row.token_hash[:16].hex(),
+                row.kind,
+                row.created_at,
+                row.last_seen_at,
+                row.expires_at,
+            )  # fmt: skip
+            for row in rows
+        ]
+
+    def end_listed(self, address: str, listed_id: str) -> bool:
+        """End the session or device of ``address`` that :meth:`of_address` listed as
+        ``listed_id``; False if there is none (another address's is never touched)."""
+        mine = (sessions.c.address == address.lower(), sessions.c.kind.in_(("account", "device")))
+        with self.store.transaction("ending a listed session", write=True) as conn:
+            hashes = conn.scalars(select(sessions.c.token_hash).where(*mine)).all()
+            found = [h for h in hashes if h[:16].hex() == listed_id]
+            if len(found) != 1:
+                return False
+            conn.execute(delete(sessions).where(sessions.c.token_hash == found[0]))
+        return True
+
     def end_account_sessions(self, address: str) -> int:
         """Sign an account out everywhere: every session of ``address`` ends."""
         with self.store.transaction("ending account sessions", write=True) as conn:
             return delete_account_sessions(conn, address)
+
+
+def session_id(token: str) -> str:
+    """How a session is named to its owner (and in the list of them)."""
+    return token_hash(token)[:16].hex()
 
 
 def delete_account_sessions(conn: Connection, address: str) -> int:

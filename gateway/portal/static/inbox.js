@@ -205,6 +205,44 @@ async function deleteAccount(event) {
   }
 }
 
+// --- where the account is signed in -----------------------------------------------------
+
+async function showSessions() {
+  let listed;
+  try {
+    listed = await postJson(state.page.api.sessions, {});
+  } catch (error) {
+    setError(describe(error));
+    return;
+  }
+  $("sg-session-list").replaceChildren(...listed.sessions.map(sessionItem));
+}
+
+function sessionItem(session) {
+  const item = $("sg-session-template").content.firstElementChild.cloneNode(true);
+  let what = session.kind === "device" ? gettext("A remembered device (code by email)") : gettext("Signed in");
+  if (session.current) what = gettext("This browser");
+  item.querySelector(".sg-session-what").textContent = what;
+  const seen = session.last_seen_at || session.created_at;
+  item.querySelector(".sg-session-when").textContent = gettext("since %(date)s, last used %(last)s", {
+    date: formatDate(session.created_at),
+    last: formatDate(seen),
+  });
+  const end = item.querySelector(".sg-session-end");
+  if (session.current) end.remove();
+  else end.addEventListener("click", () => endSession(session.id));
+  return item;
+}
+
+async function endSession(id) {
+  try {
+    await postJson(state.page.api.end_session, { id });
+  } catch (error) {
+    setError(describe(error));
+  }
+  await showSessions();
+}
+
 function notice(text) {
   setText("sg-notice", text);
   $("sg-notice").hidden = !text;
@@ -249,6 +287,9 @@ async function main() {
     setText("sg-totp-label", gettext("Recovery code"));
     $("sg-use-recovery").hidden = true;
     input.focus();
+  });
+  $("sg-settings").addEventListener("toggle", () => {
+    if ($("sg-settings").open) showSessions();
   });
   $("sg-password-form").addEventListener("submit", changePassword);
   $("sg-delete-form").addEventListener("submit", deleteAccount);
