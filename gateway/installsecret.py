@@ -24,6 +24,7 @@ _SENDER_LINKS = "sealgate sender links"
 _TOTP = "sealgate totp seeds"
 _ACCOUNT_LOOKUPS = "sealgate account lookups"
 _RECOVERY_CODES = "sealgate recovery codes"
+_PASSKEYS = "sealgate passkey challenges"
 
 
 class Secrets:
@@ -83,6 +84,11 @@ class Secrets:
     def recovery_codes(self) -> bytes:
         """Keys the HMAC under which an account's recovery codes are stored."""
         return self._derive(_RECOVERY_CODES)
+
+    @property
+    def passkeys(self) -> bytes:
+        """Keys the HMAC that binds a passkey challenge to its purpose, account and time."""
+        return self._derive(_PASSKEYS)
 
     def _derive(self, label: str) -> bytes:
         return hmac.new(self._secret, label.encode(), "sha256").digest()

@@ -21,6 +21,7 @@ logged by name and keeps its running value until a restart.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -33,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import uvicorn
 from publicsuffixlist import PublicSuffixList
@@ -42,6 +44,7 @@ from gateway import config, devoutbox, logsetup
 from gateway.envelope.reply import ReplyKey
 from gateway.envelope.vault import Vault
 from gateway.identity.accounts import AccountDesk
+from gateway.identity.passkeys import Passkeys
 from gateway.identity.totp import TOTP
 from gateway.installsecret import Secrets
 from gateway.intake.listener import SHARED_BACKLOG, IntakeServer
@@ -248,8 +251,22 @@ def build_portal(
             TOTP(secrets.totp, issuer=cfg.notify.organisation),
             secrets.account_lookups,
             secrets.recovery_codes,
+            passkeys(secrets.passkeys, lasting.portal_url, cfg.notify.organisation),
         ),
     )
+
+
+def passkeys(key: bytes, portal_url: str, organisation: str) -> Passkeys | None:
+    """Passkeys bound to the portal's host name; None when the URL names an IP address,
+    which browsers refuse as a relying party (docs/accounts.md)."""
+    parts = urlsplit(portal_url)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        origin = f"{parts.scheme}://{parts.netloc}"
+        return Passkeys(key, host, organisation, origin) if host else None
+    return None
 
 
 def build_resolver(cfg: config.Config) -> Resolver | None:

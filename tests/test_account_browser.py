@@ -14,10 +14,14 @@ import time
 
 import pyotp
 import pytest
+from sqlalchemy import select
 
 from gateway.envelope import keys
+from gateway.store.accounts import Accounts
+from gateway.store.schema import events
 from tests.support.browser import chromium
 from tests.support.portal import portal_url, send_protected
+from tests.support.process import free_port
 from tests.test_portal_browser import DESKTOP, PHONE, Watch, shot, verify_with_email_code
 
 pytestmark = pytest.mark.peers
@@ -150,3 +154,48 @@ def test_changing_the_password_in_the_browser_re_seals_the_same_key(portal, sink
     assert keys.decrypt_private_key(
         new_kek, after.encrypted_private_key, b"bob@example.net"
     ) == keys.decrypt_private_key(old_kek, before.encrypted_private_key, b"bob@example.net")
+
+
+def test_a_passkey_stands_in_for_the_code(make_gateway, sink, browser):
+    """WebAuthn in Chromium with a virtual authenticator (DevTools protocol); the portal on
+    http://localhost:PORT, since browsers refuse an IP address as the relying party."""
+    port = free_port()
+    running = make_gateway(
+        portal={"listen": f"127.0.0.1:{port}", "url": f"http://localhost:{port}",
+                "backoff_seconds": 0},
+    )  # fmt: skip
+    link = send_protected(running, sink)
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    devtools = context.new_cdp_session(page)
+    devtools.send("WebAuthn.enable")
+    devtools.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {"options": {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+                     "hasUserVerification": True, "isUserVerified": True}},
+    )  # fmt: skip
+    watch = Watch(page)
+    page.goto(link.url(f"http://localhost:{port}"))
+    page.wait_for_selector("#sg-step-method:not([hidden])")
+    verify_with_email_code(page, sink)
+    sign_up_on_the_message_page(page, sink)
+
+    page.goto(f"http://localhost:{port}/")
+    page.wait_for_selector("#sg-step-inbox:not([hidden])")
+    page.click("#sg-settings summary")
+    page.click("#sg-passkey-add")
+    page.wait_for_selector("#sg-notice:not([hidden])", timeout=30_000)
+    store = running.gateway.vault.store
+    assert len(Accounts(store).factors("bob@example.net", "passkey")) == 1
+
+    page.click("#sg-sign-out")
+    page.wait_for_selector("#sg-step-sign-in:not([hidden])")
+    page.fill("#sg-address", "bob@example.net")
+    page.fill("#sg-password", PASSWORD)
+    page.click("#sg-passkey-sign-in")  # no code typed
+    page.wait_for_selector("#sg-step-inbox:not([hidden])", timeout=30_000)
+    watch.assert_clean()
+    context.close()
+    with store.engine.connect() as conn:
+        details = conn.scalars(select(events.c.detail).where(events.c.kind == "signed-in")).all()
+    assert any(d.startswith("method=passkey") for d in details)

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.envelope import keys
 from gateway.envelope.account import DEFAULT_ITERATIONS, KDF
+from gateway.identity.passkeys import Credential, PasskeyError, Passkeys
 from gateway.identity.totp import TOTP, TOTPError
 from gateway.store import AccountRecord, Store
 from gateway.store.accounts import Accounts
@@ -159,10 +160,18 @@ def _normal_recovery_code(code: str) -> str | None:
 class AccountDesk:
     """Sign-up and sign-in against the store; every method blocks (run it in a thread)."""
 
-    def __init__(self, store: Store, totp: TOTP, lookup_key: bytes, recovery_key: bytes) -> None:
+    def __init__(
+        self,
+        store: Store,
+        totp: TOTP,
+        lookup_key: bytes,
+        recovery_key: bytes,
+        passkeys: Passkeys | None = None,
+    ) -> None:
         self.store = store
         self.accounts = Accounts(store)
         self.totp = totp
+        self.passkeys = passkeys  # None: the portal's URL has no host name to bind them to
         self._lookup_key = lookup_key
         self._recovery_key = recovery_key
         self._hasher = PasswordHasher()
@@ -212,10 +221,16 @@ class AccountDesk:
         return Unlocking(KDF, DEFAULT_ITERATIONS, salt[:SALT_SIZE])
 
     def sign_in(
-        self, address: str, login_secret: bytes, code: str, now: datetime
+        self,
+        address: str,
+        login_secret: bytes,
+        code: str,
+        now: datetime,
+        passkey: tuple[str, str] | None = None,
     ) -> AccountRecord | None:
-        """The account if the login secret and the TOTP code are right (the code's step is
-        spent), else None, the same for every reason."""
+        """The account if the login secret and the second factor are right, else None, the
+        same for every reason. The factor: the TOTP code (its step is spent), a recovery
+        code (spent), or with ``passkey`` (token, assertion) one of the account's passkeys."""
         account = self.store.get_account(address)
         verifier = account.login_verifier if account is not None else self._dummy
         right: bool
@@ -225,6 +240,8 @@ class AccountDesk:
             right = False
         if not right or account is None:
             return None
+        if passkey is not None:
+            return account if self._passkey_signed(account, *passkey, now) else None
         if _normal_recovery_code(code) is not None:  # instead of the app's code, once
             spent = self.accounts.spend_recovery_code(
                 account.address, self._recovery_hash(account.address, code), now
@@ -257,3 +274,36 @@ class AccountDesk:
         """Delete the account and crypto-shred what was sealed to it; the number of
         readers whose wrapped key went. The caller has checked password and code."""
         return self.accounts.delete(account.address)
+
+    def _passkey_signed(
+        self, account: AccountRecord, token: str, assertion: str, now: datetime
+    ) -> bool:
+        if self.passkeys is None:
+            return False
+        stored = self.accounts.factors(account.address, "passkey")
+        credentials = {f.factor_id: Credential.from_stored(f.secret, f.last_step) for f in stored}
+        try:
+            used = self.passkeys.authenticate(token, assertion, list(credentials.values()), now)
+        except PasskeyError:
+            return False
+        factor_id = next(i for i, c in credentials.items() if c.credential_id == used.credential_id)
+        return self.accounts.advance_count(factor_id, used.sign_count, now)
+
+    def add_passkey(
+        self, account: AccountRecord, token: str, credential: str, now: datetime
+    ) -> None:
+        """Register a passkey for the signed-in account; PasskeyError if it does not verify."""
+        if self.passkeys is None:
+            raise PasskeyError("passkeys need a portal URL with a host name")
+        made = self.passkeys.register(account.address, token, credential, now)
+        self.accounts.add_factor(account.address, "passkey", made.stored(), made.sign_count, now)
+
+    def passkey_registration(self, address: str, now: datetime) -> tuple[str, str]:
+        """Creation options for a new passkey of ``address`` (not its existing ones)."""
+        if self.passkeys is None:
+            raise PasskeyError("passkeys need a portal URL with a host name")
+        existing = [
+            Credential.from_stored(f.secret, f.last_step).credential_id
+            for f in self.accounts.factors(address, "passkey")
+        ]
+        return self.passkeys.registration(address, existing, now)

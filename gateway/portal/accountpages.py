@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.envelope import keys
 from gateway.identity.accounts import AccountDesk, UploadError, check_password_upload
+from gateway.identity.passkeys import PasskeyError, Passkeys
 from gateway.portal import i18n
 from gateway.portal.problems import Problem, json_error
 from gateway.portal.rendering import Pages, blob_response
@@ -76,7 +77,11 @@ class AccountPages(Pages):
                 "delete": "/account/delete",
                 "sessions": "/account/sessions",
                 "end_session": "/account/sessions/end",
+                "passkey_options": "/account/passkey/options",
+                "passkey": "/account/passkey",
+                "passkey_sign_in": "/account/passkey/sign-in-options",
             },
+            "passkeys": self.deps.accounts is not None and self.deps.accounts.passkeys is not None,
             "strings": i18n.page_strings(lang),
         }
         response = self._render(request, "account.html", {"csrf_token": csrf, "page": page})
@@ -183,11 +188,19 @@ class AccountPages(Pages):
         return response
 
     async def _proven(self, request: Request, address: str, body: dict[str, Any]) -> AccountRecord:
-        """The account, once the body's login secret and TOTP code prove it; throttled and
+        """The account, once the body's login secret and second factor prove it (``code``:
+        the app's or a recovery code; or ``passkey``: {token, assertion}); throttled and
         recorded like every sign-in. Problem 401 (the same for every reason) or 429."""
-        secret, code = body.get("login_secret"), body.get("code")
+        secret, code, passkey = body.get("login_secret"), body.get("code", ""), body.get("passkey")
         if not isinstance(secret, str) or not isinstance(code, str) or len(code) > 16:
             raise Problem(400, "bad-request")
+        signed: tuple[str, str] | None = None
+        if passkey is not None:
+            token = passkey.get("token") if isinstance(passkey, dict) else None
+            assertion = passkey.get("assertion") if isinstance(passkey, dict) else None
+            if not isinstance(token, str) or not isinstance(assertion, dict):
+                raise Problem(400, "bad-request")
+            signed = (token, json.dumps(assertion))
         try:
             login_secret = keys.b64url_decode(secret)
         except ValueError:
@@ -196,7 +209,9 @@ class AccountPages(Pages):
         limits = self._sign_in_limits(client, address)
         await asyncio.to_thread(self._check_not_locked, limits)
         now = datetime.now(UTC)
-        account = await asyncio.to_thread(self.desk.sign_in, address, login_secret, code, now)
+        account = await asyncio.to_thread(
+            self.desk.sign_in, address, login_secret, code, now, signed
+        )
         record = self.deps.store.record_event
         if account is None:
             await asyncio.to_thread(self._count_failure, limits)
@@ -205,8 +220,9 @@ class AccountPages(Pages):
             )
             raise Problem(401, "sign-in")
         await asyncio.to_thread(self._forgive, limits)
+        method = "passkey" if signed else "totp"
         await asyncio.to_thread(
-            record, "signed-in", address=account.address, detail=f"method=totp client={client}"
+            record, "signed-in", address=account.address, detail=f"method={method} client={client}"
         )
         return account
 
@@ -242,6 +258,60 @@ class AccountPages(Pages):
             method=method,
         )
         self._cookie(response, ACCOUNT_COOKIE, token, int(ACCOUNT_LIFETIME.total_seconds()), "/")
+
+    # passkeys
+
+    async def passkey_sign_in_options(self, request: Request) -> Response:
+        """Options to sign in with any of this site's passkeys (the same for everyone)."""
+        try:
+            await self._json(request)
+            passkeys = self._passkeys()
+            options, token = await asyncio.to_thread(passkeys.authentication, datetime.now(UTC))
+        except Problem as problem:
+            return json_error(problem)
+        return JSONResponse({"options": json.loads(options), "token": token})
+
+    async def passkey_options(self, request: Request) -> Response:
+        """Options to register a passkey for the signed-in account."""
+        try:
+            await self._json(request)
+            session = await self._session(request)
+            self._passkeys()
+            assert session.address is not None
+            options, token = await asyncio.to_thread(
+                self.desk.passkey_registration, session.address, datetime.now(UTC)
+            )
+        except Problem as problem:
+            return json_error(problem)
+        return JSONResponse({"options": json.loads(options), "token": token})
+
+    async def add_passkey(self, request: Request) -> Response:
+        """Register the passkey the browser made: ``{token, credential}``."""
+        try:
+            body = await self._json(request)
+            session = await self._session(request)
+            assert session.address is not None
+            token, credential = body.get("token"), body.get("credential")
+            if not isinstance(token, str) or not isinstance(credential, dict):
+                raise Problem(400, "bad-request")
+            account = await asyncio.to_thread(self.deps.store.get_account, session.address)
+            if account is None:
+                raise Problem(401, "sign-in")
+            try:
+                await asyncio.to_thread(
+                    self.desk.add_passkey, account, token, json.dumps(credential),
+                    datetime.now(UTC),
+                )  # fmt: skip
+            except PasskeyError:
+                raise Problem(400, "passkey") from None
+        except Problem as problem:
+            return json_error(problem)
+        return JSONResponse({"ok": True})
+
+    def _passkeys(self) -> Passkeys:
+        if self.desk.passkeys is None:
+            raise Problem(404, "passkeys-off")
+        return self.desk.passkeys
 
     # where the account is signed in
 

@@ -102,6 +102,11 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Route("/account/password", account.change_password, methods=["POST"]),
         Route("/account/delete", account.delete, methods=["POST"]),
         Route("/account/sessions", account.sessions, methods=["POST"]),
+        Route("/account/passkey/options", account.passkey_options, methods=["POST"]),
+        Route("/account/passkey", account.add_passkey, methods=["POST"]),
+        Route(
+            "/account/passkey/sign-in-options", account.passkey_sign_in_options, methods=["POST"]
+        ),
         Route("/account/sessions/end", account.end_session, methods=["POST"]),
         Route("/account/inbox", account.inbox, methods=["POST"]),
         Route("/account/messages/{envelope_id}/open", account.open, methods=["POST"]),
@@ -733,7 +738,7 @@ class _Portal(Pages):
 _PATH_WORDS = {"", "m", "s", "h", "code", "verify", "open", "part", "reply", "logout",
                "static", "assets", "healthz", "account", "enrol", "unlocking", "sign-in",
                "sign-out", "inbox", "messages", "password", "delete", "claim", "sessions",
-               "end"}  # fmt: skip
+               "end", "passkey", "options", "sign-in-options"}  # fmt: skip
 
 
 def _loggable(path: str) -> str:

@@ -38,6 +38,8 @@ MESSAGES = {
     "accounts-off": "Accounts are not enabled on this portal.",
     "account": "This message opens in your account: sign in to read it.",
     "no-account": "This address has no account yet.",
+    "passkey": "The passkey could not be registered; try again.",
+    "passkeys-off": "Passkeys need the portal at an address with a name, not a number.",
 }
 
 

@@ -96,6 +96,38 @@ class Accounts:
             return None
         return Factor(row.factor_id, row.kind, row.secret, row.last_step)
 
+    def factors(self, address: str, kind: str) -> list[Factor]:
+        query = select(account_factors).where(
+            account_factors.c.address == address.lower(), account_factors.c.kind == kind
+        )
+        with self.store.transaction("reading second factors", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [Factor(r.factor_id, r.kind, r.secret, r.last_step) for r in rows]
+
+    def add_factor(self, address: str, kind: str, secret: bytes, count: int, now: datetime) -> None:
+        """Another second factor (a passkey) for the account, and its event."""
+        address = address.lower()
+        with self.store.transaction(f"adding a {kind} to {address}", write=True) as conn:
+            conn.execute(
+                insert(account_factors).values(
+                    address=address, kind=kind, secret=secret, last_step=count, created_at=now
+                )
+            )
+            append_event(conn, "factor-added", address=address, detail=f"kind={kind}")
+
+    def advance_count(self, factor_id: int, count: int, now: datetime) -> bool:
+        """A passkey's signature counter moves on; False if it went back (a cloned key),
+        unless the authenticator keeps no counter (0 both times)."""
+        last = account_factors.c.last_step
+        fresh = last == 0 if count == 0 else or_(last.is_(None), last < count)
+        with self.store.transaction("counting a passkey signature", write=True) as conn:
+            changed = conn.execute(
+                update(account_factors)
+                .where(account_factors.c.factor_id == factor_id, fresh)
+                .values(last_step=count, last_used_at=now)
+            )
+        return changed.rowcount == 1
+
     def spend_recovery_code(self, address: str, digest: bytes, now: datetime) -> bool:
         """Use up the recovery code whose HMAC is ``digest``: True once, then never."""
         address = address.lower()

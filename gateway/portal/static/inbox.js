@@ -36,12 +36,31 @@ function describe(error) {
 
 async function signIn(event) {
   event.preventDefault();
+  const code = $("sg-totp").value.replace(/\s+/g, "");
+  if (!code) {
+    setError(gettext("Fill in your email address, password and code."));
+    return;
+  }
+  await signInWith(async () => ({ code }));
+}
+
+// The second factor from this device's passkey, instead of a code.
+async function signInWithPasskey() {
+  await signInWith(async () => {
+    const { options, token } = await postJson(state.page.api.passkey_sign_in, {});
+    const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(options);
+    const credential = await navigator.credentials.get({ publicKey });
+    return { passkey: { token, assertion: credential.toJSON() } };
+  });
+}
+
+// Sign in with the password and the second factor `factor()` gives, once the password is in.
+async function signInWith(factor) {
   if (state.busy) return;
   setError("");
   const address = $("sg-address").value.trim().toLowerCase();
   const password = $("sg-password").value;
-  const code = $("sg-totp").value.replace(/\s+/g, "");
-  if (!address.includes("@") || !password || !code) {
+  if (!address.includes("@") || !password) {
     setError(gettext("Fill in your email address, password and code."));
     return;
   }
@@ -50,10 +69,11 @@ async function signIn(event) {
     const unlocking = await postJson(state.page.api.unlocking, { address });
     const salt = b64urlDecode(unlocking.salt);
     const { kek, loginSecret } = await deriveAccountKeys(password, salt, unlocking.iterations);
+    const second = await factor();
     const answer = await postJson(state.page.api.sign_in, {
       address,
       login_secret: b64urlEncode(loginSecret),
-      code,
+      ...second,
     });
     loginSecret.fill(0);
     const privateKey = await decryptPrivateKey(kek, b64urlDecode(answer.encrypted_private_key), answer.address);
@@ -243,6 +263,20 @@ async function endSession(id) {
   await showSessions();
 }
 
+async function addPasskey() {
+  setError("");
+  try {
+    const { options, token } = await postJson(state.page.api.passkey_options, {});
+    const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(options);
+    const credential = await navigator.credentials.create({ publicKey });
+    await postJson(state.page.api.passkey, { token, credential: credential.toJSON() });
+    notice(gettext("Your passkey has been added. You can sign in with it instead of a code."));
+  } catch (error) {
+    setError(error instanceof ApiError || error instanceof NetworkError
+      ? describe(error) : gettext("The passkey was not added."));
+  }
+}
+
 function notice(text) {
   setText("sg-notice", text);
   $("sg-notice").hidden = !text;
@@ -291,6 +325,11 @@ async function main() {
   $("sg-settings").addEventListener("toggle", () => {
     if ($("sg-settings").open) showSessions();
   });
+  const passkeys = state.page.passkeys && typeof PublicKeyCredential?.parseRequestOptionsFromJSON === "function";
+  $("sg-passkey-sign-in").hidden = !passkeys;
+  $("sg-passkey-section").hidden = !passkeys;
+  $("sg-passkey-sign-in").addEventListener("click", signInWithPasskey);
+  $("sg-passkey-add").addEventListener("click", addPasskey);
   $("sg-password-form").addEventListener("submit", changePassword);
   $("sg-delete-form").addEventListener("submit", deleteAccount);
   $("sg-new-password").addEventListener("input", async () => {
