@@ -25,6 +25,7 @@ from gateway.envelope import keys, opener
 from gateway.store.accounts import Accounts
 from gateway.store.portalstate import PortalState
 from gateway.store.schema import events
+from tests.support.gateway import wait_for
 from tests.support.portal import Browser, portal_url, send_protected
 from tests.support.protected import notifications
 
@@ -34,8 +35,9 @@ BOB = "bob@example.net"
 
 
 @pytest.fixture
-def portal(make_gateway):
-    return make_gateway(**FAST)
+def portal(make_gateway, store_url):
+    """The gateway and its portal, on SQLite and on PostgreSQL."""
+    return make_gateway(store={"database": store_url}, **FAST)
 
 
 @pytest.fixture
@@ -425,3 +427,25 @@ def test_the_account_lists_its_sessions_and_ends_one(portal, sink, browsers):
     # Another address's session cannot be named, and a made-up id ends nothing.
     assert api(browser, "/account/sessions/end", {"id": "0" * 32}).json()["ended"] is False
     assert api(browser, "/account/sessions/end", {"id": "x"}).status_code == 400
+
+
+def test_the_sender_hears_once_when_an_account_holder_opens_the_message(
+    make_gateway, sink, browsers
+):
+    running = make_gateway(**FAST, notify={"read_notice": True})
+    link = send_protected(running, sink)
+    browser = browsers(portal_url(running))
+    sign_up(browser, link, sink)
+    second = send_protected(running, sink, subject="[secure] read me")
+    envelope, _ = running.gateway.vault.store.reader_by_link(second.id_hash)
+
+    def read_notices():
+        return [m for m in sink.messages
+                if m.rcpt_tos == ("alice@example.org",) and b"Read: your protected" in m.data
+                and envelope.envelope_id.encode() in m.data]  # fmt: skip
+
+    assert read_notices() == []
+    assert api(browser, f"/account/messages/{envelope.envelope_id}/open").status_code == 200
+    wait_for(read_notices, what="the read notice")
+    assert api(browser, f"/account/messages/{envelope.envelope_id}/open").status_code == 200
+    assert len(read_notices()) == 1

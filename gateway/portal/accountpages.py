@@ -403,10 +403,12 @@ class AccountPages(Pages):
         except Problem as problem:
             return json_error(problem)
         client = client_address(request, self.deps.settings.trusted_proxies)
-        await asyncio.to_thread(
+        first = await asyncio.to_thread(
             self.deps.state.record_first, "opened", envelope.envelope_id, reader.reader_id,
             reader.address, f"account client={client}",
         )  # fmt: skip
+        if first and self.deps.read_notice and envelope.sender:
+            self.deps.spawn(self.deps.read_notice_to_sender(envelope, reader.address))
         return JSONResponse(
             {
                 "envelope_id": envelope.envelope_id,

@@ -451,7 +451,7 @@ class _Portal(Pages):
             f"client={self._client(request)}",
         )
         if first and self.deps.read_notice and envelope.sender:
-            self.deps.spawn(self._read_notice(link))
+            self.deps.spawn(self.deps.read_notice_to_sender(envelope, link.reader.address))
         return response
 
     async def part(self, request: Request) -> Response:
@@ -717,22 +717,6 @@ class _Portal(Pages):
             address=reader.address,
             detail=detail,
         )
-
-    async def _read_notice(self, link: _Link) -> None:
-        envelope = link.envelope
-        notifier = self.deps.notifier()
-        data = notifier.read_notice(
-            envelope.sender,
-            link.reader.address,
-            envelope.envelope_id,
-            datetime.now(UTC),
-            notifier.language(None, envelope.sender),
-        )
-        try:
-            await self.deps.send(self.deps.from_address, [envelope.sender], data)
-        except (TemporaryError, PermanentError) as error:
-            event(log, logging.WARNING, "read notice not sent",
-                  envelope=envelope.envelope_id, error=str(error))  # fmt: skip
 
 
 _PATH_WORDS = {"", "m", "s", "h", "code", "verify", "open", "part", "reply", "logout",

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from gateway import config
 from gateway.envelope.reply import ReplyKey
+from gateway.errors import PermanentError, TemporaryError
 from gateway.identity.accounts import AccountDesk
+from gateway.logsetup import event
 from gateway.notify import Notifier
 from gateway.portal.codes import CodeBook
 from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk, Send
 from gateway.portal.sms import SMSProvider
-from gateway.store import Store
+from gateway.store import EnvelopeRecord, Store
 from gateway.store.portalstate import PortalState
+
+log = logging.getLogger("sealgate.portal")
 
 
 @dataclass
@@ -60,3 +66,20 @@ class PortalDeps:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def read_notice_to_sender(self, envelope: EnvelopeRecord, reader: str) -> None:
+        """Tell the sender that ``reader`` opened the message (the first time); a failure
+        to send is logged, never shown to the reader."""
+        notifier = self.notifier()
+        data = notifier.read_notice(
+            envelope.sender,
+            reader,
+            envelope.envelope_id,
+            datetime.now(UTC),
+            notifier.language(None, envelope.sender),
+        )
+        try:
+            await self.send(self.from_address, [envelope.sender], data)
+        except (TemporaryError, PermanentError) as error:
+            event(log, logging.WARNING, "read notice not sent",
+                  envelope=envelope.envelope_id, error=str(error))  # fmt: skip
