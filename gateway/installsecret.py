@@ -25,6 +25,7 @@ _TOTP = "sealgate totp seeds"
 _ACCOUNT_LOOKUPS = "sealgate account lookups"
 _RECOVERY_CODES = "sealgate recovery codes"
 _PASSKEYS = "sealgate passkey challenges"
+_ACCOUNT_RESETS = "sealgate account reset codes"
 
 
 class Secrets:
@@ -89,6 +90,11 @@ class Secrets:
     def passkeys(self) -> bytes:
         """Keys the HMAC that binds a passkey challenge to its purpose, account and time."""
         return self._derive(_PASSKEYS)
+
+    @property
+    def account_resets(self) -> bytes:
+        """Keys the token that carries a password reset's emailed code (as an HMAC)."""
+        return self._derive(_ACCOUNT_RESETS)
 
     def _derive(self, label: str) -> bytes:
         return hmac.new(self._secret, label.encode(), "sha256").digest()

@@ -251,6 +251,7 @@ def build_portal(
             TOTP(secrets.totp, issuer=cfg.notify.organisation),
             secrets.account_lookups,
             secrets.recovery_codes,
+            secrets.account_resets,
             passkeys(secrets.passkeys, lasting.portal_url, cfg.notify.organisation),
         ),
     )

@@ -20,7 +20,7 @@ from gateway.envelope import keys
 from gateway.store.accounts import Accounts
 from gateway.store.schema import events
 from tests.support.browser import chromium
-from tests.support.portal import portal_url, send_protected
+from tests.support.portal import code_in, code_mail, portal_url, send_protected
 from tests.support.process import free_port
 from tests.test_portal_browser import DESKTOP, PHONE, Watch, shot, verify_with_email_code
 
@@ -199,3 +199,39 @@ def test_a_passkey_stands_in_for_the_code(make_gateway, sink, browser):
     with store.engine.connect() as conn:
         details = conn.scalars(select(events.c.detail).where(events.c.kind == "signed-in")).all()
     assert any(d.startswith("method=passkey") for d in details)
+
+
+def test_a_forgotten_password_is_reset_in_the_browser(portal, sink, browser):
+    link = send_protected(portal, sink)
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(link.url(portal_url(portal)))
+    page.wait_for_selector("#sg-step-method:not([hidden])")
+    verify_with_email_code(page, sink)
+    _, recovery = sign_up_on_the_message_page(page, sink)
+    context.close()
+
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(portal_url(portal) + "/")
+    page.wait_for_selector("#sg-step-sign-in:not([hidden])")
+    page.fill("#sg-address", "bob@example.net")
+    page.click("#sg-forgot")
+    page.wait_for_selector("#sg-step-reset:not([hidden])")
+    before = len(sink.messages)
+    page.click("#sg-reset-ask")
+    email_code = code_in(code_mail(sink, "bob@example.net", before))
+    page.wait_for_selector("#sg-reset-form:not([hidden])")
+    page.fill("#sg-reset-email-code", email_code)
+    page.fill("#sg-reset-password", NEW_PASSWORD)
+    page.fill("#sg-reset-repeat", NEW_PASSWORD)
+    page.fill("#sg-reset-code", recovery[1])  # the phone is gone too: a recovery code
+    shot(page, "account-reset-phone")
+    page.click("#sg-reset-submit")
+    page.wait_for_selector("#sg-step-inbox:not([hidden])", timeout=30_000)
+    watch.assert_clean()
+    context.close()
+    account = portal.gateway.vault.store.get_account("bob@example.net")
+    kek = keys.account_keys(NEW_PASSWORD, account.kdf_salt, 600_000).kek
+    keys.decrypt_private_key(kek, account.encrypted_private_key, b"bob@example.net")

@@ -26,7 +26,7 @@ from gateway.store.accounts import Accounts
 from gateway.store.portalstate import PortalState
 from gateway.store.schema import events
 from tests.support.gateway import wait_for
-from tests.support.portal import Browser, portal_url, send_protected
+from tests.support.portal import Browser, code_in, code_mail, portal_url, send_protected
 from tests.support.protected import notifications
 
 FAST = {"portal": {"listen": "127.0.0.1:0", "url": "", "backoff_seconds": 0}}
@@ -449,3 +449,51 @@ def test_the_sender_hears_once_when_an_account_holder_opens_the_message(
     wait_for(read_notices, what="the read notice")
     assert api(browser, f"/account/messages/{envelope.envelope_id}/open").status_code == 200
     assert len(read_notices()) == 1
+
+
+def test_a_forgotten_password_is_reset_with_the_emailed_code_and_the_app(portal, sink, browsers):
+    link = send_protected(portal, sink)
+    made = sign_up(browsers(portal_url(portal)), link, sink)
+    second = send_protected(portal, sink, subject="[secure] sealed to the old key")
+    store = portal.gateway.vault.store
+    old_key = store.get_account(BOB).public_key
+    browser = browsers(portal_url(portal))
+    browser.page(link)
+
+    before = len(sink.messages)
+    asked = api(browser, "/account/reset/code", {"address": BOB})
+    assert asked.status_code == 200
+    email_code = code_in(code_mail(sink, BOB, before))
+    nobody = api(browser, "/account/reset/code", {"address": "nobody@example.net"}).json()
+    assert len(nobody["token"]) == len(asked.json()["token"])  # no account: no difference
+
+    body, remade = key_upload(BOB, password="a brand new passphrase here")
+    body.update(token=asked.json()["token"], address=BOB, email_code="00000000",
+                code=next_code(made.totp))  # fmt: skip
+    assert api(browser, "/account/reset", body).status_code == 401  # the wrong email code
+    body.update(email_code=email_code)
+    reset = api(browser, "/account/reset", body)
+    assert reset.status_code == 200, reset.text
+
+    account = store.get_account(BOB)
+    assert account.public_key != old_key
+    _, shredded = store.reader_by_link(second.id_hash)
+    assert shredded.wrapped_key is None  # sealed to the lost key: nobody opens it now
+    listed = api(browser, "/account/inbox").json()["messages"]
+    old_envelope, _ = store.reader_by_link(second.id_hash)
+    assert old_envelope.envelope_id not in {m["envelope_id"] for m in listed}
+    assert api(browser, "/account/reset", body).status_code == 401  # the token is spent
+    # The new password signs in (the app's step is spent: a recovery code here).
+    other = browsers(portal_url(portal))
+    other.page(link)
+    attempt = {"address": BOB, "code": made.recovery_codes[0],
+               "login_secret": remade.login_secret()}  # fmt: skip
+    answer = api(other, "/account/sign-in", attempt)
+    assert answer.status_code == 200
+    kek = keys.account_keys("a brand new passphrase here", remade.salt, 600_000).kek
+    sealed = keys.b64url_decode(answer.json()["encrypted_private_key"])
+    assert keys.decrypt_private_key(kek, sealed, BOB.encode()) == remade.private_der
+    # New mail is sealed to the new key.
+    third = send_protected(portal, sink, subject="[secure] to the new key")
+    envelope, reader = store.reader_by_link(third.id_hash)
+    assert keys.unwrap_content_key(remade.private_der, reader.wrapped_key)

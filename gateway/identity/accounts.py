@@ -138,6 +138,9 @@ RECOVERY_CODES = 10
 _RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off paper
 _RECOVERY_LENGTH = 10  # characters: 50 bits each, and sign-in is throttled
 _RECOVERY_LABEL = b"sealgate recovery code\x00"
+RESET_CODE_LENGTH = 8
+RESET_MINUTES = 15
+_RESET_LABEL = b"sealgate password reset"
 
 
 def new_recovery_codes() -> list[str]:
@@ -166,6 +169,7 @@ class AccountDesk:
         totp: TOTP,
         lookup_key: bytes,
         recovery_key: bytes,
+        reset_key: bytes,
         passkeys: Passkeys | None = None,
     ) -> None:
         self.store = store
@@ -174,6 +178,7 @@ class AccountDesk:
         self.passkeys = passkeys  # None: the portal's URL has no host name to bind them to
         self._lookup_key = lookup_key
         self._recovery_key = recovery_key
+        self._reset_key = reset_key
         self._hasher = PasswordHasher()
         # Checked against when an address has no account: as slow as a real one.
         self._dummy = self._hasher.hash(keys.random_bytes(LOGIN_SECRET_SIZE))
@@ -242,22 +247,86 @@ class AccountDesk:
             return None
         if passkey is not None:
             return account if self._passkey_signed(account, *passkey, now) else None
+        return account if self._code_right(account, code, now) else None
+
+    def _code_right(self, account: AccountRecord, code: str, now: datetime) -> bool:
+        """Whether ``code`` is the app's current code or a recovery code (either is spent)."""
         if _normal_recovery_code(code) is not None:  # instead of the app's code, once
-            spent = self.accounts.spend_recovery_code(
+            return self.accounts.spend_recovery_code(
                 account.address, self._recovery_hash(account.address, code), now
             )
-            return account if spent else None
         factor = self.accounts.factor(account.address, "totp")
         if factor is None:
-            return None
+            return False
         try:
             seed = self.totp.open_seed(factor.secret, account.address)
         except TOTPError:
-            return None
+            return False
         step = self.totp.check(seed, code, factor.last_step, now)
-        if step is None or not self.accounts.spend_step(factor.factor_id, step, now):
+        return step is not None and self.accounts.spend_step(factor.factor_id, step, now)
+
+    # a forgotten password
+
+    def reset_request(self, address: str, now: datetime) -> tuple[str, str | None]:
+        """(token, code) for a password reset: the token goes to the browser, the code to
+        the mailbox; code None when the address has no account (the token looks the same,
+        and nothing is sent). The token carries the code as an HMAC, bound to the time and
+        to the account's current verifier, so that it is spent by the reset it allows."""
+        account = self.store.get_account(address)
+        code = "".join(secrets.choice("0123456789") for _ in range(RESET_CODE_LENGTH))
+        verifier = account.login_verifier if account is not None else ""
+        issued = int(now.timestamp()).to_bytes(8, "big")
+        token = keys.b64url(issued + self._reset_mac(address, code, issued, verifier))
+        return token, code if account is not None else None
+
+    def reset(
+        self,
+        address: str,
+        token: str,
+        email_code: str,
+        code: str,
+        upload: KeyUpload,
+        now: datetime,
+    ) -> AccountRecord | None:
+        """A new key pair and password for the account whose mailbox got ``email_code`` and
+        whose app (or recovery code) gave ``code``; None if either is wrong, the same for
+        every reason. What was sealed to the old key is shredded: nobody can open it now."""
+        account = self.store.get_account(address)
+        if account is None or not self._reset_token_right(account, token, email_code, now):
             return None
-        return account
+        if not self._code_right(account, code, now):
+            return None
+        self.accounts.reset(
+            account.address,
+            public_key=upload.public_key,
+            salt=upload.salt,
+            login_verifier=self._hasher.hash(upload.login_secret),
+            encrypted_private_key=upload.encrypted_private_key,
+        )
+        return self.store.get_account(address)
+
+    def _reset_token_right(
+        self, account: AccountRecord, token: str, email_code: str, now: datetime
+    ) -> bool:
+        try:
+            data = keys.b64url_decode(token)
+        except ValueError:
+            return False
+        if len(data) != 8 + 32:
+            return False
+        issued, mac = data[:8], data[8:]
+        age = now.timestamp() - int.from_bytes(issued, "big")
+        if not -60 <= age <= RESET_MINUTES * 60:
+            return False
+        code = "".join(email_code.split())
+        right = self._reset_mac(account.address, code, issued, account.login_verifier)
+        return hmac.compare_digest(mac, right)
+
+    def _reset_mac(self, address: str, code: str, issued: bytes, verifier: str) -> bytes:
+        message = b"\x00".join(
+            (_RESET_LABEL, address.lower().encode(), code.encode(), issued, verifier.encode())
+        )
+        return hmac.digest(self._reset_key, message, "sha256")
 
     def change_password(self, account: AccountRecord, upload: PasswordUpload) -> None:
         """The account's new salt, login verifier and sealed private key (the key pair

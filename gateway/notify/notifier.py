@@ -151,16 +151,27 @@ class Notifier:
         return self._write(lang, rendered, to=to, reply_to=self._fixed(), original=original)
 
     def code_email(
-        self, recipient: str, code: str, minutes: int, sender: str, language: str
+        self,
+        recipient: str,
+        code: str,
+        minutes: int,
+        sender: str,
+        language: str,
+        purpose: str = "read",
     ) -> bytes:
-        """A verification code, valid ``minutes`` minutes; deliberately without a link."""
+        """A verification code, valid ``minutes`` minutes; deliberately without a link.
+        ``purpose``: "read" a message (from ``sender``), or "reset" an account's password."""
         to = parse_address(recipient, "recipient")
         if not _CODE.fullmatch(code):
             raise ValueError("code: expected 4 to 32 letters or digits")
         lang = _language(language)
         reply_to = self._reply_to(sender)
         context = self._context(
-            lang, code=code, minutes=max(1, int(minutes)), sender=clean_text(sender, 320) or ""
+            lang,
+            code=code,
+            minutes=max(1, int(minutes)),
+            sender=clean_text(sender, 320) or "",
+            purpose=purpose,
         )
         rendered = templates.render("code", lang, context)
         return self._write(lang, rendered, to=to, reply_to=reply_to)

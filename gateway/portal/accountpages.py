@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -27,8 +28,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.envelope import keys
-from gateway.identity.accounts import AccountDesk, UploadError, check_password_upload
+from gateway.errors import PermanentError, TemporaryError
+from gateway.identity.accounts import (
+    RESET_MINUTES,
+    AccountDesk,
+    UploadError,
+    check_password_upload,
+    check_upload,
+)
 from gateway.identity.passkeys import PasskeyError, Passkeys
+from gateway.logsetup import event
 from gateway.portal import i18n
 from gateway.portal.problems import Problem, json_error
 from gateway.portal.rendering import Pages, blob_response
@@ -42,6 +51,8 @@ from gateway.portal.security import (
 )
 from gateway.store import AccountRecord, BlobMissing, EnvelopeRecord, ReaderRecord
 from gateway.store.sessions import Session, session_id
+
+log = logging.getLogger("sealgate.portal")
 
 ACCOUNT_COOKIE = "sg_account"
 ACCOUNT_IDLE = timedelta(minutes=30)
@@ -80,6 +91,8 @@ class AccountPages(Pages):
                 "passkey_options": "/account/passkey/options",
                 "passkey": "/account/passkey",
                 "passkey_sign_in": "/account/passkey/sign-in-options",
+                "reset_code": "/account/reset/code",
+                "reset": "/account/reset",
             },
             "passkeys": self.deps.accounts is not None and self.deps.accounts.passkeys is not None,
             "strings": i18n.page_strings(lang),
@@ -258,6 +271,67 @@ class AccountPages(Pages):
             method=method,
         )
         self._cookie(response, ACCOUNT_COOKIE, token, int(ACCOUNT_LIFETIME.total_seconds()), "/")
+
+    # a forgotten password
+
+    async def reset_code(self, request: Request) -> Response:
+        """Email a code to reset the password of ``{address}``'s account. The answer is the
+        same whether or not the address has one; the mail goes out after it."""
+        try:
+            body = await self._json(request)
+            address = _address(body)
+            client = client_address(request, self.deps.settings.trusted_proxies)
+            limits = self._sign_in_limits(client, address)
+            await asyncio.to_thread(self._check_not_locked, limits)
+            await asyncio.to_thread(self._count_failure, limits)  # each one mails a code
+            token, code = await asyncio.to_thread(
+                self.desk.reset_request, address, datetime.now(UTC)
+            )
+        except Problem as problem:
+            return json_error(problem)
+        if code is not None:
+            self.deps.spawn(self._send_reset_code(request, address, code))
+        return JSONResponse({"token": token, "expires_in": RESET_MINUTES * 60})
+
+    async def _send_reset_code(self, request: Request, address: str, code: str) -> None:
+        notifier = self.deps.notifier()
+        data = notifier.code_email(
+            address, code, RESET_MINUTES, "", self._lang(request), purpose="reset"
+        )
+        try:
+            await self.deps.send(self.deps.from_address, [address], data)
+        except (TemporaryError, PermanentError) as error:
+            event(log, logging.WARNING, "reset code not sent", error=str(error))
+
+    async def reset(self, request: Request) -> Response:
+        """A new password and key pair: ``{address, token, email_code, code}`` and the keys
+        as at sign-up. What was sealed to the old key can no longer be read."""
+        try:
+            body = await self._json(request)
+            address = _address(body)
+            token, email_code, code = body.get("token"), body.get("email_code"), body.get("code")
+            if not all(isinstance(v, str) and len(v) <= 200 for v in (token, email_code, code)):
+                raise Problem(400, "bad-request")
+            try:
+                upload = check_upload(body)
+            except UploadError as error:
+                raise Problem(400, "upload", field=error.field) from None
+            client = client_address(request, self.deps.settings.trusted_proxies)
+            limits = self._sign_in_limits(client, address)
+            await asyncio.to_thread(self._check_not_locked, limits)
+            account = await asyncio.to_thread(
+                self.desk.reset, address, str(token), str(email_code), str(code), upload,
+                datetime.now(UTC),
+            )  # fmt: skip
+            if account is None:
+                await asyncio.to_thread(self._count_failure, limits)
+                raise Problem(401, "reset")
+        except Problem as problem:
+            return json_error(problem)
+        await asyncio.to_thread(self._forgive, limits)
+        response = JSONResponse({"address": account.address})
+        await self.start_session(response, account.address, "reset")
+        return response
 
     # passkeys
 
@@ -493,7 +567,9 @@ class AccountPages(Pages):
                 (
                     r
                     for r in envelope.readers
-                    if r.kind == "account" and r.address.lower() == session.address
+                    if r.kind == "account"
+                    and r.address.lower() == session.address
+                    and r.wrapped_key is not None  # shredded by a reset: it opens no more
                 ),
                 None,
             )

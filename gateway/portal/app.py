@@ -102,6 +102,8 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Route("/account/password", account.change_password, methods=["POST"]),
         Route("/account/delete", account.delete, methods=["POST"]),
         Route("/account/sessions", account.sessions, methods=["POST"]),
+        Route("/account/reset/code", account.reset_code, methods=["POST"]),
+        Route("/account/reset", account.reset, methods=["POST"]),
         Route("/account/passkey/options", account.passkey_options, methods=["POST"]),
         Route("/account/passkey", account.add_passkey, methods=["POST"]),
         Route(
@@ -722,7 +724,7 @@ class _Portal(Pages):
 _PATH_WORDS = {"", "m", "s", "h", "code", "verify", "open", "part", "reply", "logout",
                "static", "assets", "healthz", "account", "enrol", "unlocking", "sign-in",
                "sign-out", "inbox", "messages", "password", "delete", "claim", "sessions",
-               "end", "passkey", "options", "sign-in-options"}  # fmt: skip
+               "end", "passkey", "options", "sign-in-options", "reset"}  # fmt: skip
 
 
 def _loggable(path: str) -> str:

@@ -38,6 +38,7 @@ MESSAGES = {
     "accounts-off": "Accounts are not enabled on this portal.",
     "account": "This message opens in your account: sign in to read it.",
     "no-account": "This address has no account yet.",
+    "reset": "The code from the email or from your authenticator app is not right.",
     "passkey": "The passkey could not be registered; try again.",
     "passkeys-off": "Passkeys need the portal at an address with a name, not a number.",
 }

@@ -188,6 +188,7 @@ class Accounts:
             .where(
                 func.lower(readers.c.address) == address,
                 envelopes.c.state.in_(LIVE_STATES),
+                readers.c.wrapped_key.is_not(None),  # not one shredded by a password reset
                 # The sender's own copy (an account reader without a link, on the sender's
                 # address) is what they sent, not an inbox entry.
                 or_(
@@ -248,6 +249,39 @@ class Accounts:
             )
             delete_account_sessions(conn, address)
             append_event(conn, "password-changed", address=address)
+
+    def reset(
+        self,
+        address: str,
+        *,
+        public_key: bytes,
+        salt: bytes,
+        login_verifier: str,
+        encrypted_private_key: bytes,
+    ) -> int:
+        """A forgotten password: a new key pair and password. The content keys wrapped to
+        the old key are shredded (nobody can open them any more), the account's sessions
+        end; its second factors stay. The number of readers shredded."""
+        address = address.lower()
+        mine = and_(readers.c.kind == "account", func.lower(readers.c.address) == address)
+        with self.store.transaction(f"resetting account {address}", write=True) as conn:
+            shredded = conn.execute(
+                update(readers).where(mine, readers.c.wrapped_key.is_not(None))
+                .values(wrapped_key=None)
+            ).rowcount  # fmt: skip
+            conn.execute(
+                update(accounts)
+                .where(accounts.c.address == address)
+                .values(
+                    public_key=public_key,
+                    kdf_salt=salt,
+                    login_verifier=login_verifier,
+                    encrypted_private_key=encrypted_private_key,
+                )
+            )
+            delete_account_sessions(conn, address)
+            append_event(conn, "password-reset", address=address, detail=f"readers={shredded}")
+        return shredded
 
     def delete(self, address: str) -> int:
         """Crypto-shred the account: the content keys wrapped to it go (its messages no

@@ -10,12 +10,13 @@ import { decryptPrivateKey, deriveAccountKeys, reencryptPrivateKey } from "./acc
 import { forgetKey, recallKey, rememberKey } from "./keyring.js";
 import { $, ApiError, NetworkError, formatDate, formatSize, gettext, postJson, setText, setup } from "./pagekit.js";
 import { b64urlDecode, b64urlEncode } from "./sealed.js";
+import { makeKeys } from "./signup.js";
 import { checkPassword } from "./strength.js";
 
-const state = { page: null, busy: false, searchTimer: null };
+const state = { page: null, busy: false, searchTimer: null, reset: null };
 
 function showStep(name) {
-  for (const step of ["sign-in", "inbox"]) $(`sg-step-${step}`).hidden = step !== name;
+  for (const step of ["sign-in", "reset", "inbox"]) $(`sg-step-${step}`).hidden = step !== name;
   $(`sg-step-${name}`).querySelector("h1")?.focus();
 }
 
@@ -277,6 +278,69 @@ async function addPasskey() {
   }
 }
 
+// --- a forgotten password -----------------------------------------------------------------
+
+async function askResetCode(event) {
+  event.preventDefault();
+  if (state.busy) return;
+  setError("");
+  const address = $("sg-reset-address").value.trim().toLowerCase();
+  if (!address.includes("@")) return;
+  state.busy = true;
+  try {
+    const asked = await postJson(state.page.api.reset_code, { address });
+    state.reset = { address, token: asked.token };
+    $("sg-reset-ask-form").hidden = true;
+    $("sg-reset-form").hidden = false;
+    notice(gettext("If %(address)s has an account, a code is on its way there.", { address }));
+    $("sg-reset-email-code").focus();
+  } catch (error) {
+    setError(describe(error));
+  } finally {
+    state.busy = false;
+  }
+}
+
+async function resetPassword(event) {
+  event.preventDefault();
+  if (state.busy || !state.reset) return;
+  setError("");
+  const { address, token } = state.reset;
+  const password = $("sg-reset-password").value;
+  const verdict = await checkPassword(password, { userInputs: [address, document.title] });
+  if (!verdict.ok) {
+    setError(verdict.problems.map((p) => gettext(p)).join(" "));
+    return;
+  }
+  if ($("sg-reset-repeat").value !== password) {
+    setError(gettext("The two passwords are not the same."));
+    return;
+  }
+  state.busy = true;
+  setText("sg-reset-status", gettext("Preparing your account…"));
+  try {
+    const { upload, kek, sealed } = await makeKeys(password, address);
+    await postJson(state.page.api.reset, {
+      ...upload,
+      address,
+      token,
+      email_code: $("sg-reset-email-code").value.replace(/\s+/g, ""),
+      code: $("sg-reset-code").value.trim(),
+    });
+    await rememberKey(address, await decryptPrivateKey(kek, sealed, address), sealed);
+    $("sg-reset-form").reset();
+    notice(gettext("Your new password is set."));
+    await showInbox();
+  } catch (error) {
+    setError(error instanceof ApiError && error.code === "reset"
+      ? gettext("The code from the email or from your authenticator app is not right.")
+      : describe(error));
+  } finally {
+    state.busy = false;
+    setText("sg-reset-status", "");
+  }
+}
+
 function notice(text) {
   setText("sg-notice", text);
   $("sg-notice").hidden = !text;
@@ -330,6 +394,12 @@ async function main() {
   $("sg-passkey-section").hidden = !passkeys;
   $("sg-passkey-sign-in").addEventListener("click", signInWithPasskey);
   $("sg-passkey-add").addEventListener("click", addPasskey);
+  $("sg-forgot").addEventListener("click", () => {
+    $("sg-reset-address").value = $("sg-address").value;
+    showStep("reset");
+  });
+  $("sg-reset-ask-form").addEventListener("submit", askResetCode);
+  $("sg-reset-form").addEventListener("submit", resetPassword);
   $("sg-password-form").addEventListener("submit", changePassword);
   $("sg-delete-form").addEventListener("submit", deleteAccount);
   $("sg-new-password").addEventListener("input", async () => {

@@ -96,9 +96,9 @@ async function choosePassword(event) {
   }
 }
 
-// The account's keys from the password: 600,000 PBKDF2 rounds and an RSA key pair, in the
-// background while the reader sets up the authenticator app.
-async function makeKeys(password, address) {
+// The account's keys from the password: 600,000 PBKDF2 rounds and an RSA key pair (made in
+// the background while the reader sets up the app), in the form the server takes them.
+export async function makeKeys(password, address) {
   const salt = crypto.getRandomValues(new Uint8Array(SALT_SIZE));
   const { kek, loginSecret } = await deriveAccountKeys(password, salt, ITERATIONS);
   const pair = await generateAccountKeyPair(2048);
