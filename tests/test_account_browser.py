@@ -74,12 +74,21 @@ def test_sign_up_then_sign_in_read_and_list(portal, sink, browser):
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     watch = Watch(page)
+    sent: list[bytes] = []  # every request body the server received from this browser
+    page.on(
+        "request", lambda r: sent.append(r.post_data_buffer or b"") if r.method == "POST" else None
+    )
     page.goto(first.url(portal_url(portal)))
     page.wait_for_selector("#sg-step-method:not([hidden])")
     verify_with_email_code(page, sink)
     totp, recovery = sign_up_on_the_message_page(page, sink)
     watch.assert_clean()
     context.close()
+    # The password never left the browser, in any form a request could carry it.
+    assert len(sent) >= 4 and b'"login_secret"' in b"".join(sent)
+    for form in (PASSWORD.encode(), PASSWORD.replace(" ", "+").encode(),
+                 PASSWORD.replace(" ", "%20").encode()):  # fmt: skip
+        assert not any(form in body for body in sent)
 
     second = send_protected(portal, sink, subject="[secure] After the account")
     fresh = browser.new_context(viewport=PHONE)
