@@ -37,8 +37,10 @@ def browser():
 
 
 @pytest.fixture
-def portal(make_gateway):
+def portal(make_gateway, store_url):
+    """On SQLite and on PostgreSQL."""
     return make_gateway(
+        store={"database": store_url},
         portal={"listen": "127.0.0.1:0", "url": "", "backoff_seconds": 0},
         notify={"organisation": "Example Care"},
     )
