@@ -1,8 +1,11 @@
-"""The account holder's side of the portal: sign in, the inbox, opening a message.
+"""The account holder's side of the portal (docs/accounts.md): the front page with
+sign-in and the inbox, reading a message with the account's key, passkeys, the
+sessions list, a new password, a forgotten one (reset) and deleting the account.
 
 Every call is a JSON POST with the CSRF pair, like the link pages. Sign-in takes
-the login secret the browser derived from the password and a TOTP code; the
-answer for a wrong address, password or code is one and the same. The session
+the login secret the browser derived from the password and a second factor (the
+app's code, a recovery code or a passkey); the answer for a wrong address,
+password or factor is one and the same. The session
 is a cookie for the whole portal (``sg_account``), stored only as its SHA-256,
 ending after ``ACCOUNT_IDLE`` without use or ``ACCOUNT_LIFETIME`` after sign-in.
 
