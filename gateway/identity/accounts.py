@@ -253,7 +253,7 @@ class AccountDesk:
         """Whether ``code`` is the app's current code or a recovery code (either is spent)."""
         if _normal_recovery_code(code) is not None:  # instead of the app's code, once
             return self.accounts.spend_recovery_code(
-                account.address, self._recovery_hash(account.address, code), now
+                account.address, self._recovery_hash(account.address, code)
             )
         factor = self.accounts.factor(account.address, "totp")
         if factor is None:

@@ -14,7 +14,6 @@ nothing about which addresses have passkeys.
 
 from __future__ import annotations
 
-import base64
 import hmac
 import json
 import struct
@@ -41,6 +40,8 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from gateway.envelope.keys import b64url, b64url_decode
+
 CHALLENGE_MINUTES = 5
 _LABEL = b"sealgate passkey challenge\x00"
 
@@ -58,12 +59,14 @@ class Credential:
     sign_count: int
 
     def stored(self) -> bytes:
-        return json.dumps({"id": _b64(self.credential_id), "key": _b64(self.public_key)}).encode()
+        return json.dumps(
+            {"id": b64url(self.credential_id), "key": b64url(self.public_key)}
+        ).encode()
 
     @classmethod
     def from_stored(cls, secret: bytes, sign_count: int | None) -> Credential:
         data = json.loads(secret)
-        return cls(_unb64(data["id"]), _unb64(data["key"]), sign_count or 0)
+        return cls(b64url_decode(data["id"]), b64url_decode(data["key"]), sign_count or 0)
 
 
 class Passkeys:
@@ -145,11 +148,11 @@ class Passkeys:
     def _token(self, purpose: str, address: str, challenge: bytes, now: datetime) -> str:
         issued = struct.pack(">Q", int(now.timestamp()))
         mac = self._mac(purpose, address, challenge, issued)
-        return _b64(issued + challenge + mac)
+        return b64url(issued + challenge + mac)
 
     def _challenge(self, token: str, purpose: str, address: str, now: datetime) -> bytes:
         try:
-            data = _unb64(token)
+            data = b64url_decode(token[:4096])
         except ValueError:
             raise PasskeyError("the passkey request is damaged") from None
         if len(data) < 8 + 16 + 32:
@@ -165,13 +168,3 @@ class Passkeys:
     def _mac(self, purpose: str, address: str, challenge: bytes, issued: bytes) -> bytes:
         message = _LABEL + f"{purpose}\x00{address.lower()}\x00".encode() + issued + challenge
         return hmac.digest(self._key, message, "sha256")
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    if not isinstance(text, str) or len(text) > 4096:
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,16 +44,12 @@ from gateway.identity.passkeys import PasskeyError, Passkeys
 from gateway.logsetup import event
 from gateway.portal import i18n
 from gateway.portal.problems import Problem, json_error
-from gateway.portal.rendering import Pages, blob_response
+from gateway.portal.rendering import Pages, opening
 from gateway.portal.security import (
-    CSRF_HEADER,
-    TooLarge,
     client_address,
-    csrf_ok,
     new_token,
-    read_body,
 )
-from gateway.store import AccountRecord, BlobMissing, EnvelopeRecord, ReaderRecord
+from gateway.store import AccountRecord, EnvelopeRecord, ReaderRecord
 from gateway.store.sessions import Session, session_id
 
 log = logging.getLogger("sealgate.portal")
@@ -486,24 +483,7 @@ class AccountPages(Pages):
         )  # fmt: skip
         if first and self.deps.read_notice and envelope.sender:
             self.deps.spawn(self.deps.read_notice_to_sender(envelope, reader.address))
-        return JSONResponse(
-            {
-                "envelope_id": envelope.envelope_id,
-                "reader_id": reader.reader_id,
-                "wrapped_key": keys.b64url(reader.wrapped_key or b""),
-                "parts": [
-                    {
-                        "part": p.part_id,
-                        "kind": p.kind,
-                        "size": p.plaintext_size,
-                        "sealed_size": p.sealed_size,
-                    }  # fmt: skip
-                    for p in envelope.parts
-                ],
-                "sender": envelope.sender,
-                "expires_at": envelope.expires_at.isoformat(),
-            }
-        )
+        return JSONResponse(opening(envelope, reader))
 
     async def part(self, request: Request) -> Response:
         try:
@@ -511,40 +491,21 @@ class AccountPages(Pages):
         except Problem as problem:
             return json_error(problem)
         number = request.path_params["part"]
-        record = next((p for p in envelope.parts if p.part_id == number), None)
-        if record is None:
-            return json_error(Problem(404, "bad-request"))
-        try:
-            source = await asyncio.to_thread(
-                self.deps.store.blobs.open, envelope.envelope_id, number
-            )
-        except (OSError, BlobMissing):
-            return json_error(Problem(410, "revoked"))
-        if record.kind != "manifest":
-            await asyncio.to_thread(
+
+        def downloaded() -> Awaitable[None]:
+            return asyncio.to_thread(
                 self.deps.store.record_event, "downloaded", envelope_id=envelope.envelope_id,
                 reader_id=reader.reader_id, address=reader.address, detail=f"part={number}",
             )  # fmt: skip
-        return blob_response(source, record.sealed_size)
+
+        return await self._sealed_part(envelope, number, downloaded)
 
     # helpers
 
     async def _json(self, request: Request) -> dict[str, Any]:
         """The body of a JSON POST after the CSRF check; Problem when it cannot be used."""
-        if not csrf_ok(request, request.headers.get(CSRF_HEADER), self.deps.origin):
-            raise Problem(403, "csrf")
-        if request.headers.get("content-type", "").split(";")[0] != "application/json":
-            raise Problem(400, "bad-request")
-        try:
-            raw = await read_body(request, self.deps.settings.max_request_size)
-            body = json.loads(raw or b"{}")
-        except TooLarge:
-            raise Problem(413, "too-large") from None
-        except (ValueError, RecursionError):
-            raise Problem(400, "bad-request") from None
-        if not isinstance(body, dict):
-            raise Problem(400, "bad-request")
-        return body
+        self._check_post(request, json_body=True)
+        return await self._read_json(request)
 
     async def _session(self, request: Request) -> Session:
         """The account session of this request (its idle clock reset); Problem 401."""
@@ -561,9 +522,10 @@ class AccountPages(Pages):
     async def _message(self, request: Request) -> tuple[EnvelopeRecord, ReaderRecord]:
         """The live envelope of the path and the signed-in account's reader in it."""
         session = await self._session(request)
-        envelope = await asyncio.to_thread(
-            self.deps.store.get, str(request.path_params["envelope_id"])[:32]
-        )
+        envelope_id = str(request.path_params["envelope_id"])
+        envelope = None
+        if _ENVELOPE_ID.fullmatch(envelope_id):
+            envelope = await asyncio.to_thread(self.deps.store.get, envelope_id)
         reader = None
         if envelope is not None and session.address is not None:
             reader = next(

@@ -20,7 +20,6 @@ Rules every route keeps:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -48,14 +47,12 @@ from gateway.portal.codes import SendLimit, mask_address, mask_phone
 from gateway.portal.deps import PortalDeps
 from gateway.portal.problems import Problem as _Problem
 from gateway.portal.problems import json_error as _json_error
-from gateway.portal.rendering import Pages, blob_response
+from gateway.portal.rendering import Pages, opening
 from gateway.portal.replies import reply_id
 from gateway.portal.security import (
-    CSRF_HEADER,
     SecurityHeaders,
     TooLarge,
     client_address,
-    csrf_ok,
     new_token,
     read_body,
 )
@@ -63,7 +60,6 @@ from gateway.portal.senderpages import SenderPages
 from gateway.portal.sms import SMSError
 from gateway.store import (
     AccountExists,
-    BlobMissing,
     EnvelopeRecord,
     ReaderRecord,
     StoreError,
@@ -228,20 +224,18 @@ class _Portal(Pages):
             return _json_error(problem)
         return JSONResponse({"ok": True, "added": added})
 
-    async def _account_key(self, request: Request, link: _Link) -> str | None:
+    async def _account_key(self, reader: ReaderRecord, proof: str | None) -> str | None:
         """The public key of the account of the reader's address, for a browser that proved
-        the mailbox (the address's account is then no secret to it), else None."""
-        if self.deps.accounts is None:
+        the mailbox (``proof`` "email": the address's account is then no secret to it)."""
+        if self.deps.accounts is None or proof != "email":
             return None
-        if await asyncio.to_thread(self._proof, request, link.reader) != "email":
-            return None
-        account = await asyncio.to_thread(self.deps.store.get_account, link.reader.address)
+        account = await asyncio.to_thread(self.deps.store.get_account, reader.address)
         return keys.b64url(account.public_key) if account is not None else None
 
     async def _proved_mailbox(self, request: Request, link: _Link) -> str:
         """The reader's address, if this browser proved it has the mailbox (an emailed
         code, in this session or on a remembered device); Problem 401 otherwise."""
-        proved = await asyncio.to_thread(self._proof, request, link.reader)
+        _, proved = await asyncio.to_thread(self._verification, request, link.reader)
         if proved != "email" or link.reader.kind != "guest":
             raise _Problem(401, "verify")
         return link.reader.address.lower()
@@ -260,7 +254,7 @@ class _Portal(Pages):
         lang = self._lang(request)
         csrf = request.cookies.get(self._csrf_name) or new_token()
         base = f"/m/{request.path_params['link']}"
-        verified = await asyncio.to_thread(self._verified_by, request, reader)
+        verified, _ = await asyncio.to_thread(self._verification, request, reader)
         page = {
             "link_id": request.path_params["link"],
             "sender": envelope.sender,
@@ -404,33 +398,20 @@ class _Portal(Pages):
     async def open(self, request: Request) -> Response:
         try:
             link, _ = await self._post(request)
-            how = await self._require_verified(request, link)
+            how, proof = await self._require_verified(request, link)
         except _Problem as problem:
             return _json_error(problem)
         envelope, reader = link.envelope, link.reader
         reply_key = await asyncio.to_thread(self.deps.reply_key) if envelope.sender else None
         response = JSONResponse(
-            {
-                "envelope_id": envelope.envelope_id,
-                "reader_id": reader.reader_id,
+            opening(envelope, reader)
+            | {
                 # Only format v1 guests have one (their own key pair); v2 has none.
                 "encrypted_private_key": keys.b64url(reader.encrypted_private_key)
                 if reader.encrypted_private_key is not None
                 else None,
-                "wrapped_key": keys.b64url(reader.wrapped_key or b""),
-                "parts": [
-                    {
-                        "part": p.part_id,
-                        "kind": p.kind,
-                        "size": p.plaintext_size,
-                        "sealed_size": p.sealed_size,
-                    }  # fmt: skip
-                    for p in envelope.parts
-                ],
-                "sender": envelope.sender,
-                "expires_at": envelope.expires_at.isoformat(),
                 # The reader's account, if any: the page offers to add the message to it.
-                "account_public_key": await self._account_key(request, link),
+                "account_public_key": await self._account_key(reader, proof),
                 "reply": {
                     "public_key": keys.b64url(reply_key.public_der),
                     "max_size": self.deps.settings.max_reply_size,
@@ -441,9 +422,7 @@ class _Portal(Pages):
         )
         if how == "device":
             await self._event(link, "verified", f"method=device client={self._client(request)}")
-            proved = await asyncio.to_thread(self._proof, request, link.reader)
-            await self._start_session(request, response, link, proved)
-        reader = link.reader
+            await self._start_session(request, response, link, proof)
         first = await asyncio.to_thread(
             self.deps.state.record_first,
             "opened",
@@ -463,23 +442,10 @@ class _Portal(Pages):
         except _Problem as problem:
             return _json_error(problem)
         number = request.path_params["part"]
-        record = next((p for p in link.envelope.parts if p.part_id == number), None)
-        if record is None:
-            return _json_error(_Problem(404, "bad-request"))
-        store, envelope_id = self.deps.store, link.envelope.envelope_id
-        try:
-            source = await asyncio.to_thread(store.blobs.open, envelope_id, number)
-        except (OSError, BlobMissing):  # revoked or expired while we looked
-            return _json_error(_Problem(410, "revoked"))
-        if record.kind != "manifest":
-            try:
-                await self._event(
-                    link, "downloaded", f"part={number} client={self._client(request)}"
-                )
-            except BaseException:
-                source.close()
-                raise
-        return blob_response(source, record.sealed_size)
+        detail = f"part={number} client={self._client(request)}"
+        return await self._sealed_part(
+            link.envelope, number, lambda: self._event(link, "downloaded", detail)
+        )
 
     # replies and signing out
 
@@ -596,12 +562,7 @@ class _Portal(Pages):
 
     async def _checked(self, request: Request, *, json_body: bool, live_only: bool = True) -> _Link:
         """The link of a POST, after the CSRF check; _Problem when it cannot be used."""
-        if not csrf_ok(request, request.headers.get(CSRF_HEADER), self.deps.origin):
-            raise _Problem(403, "csrf")
-        if json_body and request.headers.get("content-type", "").split(";")[0] != (
-            "application/json"
-        ):
-            raise _Problem(400, "bad-request")
+        self._check_post(request, json_body=json_body)
         link = await self._lookup(request.path_params["link"])
         if link is None:
             raise _Problem(410, "unknown")
@@ -615,16 +576,7 @@ class _Portal(Pages):
         self, request: Request, *, live_only: bool = True
     ) -> tuple[_Link, dict[str, Any]]:
         link = await self._checked(request, json_body=True, live_only=live_only)
-        try:
-            raw = await read_body(request, self.deps.settings.max_request_size)
-            body = json.loads(raw or b"{}")
-        except TooLarge:
-            raise _Problem(413, "too-large") from None
-        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
-            raise _Problem(400, "bad-request") from None
-        if not isinstance(body, dict):
-            raise _Problem(400, "bad-request")
-        return link, body
+        return link, await self._read_json(request)
 
     def _methods(self, reader: ReaderRecord) -> list[str]:
         methods = [m for m in reader.methods.split(",") if m]
@@ -635,14 +587,6 @@ class _Portal(Pages):
             and not self.deps.codes.access_code_closed(reader),
         }
         return [m for m in methods if usable.get(m)]
-
-    def _verified_by(self, request: Request, reader: ReaderRecord) -> str | None:
-        """ "session" or "device" if this browser may read as this reader, else None."""
-        return self._verification(request, reader)[0]
-
-    def _proof(self, request: Request, reader: ReaderRecord) -> str | None:
-        """The second factor this browser proved for this reader ("email", ...), or None."""
-        return self._verification(request, reader)[1]
 
     def _verification(
         self, request: Request, reader: ReaderRecord
@@ -669,11 +613,13 @@ class _Portal(Pages):
                 return "device", device.method
         return None, None
 
-    async def _require_verified(self, request: Request, link: _Link) -> str:
-        how = await asyncio.to_thread(self._verified_by, request, link.reader)
+    async def _require_verified(self, request: Request, link: _Link) -> tuple[str, str | None]:
+        """How this browser may read (a "session" or a "device") and with which factor it
+        proved it; _Problem 401 if it may not."""
+        how, proof = await asyncio.to_thread(self._verification, request, link.reader)
         if how is None:
             raise _Problem(401, "verify")
-        return how
+        return how, proof
 
     async def _start_session(
         self, request: Request, response: Response, link: _Link, method: str | None

@@ -4,7 +4,8 @@ cookies (Secure over HTTPS, HttpOnly, SameSite=Strict) and the CSRF cookie."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -13,9 +14,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.templating import Jinja2Templates
 
+from gateway.envelope import keys
 from gateway.portal import i18n
 from gateway.portal.deps import PortalDeps
-from gateway.portal.security import csrf_cookie
+from gateway.portal.problems import Problem, json_error
+from gateway.portal.security import CSRF_HEADER, TooLarge, csrf_cookie, csrf_ok, read_body
+from gateway.store import BlobMissing, EnvelopeRecord, ReaderRecord
 
 _HERE = Path(__file__).parent
 _LANG = "sg_lang"
@@ -44,6 +48,53 @@ class Pages:
     def _csrf_cookie(self, response: Response, token: str, request: Request) -> None:
         if request.cookies.get(self._csrf_name) != token:
             self._cookie(response, self._csrf_name, token, 86400, "/")
+
+    def _check_post(self, request: Request, *, json_body: bool) -> None:
+        """A POST's CSRF pair and, for a JSON call, its content type; Problem if wrong."""
+        if not csrf_ok(request, request.headers.get(CSRF_HEADER), self.deps.origin):
+            raise Problem(403, "csrf")
+        if json_body and request.headers.get("content-type", "").split(";")[0] != (
+            "application/json"
+        ):
+            raise Problem(400, "bad-request")
+
+    async def _read_json(self, request: Request) -> dict[str, Any]:
+        """A JSON POST's body, an object within ``max_request_size``; Problem if not."""
+        try:
+            raw = await read_body(request, self.deps.settings.max_request_size)
+            body = json.loads(raw or b"{}")
+        except TooLarge:
+            raise Problem(413, "too-large") from None
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+            raise Problem(400, "bad-request") from None
+        if not isinstance(body, dict):
+            raise Problem(400, "bad-request")
+        return body
+
+    async def _sealed_part(
+        self,
+        envelope: EnvelopeRecord,
+        number: int,
+        downloaded: Callable[[], Awaitable[None]],
+    ) -> Response:
+        """Part ``number`` of ``envelope`` as stored, streamed; ``downloaded`` records the
+        download first (not for the manifest, which every opening fetches)."""
+        record = next((p for p in envelope.parts if p.part_id == number), None)
+        if record is None:
+            return json_error(Problem(404, "bad-request"))
+        try:
+            source = await asyncio.to_thread(
+                self.deps.store.blobs.open, envelope.envelope_id, number
+            )
+        except (OSError, BlobMissing):  # revoked or expired while we looked
+            return json_error(Problem(410, "revoked"))
+        if record.kind != "manifest":
+            try:
+                await downloaded()
+            except BaseException:
+                source.close()
+                raise
+        return blob_response(source, record.sealed_size)
 
     def _lang(self, request: Request) -> str:
         return i18n.choose(
@@ -101,3 +152,24 @@ async def _pieces(source: BinaryIO) -> AsyncIterator[bytes]:
         if not piece:
             return
         yield piece
+
+
+def opening(envelope: EnvelopeRecord, reader: ReaderRecord) -> dict[str, Any]:
+    """What a verified reader's browser needs to open ``envelope``: its wrapped content key,
+    the parts' sizes and who sent it (the guest and the account pages add their own)."""
+    return {
+        "envelope_id": envelope.envelope_id,
+        "reader_id": reader.reader_id,
+        "wrapped_key": keys.b64url(reader.wrapped_key or b""),
+        "parts": [
+            {
+                "part": p.part_id,
+                "kind": p.kind,
+                "size": p.plaintext_size,
+                "sealed_size": p.sealed_size,
+            }  # fmt: skip
+            for p in envelope.parts
+        ],
+        "sender": envelope.sender,
+        "expires_at": envelope.expires_at.isoformat(),
+    }

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
 
 from gateway.store.database import Store, append_event, insert_account
 from gateway.store.records import LIVE_STATES, AccountRecord
@@ -87,14 +88,8 @@ class Accounts:
                 )
 
     def factor(self, address: str, kind: str) -> Factor | None:
-        query = select(account_factors).where(
-            account_factors.c.address == address.lower(), account_factors.c.kind == kind
-        )
-        with self.store.transaction("reading a second factor", write=False) as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            return None
-        return Factor(row.factor_id, row.kind, row.secret, row.last_step)
+        """The account's one factor of ``kind`` (its TOTP), or None."""
+        return next(iter(self.factors(address, kind)), None)
 
     def factors(self, address: str, kind: str) -> list[Factor]:
         query = select(account_factors).where(
@@ -128,7 +123,7 @@ class Accounts:
             )
         return changed.rowcount == 1
 
-    def spend_recovery_code(self, address: str, digest: bytes, now: datetime) -> bool:
+    def spend_recovery_code(self, address: str, digest: bytes) -> bool:
         """Use up the recovery code whose HMAC is ``digest``: True once, then never."""
         address = address.lower()
         mine = and_(
@@ -263,12 +258,8 @@ class Accounts:
         the old key are shredded (nobody can open them any more), the account's sessions
         end; its second factors stay. The number of readers shredded."""
         address = address.lower()
-        mine = and_(readers.c.kind == "account", func.lower(readers.c.address) == address)
         with self.store.transaction(f"resetting account {address}", write=True) as conn:
-            shredded = conn.execute(
-                update(readers).where(mine, readers.c.wrapped_key.is_not(None))
-                .values(wrapped_key=None)
-            ).rowcount  # fmt: skip
+            shredded = _shred_wrapped_to(conn, address)
             conn.execute(
                 update(accounts)
                 .where(accounts.c.address == address)
@@ -288,12 +279,8 @@ class Accounts:
         longer open for it), then its sessions, factors and the account itself. The audit
         trail keeps that it happened. The number of readers shredded."""
         address = address.lower()
-        mine = and_(readers.c.kind == "account", func.lower(readers.c.address) == address)
         with self.store.transaction(f"deleting account {address}", write=True) as conn:
-            shredded = conn.execute(
-                update(readers).where(mine, readers.c.wrapped_key.is_not(None))
-                .values(wrapped_key=None)
-            ).rowcount  # fmt: skip
+            shredded = _shred_wrapped_to(conn, address)
             delete_account_sessions(conn, address)
             conn.execute(delete(account_factors).where(account_factors.c.address == address))
             conn.execute(delete(accounts).where(accounts.c.address == address))
@@ -343,3 +330,14 @@ class Accounts:
                 conn, "claimed", envelope_id=envelope_id, reader_id=reader_id, address=address
             )
         return True
+
+
+def _shred_wrapped_to(conn: Connection, address: str) -> int:
+    """Within ``conn``'s transaction: delete the content keys wrapped to the account of
+    ``address`` (crypto-shredding); how many readers had one."""
+    mine = and_(
+        readers.c.kind == "account",
+        func.lower(readers.c.address) == address,
+        readers.c.wrapped_key.is_not(None),
+    )
+    return conn.execute(update(readers).where(mine).values(wrapped_key=None)).rowcount

@@ -116,7 +116,7 @@ class Sessions:
             rows = conn.execute(query).all()
         return [
             Listed(
-                row.token_hash[:16].hex(),
+                _listed_id(row.token_hash),
                 row.kind,
                 row.created_at,
                 row.last_seen_at,
@@ -131,7 +131,7 @@ class Sessions:
         mine = (sessions.c.address == address.lower(), sessions.c.kind.in_(("account", "device")))
         with self.store.transaction("ending a listed session", write=True) as conn:
             hashes = conn.scalars(select(sessions.c.token_hash).where(*mine)).all()
-            found = [h for h in hashes if h[:16].hex() == listed_id]
+            found = [h for h in hashes if _listed_id(h) == listed_id]
             if len(found) != 1:
                 return False
             conn.execute(delete(sessions).where(sessions.c.token_hash == found[0]))
@@ -145,7 +145,11 @@ class Sessions:
 
 def session_id(token: str) -> str:
     """How a session is named to its owner (and in the list of them)."""
-    return token_hash(token)[:16].hex()
+    return _listed_id(token_hash(token))
+
+
+def _listed_id(hashed: bytes) -> str:
+    return hashed[:16].hex()
 
 
 def delete_account_sessions(conn: Connection, address: str) -> int:
