@@ -29,6 +29,7 @@ from pydantic import (
     PlainValidator,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -864,6 +865,37 @@ class SMS(Section):
     timeout: Seconds = Field(10, description="Seconds to wait for the provider.")
 
 
+SecondFactor = Literal["totp", "sms", "passkey"]
+
+
+class Accounts(Section):
+    """Accounts in the portal (docs/accounts.md): the second factors people may choose,
+    and how long a sign-in lasts."""
+
+    reloadable = _names("factors idle_minutes session_hours")
+
+    factors: list[SecondFactor] = Field(
+        ["totp", "sms", "passkey"],
+        min_length=1,
+        description='Second factors an account may use: "totp" (an authenticator app), '
+        '"sms" (a code by text, when [sms] has a provider), "passkey". Sign-up needs "totp" '
+        'or "sms"; a factor taken off this list no longer signs in (recovery codes still do).',
+    )
+    idle_minutes: int = Field(
+        30, ge=5, le=24 * 60, description="An account session ends after this long unused."
+    )
+    session_hours: int = Field(
+        12, ge=1, le=30 * 24, description="An account session ends this long after sign-in."
+    )
+
+    @field_validator("factors")
+    @classmethod
+    def _sign_up_possible(cls, value: list[str]) -> list[str]:
+        if "totp" not in value and "sms" not in value:
+            raise _invalid('needs "totp" or "sms": a passkey is added after sign-up')
+        return list(dict.fromkeys(value))
+
+
 def _parse_colour(value: Any) -> str:
     if not isinstance(value, str) or not _COLOUR.fullmatch(value):
         raise _invalid('expected a colour "#rrggbb", got {value}', value=_toml(value))
@@ -945,6 +977,7 @@ class Config(Section):
     mailauth: MailAuth = _section()
     portal: Portal = _section()
     sms: SMS = _section()
+    accounts: Accounts = _section()
     notify: Notify = _section()
 
     @model_validator(mode="after")
@@ -968,6 +1001,14 @@ class Config(Section):
     def _webhook_complete(self) -> Config:
         if self.sms.provider == "webhook" and not self.sms.webhook_url:
             raise _invalid('sms.webhook_url: required when sms.provider is "webhook"')
+        return self
+
+    @model_validator(mode="after")
+    def _text_codes_sent(self) -> Config:
+        if self.accounts.factors == ["sms"] and self.sms.provider == "none":
+            raise _invalid(
+                'accounts.factors: only "sms", but sms.provider is "none": nobody could sign up'
+            )
         return self
 
 

@@ -26,6 +26,7 @@ _ACCOUNT_LOOKUPS = "sealgate account lookups"
 _RECOVERY_CODES = "sealgate recovery codes"
 _PASSKEYS = "sealgate passkey challenges"
 _ACCOUNT_RESETS = "sealgate account reset codes"
+_ACCOUNT_TEXTS = "sealgate account text codes"
 
 
 class Secrets:
@@ -95,6 +96,11 @@ class Secrets:
     def account_resets(self) -> bytes:
         """Keys the token that carries a password reset's emailed code (as an HMAC)."""
         return self._derive(_ACCOUNT_RESETS)
+
+    @property
+    def account_texts(self) -> bytes:
+        """Keys the tokens of codes sent by text to account holders, and seals their numbers."""
+        return self._derive(_ACCOUNT_TEXTS)
 
     def _derive(self, label: str) -> bytes:
         return hmac.new(self._secret, label.encode(), "sha256").digest()

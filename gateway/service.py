@@ -45,6 +45,7 @@ from gateway.envelope.reply import ReplyKey
 from gateway.envelope.vault import Vault
 from gateway.identity.accounts import AccountDesk
 from gateway.identity.passkeys import Passkeys
+from gateway.identity.textcodes import TextCodes
 from gateway.identity.totp import TOTP
 from gateway.installsecret import Secrets
 from gateway.intake.listener import SHARED_BACKLOG, IntakeServer
@@ -70,7 +71,7 @@ from gateway.portal.deps import PortalDeps
 from gateway.portal.links import release_url, revoke_url
 from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk
-from gateway.store import StoreError, open_store
+from gateway.store import Store, StoreError, open_store
 from gateway.store.pending import PendingLinks
 from gateway.store.portalstate import PortalState
 
@@ -246,14 +247,28 @@ def build_portal(
         default_language=cfg.notify.default_language,
         logo_file=cfg.notify.logo_file,
         read_notice=cfg.notify.read_notice,
-        accounts=AccountDesk(
-            store,
-            TOTP(secrets.totp, issuer=cfg.notify.organisation),
-            secrets.account_lookups,
-            secrets.recovery_codes,
-            secrets.account_resets,
-            passkeys(secrets.passkeys, lasting.portal_url, cfg.notify.organisation),
-        ),
+        accounts=account_desk(cfg, store, secrets, lasting.portal_url),
+        account_settings=cfg.accounts,
+    )
+
+
+def account_desk(
+    cfg: config.Config, store: Store, secrets: Secrets, portal_url: str
+) -> AccountDesk:
+    """Sign-up and sign-in with the second factors ``accounts.factors`` allows (and the
+    installation can offer: SMS needs a provider, passkeys a host name)."""
+    allowed = cfg.accounts.factors
+    organisation = cfg.notify.organisation
+    return AccountDesk(
+        store,
+        TOTP(secrets.totp, issuer=organisation) if "totp" in allowed else None,
+        secrets.account_lookups,
+        secrets.recovery_codes,
+        secrets.account_resets,
+        passkeys(secrets.passkeys, portal_url, organisation) if "passkey" in allowed else None,
+        TextCodes(secrets.account_texts)
+        if "sms" in allowed and cfg.sms.provider != "none"
+        else None,
     )
 
 

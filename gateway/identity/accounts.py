@@ -20,7 +20,7 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway.envelope import keys
 from gateway.envelope.account import DEFAULT_ITERATIONS, KDF
 from gateway.identity.passkeys import Credential, PasskeyError, Passkeys
+from gateway.identity.textcodes import TextCodeError, TextCodes
 from gateway.identity.totp import TOTP, TOTPError
 from gateway.store import AccountRecord, Store
 from gateway.store.accounts import Accounts
@@ -160,22 +161,45 @@ def _normal_recovery_code(code: str) -> str | None:
     return text
 
 
+_F = TypeVar("_F")
+
+
+class FactorOff(Exception):
+    """The second factor asked for is not allowed here (``accounts.factors``, or no SMS
+    provider, or no host name for passkeys)."""
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """An account proven by its login secret and a second factor, and which factor."""
+
+    account: AccountRecord
+    method: str  # "totp", "sms", "passkey" or "recovery"
+
+
 class AccountDesk:
-    """Sign-up and sign-in against the store; every method blocks (run it in a thread)."""
+    """Sign-up and sign-in against the store; every method blocks (run it in a thread).
+
+    A factor the installation does not allow is given as None (``totp``,
+    ``passkeys``, ``texts``): it cannot be enrolled and no longer signs in;
+    recovery codes always do, so nobody is shut out by a change of policy.
+    """
 
     def __init__(
         self,
         store: Store,
-        totp: TOTP,
+        totp: TOTP | None,
         lookup_key: bytes,
         recovery_key: bytes,
         reset_key: bytes,
         passkeys: Passkeys | None = None,
+        texts: TextCodes | None = None,
     ) -> None:
         self.store = store
         self.accounts = Accounts(store)
         self.totp = totp
         self.passkeys = passkeys  # None: the portal's URL has no host name to bind them to
+        self.texts = texts
         self._lookup_key = lookup_key
         self._recovery_key = recovery_key
         self._reset_key = reset_key
@@ -190,11 +214,35 @@ class AccountDesk:
         enrolment proves the authenticator has the seed; the recovery codes, to be shown
         once (only their HMACs are kept). TOTPError for a wrong code or enrolment;
         AccountExists if the address has an account."""
+        totp = self._allowed(self.totp)
         address = address.lower()
-        seed = self.totp.open_enrolment(totp_token, address, now)
-        step = self.totp.check(seed, totp_code, None, now)
+        seed = totp.open_enrolment(totp_token, address, now)
+        step = totp.check(seed, totp_code, None, now)
         if step is None:
             raise TOTPError("the code from the authenticator app is not right")
+        # The enrolment's code is spent: it cannot sign in afterwards.
+        return self._create(address, upload, "totp", totp.seal_seed(seed, address), step, now)
+
+    def sign_up_by_text(
+        self, address: str, upload: KeyUpload, phone: str, token: str, code: str, now: datetime
+    ) -> list[str]:
+        """Create the account with codes by text to ``phone`` as its second factor, once
+        the code sent there (:meth:`text_enrolment`) proves the phone is the person's;
+        the recovery codes. TextCodeError for a wrong code; AccountExists."""
+        texts = self._allowed(self.texts)
+        address = address.lower()
+        issued = texts.check(token, code, "enrol", address, phone, None, now)
+        if issued is None:
+            raise TextCodeError("the code from the text message is not right")
+        return self._create(address, upload, "sms", texts.seal_phone(phone, address), issued, now)
+
+    def text_enrolment(self, address: str, phone: str, now: datetime) -> tuple[str, str]:
+        """(token, code) to prove ``phone`` (E.164): the code goes by text."""
+        return self._allowed(self.texts).challenge("enrol", address, phone, now)
+
+    def _create(
+        self, address: str, upload: KeyUpload, kind: str, secret: bytes, step: int, now: datetime
+    ) -> list[str]:
         record = AccountRecord(
             address=address,
             created_at=now,
@@ -205,11 +253,16 @@ class AccountDesk:
             public_key=upload.public_key,
             encrypted_private_key=upload.encrypted_private_key,
         )
-        # The enrolment's code is spent: it cannot sign in afterwards.
         recovery = new_recovery_codes()
         hashes = [self._recovery_hash(address, code) for code in recovery]
-        self.accounts.create(record, "totp", self.totp.seal_seed(seed, address), step, hashes)
+        self.accounts.create(record, kind, secret, step, hashes)
         return recovery
+
+    @staticmethod
+    def _allowed(factor: _F | None) -> _F:
+        if factor is None:
+            raise FactorOff()
+        return factor
 
     def _recovery_hash(self, address: str, code: str) -> bytes:
         normal = _normal_recovery_code(code) or ""
@@ -232,10 +285,23 @@ class AccountDesk:
         code: str,
         now: datetime,
         passkey: tuple[str, str] | None = None,
-    ) -> AccountRecord | None:
+        text_token: str | None = None,
+    ) -> SignedIn | None:
         """The account if the login secret and the second factor are right, else None, the
         same for every reason. The factor: the TOTP code (its step is spent), a recovery
-        code (spent), or with ``passkey`` (token, assertion) one of the account's passkeys."""
+        code (spent), with ``text_token`` the code sent by text (spent), or with
+        ``passkey`` (token, assertion) one of the account's passkeys."""
+        account = self._password_right(address, login_secret)
+        if account is None:
+            return None
+        if passkey is not None:
+            right = self._passkey_signed(account, *passkey, now)
+            return SignedIn(account, "passkey") if right else None
+        method = self._code_right(account, code, now, text_token)
+        return SignedIn(account, method) if method is not None else None
+
+    def _password_right(self, address: str, login_secret: bytes) -> AccountRecord | None:
+        """The account if ``login_secret`` is its own; as slow for an unknown address."""
         account = self.store.get_account(address)
         verifier = account.login_verifier if account is not None else self._dummy
         right: bool
@@ -243,20 +309,43 @@ class AccountDesk:
             right = self._hasher.verify(verifier, login_secret)
         except (VerificationError, InvalidHashError):
             right = False
-        if not right or account is None:
-            return None
-        if passkey is not None:
-            return account if self._passkey_signed(account, *passkey, now) else None
-        return account if self._code_right(account, code, now) else None
+        return account if right and account is not None else None
 
-    def _code_right(self, account: AccountRecord, code: str, now: datetime) -> bool:
-        """Whether ``code`` is the app's current code or a recovery code (either is spent)."""
-        if _normal_recovery_code(code) is not None:  # instead of the app's code, once
-            return self.accounts.spend_recovery_code(
-                account.address, self._recovery_hash(account.address, code)
-            )
+    def text_sign_in(
+        self, address: str, login_secret: bytes, now: datetime
+    ) -> tuple[str, str | None, str | None]:
+        """(token, code, phone) for signing in with a code by text: code and phone None
+        unless the password is right and the account has a phone (the token looks the
+        same either way, so the answer tells nothing). FactorOff when texts are off."""
+        texts = self._allowed(self.texts)
+        account = self._password_right(address, login_secret)
+        factor = self.accounts.factor(address, "sms") if account is not None else None
+        phone = self._phone(factor.secret, address) if factor is not None else None
+        token, code = texts.challenge("sign-in", address, phone or "", now)
+        return (token, code, phone) if phone is not None else (token, None, None)
+
+    def _phone(self, sealed: bytes, address: str) -> str | None:
+        try:
+            return self._allowed(self.texts).open_phone(sealed, address)
+        except TextCodeError:
+            return None
+
+    def _code_right(
+        self, account: AccountRecord, code: str, now: datetime, text_token: str | None = None
+    ) -> str | None:
+        """The method if ``code`` is a recovery code, the one sent with ``text_token``, or
+        the app's current code (each spent once); else None."""
+        if _normal_recovery_code(code) is not None:  # instead of the usual code, once
+            digest = self._recovery_hash(account.address, code)
+            spent = self.accounts.spend_recovery_code(account.address, digest)
+            return "recovery" if spent else None
+        if text_token is not None:
+            return "sms" if self._text_code_right(account, text_token, code, now) else None
+        return "totp" if self._totp_right(account, code, now) else None
+
+    def _totp_right(self, account: AccountRecord, code: str, now: datetime) -> bool:
         factor = self.accounts.factor(account.address, "totp")
-        if factor is None:
+        if factor is None or self.totp is None:
             return False
         try:
             seed = self.totp.open_seed(factor.secret, account.address)
@@ -264,6 +353,20 @@ class AccountDesk:
             return False
         step = self.totp.check(seed, code, factor.last_step, now)
         return step is not None and self.accounts.spend_step(factor.factor_id, step, now)
+
+    def _text_code_right(
+        self, account: AccountRecord, token: str, code: str, now: datetime
+    ) -> bool:
+        factor = self.accounts.factor(account.address, "sms")
+        if factor is None or self.texts is None:
+            return False
+        phone = self._phone(factor.secret, account.address)
+        if phone is None:
+            return False
+        issued = self.texts.check(
+            token, code, "sign-in", account.address, phone, factor.last_step, now
+        )
+        return issued is not None and self.accounts.spend_step(factor.factor_id, issued, now)
 
     # a forgotten password
 
@@ -287,14 +390,16 @@ class AccountDesk:
         code: str,
         upload: KeyUpload,
         now: datetime,
+        text_token: str | None = None,
     ) -> AccountRecord | None:
         """A new key pair and password for the account whose mailbox got ``email_code`` and
-        whose app (or recovery code) gave ``code``; None if either is wrong, the same for
-        every reason. What was sealed to the old key is shredded: nobody can open it now."""
+        whose app, phone (``text_token``) or recovery code gave ``code``; None if either is
+        wrong, the same for every reason. What was sealed to the old key is shredded:
+        nobody can open it now."""
         account = self.store.get_account(address)
         if account is None or not self._reset_token_right(account, token, email_code, now):
             return None
-        if not self._code_right(account, code, now):
+        if self._code_right(account, code, now, text_token) is None:
             return None
         self.accounts.reset(
             account.address,
@@ -304,6 +409,19 @@ class AccountDesk:
             encrypted_private_key=upload.encrypted_private_key,
         )
         return self.store.get_account(address)
+
+    def text_reset(
+        self, address: str, token: str, email_code: str, now: datetime
+    ) -> tuple[str, str | None, str | None]:
+        """(token, code, phone) for the second factor of a password reset, by text: code
+        and phone None unless the emailed code is right and the account has a phone."""
+        texts = self._allowed(self.texts)
+        account = self.store.get_account(address)
+        proven = account is not None and self._reset_token_right(account, token, email_code, now)
+        factor = self.accounts.factor(address, "sms") if proven else None
+        phone = self._phone(factor.secret, address) if factor is not None else None
+        text_token, code = texts.challenge("sign-in", address, phone or "", now)
+        return (text_token, code, phone) if phone is not None else (text_token, None, None)
 
     def _reset_token_right(
         self, account: AccountRecord, token: str, email_code: str, now: datetime
@@ -343,6 +461,34 @@ class AccountDesk:
         """Delete the account and crypto-shred what was sealed to it; the number of
         readers whose wrapped key went. The caller has checked password and code."""
         return self.accounts.delete(account.address)
+
+    def add_phone(
+        self, account: AccountRecord, phone: str, token: str, code: str, now: datetime
+    ) -> None:
+        """Codes by text to ``phone`` for the signed-in account, in place of any number it
+        had, once the code sent there (:meth:`text_enrolment`) is right; TextCodeError."""
+        texts = self._allowed(self.texts)
+        issued = texts.check(token, code, "enrol", account.address, phone, None, now)
+        if issued is None:
+            raise TextCodeError("the code from the text message is not right")
+        sealed = texts.seal_phone(phone, account.address)
+        self.accounts.set_factor(account.address, "sms", sealed, issued, now)
+
+    def add_totp(self, account: AccountRecord, token: str, code: str, now: datetime) -> None:
+        """An authenticator app for the signed-in account, in place of any it had, once a
+        code proves the app has the enrolment's seed; TOTPError."""
+        totp = self._allowed(self.totp)
+        seed = totp.open_enrolment(token, account.address, now)
+        step = totp.check(seed, code, None, now)
+        if step is None:
+            raise TOTPError("the code from the authenticator app is not right")
+        sealed = totp.seal_seed(seed, account.address)
+        self.accounts.set_factor(account.address, "totp", sealed, step, now)
+
+    def phone_of(self, account: AccountRecord) -> str | None:
+        """The account's number for codes by text, or None."""
+        factor = self.accounts.factor(account.address, "sms")
+        return self._phone(factor.secret, account.address) if factor is not None else None
 
     def _passkey_signed(
         self, account: AccountRecord, token: str, assertion: str, now: datetime

@@ -7,7 +7,8 @@ the login secret the browser derived from the password and a second factor (the
 app's code, a recovery code or a passkey); the answer for a wrong address,
 password or factor is one and the same. The session
 is a cookie for the whole portal (``sg_account``), stored only as its SHA-256,
-ending after ``ACCOUNT_IDLE`` without use or ``ACCOUNT_LIFETIME`` after sign-in.
+ending after ``accounts.idle_minutes`` without use or ``accounts.session_hours``
+after sign-in.
 
 Throttles, without letting a stranger lock the owner out: failures count per
 client address (locked out at ``client_attempts`` an hour, as for codes) and per
@@ -19,6 +20,7 @@ the TOTP app, is slowed for a minute at worst, never shut out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -33,31 +35,37 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.envelope import keys
 from gateway.errors import PermanentError, TemporaryError
+from gateway.identity import textcodes
 from gateway.identity.accounts import (
     RESET_MINUTES,
     AccountDesk,
+    FactorOff,
+    SignedIn,
     UploadError,
     check_password_upload,
     check_upload,
 )
 from gateway.identity.passkeys import PasskeyError, Passkeys
+from gateway.identity.secondfactor import normal_phone
+from gateway.identity.textcodes import TextCodeError
+from gateway.identity.totp import TOTPError
 from gateway.logsetup import event
 from gateway.portal import i18n
+from gateway.portal.codes import mask_phone
 from gateway.portal.problems import Problem, json_error
 from gateway.portal.rendering import Pages, opening
 from gateway.portal.security import (
-    client_address,
     new_token,
 )
+from gateway.portal.sms import SMSError
 from gateway.store import AccountRecord, EnvelopeRecord, ReaderRecord
 from gateway.store.sessions import Session, session_id
 
 log = logging.getLogger("sealgate.portal")
 
 ACCOUNT_COOKIE = "sg_account"
-ACCOUNT_IDLE = timedelta(minutes=30)
-ACCOUNT_LIFETIME = timedelta(hours=12)
 ACCOUNT_BACKOFF_CAP = timedelta(minutes=1)
+_TEXT_SECONDS = int(textcodes.VALID.total_seconds())
 _WINDOW = timedelta(hours=1)
 _MAX_ADDRESS = 254
 _ENVELOPE_ID = re.compile(r"[0-9a-f]{32}")
@@ -92,9 +100,17 @@ class AccountPages(Pages):
                 "passkey": "/account/passkey",
                 "passkey_sign_in": "/account/passkey/sign-in-options",
                 "reset_code": "/account/reset/code",
+                "reset_text": "/account/reset/text",
                 "reset": "/account/reset",
+                "sign_in_text": "/account/sign-in/text",
+                "factors": "/account/factors",
+                "phone_code": "/account/phone/code",
+                "phone": "/account/phone",
+                "totp_enrol": "/account/totp/enrol",
+                "totp": "/account/totp",
             },
             "passkeys": self.deps.accounts is not None and self.deps.accounts.passkeys is not None,
+            "texts": self.deps.accounts is not None and self.deps.accounts.texts is not None,
             "strings": i18n.page_strings(lang),
         }
         response = self._render(request, "account.html", {"csrf_token": csrf, "page": page})
@@ -154,17 +170,42 @@ class AccountPages(Pages):
     async def sign_in(self, request: Request) -> Response:
         try:
             body = await self._json(request)
-            account = await self._proven(request, _address(body), body)
+            signed = await self._proven(request, _address(body), body)
         except Problem as problem:
             return json_error(problem)
+        account = signed.account
         response = JSONResponse(
             {
                 "address": account.address,
                 "encrypted_private_key": keys.b64url(account.encrypted_private_key),
             }
         )
-        await self.start_session(response, account.address, "totp")
+        await self.start_session(response, account.address, signed.method)
         return response
+
+    async def sign_in_text(self, request: Request) -> Response:
+        """Text a sign-in code to the account's phone once ``{address, login_secret}`` are
+        right. The answer (a token for :meth:`sign_in`) is the same whether or not they
+        are, and whether or not the account has a phone; the text goes out after it, so
+        the time taken does not tell either. Each request counts as a failed try."""
+        try:
+            body = await self._json(request)
+            address = _address(body)
+            login_secret = _login_secret(body)
+            limits = self._sign_in_limits(self._client(request), address)
+            await asyncio.to_thread(self._check_not_locked, limits)
+            await asyncio.to_thread(self._count_failure, limits)  # a text costs money
+            try:
+                token, code, phone = await asyncio.to_thread(
+                    self.desk.text_sign_in, address, login_secret, datetime.now(UTC)
+                )
+            except FactorOff:
+                raise Problem(404, "factor-off") from None
+        except Problem as problem:
+            return json_error(problem)
+        if code is not None and phone is not None:
+            self.deps.spawn(self._text_quietly(request, phone, code, "sign-in"))
+        return JSONResponse({"token": token, "expires_in": _TEXT_SECONDS})
 
     async def change_password(self, request: Request) -> Response:
         """A new password: the current one and a code first, then the private key sealed
@@ -173,7 +214,7 @@ class AccountPages(Pages):
             body = await self._json(request)
             session = await self._session(request)
             assert session.address is not None
-            account = await self._proven(request, session.address, body)
+            account = (await self._proven(request, session.address, body)).account
             new = body.get("new")
             try:
                 upload = check_password_upload(new if isinstance(new, dict) else {})
@@ -183,7 +224,7 @@ class AccountPages(Pages):
         except Problem as problem:
             return json_error(problem)
         response = JSONResponse({"ok": True})
-        await self.start_session(response, account.address, "totp")
+        await self.start_session(response, account.address, session.method or "totp")
         return response
 
     async def delete(self, request: Request) -> Response:
@@ -192,7 +233,7 @@ class AccountPages(Pages):
             body = await self._json(request)
             session = await self._session(request)
             assert session.address is not None
-            account = await self._proven(request, session.address, body)
+            account = (await self._proven(request, session.address, body)).account
             shredded = await asyncio.to_thread(self.desk.delete, account)
         except Problem as problem:
             return json_error(problem)
@@ -200,44 +241,38 @@ class AccountPages(Pages):
         response.delete_cookie(ACCOUNT_COOKIE, path="/")
         return response
 
-    async def _proven(self, request: Request, address: str, body: dict[str, Any]) -> AccountRecord:
+    async def _proven(self, request: Request, address: str, body: dict[str, Any]) -> SignedIn:
         """The account, once the body's login secret and second factor prove it (``code``:
-        the app's or a recovery code; or ``passkey``: {token, assertion}); throttled and
-        recorded like every sign-in. Problem 401 (the same for every reason) or 429."""
-        secret, code, passkey = body.get("login_secret"), body.get("code", ""), body.get("passkey")
-        if not isinstance(secret, str) or not isinstance(code, str) or len(code) > 16:
+        the app's, a recovery code, or with ``text_token`` the one sent by text; or
+        ``passkey``: {token, assertion}); throttled and recorded like every sign-in.
+        Problem 401 (the same for every reason) or 429."""
+        code, text_token = body.get("code", ""), body.get("text_token")
+        if not isinstance(code, str) or len(code) > 16:
             raise Problem(400, "bad-request")
-        signed: tuple[str, str] | None = None
-        if passkey is not None:
-            token = passkey.get("token") if isinstance(passkey, dict) else None
-            assertion = passkey.get("assertion") if isinstance(passkey, dict) else None
-            if not isinstance(token, str) or not isinstance(assertion, dict):
-                raise Problem(400, "bad-request")
-            signed = (token, json.dumps(assertion))
-        try:
-            login_secret = keys.b64url_decode(secret)
-        except ValueError:
-            raise Problem(400, "bad-request") from None
-        client = client_address(request, self.deps.settings.trusted_proxies)
+        if text_token is not None and (not isinstance(text_token, str) or len(text_token) > 200):
+            raise Problem(400, "bad-request")
+        login_secret = _login_secret(body)
+        passkey = _passkey_assertion(body)
+        client = self._client(request)
         limits = self._sign_in_limits(client, address)
         await asyncio.to_thread(self._check_not_locked, limits)
         now = datetime.now(UTC)
-        account = await asyncio.to_thread(
-            self.desk.sign_in, address, login_secret, code, now, signed
+        signed = await asyncio.to_thread(
+            self.desk.sign_in, address, login_secret, code, now, passkey, text_token
         )
         record = self.deps.store.record_event
-        if account is None:
+        if signed is None:
             await asyncio.to_thread(self._count_failure, limits)
             await asyncio.to_thread(
                 record, "sign-in-failed", address=address, detail=f"client={client}"
             )
             raise Problem(401, "sign-in")
         await asyncio.to_thread(self._forgive, limits)
-        method = "passkey" if signed else "totp"
         await asyncio.to_thread(
-            record, "signed-in", address=account.address, detail=f"method={method} client={client}"
-        )
-        return account
+            record, "signed-in", address=signed.account.address,
+            detail=f"method={signed.method} client={client}",
+        )  # fmt: skip
+        return signed
 
     async def sign_out(self, request: Request) -> Response:
         """End this session, or with ``{"everywhere": true}`` every session of the account."""
@@ -261,16 +296,36 @@ class AccountPages(Pages):
         """A new account session for ``address``, as a cookie on ``response``."""
         token = secrets.token_urlsafe(32)
         now = datetime.now(UTC)
+        lifetime = timedelta(hours=self.deps.account_settings.session_hours)
         await asyncio.to_thread(
             self.deps.state.sessions.add_session,
             token,
             kind="account",
             now=now,
-            expires_at=now + ACCOUNT_LIFETIME,
+            expires_at=now + lifetime,
             address=address.lower(),
             method=method,
         )
-        self._cookie(response, ACCOUNT_COOKIE, token, int(ACCOUNT_LIFETIME.total_seconds()), "/")
+        self._cookie(response, ACCOUNT_COOKIE, token, int(lifetime.total_seconds()), "/")
+
+    async def _text_quietly(self, request: Request, phone: str, code: str, purpose: str) -> None:
+        """Send a code by text after the answer went out; a failure is only logged."""
+        with contextlib.suppress(Problem):  # logged by send_text; the person asks again
+            await self.send_text(request, phone, code, purpose)
+
+    async def send_text(self, request: Request, phone: str, code: str, purpose: str) -> None:
+        """The account code ``code`` by text to ``phone``; Problem 503 when it cannot go."""
+        if self.deps.sms is None:
+            raise Problem(404, "factor-off")
+        minutes = _TEXT_SECONDS // 60
+        text = i18n.sms_account_code(
+            self._lang(request), code, minutes, self.deps.organisation, purpose
+        )
+        try:
+            await self.deps.sms.send(phone, text)
+        except (SMSError, OSError) as error:
+            event(log, logging.WARNING, "account code not sent", purpose=purpose, error=str(error))
+            raise Problem(503, "unavailable") from None
 
     # a forgotten password
 
@@ -280,7 +335,7 @@ class AccountPages(Pages):
         try:
             body = await self._json(request)
             address = _address(body)
-            client = client_address(request, self.deps.settings.trusted_proxies)
+            client = self._client(request)
             limits = self._sign_in_limits(client, address)
             await asyncio.to_thread(self._check_not_locked, limits)
             await asyncio.to_thread(self._count_failure, limits)  # each one mails a code
@@ -303,6 +358,30 @@ class AccountPages(Pages):
         except (TemporaryError, PermanentError) as error:
             event(log, logging.WARNING, "reset code not sent", error=str(error))
 
+    async def reset_text(self, request: Request) -> Response:
+        """Text the reset's second code to the account's phone once ``{address, token,
+        email_code}`` are right (the same answer whether or not they are)."""
+        try:
+            body = await self._json(request)
+            address = _address(body)
+            token, email_code = body.get("token"), body.get("email_code")
+            if not all(isinstance(v, str) and len(v) <= 200 for v in (token, email_code)):
+                raise Problem(400, "bad-request")
+            limits = self._sign_in_limits(self._client(request), address)
+            await asyncio.to_thread(self._check_not_locked, limits)
+            await asyncio.to_thread(self._count_failure, limits)
+            try:
+                text_token, code, phone = await asyncio.to_thread(
+                    self.desk.text_reset, address, str(token), str(email_code), datetime.now(UTC)
+                )
+            except FactorOff:
+                raise Problem(404, "factor-off") from None
+        except Problem as problem:
+            return json_error(problem)
+        if code is not None and phone is not None:
+            self.deps.spawn(self._text_quietly(request, phone, code, "sign-in"))
+        return JSONResponse({"token": text_token, "expires_in": _TEXT_SECONDS})
+
     async def reset(self, request: Request) -> Response:
         """A new password and key pair: ``{address, token, email_code, code}`` and the keys
         as at sign-up. What was sealed to the old key can no longer be read."""
@@ -312,16 +391,21 @@ class AccountPages(Pages):
             token, email_code, code = body.get("token"), body.get("email_code"), body.get("code")
             if not all(isinstance(v, str) and len(v) <= 200 for v in (token, email_code, code)):
                 raise Problem(400, "bad-request")
+            text_token = body.get("text_token")
+            if text_token is not None and not (
+                isinstance(text_token, str) and len(text_token) <= 200
+            ):
+                raise Problem(400, "bad-request")
             try:
                 upload = check_upload(body)
             except UploadError as error:
                 raise Problem(400, "upload", field=error.field) from None
-            client = client_address(request, self.deps.settings.trusted_proxies)
+            client = self._client(request)
             limits = self._sign_in_limits(client, address)
             await asyncio.to_thread(self._check_not_locked, limits)
             account = await asyncio.to_thread(
                 self.desk.reset, address, str(token), str(email_code), str(code), upload,
-                datetime.now(UTC),
+                datetime.now(UTC), text_token,
             )  # fmt: skip
             if account is None:
                 await asyncio.to_thread(self._count_failure, limits)
@@ -363,14 +447,10 @@ class AccountPages(Pages):
         """Register the passkey the browser made: ``{token, credential}``."""
         try:
             body = await self._json(request)
-            session = await self._session(request)
-            assert session.address is not None
+            account = await self._signed_in(request)
             token, credential = body.get("token"), body.get("credential")
             if not isinstance(token, str) or not isinstance(credential, dict):
                 raise Problem(400, "bad-request")
-            account = await asyncio.to_thread(self.deps.store.get_account, session.address)
-            if account is None:
-                raise Problem(401, "sign-in")
             try:
                 await asyncio.to_thread(
                     self.desk.add_passkey, account, token, json.dumps(credential),
@@ -386,6 +466,131 @@ class AccountPages(Pages):
         if self.desk.passkeys is None:
             raise Problem(404, "passkeys-off")
         return self.desk.passkeys
+
+    # second factors of a signed-in account
+
+    async def factors(self, request: Request) -> Response:
+        """The account's second factors, for its settings: whether it has an app, its
+        phone (masked), how many passkeys and recovery codes, and what may be added."""
+        try:
+            await self._json(request)
+            account = await self._signed_in(request)
+            found = await asyncio.to_thread(self._factors_of, account)
+        except Problem as problem:
+            return json_error(problem)
+        return JSONResponse(found)
+
+    def _factors_of(self, account: AccountRecord) -> dict[str, Any]:
+        desk = self.desk
+        counts = desk.accounts.factor_counts(account.address)
+        phone = desk.phone_of(account) if counts.get("sms") else None
+        return {
+            "totp": bool(counts.get("totp")),
+            "phone": mask_phone(phone) if phone else None,
+            "passkeys": counts.get("passkey", 0),
+            "recovery_codes": counts.get("recovery", 0),
+            "can_add": [
+                kind
+                for kind, on in (
+                    ("totp", desk.totp),
+                    ("sms", desk.texts),
+                    ("passkey", desk.passkeys),
+                )
+                if on is not None
+            ],
+        }
+
+    async def phone_code(self, request: Request) -> Response:
+        """Text a code to ``{phone}``, to prove it before it becomes the account's number."""
+        try:
+            body = await self._json(request)
+            account = await self._signed_in(request)
+            phone = _phone(body)
+            token = await self.text_enrolment(request, account.address, phone)
+        except Problem as problem:
+            return json_error(problem)
+        return JSONResponse({"token": token, "sent_to": mask_phone(phone),
+                             "expires_in": _TEXT_SECONDS})  # fmt: skip
+
+    async def text_enrolment(self, request: Request, address: str, phone: str) -> str:
+        """Text a code to prove ``phone`` for ``address`` (throttled like a sign-in, as a
+        text costs money); the token that checks it. Problem 404, 429 or 503."""
+        limits = self._sign_in_limits(self._client(request), address)
+        await asyncio.to_thread(self._check_not_locked, limits)
+        await asyncio.to_thread(self._count_failure, limits)
+        try:
+            token, code = await asyncio.to_thread(
+                self.desk.text_enrolment, address, phone, datetime.now(UTC)
+            )
+        except FactorOff:
+            raise Problem(404, "factor-off") from None
+        await self.send_text(request, phone, code, "enrol")
+        return token
+
+    async def add_phone(self, request: Request) -> Response:
+        """Make ``{phone}`` the account's number for codes by text, with ``{token, code}``
+        from :meth:`phone_code`."""
+        try:
+            body = await self._json(request)
+            account = await self._signed_in(request)
+            phone, token, code = _phone(body), body.get("token"), body.get("code")
+            if not isinstance(token, str) or not isinstance(code, str) or len(token) > 200:
+                raise Problem(400, "bad-request")
+            try:
+                await asyncio.to_thread(
+                    self.desk.add_phone, account, phone, token, code[:16], datetime.now(UTC)
+                )
+            except FactorOff:
+                raise Problem(404, "factor-off") from None
+            except TextCodeError:
+                raise Problem(400, "code") from None
+        except Problem as problem:
+            return json_error(problem)
+        return JSONResponse({"ok": True, "phone": mask_phone(phone)})
+
+    async def totp_enrolment(self, request: Request) -> Response:
+        """A new authenticator-app seed for the account: its QR code and a token."""
+        try:
+            await self._json(request)
+            account = await self._signed_in(request)
+            totp = self.desk.totp
+            if totp is None:
+                raise Problem(404, "factor-off")
+            made = await asyncio.to_thread(totp.enrolment, account.address, datetime.now(UTC))
+        except Problem as problem:
+            return json_error(problem)
+        return JSONResponse(
+            {"token": made.token, "uri": made.uri, "svg": made.svg, "secret": made.secret}
+        )
+
+    async def add_totp(self, request: Request) -> Response:
+        """Make the enrolled app the account's (in place of any it had): ``{token, code}``."""
+        try:
+            body = await self._json(request)
+            account = await self._signed_in(request)
+            token, code = body.get("token"), body.get("code")
+            if not isinstance(token, str) or not isinstance(code, str) or len(token) > 400:
+                raise Problem(400, "bad-request")
+            try:
+                await asyncio.to_thread(
+                    self.desk.add_totp, account, token, code[:16], datetime.now(UTC)
+                )
+            except FactorOff:
+                raise Problem(404, "factor-off") from None
+            except TOTPError:
+                raise Problem(400, "code") from None
+        except Problem as problem:
+            return json_error(problem)
+        return JSONResponse({"ok": True})
+
+    async def _signed_in(self, request: Request) -> AccountRecord:
+        """The account of this request's session; Problem 401."""
+        session = await self._session(request)
+        assert session.address is not None
+        account = await asyncio.to_thread(self.deps.store.get_account, session.address)
+        if account is None:
+            raise Problem(401, "sign-in")
+        return account
 
     # where the account is signed in
 
@@ -476,7 +681,7 @@ class AccountPages(Pages):
             envelope, reader = await self._message(request)
         except Problem as problem:
             return json_error(problem)
-        client = client_address(request, self.deps.settings.trusted_proxies)
+        client = self._client(request)
         first = await asyncio.to_thread(
             self.deps.state.record_first, "opened", envelope.envelope_id, reader.reader_id,
             reader.address, f"account client={client}",
@@ -513,7 +718,10 @@ class AccountPages(Pages):
         if not token:
             raise Problem(401, "sign-in")
         session = await asyncio.to_thread(
-            self.deps.state.sessions.account_session, token, datetime.now(UTC), ACCOUNT_IDLE
+            self.deps.state.sessions.account_session,
+            token,
+            datetime.now(UTC),
+            timedelta(minutes=self.deps.account_settings.idle_minutes),
         )
         if session is None:
             raise Problem(401, "sign-in")
@@ -574,6 +782,37 @@ class AccountPages(Pages):
         client_key, account_key = limits
         self.deps.state.throttles.clear(account_key)
         self.deps.state.throttles.uncount(client_key, self.deps.settings.client_attempts)
+
+
+def _login_secret(body: dict[str, Any]) -> bytes:
+    secret = body.get("login_secret")
+    if not isinstance(secret, str) or len(secret) > 100:
+        raise Problem(400, "bad-request")
+    try:
+        return keys.b64url_decode(secret)
+    except ValueError:
+        raise Problem(400, "bad-request") from None
+
+
+def _passkey_assertion(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(token, assertion as JSON) of the body's ``passkey``, or None without one."""
+    passkey = body.get("passkey")
+    if passkey is None:
+        return None
+    token = passkey.get("token") if isinstance(passkey, dict) else None
+    assertion = passkey.get("assertion") if isinstance(passkey, dict) else None
+    if not isinstance(token, str) or not isinstance(assertion, dict):
+        raise Problem(400, "bad-request")
+    return token, json.dumps(assertion)
+
+
+def _phone(body: dict[str, Any]) -> str:
+    """The body's ``phone`` in E.164 (blanks and dashes allowed); Problem 400 "phone"."""
+    text = body.get("phone")
+    phone = normal_phone(text) if isinstance(text, str) and len(text) <= 40 else None
+    if phone is None:
+        raise Problem(400, "phone")
+    return phone
 
 
 def _address(body: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,9 @@ from starlette.types import ASGIApp
 
 from gateway.envelope import keys
 from gateway.errors import PermanentError, TemporaryError
-from gateway.identity.accounts import UploadError, check_upload
+from gateway.identity.accounts import FactorOff, KeyUpload, UploadError, check_upload
+from gateway.identity.secondfactor import normal_phone
+from gateway.identity.textcodes import TextCodeError
 from gateway.identity.totp import TOTPError
 from gateway.logsetup import event
 from gateway.portal import i18n
@@ -52,7 +55,6 @@ from gateway.portal.replies import reply_id
 from gateway.portal.security import (
     SecurityHeaders,
     TooLarge,
-    client_address,
     new_token,
     read_body,
 )
@@ -88,17 +90,25 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Route("/m/{link}/reply", portal.reply, methods=["POST"]),
         Route("/m/{link}/logout", portal.logout, methods=["POST"]),
         Route("/m/{link}/account/enrol", portal.account_enrol, methods=["POST"]),
+        Route("/m/{link}/account/phone", portal.account_phone, methods=["POST"]),
         Route("/m/{link}/account", portal.account_create, methods=["POST"]),
         Route("/m/{link}/claim", portal.claim, methods=["POST"]),
         Route("/", account.start, methods=["GET"]),
         Route("/inbox/{envelope_id}", account.message_page, methods=["GET"]),
         Route("/account/unlocking", account.unlocking, methods=["POST"]),
         Route("/account/sign-in", account.sign_in, methods=["POST"]),
+        Route("/account/sign-in/text", account.sign_in_text, methods=["POST"]),
+        Route("/account/factors", account.factors, methods=["POST"]),
+        Route("/account/phone/code", account.phone_code, methods=["POST"]),
+        Route("/account/phone", account.add_phone, methods=["POST"]),
+        Route("/account/totp/enrol", account.totp_enrolment, methods=["POST"]),
+        Route("/account/totp", account.add_totp, methods=["POST"]),
         Route("/account/sign-out", account.sign_out, methods=["POST"]),
         Route("/account/password", account.change_password, methods=["POST"]),
         Route("/account/delete", account.delete, methods=["POST"]),
         Route("/account/sessions", account.sessions, methods=["POST"]),
         Route("/account/reset/code", account.reset_code, methods=["POST"]),
+        Route("/account/reset/text", account.reset_text, methods=["POST"]),
         Route("/account/reset", account.reset, methods=["POST"]),
         Route("/account/passkey/options", account.passkey_options, methods=["POST"]),
         Route("/account/passkey", account.add_passkey, methods=["POST"]),
@@ -157,9 +167,11 @@ class _Portal(Pages):
         that carries it, sealed, to :meth:`account_create` (nothing is stored yet)."""
         try:
             link, _ = await self._post(request)
-            desk = self.account_pages.desk
+            totp = self.account_pages.desk.totp
             address = await self._proved_mailbox(request, link)
-            enrolment = await asyncio.to_thread(desk.totp.enrolment, address, datetime.now(UTC))
+            if totp is None:
+                raise _Problem(404, "factor-off")
+            enrolment = await asyncio.to_thread(totp.enrolment, address, datetime.now(UTC))
         except _Problem as problem:
             return _json_error(problem)
         return JSONResponse(
@@ -172,34 +184,70 @@ class _Portal(Pages):
             }
         )
 
-    async def account_create(self, request: Request) -> Response:
-        """Create the account from the keys the browser made, with the TOTP enrolled."""
+    async def account_phone(self, request: Request) -> Response:
+        """Text a code to ``{phone}`` to prove it for the account about to be made; the
+        token goes back to :meth:`account_create` (nothing is stored yet)."""
         try:
             link, body = await self._post(request)
-            desk = self.account_pages.desk
+            address = await self._proved_mailbox(request, link)
+            phone = normal_phone(str(body.get("phone", ""))[:40])
+            if phone is None:
+                raise _Problem(400, "phone")
+            token = await self.account_pages.text_enrolment(request, address, phone)
+        except _Problem as problem:
+            return _json_error(problem)
+        return JSONResponse({"token": token, "sent_to": mask_phone(phone)})
+
+    async def account_create(self, request: Request) -> Response:
+        """Create the account from the keys the browser made, with the second factor just
+        enrolled: the app (``totp_token``, ``totp_code``) or a phone (``phone``,
+        ``text_token``, ``text_code``)."""
+        try:
+            link, body = await self._post(request)
             address = await self._proved_mailbox(request, link)
             try:
                 upload = check_upload(body)
             except UploadError as error:
                 raise _Problem(400, "upload", field=error.field) from None
-            token, code = body.get("totp_token"), body.get("totp_code")
-            if not isinstance(token, str) or not isinstance(code, str) or len(token) > 400:
-                raise _Problem(400, "bad-request")
-            try:
-                recovery = await asyncio.to_thread(
-                    desk.sign_up, address, upload, token, code, datetime.now(UTC)
-                )
-            except TOTPError:
-                raise _Problem(400, "enrolment") from None
-            except AccountExists:
-                raise _Problem(409, "account-exists") from None
+            method, recovery = await self._sign_up(address, upload, body)
         except _Problem as problem:
             return _json_error(problem)
-        event(log, logging.INFO, "account created", envelope=link.envelope.envelope_id)
+        event(log, logging.INFO, "account created", envelope=link.envelope.envelope_id,
+              factor=method)  # fmt: skip
         # Shown once: only their HMACs are kept.
         response = JSONResponse({"address": address, "recovery_codes": recovery}, status_code=201)
-        await self.account_pages.start_session(response, address, "totp")
+        await self.account_pages.start_session(response, address, method)
         return response
+
+    async def _sign_up(
+        self, address: str, upload: KeyUpload, body: dict[str, Any]
+    ) -> tuple[str, list[str]]:
+        """(factor, recovery codes) of the new account; _Problem for a wrong code."""
+        desk = self.account_pages.desk
+        now = datetime.now(UTC)
+        by_text = "text_token" in body
+        names = ("text_token", "text_code") if by_text else ("totp_token", "totp_code")
+        token, code = body.get(names[0]), body.get(names[1])
+        if not isinstance(token, str) or not isinstance(code, str) or len(token) > 400:
+            raise _Problem(400, "bad-request")
+        try:
+            if by_text:
+                phone = normal_phone(str(body.get("phone", ""))[:40])
+                if phone is None:
+                    raise _Problem(400, "phone")
+                create = partial(
+                    desk.sign_up_by_text, address, upload, phone, token, code[:16], now
+                )
+            else:
+                create = partial(desk.sign_up, address, upload, token, code[:16], now)
+            recovery = await asyncio.to_thread(create)
+        except FactorOff:
+            raise _Problem(404, "factor-off") from None
+        except (TOTPError, TextCodeError):
+            raise _Problem(400, "enrolment") from None
+        except AccountExists:
+            raise _Problem(409, "account-exists") from None
+        return ("sms" if by_text else "totp"), recovery
 
     async def claim(self, request: Request) -> Response:
         """Add this message to the reader's account: K wrapped by the browser, which opened
@@ -651,9 +699,6 @@ class _Portal(Pages):
             **owner,
         )
         return token
-
-    def _client(self, request: Request) -> str:
-        return client_address(request, self.deps.settings.trusted_proxies)
 
     async def _event(self, link: _Link, kind: str, detail: str) -> None:
         envelope_id, reader = link.envelope.envelope_id, link.reader

@@ -46,6 +46,7 @@ class PortalDeps:
     organisation: str
     colour: str
     from_address: str
+    account_settings: config.Accounts
     default_language: str = "en"
     logo_file: Path | None = None
     read_notice: bool = False

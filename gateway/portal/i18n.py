@@ -78,6 +78,23 @@ def sms_code(lang: str, code: str, minutes: int, organisation: str) -> str:
     ) % {"code": code, "minutes": minutes, "organisation": organisation}
 
 
+def sms_account_code(lang: str, code: str, minutes: int, organisation: str, purpose: str) -> str:
+    """The text with an account's code: to sign in (``purpose`` "sign-in", sent only once
+    the password was right, so an unexpected one is a warning) or to add this phone."""
+    words = translations(lang)
+    if purpose == "enrol":
+        text = words.gettext(
+            "%(code)s is your code to add this phone to your %(organisation)s account. "
+            "Valid for %(minutes)s minutes."
+        )
+    else:
+        text = words.gettext(
+            "%(code)s is your %(organisation)s sign-in code. Valid for %(minutes)s minutes. "
+            "Did not ask for it? Someone knows your password: change it."
+        )
+    return text % {"code": code, "minutes": minutes, "organisation": organisation}
+
+
 def _from_accept_language(header: str) -> str | None:
     """The first of LANGUAGES the browser asks for, by q-value, RFC 9110 §12.5.4."""
     ranked: list[tuple[float, int, str]] = []

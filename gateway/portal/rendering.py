@@ -18,7 +18,14 @@ from gateway.envelope import keys
 from gateway.portal import i18n
 from gateway.portal.deps import PortalDeps
 from gateway.portal.problems import Problem, json_error
-from gateway.portal.security import CSRF_HEADER, TooLarge, csrf_cookie, csrf_ok, read_body
+from gateway.portal.security import (
+    CSRF_HEADER,
+    TooLarge,
+    client_address,
+    csrf_cookie,
+    csrf_ok,
+    read_body,
+)
 from gateway.store import BlobMissing, EnvelopeRecord, ReaderRecord
 
 _HERE = Path(__file__).parent
@@ -33,6 +40,10 @@ class Pages:
             lang: Jinja2Templates(env=i18n.environment(_HERE / "templates", lang))
             for lang in i18n.LANGUAGES
         }
+
+    def _client(self, request: Request) -> str:
+        """The client's address (behind a trusted proxy, the one it names)."""
+        return client_address(request, self.deps.settings.trusted_proxies)
 
     def _cookie(self, response: Response, name: str, value: str, max_age: int, path: str) -> None:
         response.set_cookie(

@@ -54,10 +54,12 @@ class OutboxSMS:
     async def send(self, to: str, text: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        path = self.directory / f"sms-{stamp}-{secrets.token_hex(4)}.txt"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        name = f"sms-{stamp}-{secrets.token_hex(4)}.txt"
+        partial = self.directory / f".{name}.part"  # whoever watches the folder sees it whole
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(f"To: {to}\n\n{text}\n")
+        os.replace(partial, self.directory / name)
 
 
 def provider(cfg: config.Config) -> SMSProvider | None:

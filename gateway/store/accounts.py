@@ -24,8 +24,12 @@ from gateway.store.sessions import delete_account_sessions
 @dataclass(frozen=True)
 class Factor:
     factor_id: int
-    kind: str  # "totp"
-    secret: bytes  # TOTP: the seed, sealed (gateway.identity.totp)
+    kind: str  # "totp", "sms", "passkey" or "recovery"
+    # totp: the seed, sealed (gateway.identity.totp); sms: the phone number, sealed
+    # (gateway.identity.textcodes); passkey: the credential; recovery: the code's HMAC
+    secret: bytes
+    # totp: the last step used; sms: the issue time (ms) of the last code used;
+    # passkey: the signature counter
     last_step: int | None
 
 
@@ -99,6 +103,16 @@ class Accounts:
             rows = conn.execute(query).all()
         return [Factor(r.factor_id, r.kind, r.secret, r.last_step) for r in rows]
 
+    def factor_counts(self, address: str) -> dict[str, int]:
+        """How many factors of each kind the account has: ``{"totp": 1, "recovery": 9}``."""
+        query = (
+            select(account_factors.c.kind, func.count())
+            .where(account_factors.c.address == address.lower())
+            .group_by(account_factors.c.kind)
+        )
+        with self.store.transaction("counting second factors", write=False) as conn:
+            return {kind: count for kind, count in conn.execute(query).all()}
+
     def add_factor(self, address: str, kind: str, secret: bytes, count: int, now: datetime) -> None:
         """Another second factor (a passkey) for the account, and its event."""
         address = address.lower()
@@ -109,6 +123,21 @@ class Accounts:
                 )
             )
             append_event(conn, "factor-added", address=address, detail=f"kind={kind}")
+
+    def set_factor(self, address: str, kind: str, secret: bytes, step: int, now: datetime) -> None:
+        """The account's one factor of ``kind`` (its phone, its app), replacing the one it
+        had, and its event."""
+        address = address.lower()
+        mine = and_(account_factors.c.address == address, account_factors.c.kind == kind)
+        with self.store.transaction(f"setting the {kind} of {address}", write=True) as conn:
+            replaced = conn.execute(delete(account_factors).where(mine)).rowcount
+            conn.execute(
+                insert(account_factors).values(
+                    address=address, kind=kind, secret=secret, last_step=step, created_at=now
+                )
+            )
+            what = "factor-replaced" if replaced else "factor-added"
+            append_event(conn, what, address=address, detail=f"kind={kind}")
 
     def advance_count(self, factor_id: int, count: int, now: datetime) -> bool:
         """A passkey's signature counter moves on; False if it went back (a cloned key),
@@ -143,10 +172,11 @@ class Accounts:
         return spent
 
     def spend_step(self, factor_id: int, step: int, now: datetime) -> bool:
-        """Record that the TOTP code of ``step`` was used; False if that step (or a later
-        one) was used already: a replay, from this worker or another."""
+        """Record that the TOTP code of ``step`` (or the text code issued at ``step``) was
+        used; False if that step (or a later one) was used already: a replay, from this
+        worker or another."""
         fresh = or_(account_factors.c.last_step.is_(None), account_factors.c.last_step < step)
-        with self.store.transaction("spending a TOTP step", write=True) as conn:
+        with self.store.transaction("spending a one-time code", write=True) as conn:
             changed = conn.execute(
                 update(account_factors)
                 .where(account_factors.c.factor_id == factor_id, fresh)
