@@ -29,6 +29,7 @@ _VALIDATOR_TYPES = {
     config._parse_path: "path",
     config._parse_existing_file: "path to a file",
     config._parse_hostname: "host name",
+    config._parse_network: "IP network (CIDR)",
 }
 
 
@@ -69,11 +70,22 @@ def _type_name(field: FieldInfo) -> str:
         func = getattr(meta, "func", None)
         if func in _VALIDATOR_TYPES:
             return _VALIDATOR_TYPES[func]
-    annotation = field.annotation
-    if typing.get_origin(annotation) is typing.Literal:
+    return _annotation_name(field.annotation)
+
+
+def _annotation_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
         return "one of " + ", ".join(f'"{value}"' for value in typing.get_args(annotation))
-    if typing.get_origin(annotation) is list:
-        return "list of IP networks (CIDR)"
+    if origin is typing.Annotated:
+        for meta in annotation.__metadata__:
+            func = getattr(meta, "func", None)
+            if func in _VALIDATOR_TYPES:
+                return _VALIDATOR_TYPES[func]
+        return _annotation_name(typing.get_args(annotation)[0])
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return f"list, each {_annotation_name(item)}"
     names: dict[object, str] = {
         bool: "boolean",
         int: "integer",
