@@ -6,8 +6,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from gateway.cli import main
+from gateway.store.schema import events
 from tests.support.gateway import config_data
 from tests.support.process import write_toml
 from tests.support.protected import link_in, protected_message
@@ -102,3 +104,24 @@ def test_account_holder_opens_their_own_sent_message(cli, gateway, sink, tmp_pat
 
 def test_account_passwords_must_be_long_enough(cli):
     assert "at least 12" in cli("account", "create", "a@example.org", stdin="short\n", code=2)
+
+
+def test_an_administrator_deletes_an_account_its_holder_cannot_sign_in_to(cli, gateway, sink):
+    """Password, phone and recovery codes lost: the account goes, and what was sealed to it."""
+    store = gateway.gateway.vault.store
+    cli("account", "create", "alice@example.org", stdin="correct horse battery\n")
+    with gateway.client() as client:
+        client.sendmail("alice@example.org", ["bob@example.net"], protected_message())
+    (record,) = store.list()
+    assert "no account" in cli("account", "delete", "nobody@example.org", "--yes", code=1)
+    kept = cli("account", "delete", "alice@example.org", stdin="n\n", code=1)
+    assert "Aborted" in kept and store.get_account("alice@example.org") is not None
+
+    output = cli("account", "delete", "Alice@Example.org", stdin="y\n")
+    assert "alice@example.org: account deleted, 1 message copies shredded" in output
+    assert store.get_account("alice@example.org") is None
+    (sender_copy,) = [r for r in store.get(record.envelope_id).readers if r.kind == "account"]
+    assert sender_copy.wrapped_key is None
+    with store.engine.connect() as conn:
+        (detail,) = conn.scalars(select(events.c.detail).where(events.c.kind == "account-deleted"))
+    assert detail == "readers=1 by=command line"

@@ -183,7 +183,7 @@ def expire(config_path: Path) -> None:
 
 @click.group()
 def account() -> None:
-    """Account key pairs (sign-up and login arrive with the portal)."""
+    """Accounts: a sender's key pair, or deleting an account its holder cannot sign in to."""
 
 
 @account.command("create")
@@ -208,6 +208,37 @@ def account_create(config_path: Path, address: str) -> None:
     finally:
         store.close()
     click.echo(f"{record.address}: account key pair created")
+
+
+@account.command("delete")
+@CONFIG_OPTION
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def account_delete(config_path: Path, address: str, yes: bool) -> None:
+    """Delete ADDRESS's account and crypto-shred what was sealed to it.
+
+    For a holder who lost the password, the phone and the recovery codes: nobody
+    can open those messages any more, so they are shredded with the account. Its
+    sessions end at once. Messages that came with their own link keep working;
+    later mail to the address goes to a guest until the holder signs up again.
+    """
+    from gateway.store.accounts import Accounts
+
+    store = _store(config_path)
+    try:
+        if store.get_account(address) is None:
+            _fail(f"{address}: no account")
+        if not yes:
+            click.confirm(
+                f"Delete the account of {address}? Messages sealed to it can then no longer "
+                "be read by anyone",
+                abort=True,
+                err=True,
+            )
+        shredded = Accounts(store).delete(address, by="command line")
+    finally:
+        store.close()
+    click.echo(f"{address.lower()}: account deleted, {shredded} message copies shredded")
 
 
 def _read_password(prompt: str, *, confirm: bool) -> str:

@@ -304,17 +304,19 @@ class Accounts:
             append_event(conn, "password-reset", address=address, detail=f"readers={shredded}")
         return shredded
 
-    def delete(self, address: str) -> int:
+    def delete(self, address: str, by: str = "holder") -> int:
         """Crypto-shred the account: the content keys wrapped to it go (its messages no
         longer open for it), then its sessions, factors and the account itself. The audit
-        trail keeps that it happened. The number of readers shredded."""
+        trail keeps that it happened, and who did it (``by``: "holder" or "command
+        line"). The number of readers shredded."""
         address = address.lower()
         with self.store.transaction(f"deleting account {address}", write=True) as conn:
             shredded = _shred_wrapped_to(conn, address)
             delete_account_sessions(conn, address)
             conn.execute(delete(account_factors).where(account_factors.c.address == address))
             conn.execute(delete(accounts).where(accounts.c.address == address))
-            append_event(conn, "account-deleted", address=address, detail=f"readers={shredded}")
+            detail = f"readers={shredded} by={by}"
+            append_event(conn, "account-deleted", address=address, detail=detail)
         return shredded
 
     def claim(self, envelope_id: str, address: str, wrapped_key: bytes) -> bool:
