@@ -20,6 +20,7 @@ from gateway.envelope import keys
 from gateway.store.accounts import Accounts
 from gateway.store.schema import events
 from tests.support.browser import chromium
+from tests.support.gateway import wait_for
 from tests.support.portal import code_in, code_mail, portal_url, send_protected
 from tests.support.process import free_port
 from tests.test_portal_browser import DESKTOP, PHONE, Watch, shot, verify_with_email_code
@@ -246,3 +247,90 @@ def test_a_forgotten_password_is_reset_in_the_browser(portal, sink, browser):
     account = portal.gateway.vault.store.get_account("bob@example.net")
     kek = keys.account_keys(NEW_PASSWORD, account.kdf_salt, 600_000).kek
     keys.decrypt_private_key(kek, account.encrypted_private_key, b"bob@example.net")
+
+
+@pytest.fixture
+def texting(make_gateway, store_url, tmp_path):
+    """Texts into files in tmp_path/outbox, as in development; on SQLite and PostgreSQL."""
+    return make_gateway(
+        store={"database": store_url},
+        portal={"listen": "127.0.0.1:0", "url": "", "backoff_seconds": 0},
+        sms={"provider": "outbox"},
+        dev_outbox={"directory": str(tmp_path / "outbox")},
+    )
+
+
+def texted_code(outbox, count: int) -> str:
+    """The code in the ``count``-th text (they go out after the page's answer)."""
+    def texts():
+        return sorted(outbox.glob("sms-*.txt"), key=lambda p: p.stat().st_mtime_ns)
+
+    wait_for(lambda: len(texts()) >= count, what=f"text {count}")
+    match = re.search(r"\b(\d{6})\b", texts()[count - 1].read_text())
+    assert match
+    return match.group(1)
+
+
+def test_a_phone_for_codes_then_an_app_added_in_the_settings(texting, sink, browser, tmp_path):
+    """Sign-up choosing codes by text, sign-in with one, then an authenticator app set up
+    from the settings and used for the next sign-in."""
+    outbox = tmp_path / "outbox"
+    link = send_protected(texting, sink)
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(link.url(portal_url(texting)))
+    page.wait_for_selector("#sg-step-method:not([hidden])")
+    verify_with_email_code(page, sink)
+    page.wait_for_selector("#sg-signup:not([hidden])")
+    page.click("#sg-signup-start")
+    page.fill("#sg-signup-password", PASSWORD)
+    page.fill("#sg-signup-repeat", PASSWORD)
+    page.check("#sg-signup-factor-sms")
+    page.click("#sg-signup-next")
+    page.wait_for_selector("#sg-signup-text:not([hidden])")
+    page.fill("#sg-signup-phone", "06 1234 5678")  # no country code
+    page.click("#sg-signup-phone-submit")
+    page.wait_for_selector("#sg-signup-error:not(:empty)")
+    page.fill("#sg-signup-phone", "+31 6 1234 5678")
+    page.click("#sg-signup-phone-submit")
+    page.wait_for_selector("#sg-signup-text-form:not([hidden])")
+    shot(page, "account-sign-up-text-phone")
+    page.fill("#sg-signup-text-code", texted_code(outbox, 1))
+    page.click("#sg-signup-text-create")
+    page.wait_for_selector("#sg-signup-done:not([hidden])", timeout=30_000)
+    watch.assert_clean()
+    context.close()
+
+    fresh = browser.new_context(viewport=DESKTOP)
+    page = fresh.new_page()
+    watch = Watch(page)
+    page.goto(portal_url(texting) + "/")
+    page.wait_for_selector("#sg-step-sign-in:not([hidden])")
+    page.fill("#sg-address", "bob@example.net")
+    page.fill("#sg-password", PASSWORD)
+    page.click("#sg-text-me")
+    page.wait_for_selector("#sg-totp-label:has-text('text message')")
+    page.fill("#sg-totp", texted_code(outbox, 2))
+    page.click("#sg-sign-in-submit")
+    page.wait_for_selector("#sg-step-inbox:not([hidden])", timeout=30_000)
+
+    page.click("#sg-settings summary")
+    page.wait_for_selector("#sg-factor-phone:has-text('78')")
+    assert page.locator("#sg-password-text-me").is_visible()
+    page.click("#sg-app-add")
+    page.wait_for_selector("#sg-app-qr svg")
+    shot(page, "account-settings-factors")
+    app = pyotp.TOTP(page.text_content("#sg-app-secret").replace(" ", ""))
+    page.fill("#sg-app-code", app.now())
+    page.click("#sg-app-submit")
+    page.wait_for_selector("#sg-factor-app:has-text('set up.')")
+    page.click("#sg-sign-out")
+    page.wait_for_selector("#sg-step-sign-in:not([hidden])")
+    page.fill("#sg-address", "bob@example.net")
+    page.fill("#sg-password", PASSWORD)
+    page.fill("#sg-totp", app.at(time.time() + 30))  # the enrolment spent this step
+    page.click("#sg-sign-in-submit")
+    page.wait_for_selector("#sg-step-inbox:not([hidden])", timeout=30_000)
+    watch.assert_clean()
+    fresh.close()

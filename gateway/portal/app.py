@@ -329,8 +329,11 @@ class _Portal(Pages):
             # An account for this address, once the emailed code proved it (signup.js).
             "signup": {
                 "enrol": f"{base}/account/enrol",
+                "phone": f"{base}/account/phone",
                 "create": f"{base}/account",
                 "address": reader.address.lower(),
+                "totp": self.deps.accounts.totp is not None,
+                "texts": self.deps.accounts.texts is not None,
             }
             if self.deps.accounts is not None and "email" in self._methods(reader)
             else None,

@@ -7,6 +7,15 @@
 // this browser (keyring.js) for the messages of the inbox. The password goes nowhere.
 
 import { decryptPrivateKey, deriveAccountKeys, reencryptPrivateKey } from "./account.js";
+import {
+  codeOf,
+  expectTextCode,
+  notAPhone,
+  proof,
+  setUpFactorSettings,
+  showFactors,
+  textMeACode,
+} from "./factors.js";
 import { forgetKey, recallKey, rememberKey } from "./keyring.js";
 import { $, ApiError, NetworkError, formatDate, formatSize, gettext, postJson, setText, setup } from "./pagekit.js";
 import { b64urlDecode, b64urlEncode } from "./sealed.js";
@@ -31,18 +40,60 @@ function describe(error) {
   if (error instanceof ApiError) {
     if (error.code === "sign-in") return gettext("The address, password or code is not right.");
     if (error.status === 429) return gettext("Too many attempts. Wait a minute and try again.");
+    if (error.code === "phone") return notAPhone();
+    if (error.code === "code") return gettext("That code is not right. Check it and try again.");
+    if (error.code === "factor-off") return gettext("This way of signing in is not offered here.");
+    if (error.code === "unavailable") return gettext("The text message could not be sent. Try again later.");
   }
   return gettext("Something went wrong on our side. Try again later.");
 }
 
 async function signIn(event) {
   event.preventDefault();
-  const code = $("sg-totp").value.replace(/\s+/g, "");
-  if (!code) {
+  const second = codeOf("sg-totp");
+  if (!second.code) {
     setError(gettext("Fill in your email address, password and code."));
     return;
   }
-  await signInWith(async () => ({ code }));
+  await signInWith(async () => second);
+}
+
+// A code by text instead of the app's: sent only if the password is right.
+async function textMeOnSignIn() {
+  if (state.busy) return;
+  setError("");
+  const address = $("sg-address").value.trim().toLowerCase();
+  const password = $("sg-password").value;
+  if (!address.includes("@") || !password) {
+    setError(gettext("Fill in your email address and password first."));
+    return;
+  }
+  setBusy(true, gettext("Sending a code…"));
+  try {
+    expectTextCode("sg-totp", "sg-totp-label", await textMeACode(state.page.api, address, password));
+    notice(gettext("If the password is right and your account has a phone number, a code is on its way to it."));
+  } catch (error) {
+    setError(describe(error));
+  } finally {
+    setBusy(false, "");
+  }
+}
+
+// The same in a settings form, whose password field proves it is the owner asking.
+async function textMeInForm(passwordId, codeId, labelId) {
+  setError("");
+  const kept = await recallKey();
+  const password = $(passwordId).value;
+  if (!kept || !password) {
+    setError(gettext("Fill in your password first."));
+    return;
+  }
+  try {
+    expectTextCode(codeId, labelId, await textMeACode(state.page.api, kept.address, password));
+    notice(gettext("If the password is right, a code is on its way to your phone."));
+  } catch (error) {
+    setError(describe(error));
+  }
 }
 
 // The second factor from this device's passkey, instead of a code.
@@ -81,6 +132,8 @@ async function signInWith(factor) {
     await rememberKey(answer.address, privateKey, b64urlDecode(answer.encrypted_private_key));
     $("sg-password").value = "";
     $("sg-totp").value = "";
+    delete $("sg-totp").dataset.textToken;
+    notice("");
     await afterSignIn();
   } catch (error) {
     setError(describe(error));
@@ -143,16 +196,6 @@ function entry(message) {
 
 // --- password and account -------------------------------------------------------------------
 
-// The login secret of `password`, with the account's salt (asked again: it changes with the
-// password), for the server to check before it changes anything.
-async function proof(address, password) {
-  const unlocking = await postJson(state.page.api.unlocking, { address });
-  const derived = await deriveAccountKeys(password, b64urlDecode(unlocking.salt), unlocking.iterations);
-  const loginSecret = b64urlEncode(derived.loginSecret);
-  derived.loginSecret.fill(0);
-  return { kek: derived.kek, loginSecret };
-}
-
 async function changePassword(event) {
   event.preventDefault();
   if (state.busy) return;
@@ -175,13 +218,13 @@ async function changePassword(event) {
   state.busy = true;
   setText("sg-password-status", gettext("Changing your password…"));
   try {
-    const current = await proof(kept.address, $("sg-current-password").value);
+    const current = await proof(state.page.api, kept.address, $("sg-current-password").value);
     const salt = crypto.getRandomValues(new Uint8Array(16));
     const fresh = await deriveAccountKeys(password, salt, 600000);
     const sealed = await reencryptPrivateKey(current.kek, kept.sealed, fresh.kek, kept.address);
     await postJson(state.page.api.password, {
       login_secret: current.loginSecret,
-      code: $("sg-password-code").value.replace(/\s+/g, ""),
+      ...codeOf("sg-password-code"),
       new: {
         kdf: "pbkdf2-sha256",
         iterations: 600000,
@@ -210,10 +253,10 @@ async function deleteAccount(event) {
   if (!kept) return;
   state.busy = true;
   try {
-    const current = await proof(kept.address, $("sg-delete-password").value);
+    const current = await proof(state.page.api, kept.address, $("sg-delete-password").value);
     await postJson(state.page.api.delete, {
       login_secret: current.loginSecret,
-      code: $("sg-delete-code").value.replace(/\s+/g, ""),
+      ...codeOf("sg-delete-code"),
     });
     await forgetKey();
     $("sg-delete-form").reset();
@@ -325,7 +368,7 @@ async function resetPassword(event) {
       address,
       token,
       email_code: $("sg-reset-email-code").value.replace(/\s+/g, ""),
-      code: $("sg-reset-code").value.trim(),
+      ...codeOf("sg-reset-code"),
     });
     await rememberKey(address, await decryptPrivateKey(kek, sealed, address), sealed);
     $("sg-reset-form").reset();
@@ -338,6 +381,24 @@ async function resetPassword(event) {
   } finally {
     state.busy = false;
     setText("sg-reset-status", "");
+  }
+}
+
+// The reset's second code by text: sent only if the emailed code is right.
+async function textMeOnReset() {
+  if (!state.reset) return;
+  setError("");
+  const emailCode = $("sg-reset-email-code").value.replace(/\s+/g, "");
+  if (!emailCode) {
+    setError(gettext("Fill in the code from the email first."));
+    return;
+  }
+  try {
+    const asked = await postJson(state.page.api.reset_text, { ...state.reset, email_code: emailCode });
+    expectTextCode("sg-reset-code", "sg-reset-code-label", asked.token);
+    notice(gettext("If the code from the email is right, a code is on its way to your phone."));
+  } catch (error) {
+    setError(describe(error));
   }
 }
 
@@ -387,8 +448,25 @@ async function main() {
     input.focus();
   });
   $("sg-settings").addEventListener("toggle", () => {
-    if ($("sg-settings").open) showSessions();
+    if (!$("sg-settings").open) return;
+    showSessions();
+    showFactors().catch((error) => setError(describe(error)));
   });
+  setUpFactorSettings(state.page.api, (error, text) => {
+    if (typeof error === "string") setError(error);
+    else if (error) setError(describe(error));
+    else {
+      setError("");
+      notice(text);
+    }
+  });
+  for (const id of ["sg-text-me", "sg-reset-text-me"]) $(id).hidden = !state.page.texts;
+  $("sg-text-me").addEventListener("click", textMeOnSignIn);
+  $("sg-reset-text-me").addEventListener("click", textMeOnReset);
+  $("sg-password-text-me").addEventListener("click",
+    () => textMeInForm("sg-current-password", "sg-password-code", "sg-password-code-label"));
+  $("sg-delete-text-me").addEventListener("click",
+    () => textMeInForm("sg-delete-password", "sg-delete-code", "sg-delete-code-label"));
   const passkeys = state.page.passkeys && typeof PublicKeyCredential?.parseRequestOptionsFromJSON === "function";
   $("sg-passkey-sign-in").hidden = !passkeys;
   $("sg-passkey-section").hidden = !passkeys;

@@ -2,9 +2,11 @@
 //
 // The password never leaves this page: account.js derives the key-encryption key and the
 // login secret from it and makes the key pair; the server gets the public key, the private
-// key sealed under the KEK, the salt and the login secret. The authenticator app is enrolled
-// in the same step (the server's QR code, then one code from the app). Once the account is
-// made, its private key stays in this browser (keyring.js), so the inbox opens signed in.
+// key sealed under the KEK, the salt and the login secret. The second factor is set up in the
+// same step: an authenticator app (the server's QR code, then one code from the app) or a
+// phone (a code by text), as the person chooses among those the installation offers. Once the
+// account is made, its private key stays in this browser (keyring.js), so the inbox opens
+// signed in.
 
 import {
   decryptPrivateKey,
@@ -13,6 +15,7 @@ import {
   generateAccountKeyPair,
 } from "./account.js";
 import { rememberKey } from "./keyring.js";
+import { groups, normalPhone, notAPhone, showQr } from "./factors.js";
 import { $, ApiError, gettext, postJson, setText } from "./pagekit.js";
 import { b64urlEncode } from "./sealed.js";
 import { checkPassword } from "./strength.js";
@@ -21,10 +24,11 @@ const ITERATIONS = 600000;
 const SALT_SIZE = 16;
 
 const flow = {
-  api: null, // {enrol, create, address}
+  api: null, // {enrol, phone, create, address, totp, texts}
   created: null, // called with the account's public key once it exists (to claim the message)
   keys: null, // a promise of {upload, kek, sealed}: made while the user scans the QR code
-  token: "",
+  token: "", // the enrolment's: the app's seed, sealed, or the texted code's HMAC
+  phone: "",
   busy: false,
 };
 
@@ -34,7 +38,7 @@ export function offerSignUp(api, created) {
   setText(
     "sg-signup-intro",
     gettext(
-      "With an account for %(address)s, new secure messages open with your password and an authenticator app, without a code by email each time, and you find them all in one place.",
+      "With an account for %(address)s, new secure messages open with your password and a code from your phone, without a code by email each time, and you find them all in one place.",
       { address: api.address },
     ),
   );
@@ -45,8 +49,20 @@ export function offerSignUp(api, created) {
     $("sg-signup-password").focus();
   });
   $("sg-signup-password").addEventListener("input", showStrength);
+  $("sg-signup-factor").hidden = !(api.totp && api.texts);
+  if (!api.totp) $("sg-signup-factor-sms").checked = true;
   $("sg-signup-form").addEventListener("submit", choosePassword);
-  $("sg-signup-code-form").addEventListener("submit", createAccount);
+  $("sg-signup-code-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const code = $("sg-signup-code").value.replace(/\s+/g, "");
+    createAccount({ totp_token: flow.token, totp_code: code }, "sg-signup-code");
+  });
+  $("sg-signup-phone-form").addEventListener("submit", textMeACode);
+  $("sg-signup-text-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const code = $("sg-signup-text-code").value.replace(/\s+/g, "");
+    createAccount({ phone: flow.phone, text_token: flow.token, text_code: code }, "sg-signup-text-code");
+  });
 }
 
 async function showStrength() {
@@ -81,10 +97,17 @@ async function choosePassword(event) {
   flow.keys.catch(() => {}); // reported when the account is created
   $("sg-signup-password").value = "";
   $("sg-signup-repeat").value = "";
+  if ($("sg-signup-factor-sms").checked) {
+    setBusy(false, "");
+    $("sg-signup-form").hidden = true;
+    $("sg-signup-text").hidden = false;
+    $("sg-signup-phone").focus();
+    return;
+  }
   try {
     const enrolment = await postJson(flow.api.enrol, {});
     flow.token = enrolment.token;
-    showQr(enrolment.svg);
+    showQr($("sg-signup-qr"), enrolment.svg);
     setText("sg-signup-secret", groups(enrolment.secret));
     $("sg-signup-form").hidden = true;
     $("sg-signup-enrol").hidden = false;
@@ -116,25 +139,53 @@ export async function makeKeys(password, address) {
   return { upload, kek, sealed, publicKeyDer: pair.publicKeyDer };
 }
 
-async function createAccount(event) {
+// A code by text to the number typed in, to prove it is the person's phone.
+async function textMeACode(event) {
   event.preventDefault();
   if (flow.busy) return;
   setText("sg-signup-error", "");
-  const code = $("sg-signup-code").value.replace(/\s+/g, "");
+  const phone = normalPhone($("sg-signup-phone").value);
+  if (!phone) {
+    setText("sg-signup-error", notAPhone());
+    $("sg-signup-phone").focus();
+    return;
+  }
+  setBusy(true, gettext("Sending a code…"));
+  try {
+    const sent = await postJson(flow.api.phone, { phone });
+    flow.token = sent.token;
+    flow.phone = phone;
+    setText("sg-signup-status", gettext("A code is on its way to %(phone)s.", { phone: sent.sent_to }));
+    $("sg-signup-text-form").hidden = false;
+    $("sg-signup-text-code").focus();
+  } catch (error) {
+    setText("sg-signup-status", "");
+    setText("sg-signup-error", describeSignUp(error));
+  } finally {
+    flow.busy = false;
+    for (const id of BUTTONS) $(id).disabled = false;
+  }
+}
+
+// Create the account with the second factor's proof (`factor`), the code typed in `codeId`.
+async function createAccount(factor, codeId) {
+  if (flow.busy) return;
+  setText("sg-signup-error", "");
   setBusy(true, gettext("Creating your account…"));
   try {
     const { upload, kek, sealed, publicKeyDer } = await flow.keys;
-    const created = await postJson(flow.api.create, { ...upload, totp_token: flow.token, totp_code: code });
+    const created = await postJson(flow.api.create, { ...upload, ...factor });
     showRecoveryCodes(created.recovery_codes);
     await flow.created?.(publicKeyDer).catch(() => {}); // the message stays readable by its link
     const privateKey = await decryptPrivateKey(kek, sealed, flow.api.address);
     await rememberKey(flow.api.address, privateKey, sealed).catch(() => {}); // a private window: sign in later
     $("sg-signup-enrol").hidden = true;
+    $("sg-signup-text").hidden = true;
     $("sg-signup-done").hidden = false;
     $("sg-signup-heading").focus();
   } catch (error) {
     setText("sg-signup-error", describeSignUp(error));
-    $("sg-signup-code").select();
+    $(codeId).select();
   } finally {
     setBusy(false, "");
   }
@@ -142,9 +193,14 @@ async function createAccount(event) {
 
 function describeSignUp(error) {
   if (!(error instanceof ApiError)) return gettext("Something went wrong on our side. Try again later.");
+  if (error.status === 429) return gettext("Too many attempts. Wait a minute and try again.");
   switch (error.code) {
     case "enrolment":
-      return gettext("That code is not right. Enter the code the app shows now.");
+      return gettext("That code is not right. Check it and try again.");
+    case "phone":
+      return notAPhone();
+    case "unavailable":
+      return gettext("The text message could not be sent. Try again later.");
     case "account-exists":
       return gettext("This address has an account already. Sign in to it instead.");
     case "verify":
@@ -166,24 +222,10 @@ function showRecoveryCodes(codes) {
   );
 }
 
-// The server's QR code (an SVG without scripts or links) as a DOM node, never as HTML text.
-function showQr(svgText) {
-  const parsed = new DOMParser().parseFromString(svgText, "image/svg+xml");
-  const svg = parsed.documentElement;
-  const box = $("sg-signup-qr");
-  box.replaceChildren();
-  if (svg.nodeName.toLowerCase() !== "svg" || svg.querySelector("script, foreignObject")) return;
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", gettext("QR code for your authenticator app"));
-  box.append(document.importNode(svg, true));
-}
-
-function groups(secret) {
-  return String(secret).replace(/\s+/g, "").replace(/(.{4})(?=.)/g, "$1 ");
-}
+const BUTTONS = ["sg-signup-next", "sg-signup-create", "sg-signup-phone-submit", "sg-signup-text-create"];
 
 function setBusy(busy, status) {
   flow.busy = busy;
-  for (const id of ["sg-signup-next", "sg-signup-create"]) $(id).disabled = busy;
+  for (const id of BUTTONS) $(id).disabled = busy;
   setText("sg-signup-status", status);
 }
