@@ -74,6 +74,7 @@ def sign_up_on_the_message_page(page, sink) -> tuple[pyotp.TOTP, list[str]]:
 
 def test_sign_up_then_sign_in_read_and_list(portal, sink, browser):
     first = send_protected(portal, sink, subject="[secure] Before the account")
+    also = send_protected(portal, sink, subject="[secure] Also before the account")
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     watch = Watch(page)
@@ -85,6 +86,14 @@ def test_sign_up_then_sign_in_read_and_list(portal, sink, browser):
     page.wait_for_selector("#sg-step-method:not([hidden])")
     verify_with_email_code(page, sink)
     totp, recovery = sign_up_on_the_message_page(page, sink)
+    # Another message from before the account: opened with its link, then added to it.
+    page.goto(also.url(portal_url(portal)))
+    page.wait_for_selector("#sg-step-method:not([hidden])")
+    verify_with_email_code(page, sink)
+    page.wait_for_selector("#sg-claim:not([hidden])")
+    assert page.locator("#sg-signup").is_hidden()  # the address has an account now
+    page.click("#sg-claim-button")
+    page.wait_for_selector("#sg-claim-status:has-text('Added to your account.')")
     watch.assert_clean()
     context.close()
     # The password never left the browser, in any form a request could carry it.
@@ -113,9 +122,10 @@ def test_sign_up_then_sign_in_read_and_list(portal, sink, browser):
     page.goto(portal_url(portal) + "/")
     page.wait_for_selector("#sg-step-inbox:not([hidden])")
     items = page.locator("#sg-inbox-list li")
-    assert items.count() == 2
-    # The first message was added to the account at sign-up: both open here.
-    assert page.locator("#sg-inbox-list a.sg-inbox-open").count() == 2
+    assert items.count() == 3
+    # The first message was added to the account at sign-up, the other one by its button:
+    # all three open here.
+    assert page.locator("#sg-inbox-list a.sg-inbox-open").count() == 3
     shot(page, "account-inbox-phone")
     page.click("#sg-sign-out")
     page.wait_for_selector("#sg-step-sign-in:not([hidden])")
