@@ -126,7 +126,7 @@ def test_a_recipient_signs_up_and_new_mail_is_sealed_to_the_account(portal, sink
     notice = notifications(sink.messages)[BOB]
     text = email.message_from_bytes(notice.data, policy=email.policy.default)
     words = text.get_body(("plain",)).get_content()
-    assert "authenticator app" in words and "never be asked" not in words
+    assert "sign in with your password" in words and "never be asked" not in words
     stranger = browsers(portal_url(portal))
     refused = stranger.post(second, "code", {"method": "email"})
     assert refused.status_code == 403 and refused.json()["error"] == "account"
