@@ -896,6 +896,99 @@ class Accounts(Section):
         return list(dict.fromkeys(value))
 
 
+_PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+
+
+class SSOProvider(Section):
+    """One OpenID Connect identity provider the organisation's people sign in with."""
+
+    name: str = Field(
+        description="Short name, in the portal's URLs (`/sso/NAME`): lower-case letters, "
+        "digits and dashes.",
+    )
+    title: str = Field(
+        "", max_length=60, description='Button text: "Sign in with TITLE". Empty: the name.'
+    )
+    issuer: str = Field(
+        description="The provider's issuer URL (https://); its "
+        "/.well-known/openid-configuration is read at the first sign-in.",
+    )
+    client_id: str = Field(min_length=1, description="Sealgate's client id at the provider.")
+    client_secret_file: ExistingFile = Field(
+        "",
+        validate_default=True,
+        description="File holding the client secret (never in this file). Empty: a public "
+        "client (PKCE only).",
+    )
+    domains: list[str] = Field(
+        min_length=1,
+        description="Mail domains whose people this provider signs in: an ID token with an "
+        "address outside them is refused.",
+    )
+    key_claim: str = Field(
+        "sealgate_key_secret",
+        min_length=1,
+        description="ID-token claim with the person's key secret (docs/identity.md): at least "
+        "32 characters, random, released to Sealgate only.",
+    )
+    previous_key_claim: str = Field(
+        "sealgate_key_secret_previous",
+        description="ID-token claim with the secret before a rotation: while it is released, "
+        "the account's key moves to the new secret at sign-in. Empty: none.",
+    )
+    scopes: list[str] = Field(
+        ["openid", "email", "profile"],
+        description='Scopes asked for; "openid" is always sent. Add the scope under which the '
+        "provider releases key_claim.",
+    )
+    ca_file: ExistingFile = Field(
+        "",
+        validate_default=True,
+        description="CA certificates to trust for this provider's HTTPS (an internal CA). "
+        "Empty: the system's.",
+    )
+    timeout: Seconds = Field(10, description="Seconds to wait for the provider.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _PROVIDER_NAME.fullmatch(value):
+            raise _invalid("lower-case letters, digits and dashes, at most 32")
+        return value
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        parts = urlsplit(value)
+        loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise _invalid("must be an https:// URL (plain http only on loopback, for tests)")
+        if parts.query or parts.fragment:
+            raise _invalid("must not have a query or a fragment")
+        return value
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        return [domain.strip().lower().lstrip("@") for domain in value]
+
+
+class SSO(Section):
+    """Single sign-on for the organisation's people, with OpenID Connect (docs/identity.md)."""
+
+    reloadable = _names("providers")
+
+    providers: list[SSOProvider] = Field([], description="Identity providers, one table each.")
+
+    @field_validator("providers")
+    @classmethod
+    def _unique(cls, value: list[SSOProvider]) -> list[SSOProvider]:
+        names = [provider.name for provider in value]
+        if len(set(names)) != len(names):
+            raise _invalid("two providers have the same name")
+        return value
+
+
 def _parse_colour(value: Any) -> str:
     if not isinstance(value, str) or not _COLOUR.fullmatch(value):
         raise _invalid('expected a colour "#rrggbb", got {value}', value=_toml(value))
@@ -978,6 +1071,7 @@ class Config(Section):
     portal: Portal = _section()
     sms: SMS = _section()
     accounts: Accounts = _section()
+    sso: SSO = _section()
     notify: Notify = _section()
 
     @model_validator(mode="after")

@@ -27,6 +27,8 @@ _RECOVERY_CODES = "sealgate recovery codes"
 _PASSKEYS = "sealgate passkey challenges"
 _ACCOUNT_RESETS = "sealgate account reset codes"
 _ACCOUNT_TEXTS = "sealgate account text codes"
+_SSO_STATES = "sealgate sso states"
+_SSO_TOKENS = "sealgate sso account tokens"
 
 
 class Secrets:
@@ -101,6 +103,16 @@ class Secrets:
     def account_texts(self) -> bytes:
         """Keys the tokens of codes sent by text to account holders, and seals their numbers."""
         return self._derive(_ACCOUNT_TEXTS)
+
+    @property
+    def sso_states(self) -> bytes:
+        """Seals the state, nonce and PKCE verifier of a sign-in while the browser is away."""
+        return self._derive(_SSO_STATES)
+
+    @property
+    def sso_tokens(self) -> bytes:
+        """Seals the tokens with which a browser creates or re-seals an SSO account's key."""
+        return self._derive(_SSO_TOKENS)
 
     def _derive(self, label: str) -> bytes:
         return hmac.new(self._secret, label.encode(), "sha256").digest()

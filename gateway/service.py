@@ -43,8 +43,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway import config, devoutbox, logsetup
 from gateway.envelope.reply import ReplyKey
 from gateway.envelope.vault import Vault
+from gateway.identity import sso
 from gateway.identity.accounts import AccountDesk
 from gateway.identity.passkeys import Passkeys
+from gateway.identity.sso import StateSealer
+from gateway.identity.ssoaccounts import SSOAccounts
 from gateway.identity.textcodes import TextCodes
 from gateway.identity.totp import TOTP
 from gateway.installsecret import Secrets
@@ -67,7 +70,7 @@ from gateway.portal import sms
 from gateway.portal.app import create_app
 from gateway.portal.codes import CodeBook
 from gateway.portal.deadlines import Deadlines, protocol_with
-from gateway.portal.deps import PortalDeps
+from gateway.portal.deps import PortalDeps, SingleSignOn
 from gateway.portal.links import release_url, revoke_url
 from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk
@@ -249,6 +252,20 @@ def build_portal(
         read_notice=cfg.notify.read_notice,
         accounts=account_desk(cfg, store, secrets, lasting.portal_url),
         account_settings=cfg.accounts,
+        sso=single_sign_on(cfg, store, secrets, lasting.portal_url),
+    )
+
+
+def single_sign_on(
+    cfg: config.Config, store: Store, secrets: Secrets, portal_url: str
+) -> SingleSignOn | None:
+    """The identity providers of ``[sso]``; None when none is configured."""
+    if not cfg.sso.providers:
+        return None
+    return SingleSignOn(
+        providers=sso.providers(cfg.sso, portal_url),
+        states=StateSealer(secrets.sso_states),
+        accounts=SSOAccounts(store, secrets.sso_tokens),
     )
 
 

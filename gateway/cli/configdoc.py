@@ -178,7 +178,7 @@ def example_toml() -> str:
             key = f"{name}.{option}"
             lines += _comment(_description(model, option, field))
             if many:
-                lines.append(f"# {option} = {_placeholder(option)}")
+                lines.append(f"# {option} = {_placeholder(key, field)}")
                 continue
             default = toml_value(field.default)
             if key in EXAMPLE_VALUES:
@@ -189,10 +189,21 @@ def example_toml() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _placeholder(option: str) -> str:
-    return {"name": '"relay"', "password_hash": '"$argon2id$v=19$m=65536,t=3,p=4$..."'}.get(
-        option, '""'
-    )
+# What an entry of an array of tables looks like, where its option has no default.
+_ENTRY_EXAMPLES = {
+    "smtp.auth.users.name": '"relay"',
+    "smtp.auth.users.password_hash": '"$argon2id$v=19$m=65536,t=3,p=4$..."',
+    "sso.providers.name": '"corp"',
+    "sso.providers.issuer": '"https://login.example.org/realms/corp"',
+    "sso.providers.client_id": '"sealgate"',
+    "sso.providers.domains": '["example.org"]',
+}
+
+
+def _placeholder(key: str, field: FieldInfo) -> str:
+    if key in _ENTRY_EXAMPLES:
+        return _ENTRY_EXAMPLES[key]
+    return '""' if field.is_required() else toml_value(field.default)
 
 
 def _comment(text: str) -> list[str]:

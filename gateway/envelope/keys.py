@@ -268,6 +268,28 @@ def account_keys(password: str, salt: bytes, iterations: int) -> AccountKeys:
     return AccountKeys(_hkdf(master, _ACCOUNT_KEK_INFO), _hkdf(master, _ACCOUNT_LOGIN_INFO))
 
 
+SSO_KDF = "sso-hkdf-sha256"
+SSO_SECRET_MIN = 32  # characters of the key secret the identity provider releases
+_SSO_MASTER_INFO = b"sealgate v1 sso master"
+
+
+def sso_account_keys(secret: str, salt: bytes) -> AccountKeys:
+    """The account keys of a person who signs in with single sign-on, from the key secret
+    their organisation's identity provider releases (docs/identity.md).
+
+    The secret is random and long (at least SSO_SECRET_MIN characters), so it needs no
+    stretching: one HKDF with the account's salt makes the master key, from which the
+    same two keys as a password's are derived (KEK, login secret).
+    """
+    data = secret.encode("utf-8")
+    if len(secret) < SSO_SECRET_MIN:
+        raise ValueError(f"the key secret must be at least {SSO_SECRET_MIN} characters")
+    master = HKDF(
+        algorithm=hashes.SHA256(), length=KEY_SIZE, salt=salt, info=_SSO_MASTER_INFO
+    ).derive(data)
+    return AccountKeys(_hkdf(master, _ACCOUNT_KEK_INFO), _hkdf(master, _ACCOUNT_LOGIN_INFO))
+
+
 # --- encodings -----------------------------------------------------------------
 
 

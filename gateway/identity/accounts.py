@@ -66,8 +66,7 @@ class KeyUpload:
 
 def check_upload(body: dict[str, Any]) -> KeyUpload:
     """The keys of a sign-up, checked as far as the server can; :class:`UploadError`."""
-    public_key = _bytes(body, "public_key", 100, MAX_PUBLIC_KEY)
-    _check_public_key(public_key)
+    public_key = check_public_key(body)
     password = check_password_upload(body)
     return KeyUpload(
         password.iterations, password.salt, password.login_secret, public_key,
@@ -94,10 +93,22 @@ def check_password_upload(body: dict[str, Any]) -> PasswordUpload:
         raise UploadError("iterations", f"must be {DEFAULT_ITERATIONS}")
     salt = _bytes(body, "salt", SALT_SIZE, SALT_SIZE)
     login_secret = _bytes(body, "login_secret", LOGIN_SECRET_SIZE, LOGIN_SECRET_SIZE)
+    return PasswordUpload(iterations, salt, login_secret, check_sealed_private_key(body))
+
+
+def check_sealed_private_key(body: dict[str, Any]) -> bytes:
+    """The body's ``encrypted_private_key``: a plausible size and a known version."""
     sealed = _bytes(body, "encrypted_private_key", *PRIVATE_KEY_SIZES)
     if sealed[:1] != keys.PRIVATE_KEY_VERSION:
         raise UploadError("encrypted_private_key", "unknown version")
-    return PasswordUpload(iterations, salt, login_secret, sealed)
+    return sealed
+
+
+def check_public_key(body: dict[str, Any]) -> bytes:
+    """The body's ``public_key``: DER of an RSA key of a size keys.py accepts, e = 65537."""
+    public_key = _bytes(body, "public_key", 100, MAX_PUBLIC_KEY)
+    _check_public_key(public_key)
+    return public_key
 
 
 def _bytes(body: dict[str, Any], name: str, least: int, most: int) -> bytes:
@@ -271,9 +282,9 @@ class AccountDesk:
 
     def unlocking(self, address: str) -> Unlocking:
         """The KDF parameters for ``address``; made up, the same each time, when it has
-        no account."""
+        no account or one that signs in with single sign-on (no password opens it)."""
         account = self.store.get_account(address)
-        if account is not None:
+        if account is not None and account.kdf == KDF:  # not one that signs in with SSO
             return Unlocking(account.kdf, account.kdf_iterations, account.kdf_salt)
         salt = hmac.digest(self._lookup_key, _FAKE_SALT + address.lower().encode(), "sha256")
         return Unlocking(KDF, DEFAULT_ITERATIONS, salt[:SALT_SIZE])

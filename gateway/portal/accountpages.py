@@ -28,6 +28,7 @@ import secrets
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -69,6 +70,7 @@ _TEXT_SECONDS = int(textcodes.VALID.total_seconds())
 _WINDOW = timedelta(hours=1)
 _MAX_ADDRESS = 254
 _ENVELOPE_ID = re.compile(r"[0-9a-f]{32}")
+NEXT = re.compile(r"/(inbox/[0-9a-f]{32}|sent(/[0-9a-f]{32})?)?")  # where a sign-in may lead
 
 
 class AccountPages(Pages):
@@ -113,9 +115,21 @@ class AccountPages(Pages):
             "texts": self.deps.accounts is not None and self.deps.accounts.texts is not None,
             "strings": i18n.page_strings(lang),
         }
-        response = self._render(request, "account.html", {"csrf_token": csrf, "page": page})
+        context = {"csrf_token": csrf, "page": page, "sso_providers": self._sso_buttons(request)}
+        response = self._render(request, "account.html", context)
         self._csrf_cookie(response, csrf, request)
         return response
+
+    def _sso_buttons(self, request: Request) -> list[dict[str, str]]:
+        """A button for each identity provider, coming back to the page asked for."""
+        if self.deps.sso is None:
+            return []
+        wanted = request.query_params.get("next", "")
+        query = f"?{urlencode({'next': wanted})}" if NEXT.fullmatch(wanted) else ""
+        return [
+            {"title": provider.title, "href": f"/sso/{name}{query}"}
+            for name, provider in self.deps.sso.providers.items()
+        ]
 
     async def message_page(self, request: Request) -> Response:
         """A message in the account's inbox: the message page, reading with the account's
@@ -485,6 +499,7 @@ class AccountPages(Pages):
         counts = desk.accounts.factor_counts(account.address)
         phone = desk.phone_of(account) if counts.get("sms") else None
         return {
+            "sso": account.kdf == keys.SSO_KDF,
             "totp": bool(counts.get("totp")),
             "phone": mask_phone(phone) if phone else None,
             "passkeys": counts.get("passkey", 0),
@@ -706,11 +721,6 @@ class AccountPages(Pages):
         return await self._sealed_part(envelope, number, downloaded)
 
     # helpers
-
-    async def _json(self, request: Request) -> dict[str, Any]:
-        """The body of a JSON POST after the CSRF check; Problem when it cannot be used."""
-        self._check_post(request, json_body=True)
-        return await self._read_json(request)
 
     async def _session(self, request: Request) -> Session:
         """The account session of this request (its idle clock reset); Problem 401."""

@@ -60,6 +60,7 @@ from gateway.portal.security import (
 )
 from gateway.portal.senderpages import SenderPages
 from gateway.portal.sms import SMSError
+from gateway.portal.ssopages import SSOPages
 from gateway.store import (
     AccountExists,
     EnvelopeRecord,
@@ -80,6 +81,7 @@ _REPLIES_PER_HOUR = 20  # per reader: each one is stored and mailed to the sende
 def create_app(deps: PortalDeps) -> ASGIApp:
     portal = _Portal(deps)
     account = portal.account_pages
+    sso = SSOPages(deps, account)
     sender = SenderPages(deps)
     routes = [
         Route("/m/{link}", portal.page, methods=["GET"]),
@@ -109,6 +111,10 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Route("/account/sessions", account.sessions, methods=["POST"]),
         Route("/account/reset/code", account.reset_code, methods=["POST"]),
         Route("/account/reset/text", account.reset_text, methods=["POST"]),
+        Route("/account/sso/renew", sso.renew, methods=["POST"]),
+        Route("/account/sso/new-key", sso.new_key, methods=["POST"]),
+        Route("/sso/{provider}", sso.start, methods=["GET"]),
+        Route("/sso/{provider}/callback", sso.callback, methods=["GET"]),
         Route("/account/reset", account.reset, methods=["POST"]),
         Route("/account/passkey/options", account.passkey_options, methods=["POST"]),
         Route("/account/passkey", account.add_passkey, methods=["POST"]),

@@ -15,6 +15,8 @@ from gateway import config
 from gateway.envelope.reply import ReplyKey
 from gateway.errors import PermanentError, TemporaryError
 from gateway.identity.accounts import AccountDesk
+from gateway.identity.sso import OIDCProvider, StateSealer
+from gateway.identity.ssoaccounts import SSOAccounts
 from gateway.logsetup import event
 from gateway.notify import Notifier
 from gateway.portal.codes import CodeBook
@@ -25,6 +27,15 @@ from gateway.store import EnvelopeRecord, Store
 from gateway.store.portalstate import PortalState
 
 log = logging.getLogger("sealgate.portal")
+
+
+@dataclass
+class SingleSignOn:
+    """The configured identity providers, and what a sign-in with one of them needs."""
+
+    providers: dict[str, OIDCProvider]
+    states: StateSealer
+    accounts: SSOAccounts
 
 
 @dataclass
@@ -51,6 +62,7 @@ class PortalDeps:
     logo_file: Path | None = None
     read_notice: bool = False
     accounts: AccountDesk | None = None  # sign-up and sign-in (None: accounts are off)
+    sso: SingleSignOn | None = None  # None: no identity provider configured
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property

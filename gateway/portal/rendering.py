@@ -69,6 +69,11 @@ class Pages:
         ):
             raise Problem(400, "bad-request")
 
+    async def _json(self, request: Request) -> dict[str, Any]:
+        """The body of a JSON POST after the CSRF check; Problem when it cannot be used."""
+        self._check_post(request, json_body=True)
+        return await self._read_json(request)
+
     async def _read_json(self, request: Request) -> dict[str, Any]:
         """A JSON POST's body, an object within ``max_request_size``; Problem if not."""
         try:

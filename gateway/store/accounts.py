@@ -257,23 +257,30 @@ class Accounts:
         ]
 
     def change_password(
-        self, address: str, *, salt: bytes, login_verifier: str, encrypted_private_key: bytes
+        self,
+        address: str,
+        *,
+        salt: bytes,
+        login_verifier: str,
+        encrypted_private_key: bytes,
+        kdf: tuple[str, int] | None = None,
+        event: str = "password-changed",
     ) -> None:
-        """A new password's salt, verifier and sealed private key; the account's sessions
-        end (the one that asked gets a new one)."""
+        """A new password's salt, verifier and sealed private key (and with ``kdf``, a new
+        KDF and round count: an account moving to single sign-on); the key pair stays. The
+        account's sessions end (the one that asked gets a new one)."""
         address = address.lower()
+        values: dict[str, object] = {
+            "kdf_salt": salt,
+            "login_verifier": login_verifier,
+            "encrypted_private_key": encrypted_private_key,
+        }
+        if kdf is not None:
+            values["kdf"], values["kdf_iterations"] = kdf
         with self.store.transaction(f"changing the password of {address}", write=True) as conn:
-            conn.execute(
-                update(accounts)
-                .where(accounts.c.address == address)
-                .values(
-                    kdf_salt=salt,
-                    login_verifier=login_verifier,
-                    encrypted_private_key=encrypted_private_key,
-                )
-            )
+            conn.execute(update(accounts).where(accounts.c.address == address).values(values))
             delete_account_sessions(conn, address)
-            append_event(conn, "password-changed", address=address)
+            append_event(conn, event, address=address)
 
     def reset(
         self,
@@ -283,25 +290,27 @@ class Accounts:
         salt: bytes,
         login_verifier: str,
         encrypted_private_key: bytes,
+        kdf: tuple[str, int] | None = None,
+        event: str = "password-reset",
     ) -> int:
-        """A forgotten password: a new key pair and password. The content keys wrapped to
-        the old key are shredded (nobody can open them any more), the account's sessions
-        end; its second factors stay. The number of readers shredded."""
+        """A forgotten password (or a key secret lost to a rotation): a new key pair and
+        password. The content keys wrapped to the old key are shredded (nobody can open
+        them any more), the account's sessions end; its second factors stay. The number
+        of readers shredded."""
         address = address.lower()
+        values: dict[str, object] = {
+            "public_key": public_key,
+            "kdf_salt": salt,
+            "login_verifier": login_verifier,
+            "encrypted_private_key": encrypted_private_key,
+        }
+        if kdf is not None:
+            values["kdf"], values["kdf_iterations"] = kdf
         with self.store.transaction(f"resetting account {address}", write=True) as conn:
             shredded = _shred_wrapped_to(conn, address)
-            conn.execute(
-                update(accounts)
-                .where(accounts.c.address == address)
-                .values(
-                    public_key=public_key,
-                    kdf_salt=salt,
-                    login_verifier=login_verifier,
-                    encrypted_private_key=encrypted_private_key,
-                )
-            )
+            conn.execute(update(accounts).where(accounts.c.address == address).values(values))
             delete_account_sessions(conn, address)
-            append_event(conn, "password-reset", address=address, detail=f"readers={shredded}")
+            append_event(conn, event, address=address, detail=f"readers={shredded}")
         return shredded
 
     def delete(self, address: str, by: str = "holder") -> int:

@@ -100,6 +100,19 @@ export async function deriveAccountKeys(password, salt, iterations) {
 }
 
 /**
+ * The KEK of an account that signs in with single sign-on, as the server derived it from the
+ * key secret the organisation's identity provider released (docs/identity.md), imported like
+ * a password's KEK; the bytes are overwritten once imported.
+ * @param {Uint8Array} raw  32 bytes
+ * @returns {Promise<CryptoKey>}  AES-GCM, not extractable
+ */
+export async function importKek(raw) {
+  const bytes = sizedBytes(raw, KEY_SIZE, "kek");
+  return crypto.subtle.importKey("raw", bytes, "AES-GCM", false, ["encrypt", "unwrapKey"])
+    .finally(() => bytes.fill(0));
+}
+
+/**
  * A new account key pair (RSA-OAEP, SHA-256, e = 65537), as DER for the server and for
  * {@link encryptPrivateKey}. The caller encrypts the private key and then overwrites
  * `privateKeyPkcs8` (`.fill(0)`); it is never sent anywhere in the clear.

@@ -91,6 +91,10 @@ export function setUpFactorSettings(api, report) {
 export async function showFactors() {
   const factors = await postJson(settings.api.factors, {});
   settings.factors = factors;
+  // Signed in through the organisation: no password, no codes here; the organisation keeps those.
+  for (const id of ["sg-factors-section", "sg-password-form", "sg-delete-form", "sg-passkey-section"]) {
+    if (factors.sso) $(id).hidden = true;
+  }
   setText("sg-factor-app", factors.totp
     ? gettext("Authenticator app: set up.")
     : gettext("No authenticator app is set up."));
