@@ -252,6 +252,7 @@ def build_portal(
         read_notice=cfg.notify.read_notice,
         accounts=account_desk(cfg, store, secrets, lasting.portal_url),
         account_settings=cfg.accounts,
+        expiry_days=(1, cfg.envelope.retention_days),
         sso=single_sign_on(cfg, store, secrets, lasting.portal_url),
     )
 

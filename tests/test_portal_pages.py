@@ -17,9 +17,11 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,6 +29,7 @@ from jinja2 import Environment, StrictUndefined
 
 from gateway.portal import i18n
 from gateway.portal.security import CSP
+from gateway.store.sent import RecipientStatus
 from tests.support import browser as browser_support
 
 PORTAL = Path(__file__).resolve().parent.parent / "gateway" / "portal"
@@ -134,21 +137,16 @@ def all_pages(lang: str) -> list[tuple[str, str, dict[str, Any]]]:
                 common(lang, path="/x") | {"status": status, "reason": reason},
             )
         )
-    for state in ("confirm", "done", "gone"):
+    for state in ("done", "gone"):
         pages.append(
-            (
-                f"revoke-{state}",
-                "revoke.html",
-                common(lang, path="/revoke/abc")
-                | {
-                    "csrf_token": CSRF,
-                    "state": state,
-                    "envelope_id": "56603feb247533bee27e10e971015f8f",
-                    "recipients": ["bob@example.net", "carol@example.com"],
-                    "action": "/revoke/abc",
-                },
-            )
+            (f"revoke-{state}", "revoke.html", common(lang, path="/s/abc") | {"state": state})
         )
+    for live in (True, False):
+        pages.append(
+            (f"sent-{'live' if live else 'ended'}", "sent.html", sent_context(lang, live=live))
+        )
+    pages.append(("sent-list", "sent-list.html", sent_list_context(lang)))
+    for state in ("confirm", "done", "gone"):
         pages.append(
             (
                 f"release-{state}",
@@ -167,6 +165,57 @@ def all_pages(lang: str) -> list[tuple[str, str, dict[str, Any]]]:
             )
         )
     return pages
+
+
+def sent_context(lang: str, live: bool = True, recipient: str = "bob@example.net") -> dict:
+    """sent.html: a message with one recipient of each status."""
+    at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    envelope = SimpleNamespace(
+        envelope_id="56603feb247533bee27e10e971015f8f",
+        created_at=at,
+        expires_at=at + timedelta(days=30),
+    )
+    statuses = ("sealed", "notified", "opened", "downloaded", "replied", "held", "refused",
+                "withdrawn", "revoked", "expired")  # fmt: skip
+    recipients = [
+        RecipientStatus(
+            f"{i:032x}",
+            recipient if i == 0 else f"r{i}@example.net",
+            "guest",
+            status,
+            {"notified": at, "opened": at} if i else {},
+        )  # fmt: skip
+        for i, status in enumerate(statuses)
+    ]
+    return common(lang, path="/sent/x") | {
+        "csrf_token": CSRF,
+        "envelope": envelope,
+        "live": live,
+        "recipients": recipients,
+        "action": "/sent/x",
+        "notice": "",
+        "problem": "",
+        "earliest": "2026-12-02",
+        "latest": "2026-12-31",
+        "list_url": "/sent",
+        "read_url": "/inbox/x",
+        "release_url": "/h/x/y",
+    }
+
+
+def sent_list_context(lang: str, recipient: str = "bob@example.net") -> dict:
+    at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    messages = [
+        {
+            "envelope_id": "a" * 32,
+            "created_at": at,
+            "expires_at": at,
+            "live": live,
+            "recipients": [recipient, "carol@example.com"],
+        }  # fmt: skip
+        for live in (True, False)
+    ]
+    return common(lang, path="/sent") | {"address": "alice@example.org", "messages": messages}
 
 
 class Parsed(HTMLParser):
@@ -309,7 +358,12 @@ def test_pages_keep_the_csp_and_label_every_control(lang, label, template, conte
         assert "<noscript>" in html
     else:
         assert not page.scripts
-    if template in ("revoke.html", "release.html") and context["state"] == "confirm":
+    if template == "sent.html" and context["live"]:
+        assert page.find("input", type="hidden", name="csrf", value=CSRF)
+        withdraw = page.find("input", type="hidden", name="action", value="withdraw")
+        assert len(withdraw) == 9  # every recipient but the one withdrawn already
+        assert page.find("input", id="sg-until", min="2026-12-02", max="2026-12-31")
+    if template == "release.html" and context["state"] == "confirm":
         assert page.find("input", type="hidden", name="csrf", value=CSRF)
         assert page.find("form", action=context["action"])
     if template == "release.html" and context["state"] == "confirm":
@@ -334,18 +388,12 @@ def test_a_hostile_sender_is_escaped_everywhere(lang):
 
     gone = render("gone.html", common(lang) | {"reason": "revoked", "sender": HOSTILE})
     assert "<script>alert" not in gone and "&lt;/script&gt;" in gone
-    revoke = render(
-        "revoke.html",
-        common(lang)
-        | {
-            "csrf_token": CSRF,
-            "state": "confirm",
-            "envelope_id": "0" * 32,
-            "recipients": [HOSTILE],
-            "action": "/r",
-        },
-    )
-    assert "<script>alert" not in revoke
+    for name, context in (
+        ("sent.html", sent_context(lang, recipient=HOSTILE)),
+        ("sent-list.html", sent_list_context(lang, recipient=HOSTILE)),
+    ):
+        sent = render(name, context)
+        assert "<script>alert" not in sent and "&lt;/script&gt;" in sent
     release = render(
         "release.html",
         common(lang)

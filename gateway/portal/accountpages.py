@@ -54,7 +54,7 @@ from gateway.logsetup import event
 from gateway.portal import i18n
 from gateway.portal.codes import mask_phone
 from gateway.portal.problems import Problem, json_error
-from gateway.portal.rendering import Pages, opening
+from gateway.portal.rendering import ACCOUNT_COOKIE, Pages, opening
 from gateway.portal.security import (
     new_token,
 )
@@ -64,7 +64,6 @@ from gateway.store.sessions import Session, session_id
 
 log = logging.getLogger("sealgate.portal")
 
-ACCOUNT_COOKIE = "sg_account"
 ACCOUNT_BACKOFF_CAP = timedelta(minutes=1)
 _TEXT_SECONDS = int(textcodes.VALID.total_seconds())
 _WINDOW = timedelta(hours=1)
@@ -724,15 +723,7 @@ class AccountPages(Pages):
 
     async def _session(self, request: Request) -> Session:
         """The account session of this request (its idle clock reset); Problem 401."""
-        token = request.cookies.get(ACCOUNT_COOKIE)
-        if not token:
-            raise Problem(401, "sign-in")
-        session = await asyncio.to_thread(
-            self.deps.state.sessions.account_session,
-            token,
-            datetime.now(UTC),
-            timedelta(minutes=self.deps.account_settings.idle_minutes),
-        )
+        session = await self._account_session(request)
         if session is None:
             raise Problem(401, "sign-in")
         return session

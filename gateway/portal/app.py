@@ -126,6 +126,8 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Route("/account/messages/{envelope_id}/open", account.open, methods=["POST"]),
         Route("/account/messages/{envelope_id}/part/{part:int}", account.part, methods=["POST"]),
         Route("/s/{envelope_id}/{token}", sender.revoke, methods=["GET", "POST"]),
+        Route("/sent", sender.sent_list, methods=["GET"]),
+        Route("/sent/{envelope_id:str}", sender.sent_message, methods=["GET", "POST"]),
         Route("/h/{envelope_id}/{token}", sender.release, methods=["GET", "POST"]),
         Route("/assets/theme.css", portal.theme, methods=["GET"]),
         Route("/assets/logo", portal.logo, methods=["GET"]),
@@ -609,10 +611,13 @@ class _Portal(Pages):
         if found is None:
             return None
         envelope, reader = found
-        if envelope.is_live():
+        # A live envelope whose key for this reader is gone: the sender withdrew it from them.
+        keyless = reader.wrapped_key is None and reader.encrypted_private_key is None
+        withdrawn = envelope.is_live() and keyless
+        if envelope.is_live() and not withdrawn:
             state = "live"
-        elif envelope.state in ("revoked", "superseded"):
-            state = "revoked"
+        elif envelope.state in ("revoked", "superseded") or withdrawn:
+            state = "revoked"  # by the sender: from everyone, or from this recipient
         else:
             state = "expired"
         return _Link(envelope, reader, state)

@@ -58,6 +58,7 @@ class PortalDeps:
     colour: str
     from_address: str
     account_settings: config.Accounts
+    expiry_days: tuple[int, int]  # the shortest and longest life a sender may choose
     default_language: str = "en"
     logo_file: Path | None = None
     read_notice: bool = False

@@ -20,6 +20,7 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract
 from jinja2 import Environment, FileSystemLoader
 
 from gateway.locale import translations
+from gateway.notify.templates import when
 
 LANGUAGES = ("en", "nl")
 
@@ -37,6 +38,7 @@ def environment(directory: Path, lang: str) -> Environment:
     )
     env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
     env.globals["switch"] = switch
+    env.filters["when"] = lambda moment: when(moment, lang)
     return env
 
 

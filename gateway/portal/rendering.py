@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,6 +28,9 @@ from gateway.portal.security import (
     read_body,
 )
 from gateway.store import BlobMissing, EnvelopeRecord, ReaderRecord
+from gateway.store.sessions import Session
+
+ACCOUNT_COOKIE = "sg_account"  # an account holder's session, for the whole portal
 
 _HERE = Path(__file__).parent
 _LANG = "sg_lang"
@@ -44,6 +48,19 @@ class Pages:
     def _client(self, request: Request) -> str:
         """The client's address (behind a trusted proxy, the one it names)."""
         return client_address(request, self.deps.settings.trusted_proxies)
+
+    async def _account_session(self, request: Request) -> Session | None:
+        """The account session of this request's cookie, its idle clock reset; None if
+        there is none, or it ended."""
+        token = request.cookies.get(ACCOUNT_COOKIE)
+        if not token:
+            return None
+        return await asyncio.to_thread(
+            self.deps.state.sessions.account_session,
+            token,
+            datetime.now(UTC),
+            timedelta(minutes=self.deps.account_settings.idle_minutes),
+        )
 
     def _cookie(self, response: Response, name: str, value: str, max_age: int, path: str) -> None:
         response.set_cookie(

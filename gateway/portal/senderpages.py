@@ -1,53 +1,173 @@
-"""The sender's pages, reached from links in the sender's own mail: revoke a
-protected message (the receipt), and release or cancel held recipients (the
-held notice). Each link's token is checked before anything is read."""
+"""The sender's pages (docs/senders.md): the messages they sent, each with what
+happened to it per recipient, where they withdraw one recipient or all, change
+how long it stays readable, and release held recipients.
+
+Two ways in: signed in to an account (single sign-on, or a password) at ``/sent``,
+which lists the account's messages; or the link in the "sent securely" receipt,
+``/s/{envelope}/{token}``, for one message and without signing in (the token is an
+HMAC of the envelope id). The held notice's link, ``/h/...``, releases or cancels held
+recipients. Each link's token is checked before anything is read.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 import logging
+from datetime import UTC, date, datetime, time, timedelta
 
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
+from gateway.locale import translations
 from gateway.logsetup import event
-from gateway.portal.links import sender_token
+from gateway.portal.links import release_url, sender_token
 from gateway.portal.rendering import Pages
 from gateway.portal.security import csrf_ok, new_token
-from gateway.store import EnvelopeRecord
+from gateway.store import EnvelopeRecord, ReaderRecord
+from gateway.store.sent import SentMessages
 
 log = logging.getLogger("sealgate.portal")
 
 
 class SenderPages(Pages):
-    # the sender's revoke link
+    # the receipt's link
 
     async def revoke(self, request: Request) -> Response:
+        """The receipt's link: the sender's view of the message, without signing in."""
         envelope = await self._sender_envelope(request, "revoke")
-        envelope_id = envelope.envelope_id
+        return await self._sender_view(request, envelope, signed_in=False)
+
+    # the sender's view: signed in, or through the receipt's link
+
+    async def sent_list(self, request: Request) -> Response:
+        """``/sent``: the signed-in account's protected messages, newest first."""
+        session = await self._account_session(request)
+        if session is None or session.address is None:
+            return RedirectResponse("/?next=/sent", status_code=303)
+        address = session.address
+        found = await asyncio.to_thread(SentMessages(self.deps.store).of_sender, address)
+        messages = [
+            {
+                "envelope_id": envelope.envelope_id,
+                "created_at": envelope.created_at,
+                "expires_at": envelope.expires_at,
+                "live": envelope.is_live(),
+                "recipients": [r.address for r in envelope.readers if not _own_copy(envelope, r)],
+            }
+            for envelope in found
+        ]
+        return self._render(request, "sent-list.html", {"address": address, "messages": messages})
+
+    async def sent_message(self, request: Request) -> Response:
+        """``/sent/{envelope_id}``: one of the signed-in account's messages, and what the
+        sender can do with it."""
+        session = await self._account_session(request)
+        envelope_id = str(request.path_params["envelope_id"])
+        if session is None or session.address is None:
+            return RedirectResponse(f"/?next=/sent/{envelope_id}", status_code=303)
+        envelope = await asyncio.to_thread(self.deps.store.get, envelope_id)
+        if envelope is None or envelope.sender.lower() != session.address:
+            raise HTTPException(404)  # the same for another's message as for none
+        return await self._sender_view(request, envelope, signed_in=True)
+
+    async def _sender_view(
+        self, request: Request, envelope: EnvelopeRecord, *, signed_in: bool
+    ) -> Response:
+        """The sender's page for ``envelope`` (GET), or one of its actions (POST)."""
         csrf = request.cookies.get(self._csrf_name) or new_token()
-        state = "confirm" if envelope.is_live() else "gone"
-        if request.method == "POST" and state == "confirm":
-            form = await request.form(max_files=0, max_fields=4)
+        notice = problem = ""
+        if request.method == "POST":
+            form = await request.form(max_files=0, max_fields=8)
             submitted = form.get("csrf")
             if not csrf_ok(request, submitted if isinstance(submitted, str) else None,
                            self.deps.origin):  # fmt: skip
                 raise HTTPException(403)
-            await asyncio.to_thread(
-                self.deps.store.shred, envelope_id, "revoked", detail="revoked by the sender"
-            )
-            event(log, logging.INFO, "revoked by the sender", envelope=envelope_id)
-            state = "done"
+            action = form.get("action", "revoke")  # an old receipt page posts no action
+            if action == "revoke":
+                return await self._revoke_all(request, envelope, csrf)
+            notice, problem = await self._act(request, envelope, str(action), form)
+        sent = await asyncio.to_thread(SentMessages(self.deps.store).message, envelope.envelope_id)
+        assert sent is not None
+        envelope = sent.envelope  # as it is after the action
+        earliest, latest = self._expiry_bounds(envelope)
+        held = any(r.status == "held" for r in sent.recipients)
+        own_copy = any(_own_copy(envelope, r) and r.wrapped_key for r in envelope.readers)
         context = {
             "csrf_token": csrf,
-            "state": state,
-            "envelope_id": envelope_id,
-            "recipients": [r.address for r in envelope.readers if r.kind == "guest"],
+            "envelope": envelope,
+            "live": envelope.is_live(),
+            "recipients": sent.recipients,
             "action": request.url.path,
+            "notice": notice,
+            "problem": problem,
+            "earliest": earliest.isoformat(),
+            "latest": latest.isoformat(),
+            "list_url": "/sent" if signed_in else None,
+            "read_url": f"/inbox/{envelope.envelope_id}" if signed_in and own_copy else None,
+            "release_url": release_url(self.deps.url, self.deps.secret, envelope.envelope_id)
+            if held
+            else None,
         }
-        response = self._render(request, "revoke.html", context)
+        response = self._render(request, "sent.html", context)
+        self._csrf_cookie(response, csrf, request)
+        return response
+
+    async def _act(
+        self, request: Request, envelope: EnvelopeRecord, action: str, form: FormData
+    ) -> tuple[str, str]:
+        """Withdraw one recipient, or a new expiry: (notice, problem) for the page."""
+        gettext = translations(self._lang(request)).gettext
+        sent = SentMessages(self.deps.store)
+        if action == "withdraw":
+            reader_id = str(form.get("reader", ""))
+            reader = next((r for r in envelope.readers if r.reader_id == reader_id), None)
+            if reader is None or _own_copy(envelope, reader):
+                raise HTTPException(400)
+            done = await asyncio.to_thread(
+                sent.withdraw, envelope.envelope_id, reader_id, "by the sender"
+            )
+            event(log, logging.INFO, "withdrawn from one recipient by the sender",
+                  envelope=envelope.envelope_id, reader=reader_id)  # fmt: skip
+            if not done:
+                return "", gettext("This recipient could no longer open it already.")
+            return gettext("%(address)s can no longer open this message.") % {
+                "address": reader.address
+            }, ""
+        if action == "expiry":
+            until = _day(str(form.get("until", "")))
+            earliest, latest = self._expiry_bounds(envelope)
+            if until is None or not earliest <= until <= latest:
+                return "", gettext("Choose a day between %(earliest)s and %(latest)s.") % {
+                    "earliest": earliest.isoformat(), "latest": latest.isoformat()
+                }
+            end = datetime.combine(until, time(23, 59), tzinfo=UTC)
+            await asyncio.to_thread(sent.set_expiry, envelope.envelope_id, end, "by the sender")
+            return gettext("It is readable until %(day)s now.") % {"day": until.isoformat()}, ""
+        raise HTTPException(400)
+
+    def _expiry_bounds(self, envelope: EnvelopeRecord) -> tuple[date, date]:
+        """The first and last day a sender may choose: from tomorrow to the administrator's
+        longest retention after sending."""
+        shortest, longest = self.deps.expiry_days
+        today = datetime.now(UTC).date()
+        sent = envelope.created_at.date()
+        earliest = max(today + timedelta(days=1), sent + timedelta(days=shortest))
+        latest = sent + timedelta(days=longest)
+        return earliest, max(earliest, latest)
+
+    async def _revoke_all(self, request: Request, envelope: EnvelopeRecord, csrf: str) -> Response:
+        state = "gone"
+        if envelope.is_live():
+            await asyncio.to_thread(
+                self.deps.store.shred, envelope.envelope_id, "revoked",
+                detail="revoked by the sender",
+            )  # fmt: skip
+            event(log, logging.INFO, "revoked by the sender", envelope=envelope.envelope_id)
+            state = "done"
+        response = self._render(request, "revoke.html", {"csrf_token": csrf, "state": state})
         self._csrf_cookie(response, csrf, request)
         return response
 
@@ -108,3 +228,15 @@ class SenderPages(Pages):
         if envelope is None:
             raise HTTPException(404)
         return envelope
+
+
+def _own_copy(envelope: EnvelopeRecord, reader: ReaderRecord) -> bool:
+    """The sender's copy, wrapped to their own account: not a recipient."""
+    return reader.kind == "account" and reader.address.lower() == envelope.sender.lower()
+
+
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None

@@ -1,0 +1,167 @@
+"""The sender's view of what they sent (docs/senders.md): their protected messages with,
+per recipient, what happened to it; withdrawing one recipient; a new expiry.
+
+Statuses come from the audit trail and the holds, not from new columns: each
+recipient's newest step of notified, opened, downloaded, replied, with its time, and
+whether they are held, refused by their mail server, or withdrawn. A withdrawn
+recipient's wrapped key is shredded (set to NULL) like a revoked envelope's, so their
+link opens nothing any more; the other recipients keep reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, func, select, update
+
+from gateway.store.database import Store, append_event
+from gateway.store.records import LIVE_STATES, EnvelopeRecord
+from gateway.store.schema import envelopes, events, holds, pending_links, readers
+
+# The steps a recipient goes through, in order (event kind -> status): their status is
+# the furthest reached.
+_STEP_NAMES = {
+    "reader-notified": "notified",
+    "opened": "opened",
+    "downloaded": "downloaded",
+    "replied": "replied",
+}
+
+
+@dataclass(frozen=True)
+class RecipientStatus:
+    """One recipient of a sent message, as the sender sees them."""
+
+    reader_id: str
+    address: str
+    kind: str  # "guest" | "account" (the sender's own copy is not listed)
+    status: str  # "sealed", "notified", "opened", "downloaded", "replied", "held",
+    # "refused", "withdrawn", "revoked" (the whole message) or "expired"
+    times: dict[str, datetime] = field(default_factory=dict)  # step -> first time
+    held_reason: str = ""
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    envelope: EnvelopeRecord
+    recipients: tuple[RecipientStatus, ...]
+
+
+class SentMessages:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def of_sender(self, sender: str, *, limit: int = 50, before: datetime | None = None) -> list[
+        EnvelopeRecord
+    ]:
+        """The sender's messages, newest first (without parts and readers)."""
+        query = (
+            select(envelopes)
+            .where(func.lower(envelopes.c.sender) == sender.lower())
+            .order_by(envelopes.c.created_at.desc(), envelopes.c.envelope_id.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            query = query.where(envelopes.c.created_at < before)
+        ids = []
+        with self.store.transaction("listing sent messages", write=False) as conn:
+            ids = [row.envelope_id for row in conn.execute(query)]
+        return [e for e in (self.store.get(i) for i in ids) if e is not None]
+
+    def message(self, envelope_id: str) -> SentMessage | None:
+        """The message with every recipient's status; None if there is no such envelope."""
+        envelope = self.store.get(envelope_id)
+        if envelope is None:
+            return None
+        with self.store.transaction("reading a sent message", write=False) as conn:
+            trail = conn.execute(
+                select(events.c.kind, events.c.reader_id, events.c.address, events.c.at)
+                .where(events.c.envelope_id == envelope_id)
+                .order_by(events.c.event_id)
+            ).all()
+            held = {
+                row.reader_id: row
+                for row in conn.execute(select(holds).where(holds.c.envelope_id == envelope_id))
+            }
+        recipients = tuple(
+            _status(envelope, reader.reader_id, reader.address, reader.kind, trail, held)
+            for reader in envelope.readers
+            if not (reader.kind == "account" and reader.address.lower() == envelope.sender.lower())
+        )
+        return SentMessage(envelope, recipients)
+
+    def withdraw(self, envelope_id: str, reader_id: str, detail: str) -> bool:
+        """Shred one recipient's key: their link opens nothing any more, the others keep
+        reading. False if the envelope has ended or the recipient was withdrawn before."""
+        live = and_(envelopes.c.envelope_id == envelope_id, envelopes.c.state.in_(LIVE_STATES))
+        mine = and_(
+            readers.c.envelope_id == envelope_id,
+            readers.c.reader_id == reader_id,
+            readers.c.wrapped_key.is_not(None) | readers.c.encrypted_private_key.is_not(None),
+        )
+        with self.store.transaction(f"withdrawing {envelope_id}/{reader_id}", write=True) as conn:
+            if conn.scalar(select(envelopes.c.envelope_id).where(live)) is None:
+                return False
+            address = conn.scalar(select(readers.c.address).where(mine))
+            if address is None:
+                return False
+            shredded = {"wrapped_key": None, "encrypted_private_key": None}
+            conn.execute(update(readers).where(mine).values(shredded))
+            conn.execute(
+                pending_links.delete().where(
+                    pending_links.c.envelope_id == envelope_id,
+                    pending_links.c.reader_id == reader_id,
+                )
+            )
+            append_event(conn, "withdrawn", envelope_id=envelope_id, reader_id=reader_id,
+                         address=address, detail=detail)  # fmt: skip
+        return True
+
+    def set_expiry(self, envelope_id: str, expires_at: datetime, detail: str) -> bool:
+        """A live envelope's new expiry (the sweeper ends it then); False if it has ended."""
+        live = and_(envelopes.c.envelope_id == envelope_id, envelopes.c.state.in_(LIVE_STATES))
+        with self.store.transaction(f"changing the expiry of {envelope_id}", write=True) as conn:
+            changed = conn.execute(update(envelopes).where(live).values(expires_at=expires_at))
+            if changed.rowcount != 1:
+                return False
+            until = expires_at.isoformat(timespec="minutes")
+            append_event(conn, "expiry-changed", envelope_id=envelope_id,
+                         detail=f"{detail} until={until}")  # fmt: skip
+        return True
+
+
+def _status(
+    envelope: EnvelopeRecord,
+    reader_id: str,
+    address: str,
+    kind: str,
+    trail: Sequence[Row[Any, Any, Any, Any]],  # (kind, reader_id, address, at), oldest first
+    held: dict[str, Row[Any]],
+) -> RecipientStatus:
+    times: dict[str, datetime] = {}
+    withdrawn = refused = False
+    for row in trail:
+        mine = row.reader_id == reader_id or (
+            row.reader_id is None and (row.address or "").lower() == address.lower()
+        )
+        if not mine:
+            continue
+        if row.kind in _STEP_NAMES:
+            times.setdefault(_STEP_NAMES[row.kind], row.at)
+        withdrawn = withdrawn or row.kind == "withdrawn"
+        refused = refused or row.kind in ("reader-refused", "bounced")
+    hold = held.get(reader_id)
+    status = next((name for step, name in reversed(_STEP_NAMES.items()) if name in times), "sealed")
+    if hold is not None and hold.state == "held":
+        status = "held"
+    if refused and status in ("sealed", "notified"):
+        status = "refused"
+    if withdrawn:
+        status = "withdrawn"
+    if not envelope.is_live():
+        status = "revoked" if envelope.state in ("revoked", "superseded") else "expired"
+    reason = hold.reason if hold is not None and hold.state == "held" else ""
+    return RecipientStatus(reader_id, address, kind, status, times, reason)
