@@ -19,8 +19,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/sealgate serve -c config.example.toml
 
+# libatomic1: Playwright's driver (a Node.js binary inside its wheel) links it, and a fresh
+# Debian 12 does not have it. Node.js runs the tests' OpenID provider (tests/support/oidc/):
+# Debian's nodejs and npm unless `node` and `npm` are there already (NodeSource's nodejs brings
+# its own npm and conflicts with Debian's, so asking dpkg for the package npm would try to
+# replace it).
 system-packages:
-	@scripts/debian-packages postfix swaks libnet-ssleay-perl postgresql unbound libmail-dkim-perl chromium
+	@scripts/debian-packages postfix swaks libnet-ssleay-perl postgresql unbound libmail-dkim-perl chromium libatomic1
+	@command -v node >/dev/null && command -v npm >/dev/null || scripts/debian-packages nodejs npm
 
 test: $(STAMP) system-packages
 	$(BIN)/pytest

@@ -12,13 +12,14 @@ from gateway.store import FileBlobStore, Store
 from tests.support.certs import CertFiles, make_certificates
 from tests.support.gateway import RunningGateway, config_data
 from tests.support.loopthread import LoopThread
+from tests.support.oidc import OIDCProvider
 from tests.support.postgres import PostgresCluster, start_cluster
 from tests.support.process import ServeProcess, free_port, write_toml
 from tests.support.sink import Sink
 from tests.support.unbound import TestDNS, start_test_dns
 
 # The `peers` tier: tests that start a real peer (PostgreSQL, unbound and the test DNS,
-# chromium, Perl's Mail::DKIM, Postfix, swaks), Sealgate itself as a process (`sealgate
+# chromium, Perl's Mail::DKIM, Postfix, swaks, an OpenID provider), Sealgate itself as a process (`sealgate
 # serve`, its command line), or servers on an event loop of their own (the fake upstream
 # and Sealgate in-process, on which every end-to-end test stands). `pytest -m "not peers"`
 # leaves them out and runs the unit tier in about a minute on two cores. A test is marked
@@ -34,6 +35,7 @@ PEER_FIXTURES = frozenset(
         "browser",  # chromium (tests/test_portal_pages.py, tests/test_portal_browser.py)
         "perl_verify",  # Mail::DKIM, the independent DKIM verifier (tests/test_dkimsign.py)
         "loop_thread",  # servers on an event loop of their own: the fake upstream, Sealgate
+        "oidc_provider",  # oidc-provider on Node.js, the organisation's single sign-on
     }
 )
 # Parametrized fixtures whose "postgresql" case asks for postgres_cluster while the test runs.
@@ -116,6 +118,25 @@ def serve(tmp_path: Path, sink: Sink) -> Iterator[Callable[..., tuple[ServeProce
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def oidc_provider(tmp_path: Path) -> Iterator[Callable[..., OIDCProvider]]:
+    """New OpenID providers (tests/support/oidc.py), not started: ``idp = oidc_provider()``,
+    then ``idp.add_account(...)``, ``idp.add_client(...)``, ``idp.start()`` and ``idp.issuer``.
+    Keyword arguments go to :class:`OIDCProvider`. Every one is stopped after the test.
+    Fails, never skips, without Node.js.
+    """
+    made: list[OIDCProvider] = []
+
+    def make(**options: Any) -> OIDCProvider:
+        provider = OIDCProvider(tmp_path / f"oidc-{len(made) + 1}", **options)
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        provider.stop()
 
 
 @pytest.fixture(scope="session")
