@@ -184,15 +184,11 @@ class OIDCProvider:
 
     async def finish(self, state: SignInState, code: str, now: float) -> Identity:
         """The identity in the ID token the code is exchanged for; SSOError otherwise."""
-        metadata = await self._discover()
-        tokens = await self._exchange(metadata, state, code)
-        raw = tokens.get("id_token")
-        if not isinstance(raw, str):
-            raise SSOError("id-token", "the token response has no ID token")
-        claims = await self._checked_claims(metadata, raw, state.nonce, now)
-        return self._identity(claims)
+        return await self.identity_in(await self.exchange(state, code), state.nonce, now)
 
-    async def _exchange(self, metadata: _Metadata, state: SignInState, code: str) -> dict[str, Any]:
+    async def exchange(self, state: SignInState, code: str) -> str:
+        """The ID token the provider gives for ``code`` (RFC 6749 §4.1.3, with PKCE)."""
+        metadata = await self._discover()
         form = {
             "grant_type": "authorization_code",
             "code": code,
@@ -210,7 +206,16 @@ class OIDCProvider:
         if response.status_code != 200:
             error = _json(response).get("error", f"HTTP {response.status_code}")
             raise SSOError("token", f"the provider refused the code: {str(error)[:80]}")
-        return _json(response)
+        raw = _json(response).get("id_token")
+        if not isinstance(raw, str):
+            raise SSOError("id-token", "the token response has no ID token")
+        return raw
+
+    async def identity_in(self, raw: str, nonce: str, now: float) -> Identity:
+        """Who ``raw``, an ID token, says signed in, once it checks out for this provider,
+        this client and ``nonce`` at ``now``; SSOError otherwise."""
+        metadata = await self._discover()
+        return self._identity(await self._checked_claims(metadata, raw, nonce, now))
 
     async def _checked_claims(
         self, metadata: _Metadata, raw: str, nonce: str, now: float
@@ -218,8 +223,13 @@ class OIDCProvider:
         keys = await self._jwks(metadata, refresh=False)
         try:
             token = self._decode(raw, keys, metadata)
-        except _UnknownKey:
-            token = self._decode(raw, await self._jwks(metadata, refresh=True), metadata)
+        except _UnknownKey:  # the provider may have rotated its keys: ask once more
+            try:
+                token = self._decode(raw, await self._jwks(metadata, refresh=True), metadata)
+            except _UnknownKey:
+                raise SSOError(
+                    "id-token", "the ID token is signed with a key the provider does not publish"
+                ) from None
         claims: dict[str, Any] = dict(token.claims)
         registry = jwt.JWTClaimsRegistry(
             now=int(now),
