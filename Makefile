@@ -20,7 +20,8 @@ run: $(STAMP)
 	$(BIN)/sealgate serve -c config.example.toml
 
 system-packages:
-	@scripts/debian-packages postfix swaks libnet-ssleay-perl postgresql unbound libmail-dkim-perl chromium
+	@scripts/debian-packages postfix swaks libnet-ssleay-perl postgresql unbound libmail-dkim-perl chromium \
+		samba-ad-dc samba-ad-provision slapd ldap-utils iproute2
 
 test: $(STAMP) system-packages
 	$(BIN)/pytest
