@@ -137,9 +137,15 @@ class Relay:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(
-            _pipe(reader, inner_writer), _pipe(inner_reader, writer), return_exceptions=True
-        )
+        try:
+            await asyncio.gather(
+                _pipe(reader, inner_writer), _pipe(inner_reader, writer), return_exceptions=True
+            )
+        except asyncio.CancelledError:
+            # Closing the relay with a connection open: end this handler quietly (asyncio
+            # logs a handler task that ends cancelled as an error).
+            writer.close()
+            inner_writer.close()
 
     async def _finish(self) -> None:
         if self._server is not None:
