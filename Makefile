@@ -25,7 +25,8 @@ run: $(STAMP)
 # its own npm and conflicts with Debian's, so asking dpkg for the package npm would try to
 # replace it).
 system-packages:
-	@scripts/debian-packages postfix swaks libnet-ssleay-perl postgresql unbound libmail-dkim-perl chromium libatomic1
+	@scripts/debian-packages postfix swaks libnet-ssleay-perl postgresql unbound libmail-dkim-perl chromium \
+		libatomic1 samba-ad-dc samba-ad-provision slapd ldap-utils iproute2
 	@command -v node >/dev/null && command -v npm >/dev/null || scripts/debian-packages nodejs npm
 
 test: $(STAMP) system-packages

@@ -1054,6 +1054,141 @@ class Notify(Section):
     )
 
 
+def _parse_ldap_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _invalid("expected a URL string, got {value}", value=_toml(value))
+    if value == "":
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("ldaps", "ldap") or not parts.hostname:
+        raise _invalid(
+            '"{value}" must be ldaps://HOST[:PORT] (TLS from the start) or ldap://HOST[:PORT] '
+            "(StartTLS, required)",
+            value=value,
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        raise _invalid('"{value}": the port is not a number', value=value) from None
+    if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+        raise _invalid(
+            '"{value}": only scheme, host and port; the base DN goes in directory.base_dn',
+            value=value,
+        )
+    return value
+
+
+LDAPURL = Annotated[str, PlainValidator(_parse_ldap_url)]
+
+
+class Directory(Section):
+    """Provisioning from Active Directory or OpenLDAP by `sealgate directory sync`
+    (docs/identity.md): people and groups are read over TLS with a service account, and
+    only the changes since the last run are applied. The command reads this section
+    each time it runs."""
+
+    reloadable = _names(
+        "url kind ca_file bind_dn password_file base_dn user_filter group_filter "
+        "disabled_attribute max_disable_share timeout"
+    )
+
+    url: LDAPURL = Field(
+        "",
+        description='The directory server: "ldaps://dc1.example.org" (TLS from the start, '
+        'port 636) or "ldap://dc1.example.org" (port 389 and StartTLS, which is then '
+        "required). Plain LDAP is never used. Empty: no directory sync.",
+    )
+    kind: Literal["ad", "openldap"] = Field(
+        "ad",
+        description='"ad": Active Directory or Samba (objectGUID, uSNChanged, '
+        'userAccountControl, Deleted Objects); "openldap": entryUUID, modifyTimestamp.',
+    )
+    ca_file: ExistingFile = Field(
+        "",
+        validate_default=True,
+        description="PEM bundle of the CAs that issued the server's certificate. Empty: the "
+        "system's CAs. The certificate must name the host of `url`.",
+    )
+    bind_dn: str = Field(
+        "",
+        description="DN of the service account that reads the directory, e.g. "
+        '"CN=svc-sealgate,OU=Service Accounts,DC=example,DC=org".',
+    )
+    password_file: ExistingFile = Field(
+        "",
+        validate_default=True,
+        description="File holding the service account's password on its first line.",
+    )
+    base_dn: str = Field(
+        "", description='Where people and groups are searched, e.g. "DC=example,DC=org".'
+    )
+    user_filter: str = Field(
+        "",
+        description="LDAP filter for the people to provision. Empty: "
+        '"(&(objectCategory=person)(objectClass=user)(mail=*))" for AD, '
+        '"(&(objectClass=inetOrgPerson)(mail=*))" for OpenLDAP.',
+    )
+    group_filter: str = Field(
+        "",
+        description='LDAP filter for the groups. Empty: "(objectClass=group)" for AD, '
+        '"(objectClass=groupOfNames)" for OpenLDAP.',
+    )
+    disabled_attribute: str = Field(
+        "",
+        pattern=r"^[A-Za-z][A-Za-z0-9-]*$|^$",
+        description="OpenLDAP only: a person who has this attribute is inactive, unless its "
+        'value is "FALSE" or "0" (e.g. "pwdAccountLockedTime" of the ppolicy overlay, '
+        'or "nsAccountLock"). Empty: everyone found is active. Active Directory uses '
+        "userAccountControl's ACCOUNTDISABLE flag.",
+    )
+    max_disable_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Largest share of the active people that one sync may deactivate or "
+        "delete; a sync that would do more is refused unless run with --force (a wrong "
+        "filter or base DN looks like everyone leaving).",
+    )
+    timeout: Seconds = Field(30, description="Seconds to connect, and to wait for each answer.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Directory:
+        if not self.url:
+            return self
+        missing = [
+            name
+            for name in ("bind_dn", "password_file", "base_dn")
+            if getattr(self, name) in ("", None)
+        ]
+        if missing:
+            raise _invalid("url is set, so set {names} too", names=", ".join(missing))
+        if self.kind == "ad" and self.disabled_attribute:
+            raise _invalid(
+                'disabled_attribute is for kind = "openldap"; Active Directory says who is '
+                "disabled in userAccountControl"
+            )
+        return self
+
+    @property
+    def people_filter(self) -> str:
+        default = {
+            "ad": "(&(objectCategory=person)(objectClass=user)(mail=*))",
+            "openldap": "(&(objectClass=inetOrgPerson)(mail=*))",
+        }
+        return self.user_filter or default[self.kind]
+
+    @property
+    def groups_filter(self) -> str:
+        default = {"ad": "(objectClass=group)", "openldap": "(objectClass=groupOfNames)"}
+        return self.group_filter or default[self.kind]
+
+    def read_password(self) -> str:
+        """The service account's password (the first line of `password_file`)."""
+        assert self.password_file is not None
+        lines = self.password_file.read_text().splitlines()
+        return lines[0] if lines else ""
+
+
 class Config(Section):
     """Sealgate's configuration."""
 
@@ -1072,6 +1207,7 @@ class Config(Section):
     sms: SMS = _section()
     accounts: Accounts = _section()
     sso: SSO = _section()
+    directory: Directory = _section()
     notify: Notify = _section()
 
     @model_validator(mode="after")

@@ -15,7 +15,9 @@ from tests.support.loopthread import LoopThread
 from tests.support.oidc import OIDCProvider
 from tests.support.postgres import PostgresCluster, start_cluster
 from tests.support.process import ServeProcess, free_port, write_toml
+from tests.support.samba import SambaDC, start_samba
 from tests.support.sink import Sink
+from tests.support.slapd import Slapd, start_slapd
 from tests.support.unbound import TestDNS, start_test_dns
 
 # The `peers` tier: tests that start a real peer (PostgreSQL, unbound and the test DNS,
@@ -36,6 +38,8 @@ PEER_FIXTURES = frozenset(
         "perl_verify",  # Mail::DKIM, the independent DKIM verifier (tests/test_dkimsign.py)
         "loop_thread",  # servers on an event loop of their own: the fake upstream, Sealgate
         "oidc_provider",  # oidc-provider on Node.js, the organisation's single sign-on
+        "samba_dc",  # a Samba AD domain controller in a network namespace (directory sync)
+        "slapd_server",  # OpenLDAP's slapd (directory sync)
     }
 )
 # Parametrized fixtures whose "postgresql" case asks for postgres_cluster while the test runs.
@@ -188,3 +192,31 @@ def test_dns() -> Iterator[TestDNS]:
         pytest.fail(str(error), pytrace=False)
     yield environment
     environment.stop()
+
+
+@pytest.fixture(scope="session")
+def samba_dc(certs: CertFiles) -> Iterator[SambaDC]:
+    """A Samba AD domain controller (realm SEALGATE.TEST) for the session, reached at
+    ``samba_dc.url`` (LDAPS through a relay on 127.0.0.1; the CA is ``samba_dc.ca``).
+    The provisioned domain is cached between runs (tests/support/samba.py): about 15 s
+    the first time, then about 1 s to start. Each test makes its own OU with
+    ``samba_dc.new_ou()``. Fails, never skips, without Samba or root."""
+    try:
+        dc = start_samba(certs)
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield dc
+    dc.stop()
+
+
+@pytest.fixture(scope="session")
+def slapd_server(certs: CertFiles) -> Iterator[Slapd]:
+    """OpenLDAP's slapd for the session at ``slapd_server.url`` (StartTLS required; the CA
+    is ``slapd_server.ca``), base ``dc=sealgate,dc=test``. Each test makes its own OU with
+    ``slapd_server.new_ou()``. Fails, never skips, without slapd."""
+    try:
+        server = start_slapd(certs)
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield server
+    server.stop()

@@ -22,6 +22,7 @@ import click
 
 from gateway import __version__
 from gateway.cli.common import CONFIG_OPTION, load_or_exit
+from gateway.cli.directory import directory
 from gateway.cli.envelope import account, envelope, expire, revoke
 from gateway.cli.policy import policy
 
@@ -203,7 +204,7 @@ def config_reference(fmt: str) -> None:
     click.echo(configdoc.markdown() if fmt == "markdown" else configdoc.example_toml(), nl=False)
 
 
-for command in (envelope, revoke, expire, account, policy):
+for command in (envelope, revoke, expire, account, policy, directory):
     main.add_command(command)
 
 

@@ -30,6 +30,7 @@ _VALIDATOR_TYPES = {
     config._parse_existing_file: "path to a file",
     config._parse_hostname: "host name",
     config._parse_network: "IP network (CIDR)",
+    config._parse_ldap_url: "LDAP URL",
 }
 
 
