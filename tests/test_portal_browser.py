@@ -60,7 +60,10 @@ def portal(make_gateway, signing):
 class Watch:
     """Everything a page did that a test must check: console, errors, response headers."""
 
-    def __init__(self, page) -> None:
+    def __init__(self, page, origin: str = "http://127.0.0.1") -> None:
+        """Headers are checked on responses from ``origin`` (the portal's; not a peer's such
+        as an identity provider's on another loopback port)."""
+        self.origin = origin
         self.console: list[str] = []
         self.errors: list[str] = []
         self.missing_headers: list[str] = []
@@ -69,7 +72,7 @@ class Watch:
         page.on("response", self._response)
 
     def _response(self, response) -> None:
-        if not response.url.startswith("http://127.0.0.1"):
+        if not response.url.startswith(self.origin):
             return
         headers = response.headers
         for name in SECURITY_HEADERS:
