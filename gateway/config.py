@@ -146,7 +146,15 @@ Network = Annotated[IPNetwork, PlainValidator(_parse_network)]
 OptionalPath = Annotated[Path | None, PlainValidator(_parse_path)]
 ExistingFile = Annotated[Path | None, PlainValidator(_parse_existing_file)]
 Hostname = Annotated[str, PlainValidator(_parse_hostname)]
-Seconds = Annotated[float, Field(gt=0, le=86400)]
+
+
+
+class _Unit(str):
+    """A unit named in a type (the configuration reference shows it)."""
+
+
+SECONDS = _Unit("seconds")
+Seconds = Annotated[float, Field(gt=0, le=86400), SECONDS]
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
 # The packs shipped with Sealgate (policies/ in the source tree links here).
@@ -431,7 +439,7 @@ class Loop(Section):
         "when missing. Nodes that share an upstream must share it. A new secret makes those "
         "made with the old one stop verifying.",
     )
-    max_age: float = Field(
+    max_age: Annotated[float, SECONDS] = Field(
         432_000,
         gt=0,
         le=90 * 86400,
@@ -794,7 +802,7 @@ class Portal(Section):
     lockout_minutes: int = Field(
         60, ge=1, le=1440, description="Minutes a locked link or client waits."
     )
-    backoff_seconds: float = Field(
+    backoff_seconds: Annotated[float, SECONDS] = Field(
         1.0,
         ge=0,
         le=60,

@@ -71,6 +71,8 @@ def _type_name(field: FieldInfo) -> str:
         func = getattr(meta, "func", None)
         if func in _VALIDATOR_TYPES:
             return _VALIDATOR_TYPES[func]
+        if meta is config.SECONDS:
+            return "number (seconds)"
     return _annotation_name(field.annotation)
 
 
@@ -90,7 +92,7 @@ def _annotation_name(annotation: Any) -> str:
     names: dict[object, str] = {
         bool: "boolean",
         int: "integer",
-        float: "number (seconds)",
+        float: "number",
         str: "string",
     }
     return names.get(annotation, str(annotation))
