@@ -69,6 +69,8 @@ SENDER = "b3" * 16  # the sender, an account reader
 LINK_HASH = hashlib.sha256(b"link id of the guest").digest()
 MESSAGE_ID = "<20251128120000.4XyZ12abc@example.org>"
 REPLY = "c1" * 16
+DIRECTORY_USER = "e1" * 16
+DIRECTORY_GROUP = "e2" * 16
 
 
 def _envelope(envelope_id: str, state: str, key: str) -> dict[str, Any]:
@@ -283,6 +285,39 @@ SAMPLE: dict[str, list[dict[str, Any]]] = {
     "pending_links": [
         {"envelope_id": ENVELOPE, "reader_id": GUEST, "sealed_link": os.urandom(384)},
     ],
+    "directory_users": [
+        {
+            "user_id": DIRECTORY_USER,
+            "user_name": "alice@example.org",
+            "external_id": "8f0b7c1e-5d3a-4e2b-9c61-2a4d5e6f7a80",
+            "display_name": "Alice Example",
+            "name": '{"givenName": "Alice", "familyName": "Example"}',
+            "active": True,
+            "created_at": NOW - timedelta(days=200),
+            "modified_at": NOW - timedelta(days=3),
+            "version": 4,
+        },
+    ],
+    "directory_emails": [
+        {
+            "user_id": DIRECTORY_USER,
+            "position": 0,
+            "value": "Alice@example.org",
+            "type": "work",
+            "is_primary": True,
+        },
+    ],
+    "directory_groups": [
+        {
+            "group_id": DIRECTORY_GROUP,
+            "display_name": "Finance",
+            "external_id": "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6",
+            "created_at": NOW - timedelta(days=300),
+            "modified_at": NOW - timedelta(days=3),
+            "version": 12,
+        },
+    ],
+    "directory_members": [{"group_id": DIRECTORY_GROUP, "user_id": DIRECTORY_USER}],
 }
 
 # -- alembic, driven as Store.migrate() drives it, but to any revision -----------------------
