@@ -478,15 +478,17 @@ class Store:
     # the directory (gateway.store.directory)
 
     def directory_active(self, address: str) -> bool | None:
-        """Whether the directory lets the person of ``address`` sign in: True (an active
-        user), False (deactivated), None (not in the directory: not the organisation's
-        to decide). Sign-in refuses False the same way as a wrong password."""
+        """Whether the directory lets the person of ``address`` sign in: True (a user not
+        deactivated), False (deactivated), None (not in the directory: not the
+        organisation's to decide). Sign-in refuses False the same way as a wrong password."""
         query = select(directory_users.c.active).where(
             directory_users.c.user_name == address.lower()
         )
         with self._transaction("looking up the directory", write=False) as conn:
-            active = conn.scalar(query)
-        return None if active is None else bool(active)
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return row.active is None or bool(row.active)
 
     # internals
 

@@ -79,7 +79,7 @@ class UserFields:
     external_id: str | None
     display_name: str | None
     name: str | None  # the SCIM "name" as JSON text, opaque here
-    active: bool
+    active: bool | None  # None: not stated, which is not a deactivation
     emails: tuple[Email, ...] = ()
 
 
@@ -373,7 +373,7 @@ def _record_change(conn: Connection, user_id: str, old: Any, fields: UserFields)
     ended = 0
     if old.user_name != fields.user_name:
         ended += delete_account_sessions(conn, old.user_name)
-    if not fields.active:
+    if fields.active is False:
         ended += delete_account_sessions(conn, fields.user_name)
     changed = [
         name
@@ -387,7 +387,7 @@ def _record_change(conn: Connection, user_id: str, old: Any, fields: UserFields)
         if before != after
     ]
     detail = f"id={user_id} changed={','.join(changed) or 'emails'} sessions={ended}"
-    deactivated = old.active and not fields.active
+    deactivated = old.active is not False and fields.active is False
     kind = "directory-user-deactivated" if deactivated else "directory-user-updated"
     append_event(conn, kind, address=fields.user_name, detail=detail)
 
@@ -456,7 +456,7 @@ def _users(conn: Connection, ids: list[str]) -> list[DirectoryUser]:
                 row.external_id,
                 row.display_name,
                 row.name,
-                bool(row.active),
+                row.active if row.active is None else bool(row.active),
                 tuple(emails.get(user_id, ())),
             ),
             row.created_at,

@@ -1,12 +1,13 @@
 """The organisation's directory, provisioned over SCIM 2.0 (RFC 7643/7644): users and groups.
 
 ``directory_users`` holds one row per person the identity provider provisions:
-the address (``user_name``, lower-cased, unique), whether the person is active,
-and a version that grows with every change (the ETag). Their e-mail addresses
-are rows of ``directory_emails`` and group memberships rows of
-``directory_members``, so that SCIM filters on them become SQL (EXISTS) and
-deleting a user or a group takes its rows with it (ON DELETE CASCADE). The audit
-trail (``events``) keeps what happened to them: it has no foreign key.
+the address (``user_name``, lower-cased, unique), whether the person is active
+(NULL: the provider does not say, which is not a deactivation), and a version
+that grows with every change (the ETag). Their e-mail addresses are rows of
+``directory_emails`` and group memberships rows of ``directory_members``, so
+that SCIM filters on them become SQL (EXISTS) and deleting a user or a group
+takes its rows with it (ON DELETE CASCADE). The audit trail (``events``) keeps
+what happened to them: it has no foreign key.
 
 Revision ID: 0007
 Revises: 0006
@@ -36,7 +37,7 @@ def upgrade() -> None:
         sa.Column("external_id", sa.Text(), nullable=True),
         sa.Column("display_name", sa.Text(), nullable=True),
         sa.Column("name", sa.Text(), nullable=True),
-        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("modified_at", UTCDateTime(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
