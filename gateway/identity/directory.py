@@ -27,17 +27,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar, cast
 
-from pydantic import EmailStr
+from pydantic import EmailStr, Field
 from scim2_models import (
     URN,
     AuthenticationScheme,
     Bulk,
+    CaseExact,
     ChangePassword,
     ComplexAttribute,
     ETag,
     Filter,
-    Group,
-    GroupMember,
     GroupMembership,
     InvalidValueException,
     Meta,
@@ -104,6 +103,27 @@ class User(Resource[Any]):
     groups: Annotated[list[GroupMembership] | None, Mutability.read_only] = None
 
 
+class Member(ComplexAttribute):
+    """A member of a group: a user, by id. ``display`` is the user's displayName, which
+    the directory keeps with the user (read-only here)."""
+
+    value: Annotated[str | None, Mutability.immutable, CaseExact.true] = None
+    ref: Annotated[Reference[User] | None, Mutability.immutable] = Field(
+        None, serialization_alias="$ref", validation_alias="$ref"
+    )
+    type: Annotated[str | None, Mutability.immutable] = Field(None, examples=["User"])
+    display: Annotated[str | None, Mutability.read_only] = None
+
+
+class Group(Resource[Any]):
+    """A group of the organisation's people."""
+
+    __schema__ = URN("urn:ietf:params:scim:schemas:core:2.0:Group")
+
+    display_name: Annotated[str | None, Required.true] = None
+    members: list[Member] | None = None
+
+
 class Unavailable(SCIMException):
     """The database is busy or out of reach: try again (the provider retries)."""
 
@@ -157,18 +177,39 @@ class DirectoryStorage(AsyncScimStorage):
         *,
         position: Any = None,
     ) -> SearchPage:
-        if len(resource_types) != 1:
-            raise NotImplementedException(detail="search one resource type at a time")
-        users = resource_types[0].name == "User"
+        """One page of users or groups; at the root (both types) the users come first,
+        then the groups, and sorting across the two is not offered."""
+        offset = search_request.start_index_0 or 0
+        count = search_request.count
+        limit = MAX_RESULTS if count is None else min(MAX_RESULTS, count)
+        among = len(resource_types) > 1
+        if among and search_request.sort_by is not None:
+            raise NotImplementedException(detail="sorting users and groups together")
+        total, found = 0, list[Resource[Any]]()
+        for resource_type in resource_types:
+            page = await self._search(resource_type, search_request, among,
+                                      max(0, offset - total), limit - len(found))  # fmt: skip
+            total += page.total or 0
+            found += page.resources
+        return SearchPage(total, found)
+
+    async def _search(
+        self,
+        resource_type: ResourceType,
+        search_request: SearchRequest[Any],
+        among: bool,
+        offset: int,
+        limit: int,
+    ) -> SearchPage:
+        users = resource_type.name == "User"
         scope = scimfilter.USERS if users else scimfilter.GROUPS
         scim_filter = search_request.filter
-        where = scimfilter.where(scope, scim_filter.ast) if scim_filter is not None else None
+        where = None
+        if scim_filter is not None:
+            where = scimfilter.where(scope, scim_filter.ast, among=among)
         descending = search_request.sort_order == SearchRequest.SortOrder.descending
         sort_by = str(search_request.sort_by) if search_request.sort_by is not None else None
         order = scimfilter.order(scope, sort_by, descending)
-        offset = search_request.start_index_0 or 0
-        limit = min(MAX_RESULTS, search_request.count if search_request.count is not None
-                    else MAX_RESULTS)  # fmt: skip
         if users:
             found = await _run(self.directory.find_users, where, order, offset, limit)
             return SearchPage(found.total, [user_resource(u) for u in found.items])
@@ -262,7 +303,7 @@ def user_fields(user: User) -> UserFields:
         external_id=user.external_id,
         display_name=user.display_name,
         name=json.dumps(name, sort_keys=True) if name else None,
-        active=True if user.active is None else user.active,
+        active=user.active,
         emails=emails,
     )
 
@@ -312,7 +353,7 @@ def group_resource(group: DirectoryGroup) -> Group:
         external_id=fields.external_id,
         display_name=fields.display_name,
         members=[
-            GroupMember(
+            Member(
                 value=user_id, display=name, type="User", ref=Reference(f"Users/{user_id}")
             )  # fmt: skip
             for user_id, name in zip(fields.members, group.member_names, strict=True)

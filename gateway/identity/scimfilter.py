@@ -48,6 +48,7 @@ from sqlalchemy import (
     Select,
     and_,
     exists,
+    false,
     func,
     not_,
     or_,
@@ -189,9 +190,11 @@ GROUPS = _Scope(
 )
 
 
-def where(scope: _Scope, node: FilterNode) -> ColumnElement[bool]:
-    """The WHERE clause of a parsed filter; InvalidFilterException for what cannot be."""
-    return _Translator(scope).visit(node)
+def where(scope: _Scope, node: FilterNode, *, among: bool = False) -> ColumnElement[bool]:
+    """The WHERE clause of a parsed filter; InvalidFilterException for what cannot be.
+    ``among``: the search spans several resource types, and an attribute another type
+    declares matches none of this one's resources (RFC 7644 §3.4.2.1)."""
+    return _Translator(scope, among).visit(node)
 
 
 def order(scope: _Scope, sort_by: str | None, descending: bool) -> list[UnaryExpression[Any]]:
@@ -230,10 +233,16 @@ def _folded(attr: _Attr) -> ColumnElement[Any]:
 
 
 class _Translator:
-    def __init__(self, scope: _Scope) -> None:
+    def __init__(self, scope: _Scope, among: bool = False) -> None:
         self.scope = scope
+        self.among = among
 
     def visit(self, node: FilterNode) -> ColumnElement[bool]:
+        foreign = isinstance(node, ValuePath | Present | Comparison) and self._foreign(
+            node.attr_path
+        )
+        if self.among and foreign:
+            return false()
         if isinstance(node, LogicalExpr):
             terms = [self.visit(term) for term in node.terms]
             return and_(*terms) if node.op == LogicalOperator.and_ else or_(*terms)
@@ -264,6 +273,14 @@ class _Translator:
             )
             raise InvalidFilterException(detail=detail)
         return _test(attr, node)
+
+    def _foreign(self, path: AttrPath) -> bool:
+        """Whether the attribute is not one of this resource type's."""
+        if path.uri is not None and path.uri.lower() != self.scope.schema.lower():
+            return True
+        name = path.attr.lower()
+        declared = {key.split(".")[0] for key in self.scope.attrs}
+        return name not in declared | set(self.scope.multi) | self.scope.unfilterable
 
     def _multi(self, path: AttrPath, *, value_path: bool) -> tuple[_Multi, str | None]:
         _key(self.scope, path)  # the URN, if any, is the resource's
