@@ -45,6 +45,7 @@ from gateway.store import (
     records,
 )
 from gateway.store.codes import TriedCode
+from gateway.store.directory import Directory, DirectoryUser, Email, UserFields
 from gateway.store.holds import Hold
 from gateway.store.portalstate import PortalState
 from gateway.store.replies import QueuedReply
@@ -454,6 +455,8 @@ def assert_the_store_reads(store: Store, present: dict[str, set[str]]) -> None:
 
     if "codes" in present:  # the portal's state, since 0002
         assert_the_portal_state_reads(PortalState(store))
+    if "directory_users" in present:  # the directory, since 0007
+        assert_the_directory_reads(store)
 
     assert store.shred(ENVELOPE, "revoked", detail="by the sender")
     shredded = store.get(ENVELOPE)
@@ -483,6 +486,26 @@ def assert_the_portal_state_reads(state: PortalState) -> None:
     assert state.holds.held(ENVELOPE) == [
         Hold(ENVELOPE, HELD, "carol@example.net", ("phone",), "", hold["sealed_link"])
     ]
+
+
+def assert_the_directory_reads(store: Store) -> None:
+    (user,) = SAMPLE["directory_users"]
+    (email,) = SAMPLE["directory_emails"]
+    (group,) = SAMPLE["directory_groups"]
+    directory = Directory(store)
+    assert store.directory_active("Alice@Example.org") is True
+    assert directory.user(DIRECTORY_USER) == DirectoryUser(
+        DIRECTORY_USER,
+        UserFields(user["user_name"], user["external_id"], user["display_name"], user["name"],
+                   True, (Email(email["value"], "work", True),)),  # fmt: skip
+        user["created_at"],
+        user["modified_at"],
+        4,
+        ((DIRECTORY_GROUP, "Finance"),),
+    )
+    found = directory.find_groups(None, [], 0, 10)
+    assert found.total == 1 and found.items[0].fields.members == (DIRECTORY_USER,)
+    assert found.items[0].version == group["version"]
 
 
 def test_a_rule_s_words_move_out_of_holds_missing(fresh: Store) -> None:
