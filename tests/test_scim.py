@@ -28,7 +28,9 @@ from scim2_tester import Status, check_server
 from scim2_tester import filling as tester_filling
 from sqlalchemy import select
 
+from gateway import config
 from gateway.envelope import keys
+from gateway.portal.scim import scim_access
 from gateway.store import AccountRecord
 from gateway.store.accounts import Accounts
 from gateway.store.schema import events
@@ -95,6 +97,33 @@ def scim_error(answer: httpx.Response, status: int, scim_type: str | None = None
     assert body["schemas"] == [ERROR] and body["status"] == str(status)
     assert body.get("scimType") == scim_type
     return str(body.get("detail", ""))
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+def test_scim_needs_a_token_file_and_a_long_token(tmp_path):
+    with pytest.raises(config.ConfigError, match="scim.token_file: required"):
+        config.parse({"scim": {"enabled": True}}, base_dir=tmp_path)
+    short = tmp_path / "short.token"
+    short.write_text("too short\n")
+    with pytest.raises(config.ConfigError, match="portal.enabled"):
+        config.parse({"scim": {"enabled": True, "token_file": str(short)},
+                      "portal": {"enabled": False}}, base_dir=tmp_path)  # fmt: skip
+    settings = config.parse({"scim": {"enabled": True, "token_file": str(short)}}, base_dir=tmp_path)
+    with pytest.raises(config.ConfigError, match="at least 32 characters"):
+        scim_access(settings.scim)
+    assert scim_access(config.parse({}, base_dir=tmp_path).scim) is None  # off by default
+
+    right = tmp_path / "right.token"
+    right.write_text("x" * 40 + "\n")
+    access = scim_access(config.parse({"scim": {"enabled": True, "token_file": str(right)}},
+                                      base_dir=tmp_path).scim)  # fmt: skip
+    assert access is not None and "x" * 40 not in repr(access)
+    assert access.token_ok("Bearer " + "x" * 40) and access.token_ok("bearer  " + "x" * 40)
+    assert not access.token_ok("Basic " + "x" * 40)
+    assert not access.token_ok("Bearer " + "x" * 39)
+    assert not access.token_ok(None)
 
 
 # -- the compliance checker ------------------------------------------------------------------

@@ -187,8 +187,8 @@ class DirectoryStorage(AsyncScimStorage):
             raise NotImplementedException(detail="sorting users and groups together")
         total, found = 0, list[Resource[Any]]()
         for resource_type in resource_types:
-            page = await self._search(resource_type, search_request, among,
-                                      max(0, offset - total), limit - len(found))  # fmt: skip
+            skip, room = max(0, offset - total), limit - len(found)
+            page = await self._search(resource_type, search_request, among, skip, room)
             total += page.total or 0
             found += page.resources
         return SearchPage(total, found)
@@ -324,7 +324,7 @@ def user_resource(user: DirectoryUser) -> User:
         groups=[
             GroupMembership(
                 value=group_id, display=name, type="direct", ref=Reference(f"Groups/{group_id}")
-            )  # fmt: skip
+            )
             for group_id, name in user.groups
         ]
         or None,
@@ -353,9 +353,7 @@ def group_resource(group: DirectoryGroup) -> Group:
         external_id=fields.external_id,
         display_name=fields.display_name,
         members=[
-            Member(
-                value=user_id, display=name, type="User", ref=Reference(f"Users/{user_id}")
-            )  # fmt: skip
+            Member(value=user_id, display=name, type="User", ref=Reference(f"Users/{user_id}"))
             for user_id, name in zip(fields.members, group.member_names, strict=True)
         ]
         or None,

@@ -159,8 +159,7 @@ class _Scim:
             window=_WINDOW,
             lockout=self.access.lockout,
         )
-        event(log, logging.WARNING, "scim token refused", client=client,
-              failures=counted.failures)  # fmt: skip
+        event(log, logging.WARNING, "scim token refused", client=client, failures=counted.failures)
         refused = UnauthorizedException(detail="a valid bearer token is needed")
         return self._answer(self.app.service.error_response(refused))
 
