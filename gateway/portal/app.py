@@ -135,7 +135,9 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]
     if deps.scim is not None:  # the organisation's directory provisions people here
-        routes.append(Mount(scim.PREFIX, app=scim.scim_app(deps, deps.scim)))
+        from gateway.portal.scimapp import scim_app  # heavy: only when SCIM is on
+
+        routes.append(Mount(scim.PREFIX, app=scim_app(deps, deps.scim)))
     app = Starlette(
         routes=routes,
         exception_handlers={
