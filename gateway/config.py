@@ -997,6 +997,40 @@ class SSO(Section):
         return value
 
 
+class Scim(Section):
+    """Provisioning from the organisation's directory: a SCIM 2.0 service provider at
+    /scim/v2 on the portal, for Entra ID, Okta or a directory sync tool. Deactivating a
+    person there ends their sessions and their sign-in at once (docs/identity.md)."""
+
+    reloadable = _names("enabled token_file token_attempts lockout_minutes max_request_size")
+
+    enabled: bool = Field(
+        False, description="Serve SCIM at /scim/v2 on the portal (needs token_file)."
+    )
+    token_file: ExistingFile = Field(
+        "",
+        validate_default=True,
+        description="File holding the bearer token the identity provider sends, at least "
+        "32 characters (never in this file; e.g. `openssl rand -base64 32`).",
+    )
+    token_attempts: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Requests with a wrong or missing token per client address per hour "
+        "before that client is locked out for lockout_minutes.",
+    )
+    lockout_minutes: int = Field(
+        60, ge=1, le=1440, description="Minutes a client locked out for wrong tokens waits."
+    )
+    max_request_size: int = Field(
+        1 << 20,
+        ge=64 * 1024,
+        le=16 << 20,
+        description="Largest SCIM request body (bytes): a group sent whole with its members.",
+    )
+
+
 def _parse_colour(value: Any) -> str:
     if not isinstance(value, str) or not _COLOUR.fullmatch(value):
         raise _invalid('expected a colour "#rrggbb", got {value}', value=_toml(value))
@@ -1217,6 +1251,7 @@ class Config(Section):
     sso: SSO = _section()
     directory: Directory = _section()
     notify: Notify = _section()
+    scim: Scim = _section()
 
     @model_validator(mode="after")
     def _orphans_outlive_a_sealing(self) -> Config:
@@ -1233,6 +1268,14 @@ class Config(Section):
     def _tls_pair(self) -> Config:
         if (self.portal.tls_certificate is None) != (self.portal.tls_key is None):
             raise _invalid("portal.tls_certificate and portal.tls_key: set both or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _scim_complete(self) -> Config:
+        if self.scim.enabled and self.scim.token_file is None:
+            raise _invalid("scim.token_file: required when scim.enabled is true")
+        if self.scim.enabled and not self.portal.enabled:
+            raise _invalid("scim.enabled: SCIM is served by the portal; set portal.enabled")
         return self
 
     @model_validator(mode="after")

@@ -74,6 +74,7 @@ from gateway.portal.deps import PortalDeps, SingleSignOn
 from gateway.portal.links import release_url, revoke_url
 from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk
+from gateway.portal.scim import scim_access
 from gateway.store import Store, StoreError, open_store
 from gateway.store.pending import PendingLinks
 from gateway.store.portalstate import PortalState
@@ -254,6 +255,7 @@ def build_portal(
         account_settings=cfg.accounts,
         expiry_days=(1, cfg.envelope.retention_days),
         sso=single_sign_on(cfg, store, secrets, lasting.portal_url),
+        scim=scim_access(cfg.scim),
     )
 
 

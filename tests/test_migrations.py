@@ -45,6 +45,7 @@ from gateway.store import (
     records,
 )
 from gateway.store.codes import TriedCode
+from gateway.store.directory import Directory, DirectoryUser, Email, UserFields
 from gateway.store.holds import Hold
 from gateway.store.portalstate import PortalState
 from gateway.store.replies import QueuedReply
@@ -69,6 +70,8 @@ SENDER = "b3" * 16  # the sender, an account reader
 LINK_HASH = hashlib.sha256(b"link id of the guest").digest()
 MESSAGE_ID = "<20251128120000.4XyZ12abc@example.org>"
 REPLY = "c1" * 16
+DIRECTORY_USER = "e1" * 16
+DIRECTORY_GROUP = "e2" * 16
 
 
 def _envelope(envelope_id: str, state: str, key: str) -> dict[str, Any]:
@@ -283,6 +286,39 @@ SAMPLE: dict[str, list[dict[str, Any]]] = {
     "pending_links": [
         {"envelope_id": ENVELOPE, "reader_id": GUEST, "sealed_link": os.urandom(384)},
     ],
+    "directory_users": [
+        {
+            "user_id": DIRECTORY_USER,
+            "user_name": "alice@example.org",
+            "external_id": "8f0b7c1e-5d3a-4e2b-9c61-2a4d5e6f7a80",
+            "display_name": "Alice Example",
+            "name": '{"givenName": "Alice", "familyName": "Example"}',
+            "active": True,
+            "created_at": NOW - timedelta(days=200),
+            "modified_at": NOW - timedelta(days=3),
+            "version": 4,
+        },
+    ],
+    "directory_emails": [
+        {
+            "user_id": DIRECTORY_USER,
+            "position": 0,
+            "value": "Alice@example.org",
+            "type": "work",
+            "is_primary": True,
+        },
+    ],
+    "directory_groups": [
+        {
+            "group_id": DIRECTORY_GROUP,
+            "display_name": "Finance",
+            "external_id": "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6",
+            "created_at": NOW - timedelta(days=300),
+            "modified_at": NOW - timedelta(days=3),
+            "version": 12,
+        },
+    ],
+    "directory_members": [{"group_id": DIRECTORY_GROUP, "user_id": DIRECTORY_USER}],
 }
 
 # -- alembic, driven as Store.migrate() drives it, but to any revision -----------------------
@@ -419,6 +455,8 @@ def assert_the_store_reads(store: Store, present: dict[str, set[str]]) -> None:
 
     if "codes" in present:  # the portal's state, since 0002
         assert_the_portal_state_reads(PortalState(store))
+    if "directory_users" in present:  # the directory, since 0007
+        assert_the_directory_reads(store)
 
     assert store.shred(ENVELOPE, "revoked", detail="by the sender")
     shredded = store.get(ENVELOPE)
@@ -448,6 +486,26 @@ def assert_the_portal_state_reads(state: PortalState) -> None:
     assert state.holds.held(ENVELOPE) == [
         Hold(ENVELOPE, HELD, "carol@example.net", ("phone",), "", hold["sealed_link"])
     ]
+
+
+def assert_the_directory_reads(store: Store) -> None:
+    (user,) = SAMPLE["directory_users"]
+    (email,) = SAMPLE["directory_emails"]
+    (group,) = SAMPLE["directory_groups"]
+    directory = Directory(store)
+    assert store.directory_active("Alice@Example.org") is True
+    assert directory.user(DIRECTORY_USER) == DirectoryUser(
+        DIRECTORY_USER,
+        UserFields(user["user_name"], user["external_id"], user["display_name"], user["name"],
+                   True, (Email(email["value"], "work", True),)),  # fmt: skip
+        user["created_at"],
+        user["modified_at"],
+        4,
+        ((DIRECTORY_GROUP, "Finance"),),
+    )
+    found = directory.find_groups(None, [], 0, 10)
+    assert found.total == 1 and found.items[0].fields.members == (DIRECTORY_USER,)
+    assert found.items[0].version == group["version"]
 
 
 def test_a_rule_s_words_move_out_of_holds_missing(fresh: Store) -> None:

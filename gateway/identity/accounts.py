@@ -11,7 +11,8 @@ checked in the browser (docs/accounts.md says which rule is checked where).
 Sign-in answers the same way whether or not an address has an account: an
 unknown address gets a salt derived from the installation secret (stable, so
 asking twice tells nothing), and its login secret is checked against a dummy
-hash, so the time taken does not tell either.
+hash, so the time taken does not tell either. A person the organisation's
+directory deactivated (SCIM, gateway.identity.directory) is refused the same way.
 """
 
 from __future__ import annotations
@@ -301,7 +302,9 @@ class AccountDesk:
         """The account if the login secret and the second factor are right, else None, the
         same for every reason. The factor: the TOTP code (its step is spent), a recovery
         code (spent), with ``text_token`` the code sent by text (spent), or with
-        ``passkey`` (token, assertion) one of the account's passkeys."""
+        ``passkey`` (token, assertion) one of the account's passkeys. A person the
+        organisation's directory deactivated gets None too, the same answer as a wrong
+        password, after the same work."""
         account = self._password_right(address, login_secret)
         if account is None:
             return None
@@ -312,7 +315,9 @@ class AccountDesk:
         return SignedIn(account, method) if method is not None else None
 
     def _password_right(self, address: str, login_secret: bytes) -> AccountRecord | None:
-        """The account if ``login_secret`` is its own; as slow for an unknown address."""
+        """The account if ``login_secret`` is its own and the organisation's directory has
+        not deactivated its holder; as slow for an unknown address, and the same None for
+        every reason."""
         account = self.store.get_account(address)
         verifier = account.login_verifier if account is not None else self._dummy
         right: bool
@@ -320,7 +325,9 @@ class AccountDesk:
             right = self._hasher.verify(verifier, login_secret)
         except (VerificationError, InvalidHashError):
             right = False
-        return account if right and account is not None else None
+        if not right or account is None or self.store.directory_active(address) is False:
+            return None
+        return account
 
     def text_sign_in(
         self, address: str, login_secret: bytes, now: datetime
@@ -409,6 +416,8 @@ class AccountDesk:
         nobody can open it now."""
         account = self.store.get_account(address)
         if account is None or not self._reset_token_right(account, token, email_code, now):
+            return None
+        if self.store.directory_active(address) is False:  # a reset signs in: not for them
             return None
         if self._code_right(account, code, now, text_token) is None:
             return None

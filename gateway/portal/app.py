@@ -44,7 +44,7 @@ from gateway.identity.secondfactor import normal_phone
 from gateway.identity.textcodes import TextCodeError
 from gateway.identity.totp import TOTPError
 from gateway.logsetup import event
-from gateway.portal import i18n
+from gateway.portal import i18n, scim
 from gateway.portal.accountpages import AccountPages
 from gateway.portal.codes import SendLimit, mask_address, mask_phone
 from gateway.portal.deps import PortalDeps
@@ -134,6 +134,10 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Route("/healthz", portal.health, methods=["GET"]),
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]
+    if deps.scim is not None:  # the organisation's directory provisions people here
+        from gateway.portal.scimapp import scim_app  # heavy: only when SCIM is on
+
+        routes.append(Mount(scim.PREFIX, app=scim_app(deps, deps.scim)))
     app = Starlette(
         routes=routes,
         exception_handlers={
@@ -729,7 +733,9 @@ class _Portal(Pages):
 _PATH_WORDS = {"", "m", "s", "h", "code", "verify", "open", "part", "reply", "logout",
                "static", "assets", "healthz", "account", "enrol", "unlocking", "sign-in",
                "sign-out", "inbox", "messages", "password", "delete", "claim", "sessions",
-               "end", "passkey", "options", "sign-in-options", "reset"}  # fmt: skip
+               "end", "passkey", "options", "sign-in-options", "reset", "scim", "v2",
+               "Users", "Groups", "Schemas", "ResourceTypes", "ServiceProviderConfig",
+               ".search"}  # fmt: skip
 
 
 def _loggable(path: str) -> str:

@@ -22,6 +22,7 @@ from gateway.notify import Notifier
 from gateway.portal.codes import CodeBook
 from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk, Send
+from gateway.portal.scim import ScimAccess
 from gateway.portal.sms import SMSProvider
 from gateway.store import EnvelopeRecord, Store
 from gateway.store.portalstate import PortalState
@@ -64,6 +65,7 @@ class PortalDeps:
     read_notice: bool = False
     accounts: AccountDesk | None = None  # sign-up and sign-in (None: accounts are off)
     sso: SingleSignOn | None = None  # None: no identity provider configured
+    scim: ScimAccess | None = None  # provisioning at /scim/v2 (None: off)
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property

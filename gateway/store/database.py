@@ -73,7 +73,15 @@ from gateway.store.records import (
     PartRecord,
     ReaderRecord,
 )
-from gateway.store.schema import accounts, envelopes, events, parts, pending_links, readers
+from gateway.store.schema import (
+    accounts,
+    directory_users,
+    envelopes,
+    events,
+    parts,
+    pending_links,
+    readers,
+)
 from gateway.store.threads import record_thread
 
 log = logging.getLogger("sealgate.store")
@@ -466,6 +474,21 @@ class Store:
         return {
             row["address"]: AccountRecord(**{n: row[n] for n in _ACCOUNT_COLUMNS}) for row in rows
         }
+
+    # the directory (gateway.store.directory)
+
+    def directory_active(self, address: str) -> bool | None:
+        """Whether the directory lets the person of ``address`` sign in: True (a user not
+        deactivated), False (deactivated), None (not in the directory: not the
+        organisation's to decide). Sign-in refuses False the same way as a wrong password."""
+        query = select(directory_users.c.active).where(
+            directory_users.c.user_name == address.lower()
+        )
+        with self._transaction("looking up the directory", write=False) as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return row.active is None or bool(row.active)
 
     # internals
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -289,4 +290,70 @@ pending_links = Table(
     Column("reader_id", String(32), nullable=False),
     Column("sealed_link", LargeBinary(), nullable=False),
     PrimaryKeyConstraint("envelope_id", "reader_id"),
+)
+
+# The organisation's directory, provisioned over SCIM (gateway.identity.directory): its
+# people by address (lower-cased) with whether they may sign in, their e-mail addresses,
+# and groups. ``version`` grows with every change (the resource's ETag). Deleting a user
+# or a group takes its addresses and memberships with it; the audit trail keeps the rest.
+directory_users = Table(
+    "directory_users",
+    metadata,
+    Column("user_id", String(32), primary_key=True),  # random, hex
+    Column("user_name", Text(), nullable=False, unique=True),  # the address, lower-cased
+    Column("external_id", Text(), nullable=True),  # the identity provider's own id
+    Column("display_name", Text(), nullable=True),
+    Column("name", Text(), nullable=True),  # SCIM "name" as JSON: givenName, familyName, ...
+    Column("active", Boolean(), nullable=True),  # NULL: not stated, which is not inactive
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("modified_at", UTCDateTime(), nullable=False),
+    Column("version", Integer(), nullable=False),
+    Index("ix_directory_users_external_id", "external_id"),
+)
+
+directory_emails = Table(
+    "directory_emails",
+    metadata,
+    Column(
+        "user_id",
+        String(32),
+        ForeignKey("directory_users.user_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("position", Integer(), nullable=False),  # the order the provider gave them
+    Column("value", Text(), nullable=False),
+    Column("type", Text(), nullable=True),  # "work", "home", "other", ...
+    Column("is_primary", Boolean(), nullable=False),
+    PrimaryKeyConstraint("user_id", "position"),
+)
+
+directory_groups = Table(
+    "directory_groups",
+    metadata,
+    Column("group_id", String(32), primary_key=True),  # random, hex
+    Column("display_name", Text(), nullable=False, unique=True),
+    Column("external_id", Text(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("modified_at", UTCDateTime(), nullable=False),
+    Column("version", Integer(), nullable=False),
+    Index("ix_directory_groups_external_id", "external_id"),
+)
+
+directory_members = Table(
+    "directory_members",
+    metadata,
+    Column(
+        "group_id",
+        String(32),
+        ForeignKey("directory_groups.group_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "user_id",
+        String(32),
+        ForeignKey("directory_users.user_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    PrimaryKeyConstraint("group_id", "user_id"),
+    Index("ix_directory_members_user_id", "user_id"),
 )
