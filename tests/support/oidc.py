@@ -23,6 +23,7 @@ into tests/support/oidc/node_modules (re-installed when the lock file changes).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -284,10 +285,8 @@ class OIDCProvider:
                 line = stdout.readline()
                 if line:
                     return dict(json.loads(line))
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(1)  # standard output closed: it is exiting
-        except subprocess.TimeoutExpired:
-            pass
         raise RuntimeError(
             f"the OpenID provider did not start (exit code {self._process.returncode}):\n{self.log}"
         )
