@@ -297,6 +297,14 @@ SAMPLE: dict[str, list[dict[str, Any]]] = {
             "created_at": NOW - timedelta(days=200),
             "modified_at": NOW - timedelta(days=3),
             "version": 4,
+            "phone": "+31612345678",
+        },
+    ],
+    "directory_sync": [
+        {
+            "source": "ldaps://dc1.example.org/DC=example,DC=org",
+            "cursor": '{"invocation_id": "5f0c8d2e-1b3a-4c5d-9e8f-7a6b5c4d3e2f", "usn": 48213}',
+            "synced_at": NOW - timedelta(hours=1),
         },
     ],
     "directory_emails": [
@@ -574,6 +582,7 @@ def test_head_is_the_live_schema(fresh: Store) -> None:
     with fresh.engine.connect() as conn:  # types, nullability, keys and indexes too
         assert schema_differences(conn) == []
     assert "ix_readers_address" in index_names(fresh, "readers")
+    assert "ix_envelopes_sender" in index_names(fresh, "envelopes")
 
 
 def index_names(store: Store, table: str) -> set[str]:

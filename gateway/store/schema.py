@@ -164,6 +164,7 @@ accounts = Table(
 
 # An account's inbox: the messages sealed for its address, whatever the case it was written in.
 Index("ix_readers_address", func.lower(readers.c.address))
+Index("ix_envelopes_sender", func.lower(envelopes.c.sender))  # a sender's messages (/sent)
 
 # The portal's short-lived state: one-time codes, throttles, sessions, queued replies and
 # the Message-IDs of protected conversations. Secrets appear only as SHA-256 or HMAC values.
@@ -308,7 +309,17 @@ directory_users = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("modified_at", UTCDateTime(), nullable=False),
     Column("version", Integer(), nullable=False),
+    Column("phone", Text(), nullable=True),  # mobile, E.164, for SMS codes (since 0008)
     Index("ix_directory_users_external_id", "external_id"),
+)
+
+# Where the directory sync got to, per directory it reads (AD's USN, OpenLDAP's time).
+directory_sync = Table(
+    "directory_sync",
+    metadata,
+    Column("source", Text(), primary_key=True),
+    Column("cursor", Text(), nullable=False),
+    Column("synced_at", UTCDateTime(), nullable=False),
 )
 
 directory_emails = Table(
