@@ -16,6 +16,8 @@ import html
 import json
 import re
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from gateway import config
 from gateway.envelope import keys
 from gateway.identity.sso import OIDCProvider as RelyingParty
 from gateway.identity.sso import SSOError
+from gateway.store.directory import Directory, UserFields
 from gateway.store.schema import events
 from tests.support.oidc import OIDCProvider, sign_in
 from tests.support.portal import Browser
@@ -271,5 +274,25 @@ def test_without_the_key_secret_nobody_is_signed_in(make_gateway, oidc_provider,
         answer = arrive(setup, browser)
         assert answer.status_code == 401 and "Sign-in refused" in answer.text
         assert "sg_account" not in browser.http.cookies
+    finally:
+        browser.close()
+
+
+def test_a_person_the_directory_deactivated_is_not_signed_in(setup):
+    store = setup.running.gateway.vault.store
+    directory = Directory(store)
+    now = datetime.now(UTC)
+    fields = UserFields(user_name=ALICE, external_id=None, display_name="Alice", name=None,
+                        active=True)  # fmt: skip
+    person = directory.add_user(fields, now)
+    browser = Browser(setup.base)
+    try:
+        make_key(browser, page_of(arrive(setup, browser)))  # active: signed in
+        directory.replace_user(person.user_id, replace(fields, active=False), now,
+                               expected_version=person.version)  # fmt: skip
+        assert post(browser, "/account/inbox", {}).status_code == 401  # the session ended
+        refused = arrive(setup, browser)
+        assert refused.status_code == 403 and "switched off" in refused.text
+        assert post(browser, "/account/inbox", {}).status_code == 401  # nothing signed in
     finally:
         browser.close()

@@ -91,6 +91,9 @@ class SSOPages(Pages):
         provider = self._provider(request)
         try:
             identity, next_path = await self._identity(request, provider)
+            active = await asyncio.to_thread(self.deps.store.directory_active, identity.address)
+            if active is False:  # SCIM or the directory sync switched them off
+                raise SSOError("inactive", f"{identity.address} is deactivated in the directory")
             arrival = await asyncio.to_thread(self.sso.accounts.arrival, identity)
         except SSOError as error:
             return await self._failed(request, provider, error)
@@ -203,6 +206,7 @@ _PAGES = {
     "cancelled": ("sso-cancelled", 400),
     "state": ("sso-state", 400),
     "provider-down": ("sso-down", 503),
+    "inactive": ("sso-inactive", 403),
 }
 
 
