@@ -148,7 +148,6 @@ ExistingFile = Annotated[Path | None, PlainValidator(_parse_existing_file)]
 Hostname = Annotated[str, PlainValidator(_parse_hostname)]
 
 
-
 class _Unit(str):
     """A unit named in a type (the configuration reference shows it)."""
 

@@ -58,7 +58,7 @@ from gateway.outbound.loopmarker import RECEIVED_TAG, Kind, LoopCheck
 from gateway.outbound.ownmail import OwnMail
 from gateway.outbound.upstream import UpstreamTransaction
 from gateway.policy.engine import Policy
-from gateway.policy.facts import Extractor, Lookups, gather
+from gateway.policy.facts import Directory, Extractor, Lookups, gather
 from gateway.policy.types import Decision
 from gateway.store import EnvelopeRecord, StoreError
 from gateway.store.holds import Hold
@@ -182,6 +182,7 @@ class Protecting:
     sms: bool = False  # an SMS provider is configured
     receipt: Callable[[str], str] | None = None  # envelope id -> revoke URL, when receipts are on
     holding: Holding | None = None  # keeping held recipients for release (needs the portal)
+    directory: Directory | None = None  # the organisation's people: groups, mobile numbers
 
 
 @dataclass(frozen=True)
@@ -286,25 +287,27 @@ class Pipeline:
             threads=threads,
             protected_before=protected_before if loop.hops else None,
             posture=self.posture,
+            directory=self.protecting.directory,
         )
         protected_copy = loop.protected_copy
 
-        def evaluate() -> tuple[dict[str, Decision], bytes]:
-            # DNS lookups and detectors scanning MBs of text: on threads of their own,
-            # never on the event loop.
+        def evaluate() -> tuple[dict[str, Decision], bytes, dict[str, str]]:
+            # DNS lookups, detectors scanning MBs of text and the directory: on threads of
+            # their own, never on the event loop.
             data, results, verdicts = self._authenticate(tx)
             facts = gather(
                 data, tx.mail_from, extractor, verdicts, lookups, protected_copy=protected_copy
             )
-            return policy.decide(facts, tx.rcpt_tos), results + data
+            decisions = policy.decide(facts, tx.rcpt_tos)
+            return decisions, results + data, self._directory_phones(decisions)
 
         running = asyncio.get_running_loop()
-        decisions, data = await running.run_in_executor(self._deciding, evaluate)
+        decisions, data, known_phones = await running.run_in_executor(self._deciding, evaluate)
         relayed_bytes = outgoing.without_headers(
             data, [*policy.strip_headers, *secondfactor.INSTRUCTION_FIELDS]
         )
 
-        factors = self._factors(tx, decisions)
+        factors = self._factors(tx, decisions, known_phones)
         for address, factor in factors.items():
             if factor.missing:  # the rule needs a second factor nobody supplied: hold
                 decisions[address] = _missing(decisions[address], factor.missing)
@@ -354,14 +357,25 @@ class Pipeline:
             return self._key(tx)
         return await asyncio.to_thread(self._key, tx)
 
+    def _directory_phones(self, decisions: dict[str, Decision]) -> dict[str, str]:
+        """The directory's mobile numbers of the recipients whose rule offers SMS codes
+        (colleagues sent protected mail); asked only when there are such recipients."""
+        directory = self.protecting.directory
+        texted = [
+            r for r, d in decisions.items()
+            if d.action in ("protect", "hold") and d.verify and "sms" in d.verify
+        ]  # fmt: skip
+        return directory.phones_of(texted) if directory is not None and texted else {}
+
     def _factors(
-        self, tx: Transaction, decisions: dict[str, Decision]
+        self, tx: Transaction, decisions: dict[str, Decision], known_phones: dict[str, str]
     ) -> dict[str, secondfactor.Factors]:
-        """Each protected recipient's second factors, from the rule and the sender's fields."""
+        """Each protected recipient's second factors, from the rule and the sender's fields;
+        a number the sender gives wins over the directory's (``known_phones``)."""
         protected = [r for r in tx.rcpt_tos if decisions[r].action in ("protect", "hold")]
         if not protected:
             return {}
-        phones = secondfactor.phones(tx.data, protected)
+        phones = known_phones | secondfactor.phones(tx.data, protected)
         code = message.first_value(tx.data, secondfactor.ACCESS_CODE_FIELD)
         factors = {
             r: secondfactor.factors(

@@ -76,6 +76,7 @@ from gateway.portal.release import Releaser
 from gateway.portal.replies import ReplyDesk
 from gateway.portal.scim import scim_access
 from gateway.store import Store, StoreError, open_store
+from gateway.store.directoryfacts import DirectoryFacts
 from gateway.store.pending import PendingLinks
 from gateway.store.portalstate import PortalState
 
@@ -189,6 +190,7 @@ def build_pipeline(
         if cfg.notify.receipt
         else None,
         holding=holding,
+        directory=DirectoryFacts(lasting.vault.store),
     )
     own = OwnMail(
         UpstreamPool(cfg.upstream, cfg.smtp.hostname),

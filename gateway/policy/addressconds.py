@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.policy.conditions import (
+    UNKNOWN,
     Condition,
     Context,
     Env,
@@ -100,7 +101,35 @@ def _sender_group(value: Any, env: Env, path: str) -> Condition | None:
     return Sender(members, "group " + ", ".join(names))
 
 
+class SenderDirectoryGroup(Condition):
+    """``sender_directory_group = ["Finance"]``: the sender is a member of one of these
+    groups in the organisation's directory (SCIM or the directory sync; names compared
+    without case). Asked once per message, only when a rule uses it; when the directory
+    cannot be read the outcome is unknown and the rule's fallback applies."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = {name.lower() for name in names}
+        self.label = ", ".join(names)
+
+    def check(self, ctx: Context, recipient: str) -> Outcome:
+        directory = ctx.facts.lookups.directory
+        if directory is None or not ctx.facts.sender:
+            return Outcome(False)
+        try:
+            groups = directory.groups_of(ctx.facts.sender)
+        except Exception:  # the store is down: do not guess "not a member"
+            return UNKNOWN
+        hit = bool(groups & self.names)
+        return Outcome(hit, (f"sender in directory group {self.label}",) if hit else ())
+
+
+def _sender_directory_group(value: Any, env: Env, path: str) -> Condition | None:
+    names = strings(value, env, path)
+    return SenderDirectoryGroup(names) if names else None
+
+
 register("recipient_domain", _recipient_domain)
 register("recipient", _recipient)
 register("sender", _sender)
 register("sender_group", _sender_group)
+register("sender_directory_group", _sender_directory_group)

@@ -6,7 +6,7 @@ attachment facts from the text extraction. ``extra`` carries the
 mail-authentication verdicts, keyed by the condition that tests them.
 
 The services a condition may ask (protected conversations, recipient-domain
-posture) are handed over as :class:`Lookups`, typed, so that a renamed
+posture, the organisation's directory) are handed over as :class:`Lookups`, typed, so that a renamed
 service is an error and not a condition that quietly never fires.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import email.header
 import email.parser
 import email.policy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any, Protocol
@@ -38,6 +38,14 @@ class ProtectedBefore(Protocol):
     def __call__(self, message_id: str) -> bool: ...
 
 
+class Directory(Protocol):
+    """What the organisation's directory says about people (gateway.store.directoryfacts)."""
+
+    def groups_of(self, address: str) -> frozenset[str]: ...
+
+    def phones_of(self, addresses: Iterable[str]) -> dict[str, str]: ...
+
+
 @dataclass(frozen=True)
 class Lookups:
     """Services the policy may ask about a message, each asked only by the condition
@@ -46,6 +54,7 @@ class Lookups:
     threads: Threads | None = None  # protected_thread
     protected_before: ProtectedBefore | None = None  # protected_thread: the message itself
     posture: PostureChecker | None = None  # recipient_tls
+    directory: Directory | None = None  # sender_directory_group; SMS numbers of colleagues
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,8 @@ class SenderPages(Pages):
             earliest, latest = self._expiry_bounds(envelope)
             if until is None or not earliest <= until <= latest:
                 return "", gettext("Choose a day between %(earliest)s and %(latest)s.") % {
-                    "earliest": earliest.isoformat(), "latest": latest.isoformat()
+                    "earliest": earliest.isoformat(),
+                    "latest": latest.isoformat(),
                 }
             end = datetime.combine(until, time(23, 59), tzinfo=UTC)
             await asyncio.to_thread(sent.set_expiry, envelope.envelope_id, end, "by the sender")

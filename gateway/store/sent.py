@@ -54,9 +54,9 @@ class SentMessages:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def of_sender(self, sender: str, *, limit: int = 50, before: datetime | None = None) -> list[
-        EnvelopeRecord
-    ]:
+    def of_sender(
+        self, sender: str, *, limit: int = 50, before: datetime | None = None
+    ) -> list[EnvelopeRecord]:
         """The sender's messages, newest first (without parts and readers)."""
         query = (
             select(envelopes)
