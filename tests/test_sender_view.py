@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gateway.envelope import keys
 from gateway.store.portalstate import PortalState
 from tests.support.portal import Browser, portal_url
 from tests.support.protected import link_in, notifications, protected_message
@@ -156,3 +158,49 @@ def test_signed_in_the_sender_sees_only_their_own_messages(running, sink, browse
     assert browser.http.get(f"/sent/{mine[0].envelope_id}").status_code == 200
     assert browser.http.get(f"/sent/{theirs[0].envelope_id}").status_code == 404
     assert browser.http.get(f"/sent/{'0' * 32}").status_code == 404
+
+
+def test_a_new_link_is_refused_unless_it_is_the_senders_and_it_opens(running, sink, browsers):
+    bob_link, _, _ = send_to_two(running, sink)
+    store = running.gateway.vault.store
+    envelope, reader = store.reader_by_link(bob_link.id_hash)
+    path = f"/sent/{envelope.envelope_id}/resend"
+    new = keys.Link.new()
+
+    def body(link: keys.Link = new, wrapped: bytes | None = None) -> dict[str, str]:
+        K = os.urandom(32)
+        wrapped = wrapped or keys.wrap_for_link(link, K, bytes.fromhex(envelope.envelope_id),
+                                               bytes.fromhex(reader.reader_id))  # fmt: skip
+        return {"reader_id": reader.reader_id, "link_id": keys.b64url(link.link_id),
+                "secret": keys.b64url(link.secret), "wrapped_key": keys.b64url(wrapped)}  # fmt: skip
+
+    def post_json(browser: Browser, data: dict[str, str]):
+        return browser.http.post(path, json=data, headers={
+            "X-CSRF-Token": browser.csrf or "", "Origin": browser.base})  # fmt: skip
+
+    stranger = browsers(portal_url(running))
+    stranger.page(bob_link)  # a CSRF cookie
+    assert post_json(stranger, body()).status_code == 401  # not signed in
+    dave = signed_in(running, stranger, "dave@example.org")
+    assert post_json(dave, body()).status_code == 404  # not Dave's message
+    alice = signed_in(running, browsers(portal_url(running)), ALICE)
+    alice.page(bob_link)
+    garbage = post_json(alice, body(wrapped=b"\x02" + os.urandom(60)))
+    assert garbage.status_code == 400 and garbage.json()["error"] == "wrapped-key"
+    assert store.reader_by_link(bob_link.id_hash) is not None  # nothing changed
+    done = post_json(alice, body())
+    assert done.status_code == 200 and done.json()["address"] == BOB
+    assert store.reader_by_link(bob_link.id_hash) is None
+    assert store.reader_by_link(new.id_hash) is not None
+
+
+def signed_in(running, browser: Browser, address: str) -> Browser:
+    """An account session for ``address`` in ``browser``, as a sign-in makes it."""
+    token = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    PortalState(running.gateway.vault.store).sessions.add_session(
+        token, kind="account", now=now, expires_at=now + timedelta(hours=1), address=address,
+        method="sso",
+    )  # fmt: skip
+    browser.http.cookies.set("sg_account", token)
+    return browser

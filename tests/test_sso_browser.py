@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.envelope import keys
 from tests.support.browser import chromium
 from tests.support.oidc import OIDCProvider
 from tests.support.portal import Browser
@@ -103,15 +104,31 @@ def test_an_employee_signs_in_reads_her_copy_and_withdraws_from_one(corp, sink, 
     carol.get_by_role("button", name=f"Withdraw from {CAROL}").click()
     page.wait_for_selector(f".sg-notice:has-text('{CAROL} can no longer open this message.')")
     assert page.locator(".sg-recipient[data-status=withdrawn]").count() == 1
+
+    # Bob lost his notification: a new link, made in this browser from Alice's own copy.
+    before = len(sink.messages)
+    page.locator(".sg-recipient", has_text=BOB).get_by_role(
+        "button", name="Send the notification again"
+    ).click()
+    page.wait_for_selector(f"#sg-notice:has-text('A new notification is on its way to {BOB}')")
+    (renewed,) = notifications(sink.messages[before:]).values()
+    new_link = link_in(renewed)
+    assert new_link.link_id != links[BOB].link_id
     watch.assert_clean()
     context.close()
 
     http = Browser(base)
     try:
         assert http.page(links[CAROL]).status_code == 410
-        assert http.page(links[BOB]).status_code == 200
+        assert http.page(links[BOB]).status_code == 404  # the old link is no link any more
+        assert http.page(new_link).status_code == 200
     finally:
         http.close()
+    _, reader = running.gateway.vault.store.reader_by_link(new_link.id_hash)
+    envelope, _ = running.gateway.vault.store.reader_by_link(new_link.id_hash)
+    K = keys.unwrap_for_link(new_link, reader.wrapped_key, bytes.fromhex(envelope.envelope_id),
+                             bytes.fromhex(reader.reader_id))  # fmt: skip
+    assert len(K) == 32  # the browser's wrap opens with the Python twin
 
     again = browser.new_context(viewport=DESKTOP)  # a new browser: the key opens with the KEK
     page = again.new_page()

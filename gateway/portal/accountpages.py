@@ -700,7 +700,8 @@ class AccountPages(Pages):
             self.deps.state.record_first, "opened", envelope.envelope_id, reader.reader_id,
             reader.address, f"account client={client}",
         )  # fmt: skip
-        if first and self.deps.read_notice and envelope.sender:
+        own_copy = reader.address.lower() == envelope.sender.lower()
+        if first and self.deps.read_notice and envelope.sender and not own_copy:
             self.deps.spawn(self.deps.read_notice_to_sender(envelope, reader.address))
         return JSONResponse(opening(envelope, reader))
 

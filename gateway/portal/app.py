@@ -128,6 +128,7 @@ def create_app(deps: PortalDeps) -> ASGIApp:
         Route("/s/{envelope_id}/{token}", sender.revoke, methods=["GET", "POST"]),
         Route("/sent", sender.sent_list, methods=["GET"]),
         Route("/sent/{envelope_id:str}", sender.sent_message, methods=["GET", "POST"]),
+        Route("/sent/{envelope_id:str}/resend", sender.resend, methods=["POST"]),
         Route("/h/{envelope_id}/{token}", sender.release, methods=["GET", "POST"]),
         Route("/assets/theme.css", portal.theme, methods=["GET"]),
         Route("/assets/logo", portal.logo, methods=["GET"]),

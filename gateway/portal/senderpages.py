@@ -14,16 +14,23 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from gateway.envelope import keys
+from gateway.errors import GatewayError
 from gateway.locale import translations
 from gateway.logsetup import event
+from gateway.notify import Original
+from gateway.portal import i18n
 from gateway.portal.links import release_url, sender_token
+from gateway.portal.problems import Problem, json_error
 from gateway.portal.rendering import Pages
 from gateway.portal.security import csrf_ok, new_token
 from gateway.store import EnvelopeRecord, ReaderRecord
@@ -73,6 +80,67 @@ class SenderPages(Pages):
             raise HTTPException(404)  # the same for another's message as for none
         return await self._sender_view(request, envelope, signed_in=True)
 
+    async def resend(self, request: Request) -> Response:
+        """``POST /sent/{envelope_id}/resend``: a new link for one guest recipient, made in
+        the signed-in sender's browser (``{reader_id, link_id, secret, wrapped_key}``: K,
+        unwrapped there from the sender's own copy, wrapped under the new link), and its
+        notification. The old link stops working; if the notification cannot go out, the
+        old link is put back and the answer says so."""
+        try:
+            body = await self._json(request)
+            envelope = await self._own_envelope(request)
+            reader_id, link, wrapped = _new_link(body)
+            reader = next((r for r in envelope.readers if r.reader_id == reader_id), None)
+            if reader is None or reader.kind != "guest":
+                raise Problem(404, "unknown")
+            try:  # that it opens with the new link, or the recipient would get a dead one
+                keys.unwrap_for_link(link, wrapped, bytes.fromhex(envelope.envelope_id),
+                                     bytes.fromhex(reader_id))  # fmt: skip
+            except keys.UnlockError:
+                raise Problem(400, "wrapped-key") from None
+            sent = SentMessages(self.deps.store)
+            old = await asyncio.to_thread(
+                sent.new_link, envelope.envelope_id, reader_id, link.id_hash, wrapped
+            )
+            if old is None:
+                raise Problem(410, "withdrawn")
+        except Problem as problem:
+            return json_error(problem)
+        try:
+            await self._notify(envelope, reader.address, link)
+        except (GatewayError, OSError) as error:
+            event(log, logging.WARNING, "new link not sent", envelope=envelope.envelope_id,
+                  error=str(error))  # fmt: skip
+            await asyncio.to_thread(
+                sent.restore_link, envelope.envelope_id, reader_id, old, link.id_hash
+            )
+            return json_error(Problem(503, "unavailable"))
+        return JSONResponse({"ok": True, "address": reader.address})
+
+    async def _own_envelope(self, request: Request) -> EnvelopeRecord:
+        """The envelope of the path, when the signed-in account sent it; Problem 401/404."""
+        session = await self._account_session(request)
+        if session is None or session.address is None:
+            raise Problem(401, "sign-in")
+        envelope = await asyncio.to_thread(
+            self.deps.store.get, str(request.path_params["envelope_id"])
+        )
+        if envelope is None or envelope.sender.lower() != session.address:
+            raise Problem(404, "unknown")
+        if not envelope.is_live():
+            raise Problem(410, "ended")
+        return envelope
+
+    async def _notify(self, envelope: EnvelopeRecord, address: str, link: keys.Link) -> None:
+        original = Original(
+            sender=envelope.sender, sender_name=envelope.sender_name, subject=None,
+            message_id=envelope.message_id, references=(), content_language=None,
+        )  # fmt: skip
+        data = self.deps.notifier().notification(
+            original, address, link.url(self.deps.url), envelope.expires_at
+        )
+        await self.deps.send(envelope.sender, [address], data)
+
     async def _sender_view(
         self, request: Request, envelope: EnvelopeRecord, *, signed_in: bool
     ) -> Response:
@@ -110,6 +178,14 @@ class SenderPages(Pages):
             "release_url": release_url(self.deps.url, self.deps.secret, envelope.envelope_id)
             if held
             else None,
+            "page": {
+                "envelope_id": envelope.envelope_id,
+                "api": {
+                    "open": f"/account/messages/{envelope.envelope_id}/open",
+                    "resend": f"/sent/{envelope.envelope_id}/resend",
+                },
+                "strings": i18n.page_strings(self._lang(request)),
+            },
         }
         response = self._render(request, "sent.html", context)
         self._csrf_cookie(response, csrf, request)
@@ -234,6 +310,21 @@ class SenderPages(Pages):
 def _own_copy(envelope: EnvelopeRecord, reader: ReaderRecord) -> bool:
     """The sender's copy, wrapped to their own account: not a recipient."""
     return reader.kind == "account" and reader.address.lower() == envelope.sender.lower()
+
+
+def _new_link(body: dict[str, Any]) -> tuple[str, keys.Link, bytes]:
+    """(reader id, link, wrapped key) from a re-send's body; Problem 400."""
+    try:
+        reader_id = str(body["reader_id"])
+        link = keys.Link(keys.b64url_decode(str(body["link_id"])),
+                         keys.b64url_decode(str(body["secret"])))  # fmt: skip
+        wrapped = keys.b64url_decode(str(body["wrapped_key"]))
+    except (KeyError, ValueError):
+        raise Problem(400, "bad-request") from None
+    valid = len(link.link_id) == keys.ID_SIZE and len(link.secret) == keys.KEY_SIZE
+    if not valid or not re.fullmatch(r"[0-9a-f]{32}", reader_id):
+        raise Problem(400, "bad-request")
+    return reader_id, link, wrapped
 
 
 def _day(text: str) -> date | None:

@@ -120,6 +120,57 @@ class SentMessages:
                          address=address, detail=detail)  # fmt: skip
         return True
 
+    def new_link(
+        self, envelope_id: str, reader_id: str, link_id_hash: bytes, wrapped_key: bytes
+    ) -> tuple[bytes, bytes] | None:
+        """Give a guest recipient of a live envelope a new link: its hash and K wrapped
+        under it replace the old ones, so the old link opens nothing any more. The old
+        (hash, wrapped key), to put back if the new link cannot be sent
+        (:meth:`restore_link`); None if the recipient was withdrawn or the envelope ended."""
+        live = and_(envelopes.c.envelope_id == envelope_id, envelopes.c.state.in_(LIVE_STATES))
+        mine = and_(
+            readers.c.envelope_id == envelope_id,
+            readers.c.reader_id == reader_id,
+            readers.c.kind == "guest",
+            readers.c.wrapped_key.is_not(None),
+        )
+        with self.store.transaction(
+            f"a new link for {envelope_id}/{reader_id}", write=True
+        ) as conn:
+            if conn.scalar(select(envelopes.c.envelope_id).where(live)) is None:
+                return None
+            old = conn.execute(
+                select(readers.c.link_id_hash, readers.c.wrapped_key, readers.c.address).where(mine)
+            ).first()
+            if old is None:
+                return None
+            conn.execute(
+                update(readers)
+                .where(mine)
+                .values(
+                    link_id_hash=link_id_hash, wrapped_key=wrapped_key, encrypted_private_key=None
+                )
+            )
+            append_event(conn, "renotified", envelope_id=envelope_id, reader_id=reader_id,
+                         address=old.address, detail="a new link from the sender")  # fmt: skip
+        return old.link_id_hash, old.wrapped_key
+
+    def restore_link(
+        self, envelope_id: str, reader_id: str, old: tuple[bytes, bytes], new_hash: bytes
+    ) -> None:
+        """Put back the link :meth:`new_link` replaced (its notification did not go out)."""
+        mine = and_(
+            readers.c.envelope_id == envelope_id,
+            readers.c.reader_id == reader_id,
+            readers.c.link_id_hash == new_hash,
+        )
+        with self.store.transaction(f"restoring the link of {reader_id}", write=True) as conn:
+            conn.execute(
+                update(readers).where(mine).values(link_id_hash=old[0], wrapped_key=old[1])
+            )
+            append_event(conn, "renotify-failed", envelope_id=envelope_id, reader_id=reader_id,
+                         detail="the old link works again")  # fmt: skip
+
     def set_expiry(self, envelope_id: str, expires_at: datetime, detail: str) -> bool:
         """A live envelope's new expiry (the sweeper ends it then); False if it has ended."""
         live = and_(envelopes.c.envelope_id == envelope_id, envelopes.c.state.in_(LIVE_STATES))

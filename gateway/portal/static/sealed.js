@@ -320,6 +320,25 @@ async function unwrapForLink(secret, linkId, envelopeId, readerId, wrapped) {
 }
 
 /**
+ * K wrapped for a new guest link (docs §15, format v2): what the sealing does for a guest,
+ * done here when a sender sends a recipient a new link. The inverse of unwrapForLink.
+ * @param {{linkId: Uint8Array, secret: Uint8Array, envelopeId: string, readerId: string,
+ *          K: Uint8Array}} parts  ids in hex
+ * @returns {Promise<Uint8Array>} the wrapped key, as the reader record keeps it
+ */
+export async function wrapForLink({ linkId, secret, envelopeId, readerId, K }) {
+  secret = sizedBytes(secret, KEY_SIZE, "secret");
+  linkId = sizedBytes(linkId, ID_SIZE, "link id");
+  const wrappingKey = await hkdf(secret, concat(LABEL.guestWrap, linkId));
+  const key = await aesKey(wrappingKey, "encrypt").finally(() => wrappingKey.fill(0));
+  const nonce = crypto.getRandomValues(new Uint8Array(NONCE_SIZE));
+  const aad = concat(LABEL.guestWrapAad, idBytes(envelopeId, "envelope id"), idBytes(readerId, "reader id"));
+  const sealed = new Uint8Array(await crypto.subtle.encrypt(
+    { name: "AES-GCM", iv: nonce, additionalData: aad }, key, sizedBytes(K, KEY_SIZE, "K")));
+  return concat(Uint8Array.of(GUEST_WRAP_VERSION), nonce, sealed);
+}
+
+/**
  * A guest's way from the link to the content key K (docs §9.1 steps 3-5, §15).
  * A format v2 reader record has no encrypted private key: K is wrapped under the
  * link itself. A v1 record has one: the link opens the reader's private key, which
