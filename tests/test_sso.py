@@ -31,6 +31,7 @@ from gateway.identity.sso import OIDCProvider as RelyingParty
 from gateway.identity.sso import SSOError
 from gateway.store.directory import Directory, UserFields
 from gateway.store.schema import events
+from tests.support.gateway import POLICIES
 from tests.support.oidc import OIDCProvider, sign_in
 from tests.support.portal import Browser
 from tests.support.process import free_port
@@ -66,9 +67,13 @@ def setup(make_gateway, oidc_provider, store_url, tmp_path) -> Setup:
     idp.start()
     secret_file = tmp_path / "sso-client-secret"
     secret_file.write_text(client.client_secret + "\n")
+    hr = tmp_path / "hr.toml"  # colleagues' HR mail is sealed too (an administrator's choice)
+    hr.write_text('[[rules]]\nname = "hr"\naction = "protect"\noverride = true\n'
+                  'when.subject_tag = ["[hr]"]\n')  # fmt: skip
     running = make_gateway(
         store={"database": store_url},
         portal={"listen": f"127.0.0.1:{port}", "url": "", "backoff_seconds": 0},
+        policy={"packs": [str(POLICIES / "baseline.toml"), str(hr)]},
         sso={"providers": [provider_table(idp.issuer, str(secret_file))]},
     )
     return Setup(idp, running, base, str(secret_file))
@@ -296,3 +301,22 @@ def test_a_person_the_directory_deactivated_is_not_signed_in(setup):
         assert post(browser, "/account/inbox", {}).status_code == 401  # nothing signed in
     finally:
         browser.close()
+
+
+def test_a_colleague_reads_protected_internal_mail_after_single_sign_on(setup, sink):
+    """Where a policy protects mail between colleagues (HR here), it is sealed to the
+    colleague's account and read in the same inbox, after signing in with the organisation."""
+    browser = Browser(setup.base)
+    try:
+        private = make_key(browser, page_of(arrive(setup, browser)))  # Alice's account
+        with setup.running.client() as smtp:
+            smtp.sendmail("bob@example.org", [ALICE],
+                          protected_message(to=ALICE, subject="[hr] Your appraisal"))  # fmt: skip
+        (listed,) = post(browser, "/account/inbox", {}).json()["messages"]
+        assert listed["sender"] == "bob@example.org" and listed["opens_here"] is True
+        opened = post(browser, f"/account/messages/{listed['envelope_id']}/open", {}).json()
+    finally:
+        browser.close()
+    K = keys.unwrap_content_key(private, keys.b64url_decode(opened["wrapped_key"]))
+    assert len(K) == 32
+    assert not [m for m in sink.messages if b"Your appraisal" in m.data]  # nothing in the clear
