@@ -50,7 +50,7 @@ from gateway.envelope.vault import Vault
 from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPReply, TemporaryError
 from gateway.identity import secondfactor
 from gateway.logsetup import event
-from gateway.mail import message, outgoing
+from gateway.mail import instructions, message, outgoing
 from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier, strip_forged_results
 from gateway.notify import Notifier, Original, dsn
@@ -301,7 +301,7 @@ class Pipeline:
         running = asyncio.get_running_loop()
         decisions, data = await running.run_in_executor(self._deciding, evaluate)
         relayed_bytes = outgoing.without_headers(
-            data, [*policy.strip_headers, *secondfactor.INSTRUCTION_FIELDS]
+            data, [*policy.strip_headers, *instructions.FIELDS]
         )
 
         factors = self._factors(tx, decisions)
@@ -866,7 +866,11 @@ class Pipeline:
             sender=tx.mail_from,
             refused=refused,
             remote_mta=self.upstream.settings.host,
-            original_header=message.header_block(tx.data),
+            # What the sender wrote for Sealgate alone stays out of the bounce too.
+            original_header=outgoing.without_headers(
+                message.header_block(tx.data),
+                [*self.protecting.policy.strip_headers, *instructions.FIELDS],
+            ),
             arrival=tx.received_at,
             by_policy=by_policy,
         )
