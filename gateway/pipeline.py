@@ -34,7 +34,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import TypeVar, overload
 
 from gateway.envelope.keys import Link
@@ -176,7 +176,7 @@ class Protecting:
     notifier: Notifier
     portal_url: str
     from_address: str
-    retention: timedelta
+    retention: instructions.Retention  # the default, and the limits on what senders ask for
     idempotency_secret: bytes  # keys the idempotency HMAC; never stored in the database
     code_secret: bytes  # keys the access-code HMAC; never stored in the database
     sms: bool = False  # an SMS provider is configured
@@ -514,6 +514,7 @@ class Pipeline:
         :meth:`_protect`. With it, that unfinished attempt is shredded in the commit.
         """
         vault = self.protecting.vault
+        expiry = instructions.expiry(tx.data, datetime.now(UTC), self.protecting.retention)
         request = SealRequest(
             # What is sealed loses the subject tags too (only sealed copies: the subject
             # of relayed ones is covered by the sender's DKIM signature).
@@ -524,7 +525,7 @@ class Pipeline:
             queue_id=tx.queue_id,
             recipients=plan.protect + plan.hold,
             idempotency_key=key,
-            retention=self.protecting.retention,
+            retention=expiry.retention,
             decisions={r: json.dumps(d.as_dict()) for r, d in plan.decisions.items()},
             access={
                 address: ReaderAccess(",".join(f.methods), f.access_code_hash, f.phone)
@@ -532,6 +533,7 @@ class Pipeline:
             },
             message_id=original.message_id,
             sender_name=original.sender_name,
+            events=(("expiry", expiry.detail),) if expiry.detail else (),
         )
         keep_link = None
         holding = self.protecting.holding
@@ -751,13 +753,15 @@ class Pipeline:
         weak_code: bool,
     ) -> None:
         """The sender's "sent securely" receipt; held recipients have their own notice.
-        With ``weak_code`` it says that the sender's access code was too weak to use.
+        With ``weak_code`` it says that the sender's access code was too weak to use;
+        it says too when the expiry the sender asked for was clamped or not understood.
 
         Everything owed went out already: a failure here is logged, never turned
         into a retry of the whole message."""
         assert self.protecting.receipt is not None
         guests = [r.address for r in sealed.record.readers if r.kind == "guest"]
         readers = [address for address in guests if address not in unsent]
+        expiry = instructions.expiry(tx.data, sealed.record.created_at, self.protecting.retention)
         try:
             data = self.protecting.notifier.receipt(
                 original,
@@ -766,6 +770,7 @@ class Pipeline:
                 self.protecting.receipt(sealed.envelope_id),
                 sealed.record.expires_at,
                 weak_access_code=weak_code,
+                expiry=expiry,
             )
             await self.own.send("", [tx.mail_from], data)
         except (ValueError, GatewayError) as error:

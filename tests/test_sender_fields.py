@@ -1,14 +1,46 @@
-"""What a sender writes for Sealgate alone in header fields (an access code, a phone
-number) never leaves Sealgate: not in relayed copies, notifications or bounces, nor in
-the sealed message when its recipient opens it.
+"""What a sender asks for in header fields: how long the message stays readable
+(X-Sealgate-Expires).
+
+Seen as the people involved see it: the recipient's notification, the sender's
+receipt, the envelope's expiry and audit trail, and, for everyone downstream, that
+no such field leaves Sealgate: not in relayed copies, notifications, bounces, nor
+in the sealed message when it is opened.
 """
 
 from __future__ import annotations
 
-from gateway.envelope import opener
-from tests.support.protected import link_in, open_with_link, protected_message
+import email
+import email.policy
+import email.utils
+from datetime import UTC, datetime, timedelta, timezone
 
-FIELD_NAMES = (b"X-Sealgate-Phone", b"X-Sealgate-Access-Code")
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway import config
+from gateway.envelope import opener
+from gateway.mail.instructions import Retention, expiry, requested
+from tests.support.protected import link_in, notifications, open_with_link, protected_message
+
+NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+LIMITS = Retention(timedelta(days=30), timedelta(days=1), timedelta(days=90))
+FIELD_NAMES = (b"X-Sealgate-Expires", b"X-Sealgate-Phone", b"X-Sealgate-Access-Code")
+
+
+def header(name: str, value: str) -> bytes:
+    return f"From: alice@example.org\r\n{name}: {value}\r\n\r\nbody\r\n".encode()
+
+
+def text_and_html(data: bytes) -> tuple[str, str]:
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    text, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
+    assert text is not None and html is not None
+
+    def plain(part: email.message.EmailMessage) -> str:
+        return str(part.get_content()).replace("\r\n", "\n")
+
+    return plain(text), plain(html)
 
 
 def store_of(running):
@@ -20,12 +52,195 @@ def send(running, raw: bytes, recipients=("bob@example.net",)) -> None:
         client.sendmail("alice@example.org", list(recipients), raw)
 
 
+def only_envelope(running):
+    store = store_of(running)
+    (record,) = store.list()
+    return record, store.events(record.envelope_id)
+
+
+def expiry_events(events) -> list[str]:
+    return [e.detail for e in events if e.kind == "expiry"]
+
+
+# -- X-Sealgate-Expires: what a value asks for ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "span"),
+    [
+        ("14", timedelta(days=14)),
+        ("14d", timedelta(days=14)),
+        (" 14 days ", timedelta(days=14)),
+        ("1 day", timedelta(days=1)),
+        ("48h", timedelta(hours=48)),
+        ("36 Hours", timedelta(hours=36)),
+        # A date alone: readable through that day (UTC).
+        ("2026-12-15", datetime(2026, 12, 15, 23, 59, tzinfo=UTC) - NOW),
+        ("2026-12-15T17:00:00+01:00", datetime(2026, 12, 15, 16, tzinfo=UTC) - NOW),
+        ("2026-12-15 17:00", datetime(2026, 12, 15, 17, tzinfo=UTC) - NOW),  # no zone: UTC
+        ("Tue, 15 Dec 2026 17:00:00 +0100", datetime(2026, 12, 15, 16, tzinfo=UTC) - NOW),
+        ("15 Dec 2026 17:00 -0000", datetime(2026, 12, 15, 17, tzinfo=UTC) - NOW),
+    ],
+)
+def test_days_hours_and_dates_are_understood(value, span):
+    asked = requested(value, NOW)
+    assert asked is not None and asked[0] == span
+
+
+@pytest.mark.parametrize(
+    "value", ["", "soon", "next tuesday", "-3", "1.5", "2w", "14 weeks", "2026-13-45",
+              "15 Dec 2026", "123456", "9999-12-31T23:59:59-01:00"],
+)  # fmt: skip
+def test_anything_else_is_not_understood(value):
+    assert requested(value, NOW) is None
+    asked = expiry(header("X-Sealgate-Expires", value), NOW, LIMITS)
+    assert (asked.retention, asked.adjusted) == (LIMITS.default, "unknown")
+
+
+def test_a_request_within_the_limits_is_applied_and_recorded():
+    asked = expiry(header("X-Sealgate-Expires", "14d"), NOW, LIMITS)
+    assert (asked.retention, asked.adjusted) == (timedelta(days=14), "")
+    assert asked.detail == "X-Sealgate-Expires 14 days: applied"
+
+
+def test_requests_outside_the_limits_are_clamped_with_the_reason():
+    longer = expiry(header("X-Sealgate-Expires", "400"), NOW, LIMITS)
+    assert (longer.retention, longer.adjusted) == (timedelta(days=90), "longer")
+    assert longer.detail == (
+        "X-Sealgate-Expires 400 days: longer than envelope.max_expiry_days, 90 days applied"
+    )
+    shorter = expiry(header("X-Sealgate-Expires", "2h"), NOW, LIMITS)
+    assert (shorter.retention, shorter.adjusted) == (timedelta(days=1), "shorter")
+    assert shorter.detail == (
+        "X-Sealgate-Expires 2 hours: shorter than envelope.min_expiry_days, 1 day applied"
+    )
+    assert expiry(header("X-Sealgate-Expires", "9999-12-31"), NOW, LIMITS).adjusted == "longer"
+    past = expiry(header("X-Sealgate-Expires", "2020-01-01"), NOW, LIMITS)
+    assert past.retention == timedelta(days=1)
+    assert "in the past, shorter than envelope.min_expiry_days" in past.detail
+
+
+def test_without_the_field_the_default_applies_and_nothing_is_recorded():
+    assert expiry(b"From: a@example.org\r\n\r\nx\r\n", NOW, LIMITS) == expiry(b"", NOW, LIMITS)
+    assert expiry(b"", NOW, LIMITS).retention == timedelta(days=30)
+    assert expiry(b"", NOW, LIMITS).detail == ""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_no_value_makes_the_expiry_fail(value):
+    folded = " ".join(value.split()) or "x"
+    asked = expiry(header("X-Sealgate-Expires", folded), NOW, LIMITS)
+    assert LIMITS.shortest <= asked.retention <= LIMITS.longest
+
+
+# -- the administrator's limits --------------------------------------------------------
+
+
+def test_the_limits_must_hold_the_default_and_the_error_names_the_keys():
+    with pytest.raises(config.ConfigError) as refused:
+        config.parse({"envelope": {"retention_days": 120, "max_expiry_days": 60}})
+    assert refused.value.problems == [
+        "envelope: retention_days (120) must lie between min_expiry_days (1) "
+        "and max_expiry_days (60)"
+    ]
+    with pytest.raises(config.ConfigError, match="min_expiry_days \\(40\\)"):
+        config.parse({"envelope": {"min_expiry_days": 40}})
+
+
+def test_a_file_with_a_long_retention_from_before_the_limits_still_loads():
+    loaded = config.parse({"envelope": {"retention_days": 365}})
+    assert (loaded.envelope.max_expiry_days, loaded.envelope.min_expiry_days) == (365, 1)
+    assert config.parse({}).envelope.max_expiry_days == 90
+
+
+# -- through the running gateway --------------------------------------------------------
+
+
+def test_the_sender_sets_the_expiry_in_days(gateway, sink):
+    send(gateway, protected_message(extra_headers={"X-Sealgate-Expires": "14d"}))
+    record, events = only_envelope(gateway)
+    assert record.expires_at - record.created_at == timedelta(days=14)
+    assert expiry_events(events) == ["X-Sealgate-Expires 14 days: applied"]
+
+
+def test_the_sender_sets_the_expiry_by_a_date(gateway, sink):
+    day = (datetime.now(UTC) + timedelta(days=10)).date()
+    send(gateway, protected_message(extra_headers={"X-Sealgate-Expires": day.isoformat()}))
+    record, _ = only_envelope(gateway)
+    end_of_day = datetime(day.year, day.month, day.day, 23, 59, tzinfo=UTC)
+    assert abs(record.expires_at - end_of_day) < timedelta(minutes=1)
+    # The recipient's notification says until when.
+    text, _ = text_and_html(notifications(sink.messages)["bob@example.net"].data)
+    assert f"until {day.day} " in text and " at 23:59 UTC" in text
+
+
+def test_an_rfc_5322_date_is_understood(gateway, sink):
+    moment = (datetime.now(UTC) + timedelta(days=5)).replace(microsecond=0)
+    value = email.utils.format_datetime(moment.astimezone(timezone(timedelta(hours=1))))
+    send(gateway, protected_message(extra_headers={"X-Sealgate-Expires": value}))
+    record, events = only_envelope(gateway)
+    assert abs(record.expires_at - moment) < timedelta(minutes=1)
+    assert expiry_events(events)[0].endswith(": applied")
+
+
+def receipt_text(sink) -> str:
+    (receipt,) = [m for m in sink.messages if m.rcpt_tos == ("alice@example.org",)]
+    return text_and_html(receipt.data)[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "days", "reason", "told"),
+    [
+        ("400", 90, "longer than envelope.max_expiry_days",
+         "You asked for a longer time than allowed: the message can be read for 90 days"),
+        ("2h", 1, "shorter than envelope.min_expiry_days",
+         "You asked for a shorter time than allowed: the message can be read for 1 day"),
+    ],
+)  # fmt: skip
+def test_a_request_beyond_the_limits_is_clamped_and_the_sender_told(
+    make_gateway, sink, value, days, reason, told
+):
+    running = make_gateway(notify={"receipt": True})
+    send(running, protected_message(extra_headers={"X-Sealgate-Expires": value}))
+    record, events = only_envelope(running)
+    assert record.expires_at - record.created_at == timedelta(days=days)
+    (detail,) = expiry_events(events)
+    assert reason in detail
+    assert told in receipt_text(sink)
+    assert "bob@example.net" in notifications(sink.messages)  # delivered all the same
+
+
+def test_administrators_set_the_limits(make_gateway, sink):
+    running = make_gateway(envelope={"min_expiry_days": 3, "max_expiry_days": 7,
+                                     "retention_days": 5})  # fmt: skip
+    send(running, protected_message(extra_headers={"X-Sealgate-Expires": "30"}))
+    record, events = only_envelope(running)
+    assert record.expires_at - record.created_at == timedelta(days=7)
+    assert expiry_events(events) == [
+        "X-Sealgate-Expires 30 days: longer than envelope.max_expiry_days, 7 days applied"
+    ]
+
+
+def test_a_value_not_understood_is_ignored_and_the_reason_kept(make_gateway, sink):
+    running = make_gateway(notify={"receipt": True})
+    send(running, protected_message(extra_headers={"X-Sealgate-Expires": "next tuesday"}))
+    record, events = only_envelope(running)
+    assert record.expires_at - record.created_at == timedelta(days=30)
+    assert expiry_events(events) == [
+        "X-Sealgate-Expires not understood (expected days, hours or a date): ignored, "
+        "envelope.retention_days (30 days) applied"
+    ]
+    assert "(X-Sealgate-Expires) was not understood" in receipt_text(sink)
+
+
 def test_no_instruction_field_leaves_in_anything_that_reaches_the_upstream(make_gateway, sink):
     """A protected recipient, a colleague who gets the message as it is, a refused one
     whose bounce quotes the header: none of it carries what the sender wrote for Sealgate."""
     running = make_gateway(notify={"receipt": True})
     sink.behaviour.rcpt_replies["dave@example.org"] = "550 5.1.1 <dave@example.org>: no such user"
     fields = {
+        "X-Sealgate-Expires": "14",
         "X-Sealgate-Phone": "+31612345678",
         "X-Sealgate-Access-Code": "violet 7391",
     }
@@ -54,8 +269,15 @@ def test_no_instruction_field_leaves_in_anything_that_reaches_the_upstream(make_
 
 
 def test_mail_relayed_in_the_clear_loses_the_fields_too(gateway, sink):
-    raw = protected_message(subject="Lunch?", extra_headers={"X-Sealgate-Phone": "+31612345678"})
+    raw = protected_message(
+        subject="Lunch?",
+        extra_headers={"X-Sealgate-Phone": "+31612345678", "X-Sealgate-Expires": "2d"},
+    )
     send(gateway, raw)
     (relayed,) = sink.messages
-    assert relayed.data.endswith(raw.replace(b"X-Sealgate-Phone: +31612345678\r\n", b""))
+    assert relayed.data.endswith(
+        raw.replace(b"X-Sealgate-Phone: +31612345678\r\n", b"").replace(
+            b"X-Sealgate-Expires: 2d\r\n", b""
+        )
+    )
     assert store_of(gateway).list() == []

@@ -17,6 +17,7 @@ from jinja2 import Template
 
 from gateway.identity.secondfactor import MIN_ACCESS_CODE_LENGTH
 from gateway.locale import translations
+from gateway.mail.instructions import Expiry
 from gateway.mail.message import MESSAGE_ID
 from gateway.notify import mime, templates
 from gateway.notify.original import (
@@ -130,9 +131,12 @@ class Notifier:
         expires: datetime,
         *,
         weak_access_code: bool = False,
+        expiry: Expiry | None = None,
     ) -> bytes:
         """To the sender: the message went out securely; who got it, until when, how to revoke;
-        and, with ``weak_access_code``, that the access code given was too weak to be used."""
+        with ``weak_access_code``, that the access code given was too weak to be used; and
+        with an ``expiry`` that was adjusted, why the message is readable for another time
+        than the sender asked (X-Sealgate-Expires)."""
         to = parse_address(original.sender, "sender")
         check_url(revoke_url, "revoke_url")
         if not recipients:
@@ -146,6 +150,8 @@ class Notifier:
             expires=templates.when(expires, lang),
             weak_access_code=weak_access_code,
             min_access_code=MIN_ACCESS_CODE_LENGTH,
+            expiry_adjusted=expiry.adjusted if expiry is not None else "",
+            expiry_days=expiry.limit_days if expiry is not None else 0,
         )
         rendered = templates.render("receipt", lang, context)
         return self._write(lang, rendered, to=to, reply_to=self._fixed(), original=original)
