@@ -1092,7 +1092,7 @@ class Notify(Section):
 
     reloadable = _names(
         "from_address reply_to organisation logo_file colour language default_language "
-        "domain_languages subject_en subject_nl receipt read_notice"
+        "domain_languages subject_en subject_nl receipt read_notice allow_note max_note_length"
     )
 
     from_address: str = Field(
@@ -1138,6 +1138,18 @@ class Notify(Section):
     )
     read_notice: bool = Field(
         False, description="Tell the sender when a recipient first opens the message."
+    )
+    allow_note: bool = Field(
+        True,
+        description="Show the sender's personal note (X-Sealgate-Note) in notifications, as "
+        "plain text marked as the sender's words, without links. false: the field is "
+        "still removed, and not shown.",
+    )
+    max_note_length: int = Field(
+        500,
+        ge=20,
+        le=2000,
+        description="Characters of a note shown; a longer one is cut, with an ellipsis.",
     )
 
 

@@ -120,6 +120,8 @@ def build_notifier(cfg: config.Config, portal_url: str) -> Notifier:
                 language=settings.language,
                 default_language=settings.default_language,
                 domain_languages=dict(settings.domain_languages),
+                allow_note=settings.allow_note,
+                max_note_length=settings.max_note_length,
             )
         )
     except ValueError as error:

@@ -1,10 +1,10 @@
 """What a sender asks for in header fields: how long the message stays readable
-(X-Sealgate-Expires).
+(X-Sealgate-Expires) and a personal note in the notification (X-Sealgate-Note).
 
-Seen as the people involved see it: the recipient's notification, the sender's
-receipt, the envelope's expiry and audit trail, and, for everyone downstream, that
-no such field leaves Sealgate: not in relayed copies, notifications, bounces, nor
-in the sealed message when it is opened.
+Seen as the people involved see it: the recipient's notification (text and HTML,
+English and Dutch), the sender's receipt, the envelope's expiry and audit trail,
+and, for everyone downstream, that neither field leaves Sealgate: not in relayed
+copies, notifications, bounces, nor in the sealed message when it is opened.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ from hypothesis import strategies as st
 from gateway import config
 from gateway.envelope import opener
 from gateway.mail.instructions import Retention, expiry, requested
+from gateway.notify import Branding, Notifier, Original, Settings
+from gateway.notify.note import shown
 from tests.support.protected import link_in, notifications, open_with_link, protected_message
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 LIMITS = Retention(timedelta(days=30), timedelta(days=1), timedelta(days=90))
-FIELD_NAMES = (b"X-Sealgate-Expires", b"X-Sealgate-Phone", b"X-Sealgate-Access-Code")
+FIELD_NAMES = (b"X-Sealgate-Expires", b"X-Sealgate-Note", b"X-Sealgate-Phone",
+               b"X-Sealgate-Access-Code")  # fmt: skip
+URL = "https://portal.example.org/m/abc#def"
 
 
 def header(name: str, value: str) -> bytes:
@@ -154,6 +158,82 @@ def test_a_file_with_a_long_retention_from_before_the_limits_still_loads():
     assert config.parse({}).envelope.max_expiry_days == 90
 
 
+# -- X-Sealgate-Note: what the notification shows --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("note", "expected"),
+    [
+        ("See https://evil.example/login now", "See [x] now"),
+        ("(hxxp://x.invalid) or foo_bar://y", "[x] or [x]"),
+        ("go to www.example.com/form", "go to [x]"),
+        ("sign in at login.example.com:8443/a?b", "sign in at [x]"),
+        ("(see example.org)", "(see [x])"),
+        ("bücher.de", "[x]"),
+        ("report.pdf stays, report.zip goes", "report.pdf stays, [x] goes"),
+        ("ask bob.smith@example.com or call", "ask bob.smith@example.com or call"),
+        ("e.g. v1.2, i.e. the numbers", "e.g. v1.2, i.e. the numbers"),
+        # Hidden and control characters go first, so they cannot hide a link.
+        ("exam\u00adple.com\u202e and\x00 more\r\nlines", "exam [x] and more lines"),
+    ],
+)
+def test_a_note_shows_no_links_and_no_hidden_characters(note, expected):
+    assert shown(note, 500, "[x]") == expected
+
+
+def test_a_long_note_is_cut_with_an_ellipsis():
+    cut = shown("word " * 200, 40, "[x]")
+    assert cut is not None and len(cut) == 40 and cut.endswith("\u2026")
+    assert shown("exactly forty characters, not one more!!", 40, "[x]") == (
+        "exactly forty characters, not one more!!"
+    )
+    assert shown(" \x00\u200b ", 40, "[x]") is None
+
+
+def notifier(**changes) -> Notifier:
+    values = {
+        "from_address": "secure@example.org",
+        "hostname": "sealgate.example.org",
+        "branding": Branding("Example Corp"),
+        **changes,
+    }
+    return Notifier(Settings(**values))
+
+
+def notification_with(note: str, recipient: str = "bob@example.net", **changes) -> bytes:
+    data = (
+        f"From: Alice Example <alice@example.org>\r\nX-Sealgate-Note: {note}\r\n"
+        "Subject: x\r\n\r\nbody\r\n"
+    ).encode()
+    original = Original.of("alice@example.org", data)
+    expires = datetime(2026, 12, 28, 14, tzinfo=UTC)
+    return notifier(**changes).notification(original, recipient, URL, expires)
+
+
+def test_the_note_is_marked_as_the_senders_words_and_escaped():
+    text, html = text_and_html(notification_with("Hi Bob, <b>here</b> & there"))
+    assert "Note from Alice Example (alice@example.org):\n> Hi Bob, <b>here</b> & there" in text
+    assert "Note from Alice Example (alice@example.org):</p>" in html
+    assert "Hi Bob, &lt;b&gt;here&lt;/b&gt; &amp; there</p>" in html
+    assert "<b>here" not in html
+
+
+def test_encoded_words_in_the_note_are_decoded():
+    text, _ = text_and_html(notification_with("=?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?="))
+    assert "> Grüße aus Köln" in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=600))
+def test_any_note_yields_a_notification_with_one_link(note):
+    value = " ".join(note.split()) or "x"
+    raw = notification_with(value, max_note_length=100)
+    assert raw.endswith(b"\r\n") and max(len(line) for line in raw.split(b"\r\n")) <= 998
+    text, html = text_and_html(raw)
+    assert "://" not in text.replace(URL, "")
+    assert "<a " not in html.replace(f'<a href="{URL}"', "", 1)
+
+
 # -- through the running gateway --------------------------------------------------------
 
 
@@ -234,13 +314,56 @@ def test_a_value_not_understood_is_ignored_and_the_reason_kept(make_gateway, sin
     assert "(X-Sealgate-Expires) was not understood" in receipt_text(sink)
 
 
-def test_no_instruction_field_leaves_in_anything_that_reaches_the_upstream(make_gateway, sink):
+NOTE = "Hi Bob, the <lab> results & more: https://files.example.com/x"
+
+
+def notice(sink, recipient: str = "bob@example.net") -> tuple[str, str]:
+    return text_and_html(notifications(sink.messages)[recipient].data)
+
+
+def test_the_note_appears_escaped_in_both_parts(gateway, sink):
+    send(gateway, protected_message(extra_headers={"X-Sealgate-Note": NOTE}))
+    text, html = notice(sink)
+    assert (
+        "Note from Alice Example (alice@example.org):\n"
+        "> Hi Bob, the <lab> results & more: [link removed]\n"
+    ) in text
+    assert "Hi Bob, the &lt;lab&gt; results &amp; more: [link removed]</p>" in html
+    assert "files.example.com" not in text + html
+
+
+def test_a_dutch_recipient_reads_the_note_in_a_dutch_notification(gateway, sink):
+    send(gateway, protected_message(to="bob@example.nl", extra_headers={"X-Sealgate-Note": NOTE}),
+         recipients=("bob@example.nl",))  # fmt: skip
+    text, html = notice(sink, "bob@example.nl")
+    assert "Notitie van Alice Example (alice@example.org):\n> Hi Bob, the <lab> results" in text
+    assert "[link verwijderd]" in text and "[link verwijderd]" in html
+
+
+def test_a_note_over_the_limit_is_cut(make_gateway, sink):
+    running = make_gateway(notify={"max_note_length": 20})
+    send(running, protected_message(extra_headers={"X-Sealgate-Note": "one two three four five"}))
+    text, html = notice(sink)
+    assert "> one two three four\u2026\n" in text
+    assert "one two three four\u2026</p>" in html
+
+
+def test_no_note_when_the_administrator_turned_notes_off(make_gateway, sink):
+    running = make_gateway(notify={"allow_note": False})
+    send(running, protected_message(extra_headers={"X-Sealgate-Note": "Hi Bob, lab results"}))
+    text, html = notice(sink)
+    assert "Hi Bob, lab results" not in text + html
+    assert "Note from" not in text + html
+
+
+def test_neither_field_leaves_in_anything_that_reaches_the_upstream(make_gateway, sink):
     """A protected recipient, a colleague who gets the message as it is, a refused one
     whose bounce quotes the header: none of it carries what the sender wrote for Sealgate."""
     running = make_gateway(notify={"receipt": True})
     sink.behaviour.rcpt_replies["dave@example.org"] = "550 5.1.1 <dave@example.org>: no such user"
     fields = {
         "X-Sealgate-Expires": "14",
+        "X-Sealgate-Note": "Call me about it",
         "X-Sealgate-Phone": "+31612345678",
         "X-Sealgate-Access-Code": "violet 7391",
     }
@@ -271,12 +394,12 @@ def test_no_instruction_field_leaves_in_anything_that_reaches_the_upstream(make_
 def test_mail_relayed_in_the_clear_loses_the_fields_too(gateway, sink):
     raw = protected_message(
         subject="Lunch?",
-        extra_headers={"X-Sealgate-Phone": "+31612345678", "X-Sealgate-Expires": "2d"},
+        extra_headers={"X-Sealgate-Note": "see you", "X-Sealgate-Expires": "2d"},
     )
     send(gateway, raw)
     (relayed,) = sink.messages
     assert relayed.data.endswith(
-        raw.replace(b"X-Sealgate-Phone: +31612345678\r\n", b"").replace(
+        raw.replace(b"X-Sealgate-Note: see you\r\n", b"").replace(
             b"X-Sealgate-Expires: 2d\r\n", b""
         )
     )

@@ -7,7 +7,10 @@ A sender (or the mail client's add-in) may add these to a message:
 - ``X-Sealgate-Expires``: how long a protected message stays readable, as a
   number of days (``14``, ``14d``), hours (``48h``) or a date (``2027-01-15``,
   ISO 8601, or RFC 5322 ``Fri, 15 Jan 2027 17:00:00 +0100``), kept within the
-  limits the administrator sets (:func:`expiry`).
+  limits the administrator sets (:func:`expiry`);
+- ``X-Sealgate-Note``: a short personal note shown in the notification
+  (read with the other facts a notification may use, gateway.notify.original;
+  the notifier bounds it and takes links out).
 
 They are meant for Sealgate alone: every one of :data:`FIELDS` is removed
 from everything that leaves (relayed copies, what is sealed, bounces), by the
@@ -28,7 +31,8 @@ from gateway.mail import message
 ACCESS_CODE_FIELD = "X-Sealgate-Access-Code"
 PHONE_FIELD = "X-Sealgate-Phone"
 EXPIRES_FIELD = "X-Sealgate-Expires"
-FIELDS = (ACCESS_CODE_FIELD, PHONE_FIELD, EXPIRES_FIELD)
+NOTE_FIELD = "X-Sealgate-Note"
+FIELDS = (ACCESS_CODE_FIELD, PHONE_FIELD, EXPIRES_FIELD, NOTE_FIELD)
 """The fields Sealgate itself reads; policy packs list their own (``strip_headers``:
 X-Sealgate-Protect). None of them leaves."""
 

@@ -19,7 +19,7 @@ from gateway.identity.secondfactor import MIN_ACCESS_CODE_LENGTH
 from gateway.locale import translations
 from gateway.mail.instructions import Expiry
 from gateway.mail.message import MESSAGE_ID
-from gateway.notify import mime, templates
+from gateway.notify import mime, note, templates
 from gateway.notify.original import (
     Original,
     bounded_references,
@@ -110,6 +110,7 @@ class Notifier:
             expires=templates.when(expires, lang),
             reply="none" if reply_to is None else self.settings.reply_to,
             account=account,
+            personal_note=self._note(original, lang),
         )
         rendered = templates.render("notification", lang, context, self._subjects.get(lang))
         name = f"{original.shown} via {self.settings.branding.organisation}"
@@ -277,6 +278,14 @@ class Notifier:
         return msg.as_bytes()
 
     # -- helpers ----------------------------------------------------------------
+
+    def _note(self, original: Original, lang: str) -> str | None:
+        """The sender's note as the notification shows it, or None (none, or notes off)."""
+        if not self.settings.allow_note:
+            return None
+        # Translators: takes the place of a link in the sender's note (links are not shown).
+        removed = translations(lang).gettext("[link removed]")
+        return note.shown(original.note, self.settings.max_note_length, removed)
 
     def _context(self, lang: str, **values: Any) -> dict[str, Any]:
         return {
