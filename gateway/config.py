@@ -560,10 +560,13 @@ class Store(Section):
         return self.blob_directory or self.directory / "blobs"
 
 
-class Envelope(Section):
-    """Sealing: account key sizes, retention."""
+_LONGEST_EXPIRY = 90  # days: max_expiry_days when the file leaves it out
 
-    reloadable = _names("retention_days expire_interval")
+
+class Envelope(Section):
+    """Sealing: account key sizes, retention, and how long senders may ask for."""
+
+    reloadable = _names("retention_days min_expiry_days max_expiry_days expire_interval")
     restart_only = _names("rsa_bits key_pool_size key_processes orphan_age")
     deprecated = {
         "key_pool_size": "format v2 generates no key pairs per message; remove the option",
@@ -590,7 +593,26 @@ class Envelope(Section):
         "processes); accepted until the next release.",
     )
     retention_days: int = Field(
-        30, ge=1, le=3650, description="Days a sealed message stays readable, then it expires."
+        30,
+        ge=1,
+        le=3650,
+        description="Days a sealed message stays readable, then it expires, unless the sender "
+        "asks otherwise (X-Sealgate-Expires).",
+    )
+    min_expiry_days: int = Field(
+        1,
+        ge=1,
+        le=3650,
+        description="Shortest time, in days, a sender may ask for with X-Sealgate-Expires; "
+        "a shorter request is lengthened to this.",
+    )
+    max_expiry_days: int = Field(
+        _LONGEST_EXPIRY,
+        ge=1,
+        le=3650,
+        description="Longest time, in days, a sender may ask for with X-Sealgate-Expires; a "
+        "longer request is shortened to this. Left out: 90, or retention_days if that is "
+        "longer. retention_days must lie between min_expiry_days and max_expiry_days.",
     )
     expire_interval: Seconds = Field(
         300, description="Seconds between sweeps for expired envelopes and orphaned blobs."
@@ -601,6 +623,29 @@ class Envelope(Section):
         description="Blobs left by an interrupted sealing are removed after this many seconds. "
         "Must exceed the longest sealing: store.busy_timeout plus two minutes at least.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _longest_covers_retention(cls, data: Any) -> Any:
+        # A file written before the expiry limits existed keeps working: an unset
+        # max_expiry_days never refuses the retention_days it already has.
+        if isinstance(data, dict) and "max_expiry_days" not in data:
+            retention = data.get("retention_days")
+            if isinstance(retention, int) and retention > _LONGEST_EXPIRY:
+                data = {**data, "max_expiry_days": retention}
+        return data
+
+    @model_validator(mode="after")
+    def _expiry_limits(self) -> Envelope:
+        if not self.min_expiry_days <= self.retention_days <= self.max_expiry_days:
+            raise _invalid(
+                "retention_days ({retention}) must lie between min_expiry_days ({shortest}) "
+                "and max_expiry_days ({longest})",
+                retention=self.retention_days,
+                shortest=self.min_expiry_days,
+                longest=self.max_expiry_days,
+            )
+        return self
 
 
 class Policy(Section):
@@ -1046,7 +1091,7 @@ class Notify(Section):
 
     reloadable = _names(
         "from_address reply_to organisation logo_file colour language default_language "
-        "domain_languages subject_en subject_nl receipt read_notice"
+        "domain_languages subject_en subject_nl receipt read_notice allow_note max_note_length"
     )
 
     from_address: str = Field(
@@ -1092,6 +1137,18 @@ class Notify(Section):
     )
     read_notice: bool = Field(
         False, description="Tell the sender when a recipient first opens the message."
+    )
+    allow_note: bool = Field(
+        True,
+        description="Show the sender's personal note (X-Sealgate-Note) in notifications, as "
+        "plain text marked as the sender's words, without links. false: the field is "
+        "still removed, and not shown.",
+    )
+    max_note_length: int = Field(
+        500,
+        ge=20,
+        le=2000,
+        description="Characters of a note shown; a longer one is cut, with an ellipsis.",
     )
 
 

@@ -34,7 +34,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import TypeVar, overload
 
 from gateway.envelope.keys import Link
@@ -50,7 +50,7 @@ from gateway.envelope.vault import Vault
 from gateway.errors import INTERNAL_ERROR, GatewayError, PermanentError, SMTPReply, TemporaryError
 from gateway.identity import secondfactor
 from gateway.logsetup import event
-from gateway.mail import message, outgoing
+from gateway.mail import instructions, message, outgoing
 from gateway.mailauth.posture import PostureChecker
 from gateway.mailauth.verify import Verifier, strip_forged_results
 from gateway.notify import Notifier, Original, dsn
@@ -176,7 +176,7 @@ class Protecting:
     notifier: Notifier
     portal_url: str
     from_address: str
-    retention: timedelta
+    retention: instructions.Retention  # the default, and the limits on what senders ask for
     idempotency_secret: bytes  # keys the idempotency HMAC; never stored in the database
     code_secret: bytes  # keys the access-code HMAC; never stored in the database
     sms: bool = False  # an SMS provider is configured
@@ -304,7 +304,7 @@ class Pipeline:
         running = asyncio.get_running_loop()
         decisions, data, known_phones = await running.run_in_executor(self._deciding, evaluate)
         relayed_bytes = outgoing.without_headers(
-            data, [*policy.strip_headers, *secondfactor.INSTRUCTION_FIELDS]
+            data, [*policy.strip_headers, *instructions.FIELDS]
         )
 
         factors = self._factors(tx, decisions, known_phones)
@@ -528,6 +528,7 @@ class Pipeline:
         :meth:`_protect`. With it, that unfinished attempt is shredded in the commit.
         """
         vault = self.protecting.vault
+        expiry = instructions.expiry(tx.data, datetime.now(UTC), self.protecting.retention)
         request = SealRequest(
             # What is sealed loses the subject tags too (only sealed copies: the subject
             # of relayed ones is covered by the sender's DKIM signature).
@@ -538,7 +539,7 @@ class Pipeline:
             queue_id=tx.queue_id,
             recipients=plan.protect + plan.hold,
             idempotency_key=key,
-            retention=self.protecting.retention,
+            retention=expiry.retention,
             decisions={r: json.dumps(d.as_dict()) for r, d in plan.decisions.items()},
             access={
                 address: ReaderAccess(",".join(f.methods), f.access_code_hash, f.phone)
@@ -546,6 +547,7 @@ class Pipeline:
             },
             message_id=original.message_id,
             sender_name=original.sender_name,
+            events=(("expiry", expiry.detail),) if expiry.detail else (),
         )
         keep_link = None
         holding = self.protecting.holding
@@ -765,13 +767,15 @@ class Pipeline:
         weak_code: bool,
     ) -> None:
         """The sender's "sent securely" receipt; held recipients have their own notice.
-        With ``weak_code`` it says that the sender's access code was too weak to use.
+        With ``weak_code`` it says that the sender's access code was too weak to use;
+        it says too when the expiry the sender asked for was clamped or not understood.
 
         Everything owed went out already: a failure here is logged, never turned
         into a retry of the whole message."""
         assert self.protecting.receipt is not None
         guests = [r.address for r in sealed.record.readers if r.kind == "guest"]
         readers = [address for address in guests if address not in unsent]
+        expiry = instructions.expiry(tx.data, sealed.record.created_at, self.protecting.retention)
         try:
             data = self.protecting.notifier.receipt(
                 original,
@@ -780,6 +784,7 @@ class Pipeline:
                 self.protecting.receipt(sealed.envelope_id),
                 sealed.record.expires_at,
                 weak_access_code=weak_code,
+                expiry=expiry,
             )
             await self.own.send("", [tx.mail_from], data)
         except (ValueError, GatewayError) as error:
@@ -880,7 +885,11 @@ class Pipeline:
             sender=tx.mail_from,
             refused=refused,
             remote_mta=self.upstream.settings.host,
-            original_header=message.header_block(tx.data),
+            # What the sender wrote for Sealgate alone stays out of the bounce too.
+            original_header=outgoing.without_headers(
+                message.header_block(tx.data),
+                [*self.protecting.policy.strip_headers, *instructions.FIELDS],
+            ),
             arrival=tx.received_at,
             by_policy=by_policy,
         )

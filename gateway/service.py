@@ -53,6 +53,7 @@ from gateway.identity.totp import TOTP
 from gateway.installsecret import Secrets
 from gateway.intake.listener import SHARED_BACKLOG, IntakeServer
 from gateway.logsetup import event
+from gateway.mail.instructions import Retention
 from gateway.mailauth.dkimsign import DKIMKeyError, Signer, SigningKey
 from gateway.mailauth.dns import Resolver
 from gateway.mailauth.posture import PostureChecker
@@ -120,6 +121,8 @@ def build_notifier(cfg: config.Config, portal_url: str) -> Notifier:
                 language=settings.language,
                 default_language=settings.default_language,
                 domain_languages=dict(settings.domain_languages),
+                allow_note=settings.allow_note,
+                max_note_length=settings.max_note_length,
             )
         )
     except ValueError as error:
@@ -182,7 +185,11 @@ def build_pipeline(
         notifier=notifier,
         portal_url=portal_url,
         from_address=from_address(cfg),
-        retention=timedelta(days=cfg.envelope.retention_days),
+        retention=Retention(
+            default=timedelta(days=cfg.envelope.retention_days),
+            shortest=timedelta(days=cfg.envelope.min_expiry_days),
+            longest=timedelta(days=cfg.envelope.max_expiry_days),
+        ),
         idempotency_secret=secrets.idempotency,
         code_secret=secrets.access_codes,
         sms=cfg.sms.provider != "none",
@@ -255,7 +262,7 @@ def build_portal(
         read_notice=cfg.notify.read_notice,
         accounts=account_desk(cfg, store, secrets, lasting.portal_url),
         account_settings=cfg.accounts,
-        expiry_days=(1, cfg.envelope.retention_days),
+        expiry_days=(cfg.envelope.min_expiry_days, cfg.envelope.max_expiry_days),
         sso=single_sign_on(cfg, store, secrets, lasting.portal_url),
         scim=scim_access(cfg.scim),
     )

@@ -102,7 +102,7 @@ def test_the_expiry_moves_within_the_bounds(running, sink, browsers):
     latest = re.search(r'max="(\d{4}-\d\d-\d\d)"', page).group(1)
     today = datetime.now(UTC).date()
     assert earliest == (today + timedelta(days=1)).isoformat()
-    assert latest == (today + timedelta(days=30)).isoformat()  # retention_days by default
+    assert latest == (today + timedelta(days=90)).isoformat()  # max_expiry_days by default
 
     store = running.gateway.vault.store
     envelope_id = view.split("/")[2]
@@ -110,7 +110,7 @@ def test_the_expiry_moves_within_the_bounds(running, sink, browsers):
     moved = post(sender, view, action="expiry", until=shorter)
     assert f"It is readable until {shorter} now." in moved.text
     assert store.get(envelope_id).expires_at.date().isoformat() == shorter
-    for wrong in ((today + timedelta(days=31)).isoformat(), today.isoformat(), "tomorrow"):
+    for wrong in ((today + timedelta(days=91)).isoformat(), today.isoformat(), "tomorrow"):
         refused = post(sender, view, action="expiry", until=wrong)
         assert "Choose a day between" in refused.text
     assert store.get(envelope_id).expires_at.date().isoformat() == shorter

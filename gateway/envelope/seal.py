@@ -86,6 +86,8 @@ class SealRequest:
     access: Mapping[str, ReaderAccess] = field(default_factory=dict)  # address -> factors
     message_id: str | None = None  # the original's, for threading secure replies
     sender_name: str | None = None  # the original's From display name, cleaned
+    # (kind, detail) for the audit trail, committed with the envelope (the sender's expiry).
+    events: tuple[tuple[str, str], ...] = ()
 
 
 class _Measured:

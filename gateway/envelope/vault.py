@@ -105,6 +105,7 @@ class Vault:
                 sealed.record,
                 supersede=supersede,
                 decisions=request.decisions,
+                events=request.events,
                 pending=pending,
                 remember_thread=remember_thread,
             )

@@ -2,7 +2,7 @@
 
 The policy names the methods a rule allows (``verify = ["email", "sms",
 "access-code"]``); the sender may supply what some need, in header fields that
-Sealgate removes before anything leaves:
+Sealgate removes before anything leaves (gateway.mail.instructions lists them all):
 
 - ``X-Sealgate-Access-Code: <code>``: a code the sender tells the recipient
   another way (phone, letter). Stored only as an HMAC keyed outside the
@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 from gateway.mail import message
 
-ACCESS_CODE_FIELD = "X-Sealgate-Access-Code"
-PHONE_FIELD = "X-Sealgate-Phone"
-INSTRUCTION_FIELDS = (ACCESS_CODE_FIELD, PHONE_FIELD)
+# Re-exported: the pipeline names them when it tells a sender what is missing.
+from gateway.mail.instructions import ACCESS_CODE_FIELD as ACCESS_CODE_FIELD
+from gateway.mail.instructions import PHONE_FIELD as PHONE_FIELD
+
 _ACCESS_LABEL = b"sealgate access code\x00"
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 # The weakest access code accepted: 8 characters after normalisation, of which at least

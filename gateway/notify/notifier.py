@@ -17,8 +17,9 @@ from jinja2 import Template
 
 from gateway.identity.secondfactor import MIN_ACCESS_CODE_LENGTH
 from gateway.locale import translations
+from gateway.mail.instructions import Expiry
 from gateway.mail.message import MESSAGE_ID
-from gateway.notify import mime, templates
+from gateway.notify import mime, note, templates
 from gateway.notify.original import (
     Original,
     bounded_references,
@@ -109,6 +110,7 @@ class Notifier:
             expires=templates.when(expires, lang),
             reply="none" if reply_to is None else self.settings.reply_to,
             account=account,
+            personal_note=self._note(original, lang),
         )
         rendered = templates.render("notification", lang, context, self._subjects.get(lang))
         name = f"{original.shown} via {self.settings.branding.organisation}"
@@ -130,9 +132,12 @@ class Notifier:
         expires: datetime,
         *,
         weak_access_code: bool = False,
+        expiry: Expiry | None = None,
     ) -> bytes:
         """To the sender: the message went out securely; who got it, until when, how to revoke;
-        and, with ``weak_access_code``, that the access code given was too weak to be used."""
+        with ``weak_access_code``, that the access code given was too weak to be used; and
+        with an ``expiry`` that was adjusted, why the message is readable for another time
+        than the sender asked (X-Sealgate-Expires)."""
         to = parse_address(original.sender, "sender")
         check_url(revoke_url, "revoke_url")
         if not recipients:
@@ -146,6 +151,8 @@ class Notifier:
             expires=templates.when(expires, lang),
             weak_access_code=weak_access_code,
             min_access_code=MIN_ACCESS_CODE_LENGTH,
+            expiry_adjusted=expiry.adjusted if expiry is not None else "",
+            expiry_days=expiry.limit_days if expiry is not None else 0,
         )
         rendered = templates.render("receipt", lang, context)
         return self._write(lang, rendered, to=to, reply_to=self._fixed(), original=original)
@@ -271,6 +278,14 @@ class Notifier:
         return msg.as_bytes()
 
     # -- helpers ----------------------------------------------------------------
+
+    def _note(self, original: Original, lang: str) -> str | None:
+        """The sender's note as the notification shows it, or None (none, or notes off)."""
+        if not self.settings.allow_note:
+            return None
+        # Translators: takes the place of a link in the sender's note (links are not shown).
+        removed = translations(lang).gettext("[link removed]")
+        return note.shown(original.note, self.settings.max_note_length, removed)
 
     def _context(self, lang: str, **values: Any) -> dict[str, Any]:
         return {

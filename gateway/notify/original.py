@@ -1,10 +1,11 @@
 """What notifications take from the original message, cleaned and bounded.
 
-Only the sender's address and display name, and (for the threading headers)
-its Message-ID and References, ever reach a notification; the subject is kept
-for an administrator's subject template that chooses to reveal it. Whatever
-the original's header fields hold, cleaning them cannot fail: a notification
-that cannot be written would defer the message for ever.
+Only the sender's address and display name, the sender's note
+(``X-Sealgate-Note``, which gateway.notify.note makes fit to show) and (for the
+threading headers) its Message-ID and References, ever reach a notification;
+the subject is kept for an administrator's subject template that chooses to
+reveal it. Whatever the original's header fields hold, cleaning them cannot
+fail: a notification that cannot be written would defer the message for ever.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 
 from gateway.mail import message
+from gateway.mail.instructions import NOTE_FIELD
 from gateway.mail.message import MESSAGE_ID
 
 MAX_REFERENCES = 20
 _MAX_NAME = 78
 _MAX_SUBJECT = 250
+_MAX_NOTE = 4000  # characters of a note read at all; what is shown is shorter
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 _BREAKING = ("Cc", "Cf", "Zl", "Zp")
 _DOT_ATOM = re.compile(r"[^\s()<>\[\]:;@\\,\"]+")
@@ -108,6 +111,7 @@ class Original:
     message_id: str | None
     references: tuple[str, ...]
     content_language: str | None
+    note: str | None = None  # the sender's note, decoded, on one line; not yet fit to show
 
     @classmethod
     def of(cls, sender: str, data: bytes) -> Original:
@@ -115,6 +119,7 @@ class Original:
         name, _ = email.utils.parseaddr(message.first_value(data, "from") or "")
         message_id = (message.first_value(data, "message-id") or "").strip()
         subject = message.first_value(data, "subject")
+        note = message.first_value(data, NOTE_FIELD)
         return cls(
             sender=sender,
             sender_name=display_name(_decoded(name)),
@@ -122,6 +127,7 @@ class Original:
             message_id=message_id if MESSAGE_ID.fullmatch(message_id) else None,
             references=_references(data),
             content_language=_content_language(message.first_value(data, "content-language")),
+            note=clean_text(_decoded(note[: _MAX_NOTE * 4]), _MAX_NOTE) if note else None,
         )
 
     @property

@@ -44,6 +44,8 @@ class Settings:
     language: str = "auto"  # "auto" | "en" | "nl"
     default_language: str = "en"
     domain_languages: dict[str, str] = field(default_factory=dict)  # "nl", "example.be" -> lang
+    allow_note: bool = True  # show the sender's X-Sealgate-Note in notifications
+    max_note_length: int = 500  # characters of a note shown, the ellipsis included
 
     def __post_init__(self) -> None:
         parse_address(self.from_address, "from_address")
@@ -65,6 +67,8 @@ class Settings:
                 raise ValueError(f"domain_languages: {key!r} is not a domain or suffix")
             if value not in LANGUAGES:
                 raise ValueError(f"domain_languages.{key}: must be en or nl")
+        if self.max_note_length < 2:
+            raise ValueError("max_note_length: at least 2 characters")
 
 
 def check_url(url: str, name: str) -> None:

@@ -27,7 +27,15 @@ LANGUAGES = ("en", "nl")
 # The scripts whose msgids go to the page (babel.cfg names them for `make messages`).
 SCRIPTS = tuple(
     Path(__file__).parent / "static" / name
-    for name in ("portal.js", "strength.js", "signup.js", "inbox.js", "factors.js", "sso.js", "sent.js")
+    for name in (
+        "portal.js",
+        "strength.js",
+        "signup.js",
+        "inbox.js",
+        "factors.js",
+        "sso.js",
+        "sent.js",
+    )
 )
 
 

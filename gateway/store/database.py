@@ -179,6 +179,7 @@ class Store:
         *,
         supersede: str | None = None,
         decisions: Mapping[str, str] | None = None,
+        events: Sequence[tuple[str, str]] = (),
         pending: Mapping[str, bytes] | None = None,
         remember_thread: bool = False,
     ) -> None:
@@ -188,7 +189,8 @@ class Store:
         shredded in the same transaction (its blobs are deleted after the commit),
         so a retried message never has two live envelopes, nor none.
         ``decisions`` (address -> the policy's decision record, rule names and
-        counts only) are kept with the envelope as "decided" events. ``pending``
+        counts only) are kept with the envelope as "decided" events; ``events``
+        ((kind, detail): what became of the sender's expiry) follow them. ``pending``
         (reader id -> link sealed to the reply key) are the links owed until the
         message is settled (gateway.store.pending): kept in the same commit, so
         no crash leaves an envelope whose links exist nowhere. ``remember_thread``
@@ -246,6 +248,7 @@ class Store:
                         event_row("decided", envelope_id, address=address, detail=record)
                         for address, record in (decisions or {}).items()
                     ),
+                    *(event_row(kind, envelope_id, detail=detail) for kind, detail in events),
                 ],
             )
             if remember_thread and envelope.message_id:

@@ -22,6 +22,7 @@ METHODS = ("email", "sms", "access-code")  # second factors a guest may be offer
 # features can add kinds without a schema change.
 EVENT_KINDS = (
     "sealed",
+    "expiry",
     "notified",
     "reader-notified",
     "reader-refused",
