@@ -232,15 +232,23 @@ def test_a_burst_of_connections_is_spread_over_the_workers(serve):
     wait_for(lambda: len(children_of(supervisor)) == 2, what="two workers")
     workers = children_of(supervisor)
     wait_for(lambda: all(f"pid={pid}" in process.log for pid in workers), what="listening")
-    connections = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(20)]
-    try:
-        assert all(c.recv(4) == b"220 " for c in connections)
-        shares = sorted(len(accepted_by(pid) - {0}) for pid in workers)  # 0: listening
-    finally:
-        for connection in connections:
-            connection.close()
-    assert sum(shares) == 20
-    assert shares[0] >= 3, shares
+    totals = dict.fromkeys(workers, 0)
+    for _ in range(3):  # three bursts: one worker descheduled for a moment does not decide it
+        connections = [socket.create_connection(("127.0.0.1", port), timeout=10)
+                       for _ in range(20)]  # fmt: skip
+        try:
+            assert all(c.recv(4) == b"220 " for c in connections)
+            shares = {pid: len(accepted_by(pid) - {0}) for pid in workers}  # 0: listening
+        finally:
+            for connection in connections:
+                connection.close()
+        assert sum(shares.values()) == 20, shares
+        for pid, share in shares.items():
+            totals[pid] += share
+        wait_for(lambda: all(accepted_by(pid) <= {0} for pid in workers), what="closed")
+    # Before: 0 or 1 of 20 for one worker every time. Now about half; on a loaded
+    # machine it was 2 of 20 at worst in one burst.
+    assert min(totals.values()) >= 6, totals
 
 
 def test_no_connection_is_refused_or_lost_while_workers_are_killed(serve):
