@@ -298,12 +298,13 @@ SAMPLE: dict[str, list[dict[str, Any]]] = {
             "modified_at": NOW - timedelta(days=3),
             "version": 4,
             "phone": "+31612345678",
+            "sync_source": "directory",
         },
     ],
     "directory_sync": [
         {
-            "source": "ldaps://dc1.example.org/DC=example,DC=org",
-            "cursor": '{"invocation_id": "5f0c8d2e-1b3a-4c5d-9e8f-7a6b5c4d3e2f", "usn": 48213}',
+            "source": "directory",
+            "cursor": "v1 3f9a0c1e5b7d2468ace13579bdf02468 48213",
             "synced_at": NOW - timedelta(hours=1),
         },
     ],
@@ -324,6 +325,7 @@ SAMPLE: dict[str, list[dict[str, Any]]] = {
             "created_at": NOW - timedelta(days=300),
             "modified_at": NOW - timedelta(days=3),
             "version": 12,
+            "sync_source": "directory",
         },
     ],
     "directory_members": [{"group_id": DIRECTORY_GROUP, "user_id": DIRECTORY_USER}],
