@@ -466,7 +466,7 @@ def assert_the_store_reads(store: Store, present: dict[str, set[str]]) -> None:
     if "codes" in present:  # the portal's state, since 0002
         assert_the_portal_state_reads(PortalState(store))
     if "directory_users" in present:  # the directory, since 0007
-        assert_the_directory_reads(store)
+        assert_the_directory_reads(store, present["directory_users"])
 
     assert store.shred(ENVELOPE, "revoked", detail="by the sender")
     shredded = store.get(ENVELOPE)
@@ -498,7 +498,7 @@ def assert_the_portal_state_reads(state: PortalState) -> None:
     ]
 
 
-def assert_the_directory_reads(store: Store) -> None:
+def assert_the_directory_reads(store: Store, user_columns: set[str]) -> None:
     (user,) = SAMPLE["directory_users"]
     (email,) = SAMPLE["directory_emails"]
     (group,) = SAMPLE["directory_groups"]
@@ -512,6 +512,7 @@ def assert_the_directory_reads(store: Store) -> None:
         user["modified_at"],
         4,
         ((DIRECTORY_GROUP, "Finance"),),
+        user["phone"] if "phone" in user_columns else None,  # since 0008
     )
     found = directory.find_groups(None, [], 0, 10)
     assert found.total == 1 and found.items[0].fields.members == (DIRECTORY_USER,)
