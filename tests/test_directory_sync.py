@@ -29,7 +29,7 @@ from gateway.identity.directorysync import (
     plan_sync,
 )
 from gateway.store import Store
-from gateway.store.directory import Directory, DirectoryUser, Email, UserFields
+from gateway.store.directory import Directory, DirectoryUser, Email, GroupFields, UserFields
 from gateway.store.directorysync import SyncConflict, SyncStore
 from gateway.store.schema import (
     directory_emails,
@@ -316,6 +316,7 @@ def test_scim_provisioned_people_are_taken_over_by_their_objectguid_or_left_alon
 ):
     alice = samba_dc.add_person(ou, "alice", mail="alice@sealgate.test", displayName="Alice")
     samba_dc.add_person(ou, "bob", mail="bob@sealgate.test")
+    finance = samba_dc.add_group(ou, "Finance", [alice])
     directory = Directory(store)
     # Provisioned over SCIM before the sync: alice by a client that sends the objectGUID as
     # externalId, bob by one that sends its own id, and dana whom the directory never had.
@@ -323,7 +324,9 @@ def test_scim_provisioned_people_are_taken_over_by_their_objectguid_or_left_alon
         UserFields("alice@sealgate.test", samba_dc.guid(alice).upper(), "A", '{"givenName": '
                    '"Alice"}', None), NOW)  # fmt: skip
     scim_bob = directory.add_user(UserFields("bob@sealgate.test", "entra-7", "B", None, True), NOW)
-    directory.add_user(UserFields("dana@sealgate.test", None, "Dana", None, True), NOW)
+    dana = directory.add_user(UserFields("dana@sealgate.test", None, "Dana", None, True), NOW)
+    directory.add_group(GroupFields("Finance", samba_dc.guid(finance).upper(), (dana.user_id,)),
+                        NOW)  # fmt: skip
     path = ad_config(samba_dc, tmp_path, ou, store)
 
     code, out, err = sync(path, "--apply", "--full")
@@ -345,14 +348,17 @@ def test_scim_provisioned_people_are_taken_over_by_their_objectguid_or_left_alon
         "directory-user-updated",
         f"id={taken.user_id} changed=externalId,displayName,active sessions=0 by=sync from=scim",
     )
+    assert groups(store) == {"Finance": {"alice@sealgate.test", "dana@sealgate.test"}}
     known = SyncStore(store).known()
     assert [p.user_name for p in known.people.values()] == ["alice@sealgate.test"]
+    assert list(known.groups) == [samba_dc.guid(finance)]
 
     # A full comparison compares the directory's ids with the sync's rows only: dana stays,
     # and bob is tried (and left out) again.
     code, out, again = sync(path, "--apply", "--full")
     assert (code, again) == (0, err)
     assert "Read everything: 2 people" in out and "  delete" not in out
+    assert "groups: none." in out
     assert "dana@sealgate.test" in users(store)
 
 

@@ -202,7 +202,7 @@ class _Run:
             self._add_members(group_id, group.members)
             self._group_event("directory-group-created", group_id, BY_SYNC)
         elif _takes_over(row, group.external_id):
-            self._change_group(row, display_name=row.display_name, sync_source=self.source)
+            self._change_group(row, external_id=group.external_id, sync_source=self.source)
             self._add_members(row.group_id, group.members)
             self._group_event("directory-group-updated", row.group_id, f"{BY_SYNC} from=scim")
         else:
