@@ -118,8 +118,7 @@ class SyncStore:
         )
         if self._cursor_read is not _UNREAD and current != self._cursor_read:
             raise SyncConflict(
-                "another directory sync applied its changes while this one ran; nothing "
-                "was applied: run it again"
+                "another directory sync applied its changes while this one ran (run it again)"
             )
 
 
