@@ -13,8 +13,10 @@ from gateway.cli import main
 from gateway.cli.directory import _Progress
 from gateway.identity import directorysync
 from gateway.identity.directorysync import Known, SyncPlan
+from gateway.store import FileBlobStore, Store
+from gateway.store.directorysync import SyncStore
 from tests.support.certs import make_certificates
-from tests.support.process import write_toml
+from tests.support.process import free_port, write_toml
 from tests.support.slapd import SERVICE_DN, SERVICE_PASSWORD, Slapd
 
 
@@ -46,8 +48,9 @@ def sync(path: Path, *options: str) -> tuple[int, str, str]:
 
 
 class MemoryTarget:
-    """Stands in for the directory store, which lands with SCIM provisioning: what a
-    target is asked, and the plans it was given."""
+    """Stands in for the directory store (tests/test_directory_sync.py applies to the
+    real one) with people it never had: what a target is asked, and the plans it was
+    given."""
 
     def __init__(self, known: Known) -> None:
         self._known = known
@@ -56,8 +59,12 @@ class MemoryTarget:
     def known(self) -> Known:
         return self._known
 
-    def apply(self, plan: SyncPlan) -> None:
+    def apply(self, plan: SyncPlan) -> tuple[str, ...]:
         self.applied.append(plan)
+        return ()
+
+    def close(self) -> None:
+        pass
 
 
 def test_a_dry_run_prints_the_plan_and_changes_nothing(slapd_server, tmp_path):
@@ -71,7 +78,6 @@ def test_a_dry_run_prints_the_plan_and_changes_nothing(slapd_server, tmp_path):
     assert code == 0, err
     assert out.splitlines() == [
         f"Directory: {slapd_server.url} (openldap), base DN {ou}",
-        "Sealgate keeps no directory yet: the plan is made against an empty one.",
         "Read everything: 2 people, 1 group, 0 deleted.",
         "Plan:",
         '  create      alice@sealgate.test "Alice"',
@@ -84,21 +90,30 @@ def test_a_dry_run_prints_the_plan_and_changes_nothing(slapd_server, tmp_path):
         "warning: bob@sealgate.test: mobile is not an international number "
         "(+31 6 ..., E.164); no phone for text codes\n"
     )  # and no progress: standard error is no terminal
+    store = Store(f"sqlite:///{tmp_path / 'var' / 'sealgate.db'}", FileBlobStore(tmp_path))
+    assert SyncStore(store).known() == Known()  # the store was opened, and nothing kept
+    store.close()
 
 
-def test_apply_says_it_needs_the_directory_store(tmp_path):
+def test_a_store_that_cannot_be_opened_is_a_configuration_problem(tmp_path):
     password = tmp_path / "password"
     password.write_text("x\n")
-    path = config_file(
-        tmp_path,
-        url="ldaps://127.0.0.1:1",
-        bind_dn="cn=x",
-        password_file=str(password),
-        base_dn="dc=x",
+    path = write_toml(
+        tmp_path / "sealgate.toml",
+        {
+            "directory": {
+                "url": "ldaps://127.0.0.1:1",
+                "bind_dn": "cn=x",
+                "password_file": str(password),
+                "base_dn": "dc=x",
+            },
+            "store": {"database": f"postgresql+psycopg://sealgate@127.0.0.1:{free_port()}/x"},
+        },
     )
     code, out, err = sync(path, "--apply")
-    assert code == 1
-    assert err == "sealgate: applying needs the directory store (not in this version)\n"
+    assert code == 2
+    assert err.startswith(f"{path}: store.database: database postgresql+psycopg://"), err
+    assert "unavailable while migrating the schema" in err and len(err.splitlines()) == 1
     assert out == ""
 
 

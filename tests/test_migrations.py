@@ -298,12 +298,13 @@ SAMPLE: dict[str, list[dict[str, Any]]] = {
             "modified_at": NOW - timedelta(days=3),
             "version": 4,
             "phone": "+31612345678",
+            "sync_source": "directory",
         },
     ],
     "directory_sync": [
         {
-            "source": "ldaps://dc1.example.org/DC=example,DC=org",
-            "cursor": '{"invocation_id": "5f0c8d2e-1b3a-4c5d-9e8f-7a6b5c4d3e2f", "usn": 48213}',
+            "source": "directory",
+            "cursor": "v1 3f9a0c1e5b7d2468ace13579bdf02468 48213",
             "synced_at": NOW - timedelta(hours=1),
         },
     ],
@@ -324,6 +325,7 @@ SAMPLE: dict[str, list[dict[str, Any]]] = {
             "created_at": NOW - timedelta(days=300),
             "modified_at": NOW - timedelta(days=3),
             "version": 12,
+            "sync_source": "directory",
         },
     ],
     "directory_members": [{"group_id": DIRECTORY_GROUP, "user_id": DIRECTORY_USER}],
@@ -464,7 +466,7 @@ def assert_the_store_reads(store: Store, present: dict[str, set[str]]) -> None:
     if "codes" in present:  # the portal's state, since 0002
         assert_the_portal_state_reads(PortalState(store))
     if "directory_users" in present:  # the directory, since 0007
-        assert_the_directory_reads(store)
+        assert_the_directory_reads(store, present["directory_users"])
 
     assert store.shred(ENVELOPE, "revoked", detail="by the sender")
     shredded = store.get(ENVELOPE)
@@ -496,7 +498,7 @@ def assert_the_portal_state_reads(state: PortalState) -> None:
     ]
 
 
-def assert_the_directory_reads(store: Store) -> None:
+def assert_the_directory_reads(store: Store, user_columns: set[str]) -> None:
     (user,) = SAMPLE["directory_users"]
     (email,) = SAMPLE["directory_emails"]
     (group,) = SAMPLE["directory_groups"]
@@ -510,6 +512,7 @@ def assert_the_directory_reads(store: Store) -> None:
         user["modified_at"],
         4,
         ((DIRECTORY_GROUP, "Finance"),),
+        user["phone"] if "phone" in user_columns else None,  # since 0008
     )
     found = directory.find_groups(None, [], 0, 10)
     assert found.total == 1 and found.items[0].fields.members == (DIRECTORY_USER,)

@@ -30,9 +30,11 @@ from sqlalchemy import select
 
 from gateway import config
 from gateway.envelope import keys
+from gateway.identity.directorysync import Cursor, DirectoryPerson, SyncPlan
 from gateway.portal.scim import scim_access
 from gateway.store import AccountRecord
 from gateway.store.accounts import Accounts
+from gateway.store.directorysync import SyncStore
 from gateway.store.schema import events
 from gateway.store.sessions import Sessions
 from tests.support.portal import portal_url
@@ -513,3 +515,26 @@ def test_deactivation_signs_out_and_refuses_sign_in_and_deletion_keeps_the_trail
     assert "sessions=2" in trail[1][1] and "changed=active" in trail[1][1]
     assert "sessions=1" in trail[3][1]
     assert all(secret not in detail and "Dana" not in detail for _, detail in trail)
+
+
+def test_the_mobile_number_the_directory_sync_keeps_is_a_read_only_phone_number(scim, portal):
+    person = DirectoryPerson("guid-1", "anna@example.org", ("anna@example.org",), "Anna",
+                             "+31612345678")  # fmt: skip
+    SyncStore(portal.gateway.portal.store).apply(
+        SyncPlan(Cursor("scope", "1"), True, create=(person,))
+    )
+    found = scim.get("/Users", params={"filter": 'userName eq "anna@example.org"'})
+    (anna,) = found.json()["Resources"]
+    mobile = [{"value": "+31612345678", "type": "mobile"}]
+    assert anna["phoneNumbers"] == mobile
+
+    # readOnly (RFC 7643 §7): a value in a PUT is ignored (RFC 7644 §3.5.1), a PATCH refused.
+    work = [{"value": "+31201234567", "type": "work"}]
+    put = scim.put(f"/Users/{anna['id']}", json={"schemas": [USER], "userName": "anna@example.org",
+                   "phoneNumbers": work})  # fmt: skip
+    assert put.status_code == 200, put.text
+    assert put.json()["phoneNumbers"] == mobile
+    changed = scim.patch(f"/Users/{anna['id']}",
+                         json=patch({"op": "replace", "path": "phoneNumbers", "value": work}))  # fmt: skip
+    scim_error(changed, 400, "mutability")
+    assert "phoneNumbers" not in new_user(scim, "bert@example.org", phoneNumbers=work)

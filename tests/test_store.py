@@ -494,7 +494,7 @@ def test_migrate_is_idempotent_and_matches_the_metadata(store: Store) -> None:
 
     with store.engine.connect() as conn:
         assert schema_differences(conn) == []
-        assert MigrationContext.configure(conn).get_current_revision() == "0008"
+        assert MigrationContext.configure(conn).get_current_revision() == "0009"
     assert store.get(envelope.envelope_id) == envelope
 
 

@@ -2,8 +2,9 @@
 
 A dry run by default: the command reads what changed since the last sync, prints
 the plan (who is created, updated, deactivated, deleted; groups likewise) and
-changes nothing. ``--apply`` hands the plan to the directory store; a plan that
-takes away more than ``directory.max_disable_share`` of the active people is
+changes nothing. ``--apply`` hands the plan to the directory store, which applies
+it and keeps the cursor in one transaction (gateway.store.directorysync); a plan
+that takes away more than ``directory.max_disable_share`` of the active people is
 refused (exit 1) unless ``--force``. Progress goes to standard error, on a
 terminal only, so cron mail holds the plan and nothing else.
 
@@ -17,19 +18,21 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from gateway.cli.common import CONFIG_OPTION, load_or_exit
 
 if TYPE_CHECKING:
+    from gateway.config import Directory as Settings
     from gateway.identity.directorysync import (
         DirectoryPerson,
         FieldChange,
         GroupUpdate,
         PersonUpdate,
         SyncPlan,
+        SyncTarget,
     )
 
 
@@ -55,29 +58,43 @@ def directory() -> None:
 )
 def sync(config_path: Path, apply_plan: bool, force: bool, full: bool) -> None:
     """Read the directory's changes and print the plan; --apply applies it."""
-    from gateway.identity.directorysync import Known, SyncRefused, plan_sync, store_target
-    from gateway.identity.ldapdirectory import DirectoryError, LDAPDirectory
+    from gateway.config import ConfigError
+    from gateway.identity.directorysync import store_target
 
     cfg = load_or_exit(config_path)
-    settings = cfg.directory
-    if not settings.url:
+    if not cfg.directory.url:
         click.echo(f"{config_path}: directory.url is not set: nothing to sync", err=True)
         sys.exit(2)
-    target = store_target(cfg)
-    if target is None and apply_plan:
-        click.echo("sealgate: applying needs the directory store (not in this version)", err=True)
-        sys.exit(1)
-    known = target.known() if target is not None else Known()
+    try:
+        target = store_target(cfg)
+    except ConfigError as error:
+        for problem in error.problems:
+            click.echo(f"{config_path}: {problem}", err=True)
+        sys.exit(2)
+    try:
+        _sync(cfg.directory, target, apply_plan=apply_plan, force=force, full=full)
+    finally:
+        target.close()
+
+
+def _sync(
+    settings: Settings, target: SyncTarget, *, apply_plan: bool, force: bool, full: bool
+) -> None:
+    from gateway.identity.directorysync import SyncRefused, plan_sync
+    from gateway.identity.ldapdirectory import DirectoryError, LDAPDirectory
+    from gateway.store import StoreError
+
+    try:
+        known = target.known()
+    except StoreError as error:
+        _fail(str(error))
     click.echo(f"Directory: {settings.url} ({settings.kind}), base DN {settings.base_dn}")
-    if target is None:
-        click.echo("Sealgate keeps no directory yet: the plan is made against an empty one.")
     progress = _Progress() if sys.stderr.isatty() else None
     try:
         with LDAPDirectory(settings, progress) as reader:
             changes = reader.read(known.cursor, known.ids, full=full)
     except DirectoryError as error:
-        click.echo(f"sealgate: {error}", err=True)
-        sys.exit(1)
+        _fail(str(error))
     finally:
         if progress is not None:
             progress.done()
@@ -96,15 +113,24 @@ def sync(config_path: Path, apply_plan: bool, force: bool, full: bool) -> None:
     people = [*known.people.values(), *changes.people]
     click.echo("\n".join(describe(plan, {p.external_id: p.user_name for p in people})))
     if refused is not None:
-        click.echo(f"sealgate: refused: {refused}", err=True)
-        sys.exit(1)
+        _fail(f"refused: {refused}")
     if not apply_plan:
         if not plan.empty:
             click.echo("Dry run: nothing was changed. Run again with --apply to apply this plan.")
         return
-    assert target is not None
-    target.apply(plan)
-    click.echo("Applied.")
+    try:
+        left_out = target.apply(plan)  # an empty plan too: the cursor moves on
+    except StoreError as error:
+        _fail(f"{error}; nothing was applied, and the next run reads the same changes")
+    for warning in left_out:
+        click.echo(f"warning: {warning}", err=True)
+    if not plan.empty:
+        click.echo("Applied.")
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"sealgate: {message}", err=True)
+    sys.exit(1)
 
 
 def describe(plan: SyncPlan, names: Mapping[str, str]) -> list[str]:

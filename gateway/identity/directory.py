@@ -7,7 +7,8 @@ and the SCIM errors the store's refusals become.
 
 What the directory serves is deliberately small, and says so on ``/Schemas``:
 a User is its address (``userName``), ``externalId``, ``displayName``,
-``name``, ``active``, ``emails`` and the groups it is in; a Group its
+``name``, ``active``, ``emails``, the groups it is in and, read-only, the mobile
+number the directory sync keeps (``phoneNumbers``, type ``mobile``); a Group its
 ``displayName``, ``externalId`` and user members. Any other attribute is
 refused (400), never silently dropped, so an identity provider's mapping that
 sends more is seen at once (docs/identity.md lists what to map).
@@ -90,6 +91,14 @@ class DirectoryEmail(ComplexAttribute):
     primary: bool | None = None
 
 
+class DirectoryPhone(ComplexAttribute):
+    """The user's mobile number (E.164) as the directory sync read it: shown, never written
+    over SCIM (RFC 7643 §2.2 readOnly: a client's value is ignored)."""
+
+    value: Annotated[str | None, Mutability.read_only] = None
+    type: Annotated[str | None, Mutability.read_only] = None
+
+
 class User(Resource[Any]):
     """A person of the organisation, known to the gateway by their e-mail address."""
 
@@ -100,6 +109,7 @@ class User(Resource[Any]):
     display_name: str | None = None
     active: bool | None = None
     emails: list[DirectoryEmail] | None = None
+    phone_numbers: Annotated[list[DirectoryPhone] | None, Mutability.read_only] = None
     groups: Annotated[list[GroupMembership] | None, Mutability.read_only] = None
 
 
@@ -321,6 +331,7 @@ def user_resource(user: DirectoryUser) -> User:
             DirectoryEmail(value=e.value, type=e.type, primary=e.primary) for e in fields.emails
         ]
         or None,
+        phone_numbers=[DirectoryPhone(value=user.phone, type="mobile")] if user.phone else None,
         groups=[
             GroupMembership(
                 value=group_id, display=name, type="direct", ref=Reference(f"Groups/{group_id}")

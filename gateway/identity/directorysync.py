@@ -12,7 +12,8 @@ wrong filter, a renamed OU, a service account that lost its rights: each looks l
 everyone leaving) is refused with :class:`SyncRefused` unless forced.
 
 Applying a plan, and keeping the cursor of the last read, belong to the directory
-store (:class:`SyncTarget`); :func:`store_target` is where the command finds it.
+store (:class:`SyncTarget`, gateway.store.directorysync); :func:`store_target` is
+where the command finds it.
 """
 
 from __future__ import annotations
@@ -174,22 +175,28 @@ class SyncRefused(Exception):
 
 
 class SyncTarget(Protocol):
-    """Where a sync's plan goes: the directory store (gateway.store.directory)."""
+    """Where a sync's plan goes: the directory store (gateway.store.directorysync)."""
 
     def known(self) -> Known:
         """The people and groups recorded at the last sync, and its cursor. A person
         whose ``active`` the store does not know (a SCIM provider left it out) counts
         as active."""
 
-    def apply(self, plan: SyncPlan) -> None:
-        """Apply ``plan`` and keep ``plan.cursor``, in one transaction."""
+    def apply(self, plan: SyncPlan) -> tuple[str, ...]:
+        """Apply ``plan`` and keep ``plan.cursor``, in one transaction; warnings for
+        what was left out (an address or a group name that another row holds)."""
+
+    def close(self) -> None:
+        """Release the store."""
 
 
-def store_target(cfg: Config) -> SyncTarget | None:
-    """The directory store as the sync's target: the hook for the store's directory
-    tables (migration 0007, with SCIM provisioning). Until it is wired, ``sync`` plans
-    against an empty directory and ``--apply`` refuses."""
-    return None
+def store_target(cfg: Config) -> SyncTarget:
+    """The directory store of ``cfg.store``, opened and migrated as every command opens
+    it (:class:`gateway.config.ConfigError` when it cannot be)."""
+    from gateway.store import open_store
+    from gateway.store.directorysync import SyncStore
+
+    return SyncStore(open_store(cfg.store))
 
 
 def plan_sync(

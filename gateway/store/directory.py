@@ -1,8 +1,10 @@
 """The organisation's directory: its people and groups as the identity provider keeps them.
 
-Rows are written by SCIM provisioning (gateway.identity.directory) and read by
-sign-in (:meth:`gateway.store.Store.directory_active`). What this module
-promises, whatever the caller:
+Rows are written by SCIM provisioning (gateway.identity.directory) and by the
+directory sync (gateway.store.directorysync, through the functions below that
+work inside a caller's transaction), and read by sign-in
+(:meth:`gateway.store.Store.directory_active`). What this module promises,
+whatever the caller:
 
 - A person's address (``user_name``) is kept lower-cased and is unique.
 - Every change raises the row's ``version`` by one, in the same statement that
@@ -11,7 +13,7 @@ promises, whatever the caller:
 - A person who becomes inactive, is renamed, or is deleted is signed out of
   their account everywhere in the same transaction (gateway.store.sessions),
   and the audit trail records it (``directory-user-*`` events: the address and
-  ids, never the values of other attributes).
+  ids, never the values of other attributes; the sync's say ``by=sync``).
 - Deleting a person or a group takes their addresses and memberships with it
   (ON DELETE CASCADE); the events stay.
 
@@ -23,7 +25,7 @@ the database only as bound parameters.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -91,6 +93,7 @@ class DirectoryUser:
     modified_at: datetime
     version: int
     groups: tuple[tuple[str, str], ...] = ()  # (group id, display name), by name
+    phone: str | None = None  # mobile, E.164, as the directory sync found it (for SMS codes)
 
 
 @dataclass(frozen=True)
@@ -137,24 +140,9 @@ class Directory:
         with self.store.transaction("adding a directory user", write=True) as conn:
             _check_free_address(conn, fields.user_name, None)
             try:
-                conn.execute(
-                    insert(directory_users).values(
-                        user_id=user_id,
-                        created_at=now,
-                        modified_at=now,
-                        version=1,
-                        **_user_values(fields),
-                    )
-                )
+                insert_user(conn, user_id, user_values(fields), fields.emails, now)
             except sa_exc.IntegrityError:  # taken meanwhile by another request
                 raise DirectoryConflict(f"{fields.user_name} is taken") from None
-            _write_emails(conn, user_id, fields.emails)
-            append_event(
-                conn,
-                "directory-user-created",
-                address=fields.user_name,
-                detail=f"id={user_id} active={str(fields.active).lower()}",
-            )
             return _users(conn, [user_id])[0]
 
     def user(self, user_id: str) -> DirectoryUser:
@@ -175,14 +163,7 @@ class Directory:
                 conn, directory_users, directory_users.c.user_id, user_id, expected_version
             )
             _check_free_address(conn, fields.user_name, user_id)
-            conn.execute(
-                update(directory_users)
-                .where(directory_users.c.user_id == user_id)
-                .values(modified_at=now, version=old.version + 1, **_user_values(fields))
-            )
-            conn.execute(delete(directory_emails).where(directory_emails.c.user_id == user_id))
-            _write_emails(conn, user_id, fields.emails)
-            _record_change(conn, user_id, old, fields)
+            update_user(conn, old, user_values(fields), fields.emails, now)
             return _users(conn, [user_id])[0]
 
     def delete_user(self, user_id: str, expected_version: int | None) -> None:
@@ -192,18 +173,7 @@ class Directory:
             old = _locked(
                 conn, directory_users, directory_users.c.user_id, user_id, expected_version
             )
-            groups = select(directory_members.c.group_id).where(
-                directory_members.c.user_id == user_id
-            )
-            _touch_groups(conn, groups.scalar_subquery())
-            conn.execute(delete(directory_users).where(directory_users.c.user_id == user_id))
-            ended = delete_account_sessions(conn, old.user_name)
-            append_event(
-                conn,
-                "directory-user-deleted",
-                address=old.user_name,
-                detail=f"id={user_id} sessions={ended}",
-            )
+            remove_user(conn, old)
 
     def find_users(
         self,
@@ -300,7 +270,8 @@ def _normal(fields: UserFields) -> UserFields:
     return replace(fields, user_name=fields.user_name.lower())
 
 
-def _user_values(fields: UserFields) -> dict[str, Any]:
+def user_values(fields: UserFields) -> dict[str, Any]:
+    """The columns of ``directory_users`` that SCIM writes (not ``phone``, not ``sync_source``)."""
     return {
         "user_name": fields.user_name,
         "external_id": fields.external_id,
@@ -310,7 +281,72 @@ def _user_values(fields: UserFields) -> dict[str, Any]:
     }
 
 
-def _write_emails(conn: Connection, user_id: str, emails: Sequence[Email]) -> None:
+# Writes inside the caller's transaction, shared by SCIM (Directory) and the directory sync.
+
+
+def insert_user(
+    conn: Connection,
+    user_id: str,
+    values: Mapping[str, Any],
+    emails: Sequence[Email],
+    now: datetime,
+    note: str = "",
+) -> None:
+    """A new user of ``values`` (columns, the address lower-cased) with ``emails``, and the
+    ``directory-user-created`` event (``note`` appended to its detail). The caller checked
+    that the address is free; a race still ends in IntegrityError."""
+    conn.execute(
+        insert(directory_users).values(
+            user_id=user_id, created_at=now, modified_at=now, version=1, **values
+        )
+    )
+    write_emails(conn, user_id, emails)
+    active = str(values.get("active")).lower()
+    append_event(
+        conn,
+        "directory-user-created",
+        address=values["user_name"],
+        detail=_noted(f"id={user_id} active={active}", note),
+    )
+
+
+def update_user(
+    conn: Connection,
+    old: Any,
+    values: Mapping[str, Any],
+    emails: Sequence[Email],
+    now: datetime,
+    note: str = "",
+) -> None:
+    """The user of row ``old`` (read with the lock of :func:`_locked` or ``FOR UPDATE``)
+    with the columns of ``values`` changed and ``emails`` as their addresses: a new
+    version, the sessions the change takes away ended, the change recorded."""
+    conn.execute(
+        update(directory_users)
+        .where(directory_users.c.user_id == old.user_id)
+        .values(modified_at=now, version=old.version + 1, **values)
+    )
+    conn.execute(delete(directory_emails).where(directory_emails.c.user_id == old.user_id))
+    write_emails(conn, old.user_id, emails)
+    _record_change(conn, old, values, note)
+
+
+def remove_user(conn: Connection, old: Any, note: str = "") -> None:
+    """Delete the user of row ``old`` with their memberships (each group a new version),
+    end their account's sessions, and record it; the events stay."""
+    groups = select(directory_members.c.group_id).where(directory_members.c.user_id == old.user_id)
+    _touch_groups(conn, groups.scalar_subquery())
+    conn.execute(delete(directory_users).where(directory_users.c.user_id == old.user_id))
+    ended = delete_account_sessions(conn, old.user_name)
+    append_event(
+        conn,
+        "directory-user-deleted",
+        address=old.user_name,
+        detail=_noted(f"id={old.user_id} sessions={ended}", note),
+    )
+
+
+def write_emails(conn: Connection, user_id: str, emails: Sequence[Email]) -> None:
     if emails:
         conn.execute(
             insert(directory_emails),
@@ -368,28 +404,40 @@ def _locked(
     return row
 
 
-def _record_change(conn: Connection, user_id: str, old: Any, fields: UserFields) -> None:
-    """End the sessions a change takes away, and record it in the audit trail."""
+# The columns the audit trail names when they change, by their SCIM attribute names.
+_AUDITED = (
+    ("user_name", "userName"),
+    ("external_id", "externalId"),
+    ("display_name", "displayName"),
+    ("name", "name"),
+    ("active", "active"),
+    ("phone", "phoneNumbers"),
+)
+
+
+def _record_change(conn: Connection, old: Any, values: Mapping[str, Any], note: str) -> None:
+    """End the sessions a change takes away, and record it in the audit trail (which
+    attributes changed, never their values)."""
+    user_name = values.get("user_name", old.user_name)
+    active = values.get("active", old.active)
     ended = 0
-    if old.user_name != fields.user_name:
+    if old.user_name != user_name:
         ended += delete_account_sessions(conn, old.user_name)
-    if fields.active is False:
-        ended += delete_account_sessions(conn, fields.user_name)
+    if active is False:
+        ended += delete_account_sessions(conn, user_name)
     changed = [
         name
-        for name, before, after in (
-            ("userName", old.user_name, fields.user_name),
-            ("externalId", old.external_id, fields.external_id),
-            ("displayName", old.display_name, fields.display_name),
-            ("name", old.name, fields.name),
-            ("active", old.active, fields.active),
-        )
-        if before != after
+        for column, name in _AUDITED
+        if column in values and values[column] != getattr(old, column)
     ]
-    detail = f"id={user_id} changed={','.join(changed) or 'emails'} sessions={ended}"
-    deactivated = old.active is not False and fields.active is False
+    detail = f"id={old.user_id} changed={','.join(changed) or 'emails'} sessions={ended}"
+    deactivated = old.active is not False and active is False
     kind = "directory-user-deactivated" if deactivated else "directory-user-updated"
-    append_event(conn, kind, address=fields.user_name, detail=detail)
+    append_event(conn, kind, address=user_name, detail=_noted(detail, note))
+
+
+def _noted(detail: str, note: str) -> str:
+    return f"{detail} {note}" if note else detail
 
 
 def _touch_groups(conn: Connection, group_ids: Any) -> None:
@@ -463,6 +511,7 @@ def _users(conn: Connection, ids: list[str]) -> list[DirectoryUser]:
             row.modified_at,
             row.version,
             tuple(groups.get(user_id, ())),
+            row.phone,
         )
         for user_id in ids
         if (row := rows.get(user_id)) is not None

@@ -293,10 +293,12 @@ pending_links = Table(
     PrimaryKeyConstraint("envelope_id", "reader_id"),
 )
 
-# The organisation's directory, provisioned over SCIM (gateway.identity.directory): its
-# people by address (lower-cased) with whether they may sign in, their e-mail addresses,
-# and groups. ``version`` grows with every change (the resource's ETag). Deleting a user
-# or a group takes its addresses and memberships with it; the audit trail keeps the rest.
+# The organisation's directory, provisioned over SCIM (gateway.identity.directory) or kept
+# by the directory sync (gateway.store.directorysync): its people by address (lower-cased)
+# with whether they may sign in, their e-mail addresses, and groups. ``version`` grows with
+# every change (the resource's ETag). ``sync_source`` names the sync that keeps a row
+# (directory_sync.source); NULL: provisioned over SCIM. Deleting a user or a group takes
+# its addresses and memberships with it; the audit trail keeps the rest.
 directory_users = Table(
     "directory_users",
     metadata,
@@ -310,7 +312,9 @@ directory_users = Table(
     Column("modified_at", UTCDateTime(), nullable=False),
     Column("version", Integer(), nullable=False),
     Column("phone", Text(), nullable=True),  # mobile, E.164, for SMS codes (since 0008)
+    Column("sync_source", Text(), nullable=True),  # since 0009
     Index("ix_directory_users_external_id", "external_id"),
+    Index("ix_directory_users_sync_source", "sync_source", "external_id", unique=True),
 )
 
 # Where the directory sync got to, per directory it reads (AD's USN, OpenLDAP's time).
@@ -347,7 +351,9 @@ directory_groups = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("modified_at", UTCDateTime(), nullable=False),
     Column("version", Integer(), nullable=False),
+    Column("sync_source", Text(), nullable=True),  # since 0009
     Index("ix_directory_groups_external_id", "external_id"),
+    Index("ix_directory_groups_sync_source", "sync_source", "external_id", unique=True),
 )
 
 directory_members = Table(
