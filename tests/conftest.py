@@ -13,6 +13,7 @@ from tests.support.certs import CertFiles, make_certificates
 from tests.support.gateway import RunningGateway, config_data
 from tests.support.loopthread import LoopThread
 from tests.support.oidc import OIDCProvider
+from tests.support.portal import Browser
 from tests.support.postgres import PostgresCluster, start_cluster
 from tests.support.process import ServeProcess, free_port, write_toml
 from tests.support.samba import SambaDC, start_samba
@@ -220,3 +221,17 @@ def slapd_server(certs: CertFiles) -> Iterator[Slapd]:
         pytest.fail(str(error), pytrace=False)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def browsers():
+    """Browser(url), each closed at the end of the test."""
+    opened: list[Browser] = []
+
+    def open_one(url: str) -> Browser:
+        opened.append(Browser(url))
+        return opened[-1]
+
+    yield open_one
+    for browser in opened:
+        browser.close()

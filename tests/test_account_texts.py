@@ -43,19 +43,6 @@ def texting(make_gateway, store_url, outbox):
     )
 
 
-@pytest.fixture
-def browsers():
-    opened: list[Browser] = []
-
-    def open_one(url: str) -> Browser:
-        opened.append(Browser(url))
-        return opened[-1]
-
-    yield open_one
-    for browser in opened:
-        browser.close()
-
-
 def texts(outbox: Path) -> list[str]:
     """Every text sent so far, oldest first."""
     return [

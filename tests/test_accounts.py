@@ -40,20 +40,6 @@ def portal(make_gateway, store_url):
     return make_gateway(store={"database": store_url}, **FAST)
 
 
-@pytest.fixture
-def browsers():
-    """Browser(url), each closed at the end of the test."""
-    opened: list[Browser] = []
-
-    def open_one(url: str) -> Browser:
-        opened.append(Browser(url))
-        return opened[-1]
-
-    yield open_one
-    for browser in opened:
-        browser.close()
-
-
 @dataclass
 class Made:
     """An account as the browser made it: what only the owner holds."""

@@ -29,19 +29,6 @@ def running(make_gateway, store_url):
     return make_gateway(store={"database": store_url}, notify={"receipt": True}, **FAST)
 
 
-@pytest.fixture
-def browsers():
-    opened: list[Browser] = []
-
-    def open_one(url: str) -> Browser:
-        opened.append(Browser(url))
-        return opened[-1]
-
-    yield open_one
-    for browser in opened:
-        browser.close()
-
-
 def send_to_two(running, sink):
     """One protected message to Bob and Carol: their links, and the receipt's link."""
     before = len(sink.messages)

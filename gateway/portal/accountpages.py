@@ -25,8 +25,9 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -205,17 +206,24 @@ class AccountPages(Pages):
             body = await self._json(request)
             address = _address(body)
             login_secret = _login_secret(body)
-            limits = self._sign_in_limits(self._client(request), address)
-            await asyncio.to_thread(self._check_not_locked, limits)
-            await asyncio.to_thread(self._count_failure, limits)  # a text costs money
-            try:
-                token, code, phone = await asyncio.to_thread(
-                    self.desk.text_sign_in, address, login_secret, datetime.now(UTC)
-                )
-            except FactorOff:
-                raise Problem(404, "factor-off") from None
+            ask = partial(self.desk.text_sign_in, address, login_secret, datetime.now(UTC))
+            return await self._text_after_answering(request, address, ask)
         except Problem as problem:
             return json_error(problem)
+
+    async def _text_after_answering(
+        self, request: Request, address: str, ask: Callable[[], tuple[str, str | None, str | None]]
+    ) -> Response:
+        """The answer to a request for a code by text: ``ask`` the desk for (token, code,
+        phone) (code None when nothing is to be sent), send the code after answering. Each
+        request counts as a failed try: a text costs money."""
+        limits = self._sign_in_limits(self._client(request), address)
+        await asyncio.to_thread(self._check_not_locked, limits)
+        await asyncio.to_thread(self._count_failure, limits)
+        try:
+            token, code, phone = await asyncio.to_thread(ask)
+        except FactorOff:
+            raise Problem(404, "factor-off") from None
         if code is not None and phone is not None:
             self.deps.spawn(self._text_quietly(request, phone, code, "sign-in"))
         return JSONResponse({"token": token, "expires_in": _TEXT_SECONDS})
@@ -380,20 +388,11 @@ class AccountPages(Pages):
             token, email_code = body.get("token"), body.get("email_code")
             if not all(isinstance(v, str) and len(v) <= 200 for v in (token, email_code)):
                 raise Problem(400, "bad-request")
-            limits = self._sign_in_limits(self._client(request), address)
-            await asyncio.to_thread(self._check_not_locked, limits)
-            await asyncio.to_thread(self._count_failure, limits)
-            try:
-                text_token, code, phone = await asyncio.to_thread(
-                    self.desk.text_reset, address, str(token), str(email_code), datetime.now(UTC)
-                )
-            except FactorOff:
-                raise Problem(404, "factor-off") from None
+            now = datetime.now(UTC)
+            ask = partial(self.desk.text_reset, address, str(token), str(email_code), now)
+            return await self._text_after_answering(request, address, ask)
         except Problem as problem:
             return json_error(problem)
-        if code is not None and phone is not None:
-            self.deps.spawn(self._text_quietly(request, phone, code, "sign-in"))
-        return JSONResponse({"token": text_token, "expires_in": _TEXT_SECONDS})
 
     async def reset(self, request: Request) -> Response:
         """A new password and key pair: ``{address, token, email_code, code}`` and the keys
