@@ -31,7 +31,15 @@ from gateway.envelope.seal import SealedEnvelope
 from gateway.mail.content import extract
 from gateway.store import AccountRecord, FileBlobStore, Store
 from tests.support.mimegen import Generated, generated_messages
-from tests.support.sealing import blob_path, mail, read, scratch_left, seal, sha256
+from tests.support.sealing import (
+    blob_bytes,
+    mail,
+    read,
+    replace_blob,
+    scratch_left,
+    seal,
+    sha256,
+)
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"
 FIXTURES = sorted(path.name for path in MAIL.glob("*.eml"))
@@ -124,9 +132,7 @@ def open_and_check(store: Store, sealed: SealedEnvelope, raw: bytes) -> Opened:
     for part in stored.parts:
         assert part.plaintext_size == plaintext_sizes[part.part_id]
         assert part.sealed_size == stream.sealed_size(part.plaintext_size)
-        assert blob_path(store, sealed.envelope_id, part.part_id).stat().st_size == (
-            part.sealed_size
-        )
+        assert len(blob_bytes(store, sealed.envelope_id, part.part_id)) == part.sealed_size
     assert stored.original_size == len(raw)
     assert stored.sealed_size == sum(part.sealed_size for part in stored.parts)
     return Opened(unlocked, manifest, opened)
@@ -290,7 +296,7 @@ def test_a_5_mb_attachment_round_trips_and_exports(store: Store, tmp_path: Path)
     (entry,) = opened.manifest["attachments"]
     pieces = list(opener.read_part(store, opened.unlocked, entry["part"]))
     assert len(pieces) == 80 and all(len(piece) == stream.CHUNK_SIZE for piece in pieces)
-    assert blob_path(store, sealed.envelope_id, entry["part"]).stat().st_size == (
+    assert len(blob_bytes(store, sealed.envelope_id, entry["part"])) == (
         stream.HEADER_SIZE + len(data) + 80 * stream.TAG_SIZE
     )
 
@@ -404,6 +410,5 @@ def forge_manifest(store: Store, unlocked: opener.Unlocked, manifest: dict[str, 
     """Reseal part 0 with K: what only a holder of the content key could do."""
     header = stream.PartHeader(bytes.fromhex(unlocked.envelope.envelope_id), 0)
     data = json.dumps(manifest, ensure_ascii=False).encode("utf-8")
-    store.blobs.write(
-        unlocked.envelope.envelope_id, 0, stream.seal_part(unlocked.content_key, header, [data])
-    )
+    replace_blob(store, unlocked.envelope.envelope_id, 0, b"".join(
+        stream.seal_part(unlocked.content_key, header, [data])))  # fmt: skip

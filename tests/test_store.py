@@ -96,8 +96,10 @@ def make_envelope(
 
 
 def write_blobs(store: Store, envelope: EnvelopeRecord) -> None:
-    for part in envelope.parts:
-        store.blobs.write(envelope.envelope_id, part.part_id, [os.urandom(part.sealed_size)])
+    with store.blobs.writer(envelope.envelope_id) as writer:
+        for part in envelope.parts:
+            writer.write(part.part_id, [os.urandom(part.sealed_size)])
+        writer.commit()
 
 
 def seal(store: Store, envelope: EnvelopeRecord | None = None) -> EnvelopeRecord:
@@ -125,7 +127,7 @@ def age(store: Store, envelope_id: str, seconds: float) -> None:
     """Pretend the envelope's blobs were last touched ``seconds`` ago."""
     assert isinstance(store.blobs, FileBlobStore)
     then = time.time() - seconds
-    os.utime(store.blobs.root / envelope_id[:2] / envelope_id, (then, then))
+    os.utime(store.blobs.root / envelope_id[:2] / f"{envelope_id}.sge", (then, then))
 
 
 def sqlite_path(url: str) -> Path:

@@ -4,7 +4,7 @@
                 -> each part sealed under its own key from K (gateway.envelope.stream)
                 -> K wrapped for every reader (gateway.envelope.keys): under the
                    link's wrapping key for a guest, RSA-OAEP for an account
-                -> blobs written durably, then returned for one database commit
+                -> the envelope's blob written durably, then returned for one database commit
 
 Part ids are fixed: 0 the manifest, 1 the original message, 2.. the
 attachments in the order the manifest lists them. The manifest is sealed last
@@ -117,11 +117,7 @@ class Sealer:
         envelope_bytes = keys.random_bytes(keys.ID_SIZE)
         envelope_id = envelope_bytes.hex()
         readers, grants = _readers(request, content_key, envelope_bytes)
-        try:
-            parts = self._write_parts(envelope_bytes, content_key, request.raw)
-        except BaseException:
-            self.blobs.delete_envelope(envelope_id)  # nothing half-written stays behind
-            raise
+        parts = self._write_parts(envelope_bytes, content_key, request.raw)  # all or nothing
         now = datetime.now(UTC)
         record = EnvelopeRecord(
             envelope_id=envelope_id,
@@ -141,38 +137,42 @@ class Sealer:
         return SealedEnvelope(record, tuple(grants))
 
     def _write_parts(self, envelope: bytes, content_key: bytes, raw: bytes) -> list[PartRecord]:
-        """Seal the original, each attachment, then the manifest that lists them.
+        """Seal the original, each attachment, then the manifest that lists them, into
+        the envelope's blob (durable when this returns).
 
         A large message's original is sealed in a second thread while this one
         decodes and seals the attachments: hashing, AES-GCM, file writes and
         fsync release the GIL for large buffers, so on two cores they overlap.
+        Its sealed size is known from its length, so its room in the blob is
+        reserved first.
         """
         envelope_id = envelope.hex()
         parts: list[PartRecord] = []
+        with self.blobs.writer(envelope_id) as blob:
 
-        def write(part_id: int, kind: str, pieces: Iterable[bytes | memoryview]) -> _Measured:
-            measured = _Measured(pieces)
-            header = stream.PartHeader(envelope, part_id)
-            sealed = stream.seal_part(content_key, header, measured)
-            written = self.blobs.write(envelope_id, part_id, sealed, durable=False)
-            parts.append(PartRecord(part_id, kind, measured.size, written))
-            return measured
+            def write(part_id: int, kind: str, pieces: Iterable[bytes | memoryview]) -> _Measured:
+                measured = _Measured(pieces)
+                header = stream.PartHeader(envelope, part_id)
+                written = blob.write(part_id, stream.seal_part(content_key, header, measured))
+                parts.append(PartRecord(part_id, kind, measured.size, written))
+                return measured
 
-        def sealed_original() -> _Measured:
-            return write(ORIGINAL_PART, "original", _slices(raw))
+            def sealed_original() -> _Measured:
+                return write(ORIGINAL_PART, "original", _slices(raw))
 
-        if len(raw) < _OVERLAP_FROM:
-            original = sealed_original()
-            content = extract(raw)
-            listed = _write_attachments(content, write)
-        else:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealgate-seal") as pool:
-                sealing = pool.submit(sealed_original)
+            if len(raw) < _OVERLAP_FROM:
+                original = sealed_original()
                 content = extract(raw)
                 listed = _write_attachments(content, write)
-                original = sealing.result()
-        write(MANIFEST_PART, "manifest", [_manifest(envelope_id, content, listed, original)])
-        self.blobs.sync(envelope_id)  # every part's name durable, with one directory fsync
+            else:
+                blob.reserve(ORIGINAL_PART, stream.sealed_size(len(raw)))
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealgate-seal") as pool:
+                    sealing = pool.submit(sealed_original)
+                    content = extract(raw)
+                    listed = _write_attachments(content, write)
+                    original = sealing.result()
+            write(MANIFEST_PART, "manifest", [_manifest(envelope_id, content, listed, original)])
+            blob.commit()
         return sorted(parts, key=lambda part: part.part_id)
 
 
