@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from alembic.migration import MigrationContext
+from sqlalchemy import event, inspect, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import Executable
 
@@ -165,6 +165,31 @@ def test_unknown_things_are_none(store: Store) -> None:
     assert store.find_live("f" * 64) is None
     assert store.reader_by_link(os.urandom(32)) is None
     assert store.events("0" * 32) == []
+
+
+def test_the_idempotency_lookup_searches_the_live_key_index(tmp_path: Path) -> None:
+    """Regression: with the live states as bound parameters, SQLite could not use the
+    partial unique index on live keys and scanned every envelope for each protected
+    message (a cost that grew with the envelopes kept)."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", FileBlobStore(tmp_path / "blobs"))
+    store.migrate()
+    statements: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        assert store.find_live("f" * 64) is None
+        event.remove(store.engine, "before_cursor_execute", record)
+        ((query, parameters),) = [s for s in statements if s[0].lstrip().startswith("SELECT")]
+        with store.engine.connect() as conn:
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}", parameters).all()
+    finally:
+        store.close()
+    assert [row[3] for row in plan] == [
+        "SEARCH envelopes USING INDEX uq_envelopes_live_idempotency_key (idempotency_key=?)"
+    ]
 
 
 def test_mark_delivered(store: Store) -> None:

@@ -73,7 +73,15 @@ from gateway.store.records import (
     PartRecord,
     ReaderRecord,
 )
-from gateway.store.schema import accounts, envelopes, events, parts, pending_links, readers
+from gateway.store.schema import (
+    LIVE_CONDITION,
+    accounts,
+    envelopes,
+    events,
+    parts,
+    pending_links,
+    readers,
+)
 from gateway.store.threads import record_thread
 
 log = logging.getLogger("sealgate.store")
@@ -282,9 +290,15 @@ class Store:
             raise StoreError(f"envelope {envelope_id} is {state}, it cannot be delivered")
 
     def find_live(self, idempotency_key: str) -> EnvelopeRecord | None:
-        """The live envelope sealed for this idempotency key, if there is one."""
+        """The live envelope sealed for this idempotency key, if there is one.
+
+        The live states are written out as the partial unique index on live keys
+        has them (``LIVE_CONDITION``): a database can use a partial index only when
+        the query repeats its condition, and with the states as bound parameters
+        SQLite scanned the whole table for every protected message.
+        """
         query = select(envelopes).where(
-            envelopes.c.idempotency_key == idempotency_key, envelopes.c.state.in_(LIVE_STATES)
+            envelopes.c.idempotency_key == idempotency_key, LIVE_CONDITION
         )
         with self._transaction("looking up an idempotency key", write=False) as conn:
             row = conn.execute(query).mappings().first()
