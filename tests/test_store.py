@@ -511,6 +511,19 @@ def test_accounts(store: Store) -> None:
     assert [tuple(row) for row in rows] == [("account-created", "alice@example.org")]
 
 
+def test_the_lookups_before_sealing_are_one_read(store: Store) -> None:
+    envelope = seal(store)
+    store.add_account(account("Alice@Example.ORG"))
+
+    existing, found = store.find_live_and_accounts(
+        envelope.idempotency_key, ["ALICE@example.org", "bob@example.net"]
+    )
+    assert existing == envelope
+    assert list(found) == ["alice@example.org"]
+    assert found["alice@example.org"] == store.get_account("alice@example.org")
+    assert store.find_live_and_accounts("f" * 64, []) == (None, {})
+
+
 # schema and migrations
 
 

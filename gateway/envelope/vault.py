@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from gateway.envelope.keys import Link
 from gateway.envelope.seal import SealedEnvelope, Sealer, SealRequest
 from gateway.logsetup import event
-from gateway.store import EnvelopeRecord, Store
+from gateway.store import AccountRecord, EnvelopeRecord, Store
 
 log = logging.getLogger("sealgate.vault")
 
@@ -49,14 +49,12 @@ class Vault:
         ``remember_thread`` records the message's Message-ID as protected in the same
         commit (answers to it stay protected).
         """
-        return await asyncio.to_thread(
-            self._seal_and_commit,
-            request,
-            supersede,
-            keep_link,
-            with_accounts,
-            remember_thread,
-        )
+
+        def seal() -> SealedEnvelope:
+            accounts = self.store.get_accounts(_addresses(request)) if with_accounts else None
+            return self._seal_and_commit(request, supersede, keep_link, remember_thread, accounts)
+
+        return await asyncio.to_thread(seal)
 
     async def seal_unless_live(
         self,
@@ -67,14 +65,19 @@ class Vault:
         remember_thread: bool = False,
     ) -> SealedEnvelope | EnvelopeRecord:
         """As :meth:`seal`, unless a live envelope has the request's idempotency key
-        already (a retry): then that envelope, and nothing is sealed. One hop for
-        the lookup and the seal that usually follows it."""
+        already (a retry): then that envelope, and nothing is sealed. One hop, and one
+        read transaction, for the lookups and the seal that usually follows them."""
 
         def seal_unless_live() -> SealedEnvelope | EnvelopeRecord:
-            existing = self.store.find_live(request.idempotency_key)
+            addresses = _addresses(request) if with_accounts else []
+            existing, accounts = self.store.find_live_and_accounts(
+                request.idempotency_key, addresses
+            )
             if existing is not None:
                 return existing
-            return self._seal_and_commit(request, None, keep_link, with_accounts, remember_thread)
+            return self._seal_and_commit(
+                request, None, keep_link, remember_thread, accounts if with_accounts else None
+            )
 
         return await asyncio.to_thread(seal_unless_live)
 
@@ -83,17 +86,15 @@ class Vault:
         request: SealRequest,
         supersede: str | None,
         keep_link: Callable[[Link], bytes] | None,
-        with_accounts: bool,
         remember_thread: bool,
+        accounts: Mapping[str, AccountRecord] | None,
     ) -> SealedEnvelope:
-        if with_accounts:
-            # One read for the sender's account and the recipients' (sealed to them).
-            found = self.store.get_accounts([request.sender, *request.recipients])
+        if accounts is not None:  # by lower-cased address: K is wrapped to these too
             request = replace(
                 request,
-                sender_account=found.get(request.sender.lower()) if request.sender else None,
+                sender_account=accounts.get(request.sender.lower()) if request.sender else None,
                 recipient_accounts={
-                    a: found[a.lower()] for a in request.recipients if a.lower() in found
+                    a: accounts[a.lower()] for a in request.recipients if a.lower() in accounts
                 },  # fmt: skip
             )
         sealed = self._sealer.seal(request)
@@ -133,3 +134,8 @@ class Vault:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _addresses(request: SealRequest) -> list[str]:
+    """Whose accounts sealing looks up: the sender's and the recipients'."""
+    return [request.sender, *request.recipients]

@@ -290,19 +290,17 @@ class Store:
             raise StoreError(f"envelope {envelope_id} is {state}, it cannot be delivered")
 
     def find_live(self, idempotency_key: str) -> EnvelopeRecord | None:
-        """The live envelope sealed for this idempotency key, if there is one.
-
-        The live states are written out as the partial unique index on live keys
-        has them (``LIVE_CONDITION``): a database can use a partial index only when
-        the query repeats its condition, and with the states as bound parameters
-        SQLite scanned the whole table for every protected message.
-        """
-        query = select(envelopes).where(
-            envelopes.c.idempotency_key == idempotency_key, LIVE_CONDITION
-        )
+        """The live envelope sealed for this idempotency key, if there is one."""
         with self._transaction("looking up an idempotency key", write=False) as conn:
-            row = conn.execute(query).mappings().first()
-            return None if row is None else _load(conn, row)
+            return _live(conn, idempotency_key)
+
+    def find_live_and_accounts(
+        self, idempotency_key: str, addresses: Iterable[str]
+    ) -> tuple[EnvelopeRecord | None, dict[str, AccountRecord]]:
+        """:meth:`find_live` and :meth:`get_accounts` in one read transaction: what
+        sealing a message looks up first."""
+        with self._transaction("looking up an idempotency key", write=False) as conn:
+            return _live(conn, idempotency_key), _accounts(conn, addresses)
 
     def get(self, envelope_id: str) -> EnvelopeRecord | None:
         """The envelope with its parts and readers, in any state."""
@@ -471,15 +469,8 @@ class Store:
 
     def get_accounts(self, addresses: Iterable[str]) -> dict[str, AccountRecord]:
         """The accounts of these addresses (compared lower-cased), by lower-cased address."""
-        wanted = sorted({address.lower() for address in addresses})
-        if not wanted:
-            return {}
-        query = select(accounts).where(accounts.c.address.in_(wanted))
         with self._transaction("reading accounts", write=False) as conn:
-            rows = conn.execute(query).mappings().all()
-        return {
-            row["address"]: AccountRecord(**{n: row[n] for n in _ACCOUNT_COLUMNS}) for row in rows
-        }
+            return _accounts(conn, addresses)
 
     # internals
 
@@ -645,6 +636,28 @@ def _check_new(envelope: EnvelopeRecord) -> None:
 
 def _values(record: object, names: Sequence[str]) -> dict[str, Any]:
     return {name: getattr(record, name) for name in names}
+
+
+def _live(conn: Connection, idempotency_key: str) -> EnvelopeRecord | None:
+    """The live envelope of this idempotency key, within ``conn``'s transaction.
+
+    The live states are written out as the partial unique index on live keys
+    has them (``LIVE_CONDITION``): a database can use a partial index only when
+    the query repeats its condition, and with the states as bound parameters
+    SQLite scanned the whole table for every protected message.
+    """
+    query = select(envelopes).where(envelopes.c.idempotency_key == idempotency_key, LIVE_CONDITION)
+    row = conn.execute(query).mappings().first()
+    return None if row is None else _load(conn, row)
+
+
+def _accounts(conn: Connection, addresses: Iterable[str]) -> dict[str, AccountRecord]:
+    """The accounts of these addresses by lower-cased address, within ``conn``'s transaction."""
+    wanted = sorted({address.lower() for address in addresses})
+    if not wanted:
+        return {}
+    rows = conn.execute(select(accounts).where(accounts.c.address.in_(wanted))).mappings()
+    return {row["address"]: AccountRecord(**{n: row[n] for n in _ACCOUNT_COLUMNS}) for row in rows}
 
 
 def _envelope(
