@@ -517,7 +517,8 @@ class Pipeline:
         request = SealRequest(
             # What is sealed loses the subject tags too (only sealed copies: the subject
             # of relayed ones is covered by the sender's DKIM signature).
-            raw=outgoing.without_subject_tags(
+            raw=plan.relayed_bytes,
+            subject_field=outgoing.subject_without_tags(
                 plan.relayed_bytes, self.protecting.policy.subject_tags
             ),
             sender=tx.mail_from,

@@ -26,8 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.envelope import keys, opener, stream
+from gateway.envelope import seal as seal_module
 from gateway.envelope.account import create_account
-from gateway.envelope.seal import SealedEnvelope
+from gateway.envelope.seal import SealedEnvelope, Sealer, SealRequest
+from gateway.mail import outgoing
 from gateway.mail.content import extract
 from gateway.store import AccountRecord, FileBlobStore, Store
 from tests.support.mimegen import Generated, generated_messages
@@ -315,6 +317,47 @@ def test_a_5_mb_attachment_round_trips_and_exports(store: Store, tmp_path: Path)
     assert (target / "body.txt").read_text("utf-8") == opened.manifest["text"]
     assert (target / "body.html").read_text("utf-8") == opened.manifest["html"]
     assert scratch_left(target.parent) == []
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("attachment", [1000, 5 * 1024 * 1024], ids=["small", "large"])
+def test_the_tags_leave_the_subject_of_what_is_sealed_without_a_copy(
+    store: Store, attachment: int
+):
+    """The sealer puts the tagless Subject field in place while it reads the message (a
+    large one's original in a second thread): what is sealed is the message with that field,
+    and the manifest shows its subject."""
+    data = seeded_bytes(attachment, 7)
+    raw = mail(subject="[secure] Cijfers \u00e9t\u00e9 [SECURE]", attachments=[("big.bin", data)])
+    field = outgoing.subject_without_tags(raw, ["[secure]"])
+    assert field is not None and b"secure" not in field.lower()
+    request = SealRequest(raw, "alice@example.org", "Q1", ("bob@example.net",), "k",
+                          subject_field=field)  # fmt: skip
+    sealed = Sealer(store.blobs).seal(request)
+    store.commit_envelope(sealed.record)
+
+    unlocked = opener.unlock_with_link(store, sealed.grants[0].link)
+    manifest = opener.read_manifest(store, unlocked)
+    original = read(store, unlocked, 1)
+    start = raw.index(b"Subject:")
+    end = raw.index(b"\r\n", start) + 2
+    assert original == raw[:start] + field + raw[end:]
+    assert sealed.record.original_size == len(original)
+    assert manifest["original"]["size"] == len(original)
+    assert manifest["headers"]["subject"] == "Cijfers \u00e9t\u00e9"
+    (entry,) = manifest["attachments"]
+    assert read(store, unlocked, entry["part"]) == data
+
+
+@pytest.mark.parametrize(
+    "sizes", [[0], [10], [65536], [65537], [100, 65536], [65535, 1, 65536, 3], [70000, 200000]]
+)
+def test_the_pieces_of_a_message_are_cut_into_whole_chunks(sizes: list[int]):
+    pieces = [seeded_bytes(size, n) for n, size in enumerate(sizes)]
+    chunks = [bytes(chunk) for chunk in seal_module._slices(pieces)]
+    assert b"".join(chunks) == b"".join(pieces)
+    assert all(len(chunk) == stream.CHUNK_SIZE for chunk in chunks[:-1])
+    assert all(0 < len(chunk) <= stream.CHUNK_SIZE for chunk in chunks[-1:])
 
 
 def exported_names(target: Path) -> list[str]:
