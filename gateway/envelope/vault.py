@@ -38,6 +38,7 @@ class Vault:
         keep_link: Callable[[Link], bytes] | None = None,
         with_accounts: bool = False,
         remember_thread: bool = False,
+        after: Callable[[SealedEnvelope], None] | None = None,
     ) -> SealedEnvelope:
         """Seal and commit; ``supersede`` names an unfinished earlier attempt to shred.
 
@@ -47,12 +48,18 @@ class Vault:
         are committed with the envelope and kept until the message is settled, so that
         a retry can finish what an attempt left owed (gateway.store.pending);
         ``remember_thread`` records the message's Message-ID as protected in the same
-        commit (answers to it stay protected).
+        commit (answers to it stay protected). ``after`` runs in the same thread once
+        the envelope is committed, for work that would otherwise cost a hop of its own
+        (the pipeline renders and signs the notifications there); if it raises, the
+        envelope stays committed and the error propagates.
         """
 
         def seal() -> SealedEnvelope:
             accounts = self.store.get_accounts(_addresses(request)) if with_accounts else None
-            return self._seal_and_commit(request, supersede, keep_link, remember_thread, accounts)
+            sealed = self._seal_and_commit(request, supersede, keep_link, remember_thread, accounts)
+            if after is not None:
+                after(sealed)
+            return sealed
 
         return await asyncio.to_thread(seal)
 
@@ -63,6 +70,7 @@ class Vault:
         keep_link: Callable[[Link], bytes] | None = None,
         with_accounts: bool = False,
         remember_thread: bool = False,
+        after: Callable[[SealedEnvelope], None] | None = None,
     ) -> SealedEnvelope | EnvelopeRecord:
         """As :meth:`seal`, unless a live envelope has the request's idempotency key
         already (a retry): then that envelope, and nothing is sealed. One hop, and one
@@ -75,9 +83,12 @@ class Vault:
             )
             if existing is not None:
                 return existing
-            return self._seal_and_commit(
+            sealed = self._seal_and_commit(
                 request, None, keep_link, remember_thread, accounts if with_accounts else None
             )
+            if after is not None:
+                after(sealed)
+            return sealed
 
         return await asyncio.to_thread(seal_unless_live)
 
