@@ -123,6 +123,23 @@ def test_a_failing_rewrite_keeps_the_previous_envelope(blobs: FileBlobStore) -> 
     assert read(blobs, ENVELOPE, 3) == b"complete"
 
 
+def test_a_failed_rename_keeps_the_previous_envelope(
+    blobs: FileBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(blobs, ENVELOPE, {3: [b"complete"]})
+
+    def refuse(source: object, target: object) -> None:
+        raise OSError("the rename failed")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match="the rename failed"):
+        write(blobs, ENVELOPE, {3: [b"newer"]})
+    monkeypatch.undo()
+
+    assert entries(blobs) == [f"{ENVELOPE}.sge"]
+    assert read(blobs, ENVELOPE, 3) == b"complete"
+
+
 def test_a_reserved_part_is_written_in_place_from_another_thread(blobs: FileBlobStore) -> None:
     """The sealer reserves the room of a large original and seals it in a second thread
     while the attachments are appended after it."""

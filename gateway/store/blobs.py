@@ -279,12 +279,15 @@ class _FileWriter:
         self._fd = None
         try:
             os.replace(self._temporary, self._final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(self._temporary)
+            raise  # what the envelope had before stays
+        try:
             _fsync_dir(self._directory)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(self._final)
-            with contextlib.suppress(OSError):
-                os.unlink(self._temporary)
+                os.unlink(self._final)  # not durable: the caller commits nothing over it
             raise
 
     def abort(self) -> None:
