@@ -48,6 +48,7 @@ from sqlalchemy import (
     Engine,
     RowMapping,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -109,6 +110,29 @@ _PART_COLUMNS = _names(PartRecord)
 _READER_COLUMNS = _names(ReaderRecord)
 _EVENT_COLUMNS = _names(EventRecord)
 _ACCOUNT_COLUMNS = _names(AccountRecord)
+
+# The statements of a protected message's way, built once: SQLAlchemy's construction of a
+# statement (coercions, operators, its cache key) cost about as much again as running it.
+_INSERT_ENVELOPE = insert(envelopes)
+_INSERT_PARTS = insert(parts)
+_INSERT_READERS = insert(readers)
+_INSERT_PENDING = insert(pending_links)
+_INSERT_EVENTS = insert(events)
+# The live states written out as the partial unique index on live keys has them
+# (LIVE_CONDITION): a database uses a partial index only when the query repeats its
+# condition, and with the states as bound parameters SQLite scanned the whole table.
+_SELECT_LIVE = select(envelopes).where(
+    envelopes.c.idempotency_key == bindparam("idempotency_key"), LIVE_CONDITION
+)
+_SELECT_ACCOUNTS = select(accounts).where(
+    accounts.c.address.in_(bindparam("addresses", expanding=True))
+)
+_DELIVER = (
+    update(envelopes)
+    .where(envelopes.c.envelope_id == bindparam("id"), envelopes.c.state == "sealed")
+    .values(state="delivered")
+)
+_FORGET_LINKS = delete(pending_links).where(pending_links.c.envelope_id == bindparam("id"))
 
 
 class Store:
@@ -208,10 +232,10 @@ class Store:
                 from_states=("sealed",),
             )
             # Parameters apart from the statement: its compiled form is cached.
-            conn.execute(insert(envelopes), _values(envelope, _ENVELOPE_COLUMNS))
+            conn.execute(_INSERT_ENVELOPE, _values(envelope, _ENVELOPE_COLUMNS))
             if envelope.parts:
                 conn.execute(
-                    insert(parts),
+                    _INSERT_PARTS,
                     [
                         {"envelope_id": envelope_id, **_values(part, _PART_COLUMNS)}
                         for part in envelope.parts
@@ -219,7 +243,7 @@ class Store:
                 )
             if envelope.readers:
                 conn.execute(
-                    insert(readers),
+                    _INSERT_READERS,
                     [
                         {
                             "envelope_id": envelope_id,
@@ -231,7 +255,7 @@ class Store:
                 )
             if pending:
                 conn.execute(
-                    insert(pending_links),
+                    _INSERT_PENDING,
                     [
                         {"envelope_id": envelope_id, "reader_id": reader_id, "sealed_link": link}
                         for reader_id, link in pending.items()
@@ -268,15 +292,10 @@ class Store:
             if last_notified is not None:
                 reader_id, address = last_notified
                 trail.append(event_row("reader-notified", envelope_id, reader_id, address))
-            changed = conn.execute(
-                update(envelopes)
-                .where(envelopes.c.envelope_id == envelope_id, envelopes.c.state == "sealed")
-                .values(state="delivered")
-            )
+            changed = conn.execute(_DELIVER, {"id": envelope_id})
             if changed.rowcount == 1:
                 # Settled: the links kept for a retry go (gateway.store.pending).
-                kept = pending_links.c.envelope_id == envelope_id
-                conn.execute(delete(pending_links).where(kept))
+                conn.execute(_FORGET_LINKS, {"id": envelope_id})
                 append_events(conn, [*trail, event_row("notified", envelope_id)])
                 return
             if trail:  # ended meanwhile (revoked): its links went with it
@@ -639,15 +658,8 @@ def _values(record: object, names: Sequence[str]) -> dict[str, Any]:
 
 
 def _live(conn: Connection, idempotency_key: str) -> EnvelopeRecord | None:
-    """The live envelope of this idempotency key, within ``conn``'s transaction.
-
-    The live states are written out as the partial unique index on live keys
-    has them (``LIVE_CONDITION``): a database can use a partial index only when
-    the query repeats its condition, and with the states as bound parameters
-    SQLite scanned the whole table for every protected message.
-    """
-    query = select(envelopes).where(envelopes.c.idempotency_key == idempotency_key, LIVE_CONDITION)
-    row = conn.execute(query).mappings().first()
+    """The live envelope of this idempotency key, within ``conn``'s transaction."""
+    row = conn.execute(_SELECT_LIVE, {"idempotency_key": idempotency_key}).mappings().first()
     return None if row is None else _load(conn, row)
 
 
@@ -656,7 +668,7 @@ def _accounts(conn: Connection, addresses: Iterable[str]) -> dict[str, AccountRe
     wanted = sorted({address.lower() for address in addresses})
     if not wanted:
         return {}
-    rows = conn.execute(select(accounts).where(accounts.c.address.in_(wanted))).mappings()
+    rows = conn.execute(_SELECT_ACCOUNTS, {"addresses": wanted}).mappings()
     return {row["address"]: AccountRecord(**{n: row[n] for n in _ACCOUNT_COLUMNS}) for row in rows}
 
 
@@ -766,4 +778,4 @@ def event_row(
 def append_events(conn: Connection, rows: list[dict[str, object]]) -> None:
     """Within ``conn``'s transaction: these events, in one statement (the protected path
     writes several at once)."""
-    conn.execute(insert(events), rows)
+    conn.execute(_INSERT_EVENTS, rows)
