@@ -170,7 +170,8 @@ def serve_portal(config_path: str) -> int:
 
 
 def serve_plain(root: str) -> int:
-    """Child: the baseline, a plain Starlette app on uvicorn serving the blob files."""
+    """Child: the baseline, a plain Starlette app on uvicorn serving copies of sealed parts,
+    one file each (``Bench.part_file``)."""
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -336,7 +337,8 @@ class Bench:
         self.portal = Child("sealgate", ["--serve-portal", str(path)], self.workdir)
         self.url = str(self.portal.info["portal_url"])
         self.smtp_port = int(self.portal.info["smtp_port"])
-        self.plain = Child("plain", ["--serve-plain", str(self.cfg.store.blob_root)], self.workdir)
+        self.plain_root = self.workdir / "plain"
+        self.plain = Child("plain", ["--serve-plain", str(self.plain_root)], self.workdir)
         self.plain_url = str(self.plain.info["url"])
         self.store = Store(self.cfg.store.database_url, FileBlobStore(self.cfg.store.blob_root))
         secret = Secrets.load(self.cfg.loop.secret_file).access_codes
@@ -375,8 +377,15 @@ class Bench:
         assert found is not None
         return found[1]
 
-    def blob_path(self, envelope_id: str, part: int) -> Path:
-        return self.cfg.store.blob_root / envelope_id[:2] / envelope_id / f"{part}.sg"
+    def part_file(self, envelope_id: str, part: int) -> Path:
+        """A sealed part copied into a file of its own, which the plain server serves (the
+        store keeps an envelope's parts in one file)."""
+        assert self.store is not None
+        path = self.plain_root / envelope_id[:2] / envelope_id / f"{part}.sg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self.store.blobs.open(envelope_id, part) as blob:
+            path.write_bytes(blob.read())
+        return path
 
     def events(self, envelope_id: str) -> int:
         assert self.store is not None
@@ -515,7 +524,7 @@ class Load:
         envelope = store.get(fetch.envelope_id)
         assert envelope is not None
         self.sealed = {p.part_id: p.sealed_size for p in envelope.parts}
-        self.blob_file = bench.blob_path(fetch.envelope_id, 2)
+        self.blob_file = bench.part_file(fetch.envelope_id, 2)
         self.pending: list[tuple[Reader, str]] = []
         part0 = f"manifest ({self.sealed[0]:,} B)"
         part2 = f"1 MB attachment ({self.sealed[2]:,} B)"

@@ -14,8 +14,8 @@ order alternates (A B ..., ... B A), the medians of:
 - encryption: ``seal_part`` over the plaintext pieces Sealer.seal seals (original in
   64 KiB slices, decoded attachments, a manifest), against ``AESGCM.encrypt`` of the
   same bytes in 64 KiB chunks; SHA-256 of the same bytes (Sealer hashes every part);
-- storing: ``FileBlobStore.write`` (fsync of file and directory) of every sealed part
-  plus ``Store.commit_envelope`` (SQLite, WAL, synchronous=FULL), against one plain
+- storing: the sealed parts through ``FileBlobStore.writer`` (one file, its fsync and its
+  directory's) plus ``Store.commit_envelope`` (SQLite, WAL, synchronous=FULL), against one plain
   file of the same bytes written and fsync'ed once, and the same rows committed with
   the bare sqlite3 module (same schema and pragmas);
 - end to end: ``Sealer(store.blobs).seal`` + ``store.commit_envelope`` with two
@@ -441,8 +441,10 @@ def measure_size(bench: Bench, size: Size, raw: bytes) -> dict[str, Any]:
     def run_store() -> None:
         record = fresh_record(template.record, bench.fresh_key())
         started = time.perf_counter()
-        for part_id, chunks in sealed:
-            blobs.write(record.envelope_id, part_id, chunks)
+        with blobs.writer(record.envelope_id) as writer:
+            for part_id, chunks in sealed:
+                writer.write(part_id, chunks)
+            writer.commit()
         written = time.perf_counter()
         store.commit_envelope(record)
         done = time.perf_counter()

@@ -439,7 +439,8 @@ class Pipeline:
         """
         key = await self._hashed(tx)
         original = Original.of(tx.mail_from, tx.data)
-        first = await self._seal(tx, plan, key, original, None)
+        prepared: dict[str, bytes | ValueError] = {}  # notifications made in the sealing hop
+        first = await self._seal(tx, plan, key, original, None, prepared)
         progress = Progress()
         if isinstance(first, SealedEnvelope):
             sealed = first
@@ -451,7 +452,7 @@ class Pipeline:
             if resumed is not None:
                 sealed, progress, plan = resumed
             else:
-                sealed = await self._seal(tx, plan, key, original, first.envelope_id)
+                sealed = await self._seal(tx, plan, key, original, first.envelope_id, prepared)
         async with contextlib.AsyncExitStack() as stack:
             # A copy of the whole message (and a DKIM hash over it): only when relaying.
             relayed = (
@@ -470,7 +471,7 @@ class Pipeline:
             refused = {**plan.refused, **_refusals(progress), **refused}
             settle_with_last = relay is None and not refused
             sent, refused_now, unrecorded = await self._notify(
-                tx, grants, sealed, original, settle_with_last
+                tx, grants, sealed, original, prepared, settle_with_last
             )
             refused = {**refused, **refused_now}
             notified = held + len(progress.notified) + sent
@@ -504,12 +505,24 @@ class Pipeline:
 
     @overload
     async def _seal(
-        self, tx: Transaction, plan: Plan, key: str, original: Original, supersede: None
+        self,
+        tx: Transaction,
+        plan: Plan,
+        key: str,
+        original: Original,
+        supersede: None,
+        prepared: dict[str, bytes | ValueError],
     ) -> SealedEnvelope | EnvelopeRecord: ...
 
     @overload
     async def _seal(
-        self, tx: Transaction, plan: Plan, key: str, original: Original, supersede: str
+        self,
+        tx: Transaction,
+        plan: Plan,
+        key: str,
+        original: Original,
+        supersede: str,
+        prepared: dict[str, bytes | ValueError],
     ) -> SealedEnvelope: ...
 
     async def _seal(
@@ -519,6 +532,7 @@ class Pipeline:
         key: str,
         original: Original,
         supersede: str | None,
+        prepared: dict[str, bytes | ValueError],
     ) -> SealedEnvelope | EnvelopeRecord:
         """Seal and commit a new envelope with its links kept until settled (when there is
         a reply key to keep them under), and remember its thread.
@@ -526,13 +540,17 @@ class Pipeline:
         Without ``supersede`` (a first attempt, as far as the pipeline knows), a live
         envelope of an earlier attempt is returned instead of sealing: see
         :meth:`_protect`. With it, that unfinished attempt is shredded in the commit.
+        In the same worker thread, once committed, the protected readers' notifications
+        are rendered and signed into ``prepared`` (reader id -> the message, or the
+        ValueError of an address that cannot be written): a thread hop fewer a message.
         """
         vault = self.protecting.vault
         expiry = instructions.expiry(tx.data, datetime.now(UTC), self.protecting.retention)
         request = SealRequest(
             # What is sealed loses the subject tags too (only sealed copies: the subject
             # of relayed ones is covered by the sender's DKIM signature).
-            raw=outgoing.without_subject_tags(
+            raw=plan.relayed_bytes,
+            subject_field=outgoing.subject_without_tags(
                 plan.relayed_bytes, self.protecting.policy.subject_tags
             ),
             sender=tx.mail_from,
@@ -557,11 +575,25 @@ class Pipeline:
             def keep_link(link: Link) -> bytes:  # called in the vault's thread
                 return seal_link(public_key(), link)
 
+        def prepare(sealed: SealedEnvelope) -> None:  # called in the vault's thread
+            for grant in sealed.grants:
+                if grant.address in plan.protect:
+                    try:
+                        ready = self._notification(original, grant, sealed.record.expires_at)
+                    except ValueError as error:
+                        prepared[grant.reader_id] = error
+                    else:
+                        prepared[grant.reader_id] = ready
+
         # Answers to this message stay protected (policy: protected_thread).
         if supersede is None:
             return await self._vault(
                 vault.seal_unless_live(
-                    request, keep_link=keep_link, with_accounts=True, remember_thread=True
+                    request,
+                    keep_link=keep_link,
+                    with_accounts=True,
+                    remember_thread=True,
+                    after=prepare,
                 )
             )
         return await self._vault(
@@ -571,6 +603,7 @@ class Pipeline:
                 keep_link=keep_link,
                 with_accounts=True,
                 remember_thread=True,
+                after=prepare,
             )
         )
 
@@ -643,6 +676,7 @@ class Pipeline:
         grants: list[Grant],
         sealed: SealedEnvelope,
         original: Original,
+        prepared: dict[str, bytes | ValueError],
         settle_with_last: bool = False,
     ) -> tuple[int, dict[str, SMTPReply], Grant | None]:
         """Send these guest readers their link: how many were accepted, the recipients the
@@ -653,11 +687,7 @@ class Pipeline:
         sent, refused = 0, {}
         for position, grant in enumerate(grants, 1):
             try:
-                # Rendering and DKIM signing (about 1.4 ms, RSA without the GIL) run in a
-                # worker thread, so that the event loop serves the other sessions meanwhile.
-                ready = await asyncio.to_thread(
-                    self._notification, original, grant, sealed.record.expires_at
-                )
+                ready = await self._ready(grant, sealed, original, prepared)
             except ValueError:
                 refused[grant.address] = _BAD_ADDRESS
             else:
@@ -671,6 +701,27 @@ class Pipeline:
                 return sent, refused, grant
             await self._record_reader(sealed.envelope_id, grant, refused.get(grant.address))
         return sent, refused, None
+
+    async def _ready(
+        self,
+        grant: Grant,
+        sealed: SealedEnvelope,
+        original: Original,
+        prepared: dict[str, bytes | ValueError],
+    ) -> bytes:
+        """The reader's notification: made in the sealing hop (``prepared``), else now.
+
+        Rendering and DKIM signing (about 1.4 ms, RSA without the GIL) run in a worker
+        thread either way, so that the event loop serves the other sessions meanwhile;
+        a retry that resumes an envelope has none prepared.
+        """
+        made = prepared.get(grant.reader_id)
+        if isinstance(made, ValueError):
+            raise made
+        if made is not None:
+            return made
+        expires = sealed.record.expires_at
+        return await asyncio.to_thread(self._notification, original, grant, expires)
 
     def _notification(self, original: Original, grant: Grant, expires: datetime) -> bytes:
         """One reader's notification, signed and loop-marked; ValueError for an address

@@ -55,8 +55,9 @@ def kill_hard(process) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def envelope_dirs(state: Path) -> set[str]:
-    return {path.name for path in (state / "blobs").glob("*/*") if path.is_dir()}
+def envelope_blobs(state: Path) -> set[str]:
+    """The envelopes that have a blob file (``<2 hex>/<envelope id>.sge``)."""
+    return {path.name.removesuffix(".sge") for path in (state / "blobs").glob("*/*.sge")}
 
 
 def rows(state: Path) -> dict[str, str]:
@@ -72,14 +73,14 @@ def test_killed_between_blob_write_and_commit(serve, sink, tmp_path):
     lock.execute("BEGIN EXCLUSIVE")  # the commit will wait on this lock
     try:
         outcome = send_in_background(port)
-        wait_for(lambda: any((state / "blobs").glob("*/*/0.sg")), timeout=30, what="sealed blobs")
+        wait_for(lambda: any((state / "blobs").glob("*/*.sge")), timeout=30, what="sealed blobs")
         kill_hard(process)
     finally:
         lock.execute("ROLLBACK")
         lock.close()
     outcome["thread"].join(10)
     assert "error" in outcome  # no 250: the MTA keeps the message and retries
-    orphaned = envelope_dirs(state)
+    orphaned = envelope_blobs(state)
     assert len(orphaned) == 1 and rows(state) == {}  # blobs without keys: unreachable
 
     _, port, _ = serve(**settings)
@@ -91,13 +92,13 @@ def test_killed_between_blob_write_and_commit(serve, sink, tmp_path):
     # Once older than envelope.orphan_age, the sweep removes what the killed attempt left.
     (orphan,) = orphaned
     an_hour_ago = time.time() - 3700
-    os.utime(next((state / "blobs").glob(f"*/{orphan}")), (an_hour_ago, an_hour_ago))
+    os.utime(next((state / "blobs").glob(f"*/{orphan}.sge")), (an_hour_ago, an_hour_ago))
     swept = subprocess.run(
         [sys.executable, "-m", "gateway", "expire", "-c", str(path)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "removed 1 orphaned" in swept.stdout
-    assert envelope_dirs(state) == {live}
+    assert envelope_blobs(state) == {live}
     store = open_store(load(path).store)
     try:
         manifest, attachments = open_with_link(store, link_in(sink.messages[-1]))

@@ -156,3 +156,30 @@ def test_nested_write_is_part_of_the_callers_work(store: Store, tmp_path: Path):
         with store.transaction("inner", write=True) as inner:
             inner.execute(text("INSERT INTO notes (owner) VALUES ('inner')"))
     assert fresh_count(tmp_path / "db.sqlite", "inner") == 1
+
+
+def writer_connection(store: Store) -> object:
+    """The driver's connection of a write transaction."""
+    with store.transaction("test", write=True) as conn:
+        conn.execute(text("INSERT INTO notes (owner) VALUES ('probe')"))
+        return conn.connection.driver_connection
+
+
+def test_the_writer_connection_is_kept_until_a_commit_fails(store: Store):
+    """Kept, its page cache stays valid between transactions (SQLite drops a connection's
+    cache when another one committed); after a failed commit it is replaced."""
+    kept = writer_connection(store)
+    with store.transaction("a read", write=False) as conn:  # a pooled connection, not the writer
+        assert conn.connection.driver_connection is not kept
+    assert writer_connection(store) is kept
+
+    with pytest.raises(StoreError), store.transaction("test", write=True) as conn:
+        conn.execute(text("INSERT INTO refs (note) VALUES (999999)"))  # fails at COMMIT
+    assert writer_connection(store) is not kept
+
+
+def test_savepoints_keep_their_journal_in_memory(store: Store):
+    """Every writer's work is a SAVEPOINT; with temporary files on disk, its journal of a
+    protected message's pages spilled into one (about 50 pwrite calls a message)."""
+    with store.transaction("test", write=True) as conn:
+        assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 2  # MEMORY

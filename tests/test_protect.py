@@ -172,6 +172,19 @@ def test_one_refused_recipient_gets_a_bounce_the_other_a_link(gateway, sink):
     assert bounces[0].rcpt_tos == ("alice@example.org",)
 
 
+def test_an_address_no_notification_can_carry_is_bounced_the_other_gets_a_link(gateway, sink):
+    """The notifications are made in the sealing hop; an address that cannot be written in
+    one ("bad..dots") comes back from there as a refusal for that recipient alone."""
+    with gateway.client() as client:
+        client.sendmail(
+            "alice@example.org", ["bob@example.net", "bad..dots@example.net"], protected_message()
+        )
+    assert set(notifications(sink.messages)) == {"bob@example.net"}
+    (bounce,) = [m for m in sink.messages if m.mail_from in ("", "<>")]
+    assert b"bad..dots@example.net" in bounce.data and b"5.1.3" in bounce.data
+    assert bounce.rcpt_tos == ("alice@example.org",)
+
+
 def test_every_recipient_refused_answers_5xx_and_shreds_the_envelope(gateway, sink):
     sink.behaviour.rcpt_replies = {"nobody@example.net": "550 5.1.1 no such user"}
     with gateway.client() as client, pytest.raises(smtplib.SMTPDataError) as refused:

@@ -26,12 +26,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.envelope import keys, opener, stream
+from gateway.envelope import seal as seal_module
 from gateway.envelope.account import create_account
-from gateway.envelope.seal import SealedEnvelope
+from gateway.envelope.seal import SealedEnvelope, Sealer, SealRequest
+from gateway.mail import outgoing
 from gateway.mail.content import extract
 from gateway.store import AccountRecord, FileBlobStore, Store
 from tests.support.mimegen import Generated, generated_messages
-from tests.support.sealing import blob_path, mail, read, scratch_left, seal, sha256
+from tests.support.sealing import (
+    blob_bytes,
+    mail,
+    read,
+    replace_blob,
+    scratch_left,
+    seal,
+    sha256,
+)
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"
 FIXTURES = sorted(path.name for path in MAIL.glob("*.eml"))
@@ -124,9 +134,7 @@ def open_and_check(store: Store, sealed: SealedEnvelope, raw: bytes) -> Opened:
     for part in stored.parts:
         assert part.plaintext_size == plaintext_sizes[part.part_id]
         assert part.sealed_size == stream.sealed_size(part.plaintext_size)
-        assert blob_path(store, sealed.envelope_id, part.part_id).stat().st_size == (
-            part.sealed_size
-        )
+        assert len(blob_bytes(store, sealed.envelope_id, part.part_id)) == part.sealed_size
     assert stored.original_size == len(raw)
     assert stored.sealed_size == sum(part.sealed_size for part in stored.parts)
     return Opened(unlocked, manifest, opened)
@@ -290,7 +298,7 @@ def test_a_5_mb_attachment_round_trips_and_exports(store: Store, tmp_path: Path)
     (entry,) = opened.manifest["attachments"]
     pieces = list(opener.read_part(store, opened.unlocked, entry["part"]))
     assert len(pieces) == 80 and all(len(piece) == stream.CHUNK_SIZE for piece in pieces)
-    assert blob_path(store, sealed.envelope_id, entry["part"]).stat().st_size == (
+    assert len(blob_bytes(store, sealed.envelope_id, entry["part"])) == (
         stream.HEADER_SIZE + len(data) + 80 * stream.TAG_SIZE
     )
 
@@ -309,6 +317,47 @@ def test_a_5_mb_attachment_round_trips_and_exports(store: Store, tmp_path: Path)
     assert (target / "body.txt").read_text("utf-8") == opened.manifest["text"]
     assert (target / "body.html").read_text("utf-8") == opened.manifest["html"]
     assert scratch_left(target.parent) == []
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("attachment", [1000, 5 * 1024 * 1024], ids=["small", "large"])
+def test_the_tags_leave_the_subject_of_what_is_sealed_without_a_copy(
+    store: Store, attachment: int
+):
+    """The sealer puts the tagless Subject field in place while it reads the message (a
+    large one's original in a second thread): what is sealed is the message with that field,
+    and the manifest shows its subject."""
+    data = seeded_bytes(attachment, 7)
+    raw = mail(subject="[secure] Cijfers \u00e9t\u00e9 [SECURE]", attachments=[("big.bin", data)])
+    field = outgoing.subject_without_tags(raw, ["[secure]"])
+    assert field is not None and b"secure" not in field.lower()
+    request = SealRequest(raw, "alice@example.org", "Q1", ("bob@example.net",), "k",
+                          subject_field=field)  # fmt: skip
+    sealed = Sealer(store.blobs).seal(request)
+    store.commit_envelope(sealed.record)
+
+    unlocked = opener.unlock_with_link(store, sealed.grants[0].link)
+    manifest = opener.read_manifest(store, unlocked)
+    original = read(store, unlocked, 1)
+    start = raw.index(b"Subject:")
+    end = raw.index(b"\r\n", start) + 2
+    assert original == raw[:start] + field + raw[end:]
+    assert sealed.record.original_size == len(original)
+    assert manifest["original"]["size"] == len(original)
+    assert manifest["headers"]["subject"] == "Cijfers \u00e9t\u00e9"
+    (entry,) = manifest["attachments"]
+    assert read(store, unlocked, entry["part"]) == data
+
+
+@pytest.mark.parametrize(
+    "sizes", [[0], [10], [65536], [65537], [100, 65536], [65535, 1, 65536, 3], [70000, 200000]]
+)
+def test_the_pieces_of_a_message_are_cut_into_whole_chunks(sizes: list[int]):
+    pieces = [seeded_bytes(size, n) for n, size in enumerate(sizes)]
+    chunks = [bytes(chunk) for chunk in seal_module._slices(pieces)]
+    assert b"".join(chunks) == b"".join(pieces)
+    assert all(len(chunk) == stream.CHUNK_SIZE for chunk in chunks[:-1])
+    assert all(0 < len(chunk) <= stream.CHUNK_SIZE for chunk in chunks[-1:])
 
 
 def exported_names(target: Path) -> list[str]:
@@ -404,6 +453,5 @@ def forge_manifest(store: Store, unlocked: opener.Unlocked, manifest: dict[str, 
     """Reseal part 0 with K: what only a holder of the content key could do."""
     header = stream.PartHeader(bytes.fromhex(unlocked.envelope.envelope_id), 0)
     data = json.dumps(manifest, ensure_ascii=False).encode("utf-8")
-    store.blobs.write(
-        unlocked.envelope.envelope_id, 0, stream.seal_part(unlocked.content_key, header, [data])
-    )
+    replace_blob(store, unlocked.envelope.envelope_id, 0, b"".join(
+        stream.seal_part(unlocked.content_key, header, [data])))  # fmt: skip

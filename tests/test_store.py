@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from alembic.migration import MigrationContext
+from sqlalchemy import event, inspect, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import Executable
 
@@ -96,8 +96,10 @@ def make_envelope(
 
 
 def write_blobs(store: Store, envelope: EnvelopeRecord) -> None:
-    for part in envelope.parts:
-        store.blobs.write(envelope.envelope_id, part.part_id, [os.urandom(part.sealed_size)])
+    with store.blobs.writer(envelope.envelope_id) as writer:
+        for part in envelope.parts:
+            writer.write(part.part_id, [os.urandom(part.sealed_size)])
+        writer.commit()
 
 
 def seal(store: Store, envelope: EnvelopeRecord | None = None) -> EnvelopeRecord:
@@ -125,7 +127,7 @@ def age(store: Store, envelope_id: str, seconds: float) -> None:
     """Pretend the envelope's blobs were last touched ``seconds`` ago."""
     assert isinstance(store.blobs, FileBlobStore)
     then = time.time() - seconds
-    os.utime(store.blobs.root / envelope_id[:2] / envelope_id, (then, then))
+    os.utime(store.blobs.root / envelope_id[:2] / f"{envelope_id}.sge", (then, then))
 
 
 def sqlite_path(url: str) -> Path:
@@ -163,6 +165,31 @@ def test_unknown_things_are_none(store: Store) -> None:
     assert store.find_live("f" * 64) is None
     assert store.reader_by_link(os.urandom(32)) is None
     assert store.events("0" * 32) == []
+
+
+def test_the_idempotency_lookup_searches_the_live_key_index(tmp_path: Path) -> None:
+    """Regression: with the live states as bound parameters, SQLite could not use the
+    partial unique index on live keys and scanned every envelope for each protected
+    message (a cost that grew with the envelopes kept)."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", FileBlobStore(tmp_path / "blobs"))
+    store.migrate()
+    statements: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        assert store.find_live("f" * 64) is None
+        event.remove(store.engine, "before_cursor_execute", record)
+        ((query, parameters),) = [s for s in statements if s[0].lstrip().startswith("SELECT")]
+        with store.engine.connect() as conn:
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}", parameters).all()
+    finally:
+        store.close()
+    assert [row[3] for row in plan] == [
+        "SEARCH envelopes USING INDEX uq_envelopes_live_idempotency_key (idempotency_key=?)"
+    ]
 
 
 def test_mark_delivered(store: Store) -> None:
@@ -482,6 +509,19 @@ def test_accounts(store: Store) -> None:
     with store.engine.connect() as conn:
         rows = conn.execute(select(events_table.c.kind, events_table.c.address)).all()
     assert [tuple(row) for row in rows] == [("account-created", "alice@example.org")]
+
+
+def test_the_lookups_before_sealing_are_one_read(store: Store) -> None:
+    envelope = seal(store)
+    store.add_account(account("Alice@Example.ORG"))
+
+    existing, found = store.find_live_and_accounts(
+        envelope.idempotency_key, ["ALICE@example.org", "bob@example.net"]
+    )
+    assert existing == envelope
+    assert list(found) == ["alice@example.org"]
+    assert found["alice@example.org"] == store.get_account("alice@example.org")
+    assert store.find_live_and_accounts("f" * 64, []) == (None, {})
 
 
 # schema and migrations

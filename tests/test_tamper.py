@@ -11,8 +11,9 @@ Two layers, and this file pins both:
   target and renames it into place only when every part opened and matched the manifest.
   After any failure the target does not exist and no ``.sealgate-open-*`` directory is left.
 
-The blobs are edited where FileBlobStore keeps them (``root/<id[:2]>/<id>/<part>.sg``); the
-key material in the database is edited with plain SQL, on SQLite and PostgreSQL.
+A part's blob is replaced in the envelope's stored blob, its other parts unchanged
+(``tests.support.sealing.replace_blob``); the key material in the database is edited with
+plain SQL, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from gateway.envelope import keys, opener, stream
 from gateway.envelope.account import create_account
 from gateway.envelope.seal import SealedEnvelope
 from gateway.store import AccountRecord, BlobMissing, FileBlobStore, ReaderRecord, Store
-from tests.support.sealing import blob_path, mail, read, scratch_left, seal
+from tests.support.sealing import blob_bytes, mail, read, replace_blob, scratch_left, seal
 
 H = stream.HEADER_SIZE  # 34
 SEALED = stream.CHUNK_SIZE + stream.TAG_SIZE  # a full sealed chunk, 65,552 bytes
@@ -80,9 +81,6 @@ class Envelope:
     def envelope_id(self) -> str:
         return self.sealed.envelope_id
 
-    def path(self, part: int) -> Path:
-        return blob_path(self.store, self.envelope_id, part)
-
     def unlock(self) -> opener.Unlocked:
         return opener.unlock_with_link(self.store, self.sealed.grants[0].link)
 
@@ -92,7 +90,7 @@ class Envelope:
         return [body[start : start + SEALED] for start in range(0, len(body), SEALED)]
 
     def write(self, part: int, data: bytes) -> None:
-        self.path(part).write_bytes(data)
+        replace_blob(self.store, self.envelope_id, part, data)
 
 
 def make_envelope(store: Store, raw: bytes = MESSAGE) -> Envelope:
@@ -100,7 +98,7 @@ def make_envelope(store: Store, raw: bytes = MESSAGE) -> Envelope:
     unlocked = opener.unlock_with_link(store, sealed.grants[0].link)
     ids = [part.part_id for part in sealed.record.parts]
     chunks = {part: list(opener.read_part(store, unlocked, part)) for part in ids}
-    blobs = {part: blob_path(store, sealed.envelope_id, part).read_bytes() for part in ids}
+    blobs = {part: blob_bytes(store, sealed.envelope_id, part) for part in ids}
     return Envelope(store, sealed, chunks, blobs)
 
 
@@ -338,7 +336,7 @@ def test_a_part_moved_into_place_fails(
     match: str,
 ):
     donor = other if source == "other" else envelope
-    blob = donor.path(source_part).read_bytes()  # copy the file over, as an attacker would
+    blob = blob_bytes(donor.store, donor.envelope_id, source_part)  # copied, as an attacker would
     if rewrite:
         blob = with_place(blob, envelope.envelope_id, part)
     envelope.write(part, blob)
@@ -533,7 +531,6 @@ def test_tampered_account_keys_fail(store: Store, account: AccountRecord):
 def test_a_revoked_envelope_does_not_open_and_its_blobs_are_gone(store: Store, tmp_path: Path):
     revoked = make_envelope(store)
     held = revoked.unlock()  # a reader who opened it before: holds K
-    directory = revoked.path(0).parent
     assert store.shred(revoked.envelope_id, "revoked", detail="test")
 
     for grant in revoked.sealed.grants:
@@ -541,7 +538,8 @@ def test_a_revoked_envelope_does_not_open_and_its_blobs_are_gone(store: Store, t
             opener.OpenError, match="the envelope was revoked; its keys are deleted"
         ):
             opener.unlock_with_link(store, grant.link)
-    assert not directory.exists()
+    assert isinstance(store.blobs, FileBlobStore)
+    assert not list(store.blobs.root.rglob(f"*{revoked.envelope_id}*"))
     assert revoked.envelope_id not in dict(store.blobs.envelopes())
     record = store.get(revoked.envelope_id)
     assert record is not None and record.state == "revoked"

@@ -15,8 +15,10 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -236,19 +238,18 @@ def test_whole_envelope_opens_from_the_link_alone(vector: dict[str, Any]) -> Non
 
 
 class _MemoryBlobs:
-    """The BlobStore methods sealing uses, in memory."""
+    """The BlobStore method sealing uses, in memory: a writer that keeps each part."""
 
     def __init__(self) -> None:
         self.blobs: dict[int, bytes] = {}
 
-    def write(
-        self, envelope_id: str, part_id: int, chunks: Iterable[bytes], *, durable: bool = True
-    ) -> int:
-        self.blobs[part_id] = b"".join(chunks)
-        return len(self.blobs[part_id])
+    @contextmanager
+    def writer(self, envelope_id: str) -> Iterator[SimpleNamespace]:
+        def write(part_id: int, chunks: Iterable[bytes]) -> int:
+            self.blobs[part_id] = b"".join(chunks)
+            return len(self.blobs[part_id])
 
-    def sync(self, envelope_id: str) -> None:
-        """Nothing to make durable in memory."""
+        yield SimpleNamespace(write=write, commit=lambda: None)
 
 
 def test_sealer_makes_the_envelope_the_vector_describes() -> None:

@@ -4,7 +4,7 @@
                 -> each part sealed under its own key from K (gateway.envelope.stream)
                 -> K wrapped for every reader (gateway.envelope.keys): under the
                    link's wrapping key for a guest, RSA-OAEP for an account
-                -> blobs written durably, then returned for one database commit
+                -> the envelope's blob written durably, then returned for one database commit
 
 Part ids are fixed: 0 the manifest, 1 the original message, 2.. the
 attachments in the order the manifest lists them. The manifest is sealed last
@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from gateway.envelope import keys, stream
-from gateway.mail.content import Content, extract
+from gateway.mail import message
+from gateway.mail.content import Content, extract, with_subject
 from gateway.store import AccountRecord, BlobStore, EnvelopeRecord, PartRecord, ReaderRecord
 
 MANIFEST_PART = 0
@@ -73,7 +74,7 @@ class ReaderAccess:
 
 @dataclass(frozen=True)
 class SealRequest:
-    raw: bytes = field(repr=False)  # the message as sealed (protection tags removed)
+    raw: bytes = field(repr=False)  # the message as received
     sender: str
     queue_id: str
     recipients: tuple[str, ...]  # guest readers, one link each
@@ -88,6 +89,9 @@ class SealRequest:
     sender_name: str | None = None  # the original's From display name, cleaned
     # (kind, detail) for the audit trail, committed with the envelope (the sender's expiry).
     events: tuple[tuple[str, str], ...] = ()
+    # The Subject field what is sealed has instead of raw's (protection tags removed), put
+    # in place while sealing: a copy of a large message would double the memory it takes.
+    subject_field: bytes | None = field(default=None, repr=False)
 
 
 class _Measured:
@@ -119,11 +123,8 @@ class Sealer:
         envelope_bytes = keys.random_bytes(keys.ID_SIZE)
         envelope_id = envelope_bytes.hex()
         readers, grants = _readers(request, content_key, envelope_bytes)
-        try:
-            parts = self._write_parts(envelope_bytes, content_key, request.raw)
-        except BaseException:
-            self.blobs.delete_envelope(envelope_id)  # nothing half-written stays behind
-            raise
+        sealed_message = _as_sealed(request)
+        parts = self._write_parts(envelope_bytes, content_key, request, sealed_message)
         now = datetime.now(UTC)
         record = EnvelopeRecord(
             envelope_id=envelope_id,
@@ -133,7 +134,7 @@ class Sealer:
             sender=request.sender,
             queue_id=request.queue_id,
             idempotency_key=request.idempotency_key,
-            original_size=len(request.raw),
+            original_size=sum(len(piece) for piece in sealed_message),
             sealed_size=sum(part.sealed_size for part in parts),
             message_id=request.message_id,
             sender_name=request.sender_name,
@@ -142,39 +143,50 @@ class Sealer:
         )
         return SealedEnvelope(record, tuple(grants))
 
-    def _write_parts(self, envelope: bytes, content_key: bytes, raw: bytes) -> list[PartRecord]:
-        """Seal the original, each attachment, then the manifest that lists them.
+    def _write_parts(
+        self,
+        envelope: bytes,
+        content_key: bytes,
+        request: SealRequest,
+        sealed_message: list[bytes | memoryview],
+    ) -> list[PartRecord]:
+        """Seal the original, each attachment, then the manifest that lists them, into
+        the envelope's blob (durable when this returns).
 
         A large message's original is sealed in a second thread while this one
         decodes and seals the attachments: hashing, AES-GCM, file writes and
         fsync release the GIL for large buffers, so on two cores they overlap.
+        Its sealed size is known from its length, so its room in the blob is
+        reserved first. ``sealed_message`` is the original as sealed, in pieces.
         """
+        size = sum(len(piece) for piece in sealed_message)
         envelope_id = envelope.hex()
         parts: list[PartRecord] = []
+        with self.blobs.writer(envelope_id) as blob:
 
-        def write(part_id: int, kind: str, pieces: Iterable[bytes | memoryview]) -> _Measured:
-            measured = _Measured(pieces)
-            header = stream.PartHeader(envelope, part_id)
-            sealed = stream.seal_part(content_key, header, measured)
-            written = self.blobs.write(envelope_id, part_id, sealed, durable=False)
-            parts.append(PartRecord(part_id, kind, measured.size, written))
-            return measured
+            def write(part_id: int, kind: str, pieces: Iterable[bytes | memoryview]) -> _Measured:
+                measured = _Measured(pieces)
+                header = stream.PartHeader(envelope, part_id)
+                written = blob.write(part_id, stream.seal_part(content_key, header, measured))
+                parts.append(PartRecord(part_id, kind, measured.size, written))
+                return measured
 
-        def sealed_original() -> _Measured:
-            return write(ORIGINAL_PART, "original", _slices(raw))
+            def sealed_original() -> _Measured:
+                return write(ORIGINAL_PART, "original", _slices(sealed_message))
 
-        if len(raw) < _OVERLAP_FROM:
-            original = sealed_original()
-            content = extract(raw)
-            listed = _write_attachments(content, write)
-        else:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealgate-seal") as pool:
-                sealing = pool.submit(sealed_original)
-                content = extract(raw)
+            if size < _OVERLAP_FROM:
+                original = sealed_original()
+                content = _content(request)
                 listed = _write_attachments(content, write)
-                original = sealing.result()
-        write(MANIFEST_PART, "manifest", [_manifest(envelope_id, content, listed, original)])
-        self.blobs.sync(envelope_id)  # every part's name durable, with one directory fsync
+            else:
+                blob.reserve(ORIGINAL_PART, stream.sealed_size(size))
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sealgate-seal") as pool:
+                    sealing = pool.submit(sealed_original)
+                    content = _content(request)
+                    listed = _write_attachments(content, write)
+                    original = sealing.result()
+            write(MANIFEST_PART, "manifest", [_manifest(envelope_id, content, listed, original)])
+            blob.commit()
         return sorted(parts, key=lambda part: part.part_id)
 
 
@@ -273,11 +285,42 @@ def idempotency_key(secret: bytes, sender: str, recipients: Iterable[str], data:
     return digest.hexdigest()
 
 
-def _slices(data: bytes) -> Iterator[memoryview]:
-    """Views of ``data`` a chunk long: sealing reads the message without copying it."""
-    view = memoryview(data)
-    for start in range(0, len(view), _SLICE):
-        yield view[start : start + _SLICE]
+def _as_sealed(request: SealRequest) -> list[bytes | memoryview]:
+    """The original message as it is sealed, in pieces (no copy of its body)."""
+    if request.subject_field is None:
+        return [request.raw]
+    return message.replaced_field(request.raw, "subject", request.subject_field)
+
+
+def _content(request: SealRequest) -> Content:
+    """The content model of the message as it is sealed."""
+    content = extract(request.raw)  # the body is the same; only the subject may differ
+    if request.subject_field is None:
+        return content
+    return with_subject(content, request.subject_field)
+
+
+def _slices(pieces: Iterable[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+    """The pieces cut into chunks of exactly ``_SLICE`` bytes (the last may be shorter):
+    views where a chunk lies within one piece, so that sealing reads the message without
+    copying it; only a chunk across two pieces is joined."""
+    pending = bytearray()  # the start of a chunk that continues in the next piece
+    for piece in pieces:
+        view = memoryview(piece)
+        if pending:
+            taken = _SLICE - len(pending)
+            pending += view[:taken]
+            view = view[taken:]
+            if len(pending) < _SLICE:
+                continue
+            yield bytes(pending)
+            pending.clear()
+        whole = len(view) - len(view) % _SLICE
+        for start in range(0, whole, _SLICE):
+            yield view[start : start + _SLICE]
+        pending += view[whole:]
+    if pending:
+        yield bytes(pending)
 
 
 def _manifest(

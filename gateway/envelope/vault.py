@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from gateway.envelope.keys import Link
 from gateway.envelope.seal import SealedEnvelope, Sealer, SealRequest
 from gateway.logsetup import event
-from gateway.store import EnvelopeRecord, Store
+from gateway.store import AccountRecord, EnvelopeRecord, Store
 
 log = logging.getLogger("sealgate.vault")
 
@@ -38,6 +38,7 @@ class Vault:
         keep_link: Callable[[Link], bytes] | None = None,
         with_accounts: bool = False,
         remember_thread: bool = False,
+        after: Callable[[SealedEnvelope], None] | None = None,
     ) -> SealedEnvelope:
         """Seal and commit; ``supersede`` names an unfinished earlier attempt to shred.
 
@@ -47,16 +48,20 @@ class Vault:
         are committed with the envelope and kept until the message is settled, so that
         a retry can finish what an attempt left owed (gateway.store.pending);
         ``remember_thread`` records the message's Message-ID as protected in the same
-        commit (answers to it stay protected).
+        commit (answers to it stay protected). ``after`` runs in the same thread once
+        the envelope is committed, for work that would otherwise cost a hop of its own
+        (the pipeline renders and signs the notifications there); if it raises, the
+        envelope stays committed and the error propagates.
         """
-        return await asyncio.to_thread(
-            self._seal_and_commit,
-            request,
-            supersede,
-            keep_link,
-            with_accounts,
-            remember_thread,
-        )
+
+        def seal() -> SealedEnvelope:
+            accounts = self.store.get_accounts(_addresses(request)) if with_accounts else None
+            sealed = self._seal_and_commit(request, supersede, keep_link, remember_thread, accounts)
+            if after is not None:
+                after(sealed)
+            return sealed
+
+        return await asyncio.to_thread(seal)
 
     async def seal_unless_live(
         self,
@@ -65,16 +70,25 @@ class Vault:
         keep_link: Callable[[Link], bytes] | None = None,
         with_accounts: bool = False,
         remember_thread: bool = False,
+        after: Callable[[SealedEnvelope], None] | None = None,
     ) -> SealedEnvelope | EnvelopeRecord:
         """As :meth:`seal`, unless a live envelope has the request's idempotency key
-        already (a retry): then that envelope, and nothing is sealed. One hop for
-        the lookup and the seal that usually follows it."""
+        already (a retry): then that envelope, and nothing is sealed. One hop, and one
+        read transaction, for the lookups and the seal that usually follows them."""
 
         def seal_unless_live() -> SealedEnvelope | EnvelopeRecord:
-            existing = self.store.find_live(request.idempotency_key)
+            addresses = _addresses(request) if with_accounts else []
+            existing, accounts = self.store.find_live_and_accounts(
+                request.idempotency_key, addresses
+            )
             if existing is not None:
                 return existing
-            return self._seal_and_commit(request, None, keep_link, with_accounts, remember_thread)
+            sealed = self._seal_and_commit(
+                request, None, keep_link, remember_thread, accounts if with_accounts else None
+            )
+            if after is not None:
+                after(sealed)
+            return sealed
 
         return await asyncio.to_thread(seal_unless_live)
 
@@ -83,17 +97,15 @@ class Vault:
         request: SealRequest,
         supersede: str | None,
         keep_link: Callable[[Link], bytes] | None,
-        with_accounts: bool,
         remember_thread: bool,
+        accounts: Mapping[str, AccountRecord] | None,
     ) -> SealedEnvelope:
-        if with_accounts:
-            # One read for the sender's account and the recipients' (sealed to them).
-            found = self.store.get_accounts([request.sender, *request.recipients])
+        if accounts is not None:  # by lower-cased address: K is wrapped to these too
             request = replace(
                 request,
-                sender_account=found.get(request.sender.lower()) if request.sender else None,
+                sender_account=accounts.get(request.sender.lower()) if request.sender else None,
                 recipient_accounts={
-                    a: found[a.lower()] for a in request.recipients if a.lower() in found
+                    a: accounts[a.lower()] for a in request.recipients if a.lower() in accounts
                 },  # fmt: skip
             )
         sealed = self._sealer.seal(request)
@@ -134,3 +146,8 @@ class Vault:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _addresses(request: SealRequest) -> list[str]:
+    """Whose accounts sealing looks up: the sender's and the recipients'."""
+    return [request.sender, *request.recipients]

@@ -33,7 +33,7 @@ import re
 import unicodedata
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
 from email.utils import getaddresses
 from functools import cache
@@ -124,6 +124,14 @@ def extract(raw: bytes) -> Content:
         _log.warning("content extraction failed: %s", type(exc).__name__)
         problem = "no MIME structure could be read; the original message holds everything"
         return Content(Headers([], [], [], None, None, None, None, []), None, None, [], [problem])
+
+
+def with_subject(content: Content, field: bytes) -> Content:
+    """``content`` as the same message would read with its Subject field replaced by
+    ``field`` (a whole "Subject: ...\\r\\n"): what sealing shows of a message whose
+    protection tags it removed without copying the message."""
+    subject = _unstructured(mimewalk.read_header(field + b"\r\n"), "subject", [])
+    return replace(content, headers=replace(content.headers, subject=subject))
 
 
 def _extract(raw: bytes) -> Content:

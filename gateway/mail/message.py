@@ -96,12 +96,13 @@ def remove_fields(data: bytes, name: str) -> bytes:
     return b"".join(kept)
 
 
-def replace_field(data: bytes, name: str, field: bytes) -> bytes:
-    """Replace the first field called ``name`` by ``field`` (a whole "Name: value\\r\\n")."""
+def replaced_field(data: bytes, name: str, field: bytes) -> list[bytes | memoryview]:
+    """``data`` with its first field called ``name`` replaced by ``field`` (a whole
+    "Name: value\\r\\n"), as pieces: views of ``data`` around the new field, so that a
+    large message is not copied; ``[data]`` when there is no such field."""
     wanted = name.lower()
     for m in _FIELD.finditer(header_block(data)):
         if m.group(1).decode("ascii").lower() == wanted:
-            # One copy of the message, not one per slice and concatenation.
             view = memoryview(data)
-            return b"".join((view[: m.start()], field, view[m.end() + 2 :]))
-    return data
+            return [view[: m.start()], field, view[m.end() + 2 :]]
+    return [data]

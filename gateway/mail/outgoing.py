@@ -22,18 +22,20 @@ def without_headers(data: bytes, names: Sequence[str]) -> bytes:
     return data
 
 
-def without_subject_tags(data: bytes, tags: Sequence[str]) -> bytes:
-    """``data`` with every tag removed from its subject (case-insensitively)."""
+def subject_without_tags(data: bytes, tags: Sequence[str]) -> bytes | None:
+    """The Subject field ``data`` has with every tag removed (case-insensitively), a whole
+    "Subject: ...\\r\\n"; None when there is nothing to remove. What is sealed has it in
+    place of the original's (``message.replaced_field``), without a copy of the message."""
     subject = _subject(data)
     if subject is None or not tags:
-        return data
+        return None
     stripped = subject
     for tag in tags:
         stripped = re.sub(r"\s*" + re.escape(tag) + r"\s*", " ", stripped, flags=re.IGNORECASE)
     stripped = " ".join(stripped.split())
     if stripped == subject:
-        return data
-    return message.replace_field(data, "subject", _subject_field(stripped))
+        return None
+    return _subject_field(stripped)
 
 
 def _subject(data: bytes) -> str | None:

@@ -48,6 +48,7 @@ from sqlalchemy import (
     Engine,
     RowMapping,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -74,6 +75,7 @@ from gateway.store.records import (
     ReaderRecord,
 )
 from gateway.store.schema import (
+    LIVE_CONDITION,
     accounts,
     directory_users,
     envelopes,
@@ -109,6 +111,29 @@ _PART_COLUMNS = _names(PartRecord)
 _READER_COLUMNS = _names(ReaderRecord)
 _EVENT_COLUMNS = _names(EventRecord)
 _ACCOUNT_COLUMNS = _names(AccountRecord)
+
+# The statements of a protected message's way, built once: SQLAlchemy's construction of a
+# statement (coercions, operators, its cache key) cost about as much again as running it.
+_INSERT_ENVELOPE = insert(envelopes)
+_INSERT_PARTS = insert(parts)
+_INSERT_READERS = insert(readers)
+_INSERT_PENDING = insert(pending_links)
+_INSERT_EVENTS = insert(events)
+# The live states written out as the partial unique index on live keys has them
+# (LIVE_CONDITION): a database uses a partial index only when the query repeats its
+# condition, and with the states as bound parameters SQLite scanned the whole table.
+_SELECT_LIVE = select(envelopes).where(
+    envelopes.c.idempotency_key == bindparam("idempotency_key"), LIVE_CONDITION
+)
+_SELECT_ACCOUNTS = select(accounts).where(
+    accounts.c.address.in_(bindparam("addresses", expanding=True))
+)
+_DELIVER = (
+    update(envelopes)
+    .where(envelopes.c.envelope_id == bindparam("id"), envelopes.c.state == "sealed")
+    .values(state="delivered")
+)
+_FORGET_LINKS = delete(pending_links).where(pending_links.c.envelope_id == bindparam("id"))
 
 
 class Store:
@@ -146,10 +171,10 @@ class Store:
         return self._engine
 
     def close(self) -> None:
-        """Close every pooled connection."""
-        self._engine.dispose()
+        """Close every pooled connection, and the writer's."""
         if self._writer is not None:
             self._writer.close()
+        self._engine.dispose()
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision; safe at every start and in parallel.
@@ -210,10 +235,10 @@ class Store:
                 from_states=("sealed",),
             )
             # Parameters apart from the statement: its compiled form is cached.
-            conn.execute(insert(envelopes), _values(envelope, _ENVELOPE_COLUMNS))
+            conn.execute(_INSERT_ENVELOPE, _values(envelope, _ENVELOPE_COLUMNS))
             if envelope.parts:
                 conn.execute(
-                    insert(parts),
+                    _INSERT_PARTS,
                     [
                         {"envelope_id": envelope_id, **_values(part, _PART_COLUMNS)}
                         for part in envelope.parts
@@ -221,7 +246,7 @@ class Store:
                 )
             if envelope.readers:
                 conn.execute(
-                    insert(readers),
+                    _INSERT_READERS,
                     [
                         {
                             "envelope_id": envelope_id,
@@ -233,7 +258,7 @@ class Store:
                 )
             if pending:
                 conn.execute(
-                    insert(pending_links),
+                    _INSERT_PENDING,
                     [
                         {"envelope_id": envelope_id, "reader_id": reader_id, "sealed_link": link}
                         for reader_id, link in pending.items()
@@ -271,15 +296,10 @@ class Store:
             if last_notified is not None:
                 reader_id, address = last_notified
                 trail.append(event_row("reader-notified", envelope_id, reader_id, address))
-            changed = conn.execute(
-                update(envelopes)
-                .where(envelopes.c.envelope_id == envelope_id, envelopes.c.state == "sealed")
-                .values(state="delivered")
-            )
+            changed = conn.execute(_DELIVER, {"id": envelope_id})
             if changed.rowcount == 1:
                 # Settled: the links kept for a retry go (gateway.store.pending).
-                kept = pending_links.c.envelope_id == envelope_id
-                conn.execute(delete(pending_links).where(kept))
+                conn.execute(_FORGET_LINKS, {"id": envelope_id})
                 append_events(conn, [*trail, event_row("notified", envelope_id)])
                 return
             if trail:  # ended meanwhile (revoked): its links went with it
@@ -294,12 +314,16 @@ class Store:
 
     def find_live(self, idempotency_key: str) -> EnvelopeRecord | None:
         """The live envelope sealed for this idempotency key, if there is one."""
-        query = select(envelopes).where(
-            envelopes.c.idempotency_key == idempotency_key, envelopes.c.state.in_(LIVE_STATES)
-        )
         with self._transaction("looking up an idempotency key", write=False) as conn:
-            row = conn.execute(query).mappings().first()
-            return None if row is None else _load(conn, row)
+            return _live(conn, idempotency_key)
+
+    def find_live_and_accounts(
+        self, idempotency_key: str, addresses: Iterable[str]
+    ) -> tuple[EnvelopeRecord | None, dict[str, AccountRecord]]:
+        """:meth:`find_live` and :meth:`get_accounts` in one read transaction: what
+        sealing a message looks up first."""
+        with self._transaction("looking up an idempotency key", write=False) as conn:
+            return _live(conn, idempotency_key), _accounts(conn, addresses)
 
     def get(self, envelope_id: str) -> EnvelopeRecord | None:
         """The envelope with its parts and readers, in any state."""
@@ -468,15 +492,8 @@ class Store:
 
     def get_accounts(self, addresses: Iterable[str]) -> dict[str, AccountRecord]:
         """The accounts of these addresses (compared lower-cased), by lower-cased address."""
-        wanted = sorted({address.lower() for address in addresses})
-        if not wanted:
-            return {}
-        query = select(accounts).where(accounts.c.address.in_(wanted))
         with self._transaction("reading accounts", write=False) as conn:
-            rows = conn.execute(query).mappings().all()
-        return {
-            row["address"]: AccountRecord(**{n: row[n] for n in _ACCOUNT_COLUMNS}) for row in rows
-        }
+            return _accounts(conn, addresses)
 
     # the directory (gateway.store.directory)
 
@@ -588,7 +605,10 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
         pool_size=_SQLITE_POOL,
         max_overflow=_SQLITE_POOL,
     )
-    pragmas = ("synchronous=FULL", "foreign_keys=ON", "secure_delete=ON")
+    # temp_store=MEMORY: each writer of a group commit works in a SAVEPOINT, whose journal of
+    # the pages it changes spilled into a temporary file past 64 KiB (about 50 pwrite calls a
+    # protected message); it only serves a rollback to the savepoint, never durability.
+    pragmas = ("synchronous=FULL", "foreign_keys=ON", "secure_delete=ON", "temp_store=MEMORY")
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Turn off the sqlite3 module's own transaction handling: on_begin emits BEGIN.
@@ -654,6 +674,21 @@ def _check_new(envelope: EnvelopeRecord) -> None:
 
 def _values(record: object, names: Sequence[str]) -> dict[str, Any]:
     return {name: getattr(record, name) for name in names}
+
+
+def _live(conn: Connection, idempotency_key: str) -> EnvelopeRecord | None:
+    """The live envelope of this idempotency key, within ``conn``'s transaction."""
+    row = conn.execute(_SELECT_LIVE, {"idempotency_key": idempotency_key}).mappings().first()
+    return None if row is None else _load(conn, row)
+
+
+def _accounts(conn: Connection, addresses: Iterable[str]) -> dict[str, AccountRecord]:
+    """The accounts of these addresses by lower-cased address, within ``conn``'s transaction."""
+    wanted = sorted({address.lower() for address in addresses})
+    if not wanted:
+        return {}
+    rows = conn.execute(_SELECT_ACCOUNTS, {"addresses": wanted}).mappings()
+    return {row["address"]: AccountRecord(**{n: row[n] for n in _ACCOUNT_COLUMNS}) for row in rows}
 
 
 def _envelope(
@@ -762,4 +797,4 @@ def event_row(
 def append_events(conn: Connection, rows: list[dict[str, object]]) -> None:
     """Within ``conn``'s transaction: these events, in one statement (the protected path
     writes several at once)."""
-    conn.execute(insert(events), rows)
+    conn.execute(_INSERT_EVENTS, rows)

@@ -16,6 +16,13 @@ from gateway.store.schema import envelopes, threads
 if TYPE_CHECKING:
     from gateway.store.database import Store
 
+# Built once (every protected message records its thread): a Message-ID known already
+# keeps the first envelope of its conversation.
+_RECORD = {
+    name: insert_(threads).on_conflict_do_nothing(index_elements=[threads.c.message_id_hash])
+    for name, insert_ in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
+}
+
 
 def message_id_hash(message_id: str) -> bytes:
     """Message-IDs compared case-sensitively, without the angle brackets' surroundings."""
@@ -70,10 +77,8 @@ def record_thread(
     hashes = sorted({message_id_hash(m) for m in message_ids if m})
     if not hashes:
         return
-    # The first envelope of a conversation stays its record: known ones are left alone.
-    insert_ = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
     conn.execute(
-        insert_(threads).on_conflict_do_nothing(index_elements=[threads.c.message_id_hash]),
+        _RECORD["postgresql" if conn.dialect.name == "postgresql" else "sqlite"],
         [{"message_id_hash": h, "envelope_id": envelope_id, "created_at": now} for h in hashes],
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.envelope import opener
 from gateway.envelope.seal import SealedEnvelope, Sealer, SealRequest
-from gateway.store import AccountRecord, FileBlobStore, Store
+from gateway.store import AccountRecord, Store
 from tests.support.mimegen import set_bodies
 
 SENDER = "alice@example.org"
@@ -38,12 +38,23 @@ def seal(
     return sealed
 
 
-def blob_path(store: Store, envelope_id: str, part_id: int) -> Path:
-    """Where FileBlobStore keeps a part: ``root/<id[:2]>/<id>/<part>.sg``."""
-    assert isinstance(store.blobs, FileBlobStore)
-    path = store.blobs.root / envelope_id[:2] / envelope_id / f"{part_id}.sg"
-    assert path.is_file(), f"no blob at {path}"
-    return path
+def blob_bytes(store: Store, envelope_id: str, part_id: int) -> bytes:
+    """A part's sealed bytes, as stored."""
+    with store.blobs.open(envelope_id, part_id) as blob:
+        return blob.read()
+
+
+def replace_blob(store: Store, envelope_id: str, part_id: int, data: bytes) -> None:
+    """Store ``data`` as the part's sealed bytes, the envelope's other parts unchanged:
+    what someone who can write the blob directory could do."""
+    record = store.get(envelope_id)
+    assert record is not None
+    parts = {p.part_id: blob_bytes(store, envelope_id, p.part_id) for p in record.parts}
+    parts[part_id] = data
+    with store.blobs.writer(envelope_id) as writer:
+        for number, sealed in parts.items():
+            writer.write(number, [sealed])
+        writer.commit()
 
 
 def read(store: Store, unlocked: opener.Unlocked, part_id: int) -> bytes:
