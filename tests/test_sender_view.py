@@ -131,14 +131,7 @@ def test_signed_in_the_sender_sees_only_their_own_messages(running, sink, browse
     theirs = [e for e in store.list() if e.sender == "dave@example.org"]
     browser = browsers(portal_url(running))
     assert browser.http.get("/sent").headers["location"] == "/?next=/sent"
-    # An account session for Alice, as a sign-in makes it (sign-in is tested elsewhere).
-    token = secrets.token_urlsafe(32)
-    now = datetime.now(UTC)
-    PortalState(store).sessions.add_session(
-        token, kind="account", now=now, expires_at=now + timedelta(hours=1), address=ALICE,
-        method="sso",
-    )  # fmt: skip
-    browser.http.cookies.set("sg_account", token)
+    signed_in(running, browser, ALICE)  # as a sign-in makes it (sign-in is tested elsewhere)
     listed = browser.http.get("/sent")
     assert listed.status_code == 200 and f"/sent/{mine[0].envelope_id}" in listed.text
     assert theirs[0].envelope_id not in listed.text

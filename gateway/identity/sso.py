@@ -22,25 +22,21 @@ JOSE work (JWS signatures, JWKS, claims) is joserfc's; the HTTP is httpx's.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import secrets
 import ssl
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from gateway import config
-from gateway.envelope.keys import SSO_SECRET_MIN, b64url, b64url_decode
+from gateway.envelope.keys import SSO_SECRET_MIN, b64url
+from gateway.identity.sealedtokens import SealedTokens, TokenError
 
 # What an ID token may be signed with: asymmetric algorithms only (never "none", never
 # an HMAC keyed with something the client knows).
@@ -48,9 +44,6 @@ ALGORITHMS = ("RS256", "PS256", "ES256")
 LEEWAY = 60  # seconds of clock skew between the provider and this node
 STATE_MINUTES = 10  # from leaving for the provider to coming back
 _DISCOVERY_SECONDS = 3600
-_STATE_VERSION = b"\x01"
-_STATE_AAD = b"sealgate v1 sso state "
-_TIME = struct.Struct(">q")
 
 
 class SSOError(Exception):
@@ -90,39 +83,33 @@ class SignInState:
     nonce: str
     verifier: str = field(repr=False)
     next_path: str
-    created: int  # seconds since the epoch
 
 
 class StateSealer:
     """Seals :class:`SignInState` for the browser's cookie, and opens it at the callback."""
 
     def __init__(self, key: bytes) -> None:
-        self._aead = AESGCM(key)
+        self._tokens = SealedTokens(key, b"sealgate v1 sso state ")
 
-    def seal(self, state: SignInState) -> str:
-        body = json.dumps(
-            [state.provider, state.state, state.nonce, state.verifier, state.next_path]
-        ).encode()
-        created = _TIME.pack(state.created)
-        nonce = os.urandom(12)
-        sealed = self._aead.encrypt(nonce, body, _STATE_AAD + created)
-        return b64url(_STATE_VERSION + created + nonce + sealed)
+    def seal(self, state: SignInState, now: float) -> str:
+        payload = [state.provider, state.state, state.nonce, state.verifier, state.next_path]
+        return self._tokens.seal(payload, now)
 
     def open(self, token: str, now: float) -> SignInState:
         """The state in ``token``; SSOError "state" if it is damaged or too old."""
         try:
-            raw = b64url_decode(token)
-            if raw[:1] != _STATE_VERSION or len(raw) < 1 + 8 + 12 + 16:
-                raise ValueError("unknown version")
-            created, nonce, sealed = raw[1:9], raw[9:21], raw[21:]
-            body = json.loads(self._aead.decrypt(nonce, sealed, _STATE_AAD + created))
-            provider, state, oidc_nonce, verifier, next_path = body
-        except (ValueError, InvalidTag, TypeError):
+            provider, state, nonce, verifier, next_path = self._tokens.open(
+                token, now, STATE_MINUTES * 60
+            )
+        except TokenError as error:
+            if error.expired:
+                raise SSOError(
+                    "state", f"the sign-in took longer than {STATE_MINUTES} minutes"
+                ) from None
             raise SSOError("state", "the sign-in state is missing or damaged") from None
-        when = _TIME.unpack(created)[0]
-        if not -LEEWAY <= now - when <= STATE_MINUTES * 60:
-            raise SSOError("state", f"the sign-in took longer than {STATE_MINUTES} minutes")
-        return SignInState(provider, state, oidc_nonce, verifier, next_path, when)
+        except ValueError:  # a payload of another shape
+            raise SSOError("state", "the sign-in state is missing or damaged") from None
+        return SignInState(provider, state, nonce, verifier, next_path)
 
 
 @dataclass(frozen=True)
@@ -153,7 +140,7 @@ class OIDCProvider:
 
     # --- the way out ------------------------------------------------------------
 
-    async def start(self, next_path: str, now: float) -> tuple[str, SignInState]:
+    async def start(self, next_path: str) -> tuple[str, SignInState]:
         """The provider's authorization URL for a new sign-in, and the state to seal."""
         metadata = await self._discover()
         state = SignInState(
@@ -162,7 +149,6 @@ class OIDCProvider:
             nonce=secrets.token_urlsafe(24),
             verifier=secrets.token_urlsafe(64),  # 86 characters: RFC 7636 §4.1 allows 43-128
             next_path=next_path,
-            created=int(now),
         )
         scopes = ["openid", *(s for s in self.settings.scopes if s != "openid")]
         query = urlencode(

@@ -26,26 +26,21 @@ key from the installation secret, for 15 minutes.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.envelope.keys import SSO_KDF, b64url, b64url_decode, random_bytes, sso_account_keys
 from gateway.identity.accounts import SALT_SIZE
+from gateway.identity.sealedtokens import SealedTokens, TokenError
 from gateway.identity.sso import Identity
 from gateway.store import AccountRecord, Store
 from gateway.store.accounts import Accounts
 
 TOKEN_MINUTES = 15
-_TOKEN_VERSION = b"\x01"
-_TOKEN_AAD = b"sealgate v1 sso account "
 MODES = ("signed-in", "rotate", "convert", "new-key", "create")
 
 
@@ -80,7 +75,7 @@ class SSOAccounts:
     def __init__(self, store: Store, token_key: bytes) -> None:
         self.store = store
         self.accounts = Accounts(store)
-        self._aead = AESGCM(token_key)
+        self._tokens = SealedTokens(token_key, b"sealgate v1 sso account ")
         self._hasher = PasswordHasher()
 
     def arrival(self, identity: Identity) -> Arrival:
@@ -162,26 +157,23 @@ class SSOAccounts:
     # --- the tokens ------------------------------------------------------------------
 
     def _token(self, purpose: str, address: str, salt: bytes, verifier: str) -> str:
-        issued = int(time.time())
-        body = json.dumps([purpose, b64url(salt), verifier, issued]).encode()
-        nonce = os.urandom(12)
-        sealed = self._aead.encrypt(nonce, body, _TOKEN_AAD + address.lower().encode())
-        return b64url(_TOKEN_VERSION + nonce + sealed)
+        return self._tokens.seal([purpose, b64url(salt), verifier], time.time(), address)
 
     def _open(self, token: str, purpose: str, address: str) -> _Grant:
         try:
-            raw = b64url_decode(token)
-            if raw[:1] != _TOKEN_VERSION or len(raw) < 1 + 12 + 16:
-                raise ValueError("unknown version")
-            aad = _TOKEN_AAD + address.lower().encode()
-            body = json.loads(self._aead.decrypt(raw[1:13], raw[13:], aad))
-            made_for, salt, verifier, issued = body
-        except (ValueError, InvalidTag, TypeError):
+            made_for, salt, verifier = self._tokens.open(
+                token, time.time(), TOKEN_MINUTES * 60, address
+            )
+        except TokenError as error:
+            if error.expired:
+                raise SSOTokenError(
+                    f"the token is older than {TOKEN_MINUTES} minutes: sign in again"
+                ) from None
             raise SSOTokenError("the token is damaged, or for another address") from None
+        except ValueError:  # a payload of another shape
+            raise SSOTokenError("the token is damaged") from None
         if made_for != purpose:
             raise SSOTokenError(f"the token is for {made_for!r}, not {purpose!r}")
-        if not 0 <= time.time() - issued <= TOKEN_MINUTES * 60:
-            raise SSOTokenError(f"the token is older than {TOKEN_MINUTES} minutes: sign in again")
         return _Grant(purpose, address.lower(), b64url_decode(salt), verifier)
 
 

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from gateway.envelope.keys import Link
 from gateway.envelope.reply import ReplyError, ReplyKey
 from gateway.errors import GatewayError
 from gateway.identity.secondfactor import MIN_ACCESS_CODE_LENGTH, normal_phone
@@ -100,6 +101,11 @@ class Releaser:
     async def _notify(self, envelope: EnvelopeRecord, hold: Hold, key: ReplyKey) -> None:
         assert hold.sealed_link is not None
         link = await asyncio.to_thread(key.open_link, hold.sealed_link)  # RSA: off the loop
+        await self.notify(envelope, hold.address, link)
+
+    async def notify(self, envelope: EnvelopeRecord, address: str, link: Link) -> None:
+        """The notification with ``link`` to ``address``, through the upstream, as the
+        sealing sends it (released holds, and a sender's "send again")."""
         original = Original(
             sender=envelope.sender,
             sender_name=envelope.sender_name,
@@ -109,6 +115,6 @@ class Releaser:
             content_language=None,
         )
         data = self.notifier().notification(
-            original, hold.address, link.url(self.portal_url()), envelope.expires_at
+            original, address, link.url(self.portal_url()), envelope.expires_at
         )
-        await self.send(envelope.sender, [hold.address], data)
+        await self.send(envelope.sender, [address], data)

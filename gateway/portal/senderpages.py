@@ -27,7 +27,6 @@ from gateway.envelope import keys
 from gateway.errors import GatewayError
 from gateway.locale import translations
 from gateway.logsetup import event
-from gateway.notify import Original
 from gateway.portal import i18n
 from gateway.portal.links import release_url, sender_token
 from gateway.portal.problems import Problem, json_error
@@ -55,17 +54,7 @@ class SenderPages(Pages):
         if session is None or session.address is None:
             return RedirectResponse("/?next=/sent", status_code=303)
         address = session.address
-        found = await asyncio.to_thread(SentMessages(self.deps.store).of_sender, address)
-        messages = [
-            {
-                "envelope_id": envelope.envelope_id,
-                "created_at": envelope.created_at,
-                "expires_at": envelope.expires_at,
-                "live": envelope.is_live(),
-                "recipients": [r.address for r in envelope.readers if not _own_copy(envelope, r)],
-            }
-            for envelope in found
-        ]
+        messages = await asyncio.to_thread(SentMessages(self.deps.store).of_sender, address)
         return self._render(request, "sent-list.html", {"address": address, "messages": messages})
 
     async def sent_message(self, request: Request) -> Response:
@@ -75,8 +64,8 @@ class SenderPages(Pages):
         envelope_id = str(request.path_params["envelope_id"])
         if session is None or session.address is None:
             return RedirectResponse(f"/?next=/sent/{envelope_id}", status_code=303)
-        envelope = await asyncio.to_thread(self.deps.store.get, envelope_id)
-        if envelope is None or envelope.sender.lower() != session.address:
+        envelope = await self._sent_by(session.address, envelope_id)
+        if envelope is None:
             raise HTTPException(404)  # the same for another's message as for none
         return await self._sender_view(request, envelope, signed_in=True)
 
@@ -107,7 +96,7 @@ class SenderPages(Pages):
         except Problem as problem:
             return json_error(problem)
         try:
-            await self._notify(envelope, reader.address, link)
+            await self.deps.releaser.notify(envelope, reader.address, link)
         except (GatewayError, OSError) as error:
             event(log, logging.WARNING, "new link not sent", envelope=envelope.envelope_id,
                   error=str(error))  # fmt: skip
@@ -122,24 +111,17 @@ class SenderPages(Pages):
         session = await self._account_session(request)
         if session is None or session.address is None:
             raise Problem(401, "sign-in")
-        envelope = await asyncio.to_thread(
-            self.deps.store.get, str(request.path_params["envelope_id"])
-        )
-        if envelope is None or envelope.sender.lower() != session.address:
+        envelope = await self._sent_by(session.address, str(request.path_params["envelope_id"]))
+        if envelope is None:
             raise Problem(404, "unknown")
         if not envelope.is_live():
             raise Problem(410, "ended")
         return envelope
 
-    async def _notify(self, envelope: EnvelopeRecord, address: str, link: keys.Link) -> None:
-        original = Original(
-            sender=envelope.sender, sender_name=envelope.sender_name, subject=None,
-            message_id=envelope.message_id, references=(), content_language=None,
-        )  # fmt: skip
-        data = self.deps.notifier().notification(
-            original, address, link.url(self.deps.url), envelope.expires_at
-        )
-        await self.deps.send(envelope.sender, [address], data)
+    async def _sent_by(self, address: str, envelope_id: str) -> EnvelopeRecord | None:
+        """The envelope, if ``address`` sent it; None for another's, as for none."""
+        envelope = await asyncio.to_thread(self.deps.store.get, envelope_id)
+        return envelope if envelope is not None and envelope.sender.lower() == address else None
 
     async def _sender_view(
         self, request: Request, envelope: EnvelopeRecord, *, signed_in: bool

@@ -70,13 +70,14 @@ class SSOPages(Pages):
         if not NEXT.fullmatch(next_path):
             next_path = "/"
         try:
-            url, state = await provider.start(next_path, time.time())
+            now = time.time()
+            url, state = await provider.start(next_path)
         except SSOError as error:
             return await self._failed(request, provider, error)
         response = RedirectResponse(url, status_code=303)
         response.set_cookie(
             STATE_COOKIE,
-            self.sso.states.seal(state),
+            self.sso.states.seal(state, now),
             max_age=600,
             path=_STATE_PATH,
             secure=self.deps.https,

@@ -9,6 +9,7 @@ the same code at the same moment cannot both accept it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -270,16 +271,10 @@ class Accounts:
         KDF and round count: an account moving to single sign-on); the key pair stays. The
         account's sessions end (the one that asked gets a new one)."""
         address = address.lower()
-        values: dict[str, object] = {
-            "kdf_salt": salt,
-            "login_verifier": login_verifier,
-            "encrypted_private_key": encrypted_private_key,
-        }
-        if kdf is not None:
-            values["kdf"], values["kdf_iterations"] = kdf
+        values = {"kdf_salt": salt, "login_verifier": login_verifier,
+                  "encrypted_private_key": encrypted_private_key}  # fmt: skip
         with self.store.transaction(f"changing the password of {address}", write=True) as conn:
-            conn.execute(update(accounts).where(accounts.c.address == address).values(values))
-            delete_account_sessions(conn, address)
+            _sealed_anew(conn, address, values, kdf)
             append_event(conn, event, address=address)
 
     def reset(
@@ -298,18 +293,11 @@ class Accounts:
         them any more), the account's sessions end; its second factors stay. The number
         of readers shredded."""
         address = address.lower()
-        values: dict[str, object] = {
-            "public_key": public_key,
-            "kdf_salt": salt,
-            "login_verifier": login_verifier,
-            "encrypted_private_key": encrypted_private_key,
-        }
-        if kdf is not None:
-            values["kdf"], values["kdf_iterations"] = kdf
+        values = {"public_key": public_key, "kdf_salt": salt, "login_verifier": login_verifier,
+                  "encrypted_private_key": encrypted_private_key}  # fmt: skip
         with self.store.transaction(f"resetting account {address}", write=True) as conn:
             shredded = _shred_wrapped_to(conn, address)
-            conn.execute(update(accounts).where(accounts.c.address == address).values(values))
-            delete_account_sessions(conn, address)
+            _sealed_anew(conn, address, values, kdf)
             append_event(conn, event, address=address, detail=f"readers={shredded}")
         return shredded
 
@@ -382,3 +370,14 @@ def _shred_wrapped_to(conn: Connection, address: str) -> int:
         readers.c.wrapped_key.is_not(None),
     )
     return conn.execute(update(readers).where(mine).values(wrapped_key=None)).rowcount
+
+
+def _sealed_anew(
+    conn: Connection, address: str, values: Mapping[str, object], kdf: tuple[str, int] | None
+) -> None:
+    """Within ``conn``'s transaction: the account's new key material (and with ``kdf`` its
+    KDF and round count); every session of the account ends."""
+    if kdf is not None:
+        values = {**values, "kdf": kdf[0], "kdf_iterations": kdf[1]}
+    conn.execute(update(accounts).where(accounts.c.address == address).values(values))
+    delete_account_sessions(conn, address)

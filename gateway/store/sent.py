@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, func, select, update
@@ -45,6 +45,17 @@ class RecipientStatus:
 
 
 @dataclass(frozen=True)
+class SentSummary:
+    """One of a sender's messages, as their list shows it."""
+
+    envelope_id: str
+    created_at: datetime
+    expires_at: datetime
+    live: bool
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class SentMessage:
     envelope: EnvelopeRecord
     recipients: tuple[RecipientStatus, ...]
@@ -54,22 +65,43 @@ class SentMessages:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def of_sender(
-        self, sender: str, *, limit: int = 50, before: datetime | None = None
-    ) -> list[EnvelopeRecord]:
-        """The sender's messages, newest first (without parts and readers)."""
+    def of_sender(self, sender: str, *, limit: int = 50) -> list[SentSummary]:
+        """The sender's newest messages, each with its recipients (the sender's own copy
+        left out): two queries, whatever the number of messages."""
+        sender = sender.lower()
         query = (
-            select(envelopes)
-            .where(func.lower(envelopes.c.sender) == sender.lower())
+            select(
+                envelopes.c.envelope_id,
+                envelopes.c.created_at,
+                envelopes.c.expires_at,
+                envelopes.c.state,
+            )  # fmt: skip
+            .where(func.lower(envelopes.c.sender) == sender)
             .order_by(envelopes.c.created_at.desc(), envelopes.c.envelope_id.desc())
             .limit(limit)
         )
-        if before is not None:
-            query = query.where(envelopes.c.created_at < before)
-        ids = []
         with self.store.transaction("listing sent messages", write=False) as conn:
-            ids = [row.envelope_id for row in conn.execute(query)]
-        return [e for e in (self.store.get(i) for i in ids) if e is not None]
+            rows = conn.execute(query).all()
+            recipients: dict[str, list[str]] = {row.envelope_id: [] for row in rows}
+            named = conn.execute(
+                select(readers.c.envelope_id, readers.c.address, readers.c.kind)
+                .where(readers.c.envelope_id.in_(list(recipients)))
+                .order_by(readers.c.envelope_id, readers.c.position)
+            )
+            for envelope_id, address, kind in named:
+                if not (kind == "account" and address.lower() == sender):
+                    recipients[envelope_id].append(address)
+        now = datetime.now(UTC)
+        return [
+            SentSummary(
+                row.envelope_id,
+                row.created_at,
+                row.expires_at,
+                row.state in LIVE_STATES and row.expires_at > now,
+                tuple(recipients[row.envelope_id]),
+            )  # fmt: skip
+            for row in rows
+        ]
 
     def message(self, envelope_id: str) -> SentMessage | None:
         """The message with every recipient's status; None if there is no such envelope."""
